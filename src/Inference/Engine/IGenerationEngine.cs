@@ -1,0 +1,37 @@
+namespace ActorQuery.Inference.Engine;
+
+/// <summary>
+/// A loaded model that advances many sequences, one <see cref="Step"/> at a time (schedule → one forward
+/// pass → update, as vLLM's loop). Not thread-safe: one owner (the ModelActor's pinned thread) calls it.
+/// Expected trouble is a result (<see cref="AdmitResult"/>); an out-of-memory that survives preemption is
+/// thrown (see <see cref="Memory.OutOfMemory.IsOutOfMemory"/>).
+/// </summary>
+public interface IGenerationEngine : IDisposable
+{
+    ModelDescription Model { get; }
+
+    /// <summary>Tokens the KV budget holds in all.</summary>
+    int KvCapacityTokens { get; }
+
+    /// <summary>Tokens not yet promised to admitted sequences (prompt + max new tokens each).</summary>
+    int KvFreeTokens { get; }
+
+    /// <summary>Sequences admitted and not yet finished or removed.</summary>
+    int ActiveSequences { get; }
+
+    bool HasPendingWork { get; }
+
+    EngineMemory MemoryUsage { get; }
+
+    /// <summary>Admits a sequence, or says why not. Throws <see cref="ArgumentException"/> for invalid input.</summary>
+    AdmitResult TryAdd(GenerationRequest request);
+
+    /// <summary>Ends a sequence early (cancelled, stop string matched) and frees its KV cache. False if unknown.</summary>
+    bool Remove(long sequenceId);
+
+    /// <summary>Runs one forward pass over the active sequences and returns their new tokens.</summary>
+    StepResult Step();
+
+    /// <summary>Drops what can be rebuilt (idle scratch buffers) and returns freed memory to the OS.</summary>
+    void ReleaseIdleMemory();
+}

@@ -1,0 +1,38 @@
+using System.Runtime.InteropServices;
+
+namespace ActorQuery.Inference.Memory;
+
+/// <summary>
+/// Recognises out-of-memory failures from libtorch (which TorchSharp surfaces as <see cref="ExternalException"/>
+/// with the C++ message) and from the managed runtime, on every device we serve.
+/// </summary>
+public static class OutOfMemory
+{
+    private static readonly string[] Markers =
+    {
+        "CUDA out of memory",
+        "out of memory",                          // CUDA "CUDA error: out of memory", HIP
+        "MPS backend out of memory",
+        "DefaultCPUAllocator: can't allocate memory",
+        "DefaultCPUAllocator: not enough memory",
+        "std::bad_alloc",
+    };
+
+    public static bool IsOutOfMemory(Exception? e)
+    {
+        for (var x = e; x is not null; x = x.InnerException)
+        {
+            if (x is OutOfMemoryException) return true;
+            if (x is KvBudgetExceededException) return true;
+            if (x is ExternalException or InvalidOperationException)
+            {
+                foreach (var m in Markers)
+                    if (x.Message.Contains(m, StringComparison.OrdinalIgnoreCase)) return true;
+            }
+        }
+        return false;
+    }
+}
+
+/// <summary>The engine's own budget refused an allocation: treated like a device out-of-memory.</summary>
+public sealed class KvBudgetExceededException(string message) : Exception(message);
