@@ -48,10 +48,17 @@ public sealed record QueryCancelled(string QueryId) : QueryEvent(QueryId);
 
 public enum WorkerState { Loading, Ready, Restarting, Failed, Stopped }
 
+/// <summary>What a worker (a ModelSupervisor and its ModelActor) reports to routers and the watchdog.</summary>
+/// <param name="Preemptions">Sequences the engine preempted to survive an out-of-memory (rung 1 of the ladder).</param>
+/// <param name="DegradeLevel">0: as configured; each level halves the KV budget and batch; the CPU fallback is one level too.</param>
+/// <param name="TensorBytes">Weights + KV caches the engine holds.</param>
+/// <param name="Device">Where the engine runs ("cpu", "cuda", "mps"), once loaded.</param>
 public sealed record WorkerStatus(
     string Worker, string Node, WorkerState State, string? Model,
     int Running, int Queued, int KvFreeTokens, int KvCapacityTokens,
-    int Restarts, int OomCount, DateTimeOffset? LastOom, bool Degraded, string? DegradedReason, string? Error);
+    int Restarts, int OomCount, DateTimeOffset? LastOom, bool Degraded, string? DegradedReason, string? Error,
+    int Preemptions = 0, int DegradeLevel = 0, long TensorBytes = 0, string? Device = null, int MaxBatch = 0,
+    int Crashes = 0, int LoadAttempts = 0);
 
 public sealed record CacheStats(int Entries, long Bytes, long Hits, long Misses);
 
@@ -60,9 +67,64 @@ public sealed record MemoryStatus(
     long LimitBytes, double CleanupMark, double PauseMark,
     long Cleanups, long Pauses, bool Paused, DateTimeOffset At);
 
+/// <param name="Counters">Totals since start: admitted, completed, cancelled, refused, timedOut, failed, retried, cacheHits.</param>
 public sealed record RouterStatus(
     string Node, bool Paused, bool ShuttingDown, int InFlight, int Queued, int MaxInFlight, int MaxQueue,
-    IReadOnlyList<WorkerStatus> Workers, CacheStats Cache, MemoryStatus? Memory)
+    IReadOnlyList<WorkerStatus> Workers, CacheStats Cache, MemoryStatus? Memory,
+    RouterCounters? Counters = null, string? PauseReason = null)
 {
     public bool AnyWorkerReady => Workers.Any(w => w.State == WorkerState.Ready);
 }
+
+/// <summary>Totals since the router started.</summary>
+public sealed record RouterCounters(
+    long Admitted, long Completed, long Cancelled, long Refused, long TimedOut, long Failed, long Retried, long CacheHits);
+
+// ---- Commands to the QueryRouter -------------------------------------------------------------------------
+
+/// <summary>Runs a query; its events (tokens, then exactly one terminal event) go to <paramref name="ReplyTo"/>.</summary>
+public sealed record SubmitQuery(QueryRequest Request, Akka.Actor.IActorRef ReplyTo);
+
+/// <summary>The client is gone or gave up: the router answers <see cref="QueryCancelled"/> (if it was still live) and frees the slot.</summary>
+public sealed record CancelQuery(string QueryId);
+
+/// <summary>Asks the router for a <see cref="RouterStatus"/>.</summary>
+public sealed record GetStatus
+{
+    public static readonly GetStatus Instance = new();
+    private GetStatus() { }
+}
+
+/// <summary>From the watchdog: stop admitting (new queries get <see cref="RefusalReason.MemoryPressure"/>).</summary>
+public sealed record PauseAdmission(string Reason);
+
+/// <summary>From the watchdog: memory is back under the cleanup mark; admit again.</summary>
+public sealed record ResumeAdmission
+{
+    public static readonly ResumeAdmission Instance = new();
+    private ResumeAdmission() { }
+}
+
+/// <summary>
+/// Graceful shutdown: refuse new queries with <see cref="RefusalReason.ShuttingDown"/>, let admitted ones finish,
+/// and answer <see cref="Drained"/> to the sender once nothing is in flight or queued. Queries still live when
+/// the caller gives up can be ended with <see cref="AbortAll"/>.
+/// </summary>
+public sealed record StartDraining
+{
+    public static readonly StartDraining Instance = new();
+    private StartDraining() { }
+}
+
+/// <summary>The router has nothing in flight or queued any more.</summary>
+public sealed record Drained
+{
+    public static readonly Drained Instance = new();
+    private Drained() { }
+}
+
+/// <summary>Ends every live query with <see cref="QueryFailed"/> (reason given) and cancels its work; used at the end of a shutdown.</summary>
+public sealed record AbortAll(string Reason);
+
+/// <summary>Tells a router about a worker (a ModelSupervisor, local or remote); the router subscribes to its status.</summary>
+public sealed record RegisterWorker(Akka.Actor.IActorRef Worker);

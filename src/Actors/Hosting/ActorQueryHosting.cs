@@ -1,0 +1,74 @@
+using Akka.Actor;
+using Akka.Configuration;
+using Akka.Hosting;
+using ActorQuery.Actors.Memory;
+using ActorQuery.Actors.Routing;
+using ActorQuery.Actors.Workers;
+
+namespace ActorQuery.Actors.Hosting;
+
+/// <summary>
+/// Akka.Hosting registration of a node's actors. <c>AddActorQueryNode</c> wires everything (router, workers,
+/// watchdog, cache inside the router); the single <c>AddXxx</c> are for hosts that want a part only (a
+/// gateway-only node has a router and no workers). Top-level actors land in the <see cref="ActorRegistry"/>
+/// under their class (<c>registry.Get&lt;QueryRouter&gt;()</c>, <c>IRequiredActor&lt;QueryRouter&gt;</c>).
+/// </summary>
+public static class ActorQueryHosting
+{
+    /// <summary>hocon/actors.hocon, embedded in this assembly (the pinned model dispatcher).</summary>
+    public static Config DefaultHocon { get; } = LoadEmbeddedHocon();
+
+    /// <summary>
+    /// Router, <see cref="WorkerOptions.Count"/> workers (each loading through <paramref name="engines"/>, with
+    /// <see cref="ActorQueryNodeOptions.Faults"/> applied when set), and the watchdog (when enabled).
+    /// </summary>
+    public static AkkaConfigurationBuilder AddActorQueryNode(this AkkaConfigurationBuilder builder,
+        ActorQueryNodeOptions options, IEngineFactory engines, IMemoryReader? memory = null)
+    {
+        options.Faults.Validate();
+        builder.AddHocon(DefaultHocon, HoconAddMode.Append);
+        builder.AddQueryRouter(options.Node, options.Router, options.Cache);
+        if (options.Watchdog.Enabled) builder.AddMemoryWatchdog(options.Watchdog, memory ?? new ProcessMemoryReader());
+        // One fault schedule (and its counters) per worker, so that "first N loads fail" holds for each.
+        builder.AddModelWorkers(options.Node, options.Workers, _ => FaultInjectingEngineFactory.Wrap(engines, options.Faults));
+        return builder;
+    }
+
+    public static AkkaConfigurationBuilder AddQueryRouter(this AkkaConfigurationBuilder builder,
+        string node, RouterOptions router, CacheOptions cache) =>
+        builder.WithActors((system, registry) =>
+            registry.Register<QueryRouter>(system.ActorOf(QueryRouter.Props(node, router, cache), "query-router")));
+
+    /// <summary>The watchdog pauses the registered router; add the router first.</summary>
+    public static AkkaConfigurationBuilder AddMemoryWatchdog(this AkkaConfigurationBuilder builder,
+        WatchdogOptions options, IMemoryReader memory) =>
+        builder.WithActors((system, registry) =>
+            registry.Register<MemoryWatchdog>(system.ActorOf(
+                MemoryWatchdog.Props(options, memory, registry.Get<QueryRouter>()), "memory-watchdog")));
+
+    /// <summary>Workers named <c>worker-1..n</c>, announced to the router and the watchdog when those are registered.</summary>
+    public static AkkaConfigurationBuilder AddModelWorkers(this AkkaConfigurationBuilder builder,
+        string node, WorkerOptions options, Func<int, IEngineFactory> engines)
+    {
+        options.Validate();
+        builder.AddHocon(DefaultHocon, HoconAddMode.Append);
+        return builder.WithActors((system, registry) =>
+        {
+            for (int i = 1; i <= options.Count; i++)
+            {
+                var name = $"worker-{i}";
+                var worker = system.ActorOf(ModelSupervisor.Props(name, node, engines(i), options), name);
+                if (registry.TryGet<QueryRouter>(out var router)) router.Tell(new RegisterWorker(worker));
+                if (registry.TryGet<MemoryWatchdog>(out var watchdog)) watchdog.Tell(new RegisterWorker(worker));
+            }
+        });
+    }
+
+    private static Config LoadEmbeddedHocon()
+    {
+        using var stream = typeof(ActorQueryHosting).Assembly.GetManifestResourceStream("ActorQuery.Actors.actors.hocon")
+                           ?? throw new InvalidOperationException("hocon/actors.hocon is not embedded in ActorQuery.Actors");
+        using var reader = new StreamReader(stream);
+        return ConfigurationFactory.ParseString(reader.ReadToEnd());
+    }
+}

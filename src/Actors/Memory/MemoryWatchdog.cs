@@ -1,0 +1,129 @@
+using Akka.Actor;
+using Akka.Event;
+using ActorQuery.Inference.Memory;
+
+namespace ActorQuery.Actors.Memory;
+
+/// <summary>One reading of the process's memory.</summary>
+/// <param name="DeviceBytes">Memory in use on the accelerator, where the device can tell (CUDA, MPS); null on CPU.</param>
+/// <param name="DeviceLimitBytes">The accelerator's capacity, where known.</param>
+public sealed record MemoryReading(long ResidentBytes, long ManagedBytes, long? DeviceBytes = null, long? DeviceLimitBytes = null);
+
+/// <summary>Where the watchdog's numbers come from; tests drive it with their own.</summary>
+public interface IMemoryReader
+{
+    MemoryReading Read();
+
+    /// <summary>Memory of the machine or container, the base of the default limit.</summary>
+    long MachineBytes { get; }
+}
+
+/// <summary>The process as the OS sees it: VmRSS, the managed heap, the machine's (or cgroup's) memory.</summary>
+public sealed class ProcessMemoryReader(Func<(long Used, long Total)?>? device = null) : IMemoryReader
+{
+    public MemoryReading Read()
+    {
+        var d = device?.Invoke();
+        return new MemoryReading(NativeMemory.ResidentBytes(), GC.GetTotalMemory(false), d?.Used, d?.Total);
+    }
+
+    public long MachineBytes => NativeMemory.TotalAvailableBytes();
+}
+
+/// <summary>
+/// One per node. Every <see cref="WatchdogOptions.Interval"/> reads memory; above the cleanup mark it asks the
+/// workers to clean up, above the pause mark it pauses the router's admission until usage is back under the
+/// cleanup mark (hysteresis, so that admission does not flap). Publishes every reading as a
+/// <see cref="MemoryStatus"/> on the EventStream (the router keeps the latest for its status).
+/// </summary>
+public sealed class MemoryWatchdog : ReceiveActor, IWithTimers
+{
+    private sealed record Tick
+    {
+        public static readonly Tick Instance = new();
+    }
+
+    private readonly WatchdogOptions _options;
+    private readonly IMemoryReader _reader;
+    private readonly IActorRef _router;
+    private readonly long _limit;
+    private readonly Dictionary<IActorRef, long> _workers = new(); // worker → its engine's tensor bytes
+    private readonly ILoggingAdapter _log = Context.GetLogger();
+    private bool _paused;
+    private long _cleanups, _pauses;
+    private MemoryStatus? _last;
+
+    public ITimerScheduler Timers { get; set; } = null!;
+
+    public MemoryWatchdog(WatchdogOptions options, IMemoryReader reader, IActorRef router)
+    {
+        options.Validate();
+        _options = options;
+        _reader = reader;
+        _router = router;
+        _limit = options.LimitBytes ?? (long)(reader.MachineBytes * options.LimitFraction);
+
+        Receive<Tick>(_ => Check());
+        Receive<RegisterWorker>(m =>
+        {
+            if (_workers.TryAdd(m.Worker, 0))
+            {
+                Context.Watch(m.Worker);
+                m.Worker.Tell(new SubscribeWorkerStatus(Self));
+            }
+        });
+        Receive<WorkerStatus>(s => { if (_workers.ContainsKey(Sender)) _workers[Sender] = s.TensorBytes; });
+        Receive<Terminated>(t => _workers.Remove(t.ActorRef));
+        Receive<GetMemoryStatus>(_ => Sender.Tell(_last ?? Check()));
+    }
+
+    public static Props Props(WatchdogOptions options, IMemoryReader reader, IActorRef router) =>
+        Akka.Actor.Props.Create(() => new MemoryWatchdog(options, reader, router));
+
+    protected override void PreStart()
+    {
+        Timers.StartPeriodicTimer("tick", Tick.Instance, _options.Interval);
+        Self.Tell(Tick.Instance);
+    }
+
+    private MemoryStatus Check()
+    {
+        var r = _reader.Read();
+        double ratio = (double)r.ResidentBytes / _limit;
+        if (r.DeviceBytes is { } used && r.DeviceLimitBytes is > 0 and var total)
+            ratio = Math.Max(ratio, used / (total * _options.LimitFraction));
+
+        if (ratio >= _options.CleanupMark)
+        {
+            _cleanups++;
+            foreach (var w in _workers.Keys) w.Tell(CleanupMemory.Instance);
+        }
+        if (ratio >= _options.PauseMark && !_paused)
+        {
+            _paused = true;
+            _pauses++;
+            var why = $"memory at {ratio:P0} of the {_limit / (1024 * 1024)} MiB limit (pause mark {_options.PauseMark:P0})";
+            _log.Warning("pausing admission: {0}", why);
+            _router.Tell(new PauseAdmission(why));
+        }
+        else if (_paused && ratio < _options.CleanupMark)
+        {
+            _paused = false;
+            _log.Info("resuming admission: memory at {0:P0} of the limit, under the cleanup mark {1:P0}", ratio, _options.CleanupMark);
+            _router.Tell(ResumeAdmission.Instance);
+        }
+
+        var status = new MemoryStatus(r.ResidentBytes, r.ManagedBytes, _workers.Values.Sum(), r.DeviceBytes,
+            _limit, _options.CleanupMark, _options.PauseMark, _cleanups, _pauses, _paused, DateTimeOffset.UtcNow);
+        _last = status;
+        Context.System.EventStream.Publish(status);
+        return status;
+    }
+}
+
+/// <summary>Asks the watchdog for its latest <see cref="MemoryStatus"/>.</summary>
+public sealed record GetMemoryStatus
+{
+    public static readonly GetMemoryStatus Instance = new();
+    private GetMemoryStatus() { }
+}

@@ -1,0 +1,120 @@
+using ActorQuery.Inference.Engine;
+
+namespace ActorQuery.Actors;
+
+// Plain records with defaults, bound by the Host from the configuration section "ActorQuery"
+// (ActorQuery:Router:MaxInFlight, ACTORQUERY__WORKERS__MAXBATCH, ACTORQUERY__FAULTS__OOMEVERYNTHSTEP, ...).
+
+/// <summary>Everything <see cref="Hosting.ActorQueryHosting.AddActorQueryNode"/> needs to wire one node.</summary>
+public sealed record ActorQueryNodeOptions
+{
+    /// <summary>Name of this node in statuses (defaults to the machine name).</summary>
+    public string Node { get; init; } = Environment.MachineName;
+    public RouterOptions Router { get; init; } = new();
+    public WorkerOptions Workers { get; init; } = new();
+    public WatchdogOptions Watchdog { get; init; } = new();
+    public CacheOptions Cache { get; init; } = new();
+    public FaultOptions Faults { get; init; } = new();
+}
+
+/// <summary>Admission limits of the QueryRouter.</summary>
+public sealed record RouterOptions
+{
+    /// <summary>Queries dispatched to workers at once.</summary>
+    public int MaxInFlight { get; init; } = 16;
+    /// <summary>Queries waiting in the router beyond <see cref="MaxInFlight"/>; more are refused QueueFull.</summary>
+    public int MaxQueue { get; init; } = 64;
+    /// <summary>Deadline of a query that names none.</summary>
+    public TimeSpan DefaultTimeout { get; init; } = TimeSpan.FromSeconds(120);
+    /// <summary>Retry-After of a QueueFull refusal.</summary>
+    public TimeSpan QueueFullRetryAfter { get; init; } = TimeSpan.FromSeconds(1);
+    /// <summary>Retry-After of a MemoryPressure refusal (the watchdog ticks every 5 s by default).</summary>
+    public TimeSpan MemoryPressureRetryAfter { get; init; } = TimeSpan.FromSeconds(5);
+    /// <summary>Retry-After of a NoModelReady refusal.</summary>
+    public TimeSpan NoModelRetryAfter { get; init; } = TimeSpan.FromSeconds(10);
+    /// <summary>How often a query may be dispatched in all (1 + retries); retries happen only before the first token.</summary>
+    public int MaxAttempts { get; init; } = 2;
+
+    public void Validate()
+    {
+        if (MaxInFlight < 1) throw new ArgumentException("must be >= 1", nameof(MaxInFlight));
+        if (MaxQueue < 0) throw new ArgumentException("must be >= 0", nameof(MaxQueue));
+        if (DefaultTimeout <= TimeSpan.Zero) throw new ArgumentException("must be > 0", nameof(DefaultTimeout));
+        if (MaxAttempts < 1) throw new ArgumentException("must be >= 1", nameof(MaxAttempts));
+    }
+}
+
+/// <summary>The workers of a node (ModelSupervisor + ModelActor each) and their out-of-memory ladder.</summary>
+public sealed record WorkerOptions
+{
+    /// <summary>Workers (model copies) on this node.</summary>
+    public int Count { get; init; } = 1;
+    /// <summary>Most sequences one engine runs at once (before degradation).</summary>
+    public int MaxBatch { get; init; } = 8;
+    /// <summary>Dispatcher of the ModelActors: one dedicated thread each (declared in hocon/actors.hocon).</summary>
+    public string Dispatcher { get; init; } = "actorquery.model-dispatcher";
+    /// <summary>First restart delay after a failure; doubles per consecutive failure up to <see cref="BackoffMax"/>.</summary>
+    public TimeSpan BackoffMin { get; init; } = TimeSpan.FromMilliseconds(500);
+    public TimeSpan BackoffMax { get; init; } = TimeSpan.FromSeconds(30);
+    /// <summary>Random extra delay, as a fraction of the delay (0.2 = up to +20%), so that workers do not reload in lockstep.</summary>
+    public double BackoffJitter { get; init; } = 0.2;
+    /// <summary>A worker that stayed up this long starts its backoff from <see cref="BackoffMin"/> again.</summary>
+    public TimeSpan BackoffResetAfter { get; init; } = TimeSpan.FromSeconds(60);
+    /// <summary>This many out-of-memory failures within <see cref="OomWindow"/> degrade the worker one level.</summary>
+    public int DegradeAfterOoms { get; init; } = 3;
+    public TimeSpan OomWindow { get; init; } = TimeSpan.FromSeconds(60);
+    /// <summary>Levels of "half the KV budget and batch" before giving up on shrinking (then CPU if allowed).</summary>
+    public int MaxDegradeLevels { get; init; } = 3;
+    /// <summary>After the last shrinking level, load on the CPU (for a GPU model). Off by default.</summary>
+    public bool CpuFallback { get; init; }
+    /// <summary>Loads that fail with out-of-memory before the worker is marked Failed (each one degrades first).</summary>
+    public int MaxLoadAttempts { get; init; } = 4;
+
+    public void Validate()
+    {
+        if (Count < 1) throw new ArgumentException("must be >= 1", nameof(Count));
+        if (MaxBatch < 1) throw new ArgumentException("must be >= 1", nameof(MaxBatch));
+        if (BackoffMin < TimeSpan.Zero || BackoffMax < BackoffMin) throw new ArgumentException("must satisfy 0 <= BackoffMin <= BackoffMax", nameof(BackoffMax));
+        if (BackoffJitter is < 0 or > 1) throw new ArgumentException("must be in [0, 1]", nameof(BackoffJitter));
+        if (DegradeAfterOoms < 1) throw new ArgumentException("must be >= 1", nameof(DegradeAfterOoms));
+        if (MaxLoadAttempts < 1) throw new ArgumentException("must be >= 1", nameof(MaxLoadAttempts));
+        if (MaxDegradeLevels < 0) throw new ArgumentException("must be >= 0", nameof(MaxDegradeLevels));
+    }
+}
+
+/// <summary>The MemoryWatchdog's limit and marks.</summary>
+public sealed record WatchdogOptions
+{
+    public bool Enabled { get; init; } = true;
+    public TimeSpan Interval { get; init; } = TimeSpan.FromSeconds(5);
+    /// <summary>Memory limit of the node in bytes; null: <see cref="LimitFraction"/> of the machine's (or container's) memory.</summary>
+    public long? LimitBytes { get; init; }
+    public double LimitFraction { get; init; } = 0.7;
+    /// <summary>Above this fraction of the limit the workers are asked to clean up.</summary>
+    public double CleanupMark { get; init; } = 0.5;
+    /// <summary>Above this fraction of the limit the router stops admitting until usage is back under <see cref="CleanupMark"/>.</summary>
+    public double PauseMark { get; init; } = 0.7;
+
+    public void Validate()
+    {
+        if (Interval <= TimeSpan.Zero) throw new ArgumentException("must be > 0", nameof(Interval));
+        if (LimitBytes is <= 0) throw new ArgumentException("must be > 0", nameof(LimitBytes));
+        if (LimitFraction is <= 0 or > 1) throw new ArgumentException("must be in (0, 1]", nameof(LimitFraction));
+        if (CleanupMark is <= 0 or > 1) throw new ArgumentException("must be in (0, 1]", nameof(CleanupMark));
+        if (PauseMark < CleanupMark || PauseMark > 1) throw new ArgumentException("must be in [CleanupMark, 1]", nameof(PauseMark));
+    }
+}
+
+/// <summary>The QueryCache of finished deterministic answers.</summary>
+public sealed record CacheOptions
+{
+    public bool Enabled { get; init; } = true;
+    public int MaxEntries { get; init; } = 1024;
+    public long MaxBytes { get; init; } = 64L * 1024 * 1024;
+
+    public void Validate()
+    {
+        if (MaxEntries < 0) throw new ArgumentException("must be >= 0", nameof(MaxEntries));
+        if (MaxBytes < 0) throw new ArgumentException("must be >= 0", nameof(MaxBytes));
+    }
+}

@@ -1,0 +1,404 @@
+using System.Text;
+using Akka.Actor;
+using Akka.Event;
+using ActorQuery.Inference.Engine;
+
+namespace ActorQuery.Actors.Routing;
+
+/// <summary>
+/// One per node: admits queries (bounded in flight and queued, memory-aware by KV need, deadlines), answers
+/// deterministic repeats from the <see cref="QueryCache"/>, routes the rest to the least-loaded ready worker,
+/// retries once when a worker fails before the first token, and passes every event on to the query's
+/// reply-to. It is the single place that decides a query's end, which is how each query gets exactly one
+/// terminal event: a worker's late events for a ticket that already ended are dropped here.
+/// </summary>
+public sealed class QueryRouter : ReceiveActor, IWithTimers
+{
+    private sealed record DeadlineReached(string QueryId);
+
+    private sealed class Live(QueryRequest request, IActorRef client, TimeSpan timeout, string? cacheKey)
+    {
+        public QueryRequest Request { get; } = request;
+        public IActorRef Client { get; } = client;
+        public TimeSpan Timeout { get; } = timeout;
+        public string? CacheKey { get; } = cacheKey;
+        public int KvNeed => Request.PromptTokenIds.Count + Request.Sampling.MaxNewTokens;
+        public int Attempts { get; set; }
+        public int TokensSent { get; set; }
+        public long? Ticket { get; set; }
+        public IActorRef? Worker { get; set; }
+        public IActorRef? PreviousWorker { get; set; }
+        // What a deterministic answer looked like, to cache it when it completes.
+        public StringBuilder? Text { get; } = cacheKey is null ? null : new StringBuilder();
+        public List<int>? Ids { get; } = cacheKey is null ? null : new List<int>();
+        public List<TokenLogprob>? Logprobs { get; set; }
+    }
+
+    private sealed class WorkerEntry
+    {
+        public WorkerStatus? Status { get; set; }
+        public int Assigned { get; set; }
+        public int ReservedSinceReport { get; set; }
+        public bool IsReady => Status?.State == WorkerState.Ready;
+        public bool MayBecomeReady => Status is null || Status.State is WorkerState.Ready or WorkerState.Loading or WorkerState.Restarting;
+        public int Load => Math.Max(Assigned, (Status?.Running ?? 0) + (Status?.Queued ?? 0));
+        public int KvFree => Status is { KvCapacityTokens: > 0 } s ? s.KvFreeTokens - ReservedSinceReport : int.MaxValue;
+    }
+
+    private readonly string _node;
+    private readonly RouterOptions _options;
+    private readonly QueryCache _cache;
+    private readonly ILoggingAdapter _log = Context.GetLogger();
+    private readonly Dictionary<string, Live> _live = new();
+    private readonly Dictionary<long, Live> _byTicket = new();
+    private readonly LinkedList<Live> _queue = new();
+    private readonly Dictionary<IActorRef, WorkerEntry> _workers = new();
+    private long _nextTicket;
+    private bool _paused, _draining;
+    private string? _pauseReason;
+    private readonly List<IActorRef> _drainWaiters = new();
+    private MemoryStatus? _memory;
+    private long _admitted, _completed, _cancelled, _refused, _timedOut, _failed, _retried, _cacheHits;
+
+    public ITimerScheduler Timers { get; set; } = null!;
+
+    public QueryRouter(string node, RouterOptions options, CacheOptions cache)
+    {
+        options.Validate();
+        cache.Validate();
+        _node = node;
+        _options = options;
+        _cache = new QueryCache(cache);
+
+        Receive<SubmitQuery>(Submit);
+        Receive<CancelQuery>(m =>
+        {
+            if (!_live.TryGetValue(m.QueryId, out var q)) return;
+            CancelWork(q);
+            _cancelled++;
+            Finish(q, new QueryCancelled(q.Request.QueryId));
+        });
+        Receive<DeadlineReached>(OnDeadline);
+        Receive<QueryProgress>(OnProgress);
+        Receive<QueryReturned>(OnReturned);
+        Receive<RegisterWorker>(m =>
+        {
+            if (_workers.ContainsKey(m.Worker)) return;
+            _workers[m.Worker] = new WorkerEntry();
+            Context.Watch(m.Worker);
+            m.Worker.Tell(new SubscribeWorkerStatus(Self));
+        });
+        Receive<WorkerStatus>(OnWorkerStatus);
+        Receive<Terminated>(t => OnWorkerGone(t.ActorRef));
+        Receive<PauseAdmission>(m =>
+        {
+            if (!_paused) _log.Warning("admission paused: {0}", m.Reason);
+            _paused = true;
+            _pauseReason = m.Reason;
+        });
+        Receive<ResumeAdmission>(_ =>
+        {
+            if (_paused) _log.Info("admission resumed");
+            _paused = false;
+            _pauseReason = null;
+            Dispatch();
+        });
+        Receive<MemoryStatus>(m => _memory = m);
+        Receive<GetStatus>(_ => Sender.Tell(Status()));
+        Receive<StartDraining>(_ =>
+        {
+            _draining = true;
+            _drainWaiters.Add(Sender);
+            _log.Info("draining: refusing new queries, {0} still live", _live.Count);
+            CheckDrained();
+        });
+        Receive<AbortAll>(m =>
+        {
+            foreach (var q in _live.Values.ToList())
+            {
+                CancelWork(q);
+                _failed++;
+                Finish(q, new QueryFailed(q.Request.QueryId, m.Reason));
+            }
+        });
+    }
+
+    public static Props Props(string node, RouterOptions options, CacheOptions cache) =>
+        Akka.Actor.Props.Create(() => new QueryRouter(node, options, cache));
+
+    protected override void PreStart() => Context.System.EventStream.Subscribe(Self, typeof(MemoryStatus));
+
+    protected override void PostStop()
+    {
+        Context.System.EventStream.Unsubscribe(Self);
+        // Exactly one terminal event even when the router itself goes away.
+        foreach (var q in _live.Values)
+        {
+            if (q.Ticket is { } t) q.Worker?.Tell(new CancelRun(t));
+            q.Client.Tell(new QueryFailed(q.Request.QueryId, "the node's query router stopped"));
+        }
+        _live.Clear();
+    }
+
+    private int InFlight => _byTicket.Count;
+
+    private void Submit(SubmitQuery m)
+    {
+        var r = m.Request;
+        var client = m.ReplyTo;
+        if (_draining) { Refuse(r, client, RefusalReason.ShuttingDown, "the node is shutting down", _options.NoModelRetryAfter); return; }
+        if (Invalid(r) is { } why) { Refuse(r, client, RefusalReason.InvalidRequest, why, null); return; }
+
+        var key = QueryCache.KeyOf(r);
+        if (key is not null && _cache.TryGet(key, out var hit))
+        {
+            _cacheHits++;
+            client.Tell(new TokensGenerated(r.QueryId, hit.Text, hit.TokenIds, hit.Logprobs));
+            client.Tell(new QueryCompleted(r.QueryId, hit.FinishReason, hit.PromptTokens, hit.CompletionTokens, Cached: true, hit.Worker));
+            return;
+        }
+        if (_paused)
+        {
+            Refuse(r, client, RefusalReason.MemoryPressure, $"memory pressure: {_pauseReason}", _options.MemoryPressureRetryAfter);
+            return;
+        }
+        int need = r.PromptTokenIds.Count + r.Sampling.MaxNewTokens;
+        int largest = _workers.Values.Where(w => w.MayBecomeReady).Select(w => w.Status?.KvCapacityTokens ?? 0).DefaultIfEmpty(0).Max();
+        if (largest > 0 && need > largest)
+        {
+            Refuse(r, client, RefusalReason.TooLarge,
+                $"needs {need} KV-cache tokens (prompt {r.PromptTokenIds.Count} + max_new_tokens {r.Sampling.MaxNewTokens}); the largest worker holds {largest}", null);
+            return;
+        }
+        if (!_workers.Values.Any(w => w.MayBecomeReady))
+        {
+            Refuse(r, client, RefusalReason.NoModelReady, NoModelMessage(), _options.NoModelRetryAfter);
+            return;
+        }
+
+        var timeout = r.Timeout ?? _options.DefaultTimeout;
+        var q = new Live(r, client, timeout, key);
+        if (_queue.Count == 0 && InFlight < _options.MaxInFlight && PickWorker(q) is { } worker)
+        {
+            Admit(q);
+            Send(q, worker);
+        }
+        else if (_queue.Count < _options.MaxQueue)
+        {
+            Admit(q);
+            _queue.AddLast(q);
+        }
+        else
+        {
+            Refuse(r, client, RefusalReason.QueueFull,
+                $"{InFlight} queries in flight and {_queue.Count} waiting (limits {_options.MaxInFlight} and {_options.MaxQueue})",
+                _options.QueueFullRetryAfter);
+        }
+    }
+
+    private string? Invalid(QueryRequest r)
+    {
+        if (string.IsNullOrWhiteSpace(r.QueryId)) return "query_id: must not be empty";
+        if (_live.ContainsKey(r.QueryId)) return $"query_id: '{r.QueryId}' is already running";
+        if (r.PromptTokenIds is null || r.PromptTokenIds.Count == 0) return "prompt: must not be empty";
+        if (r.Timeout is { } t && t <= TimeSpan.Zero) return "timeout: must be > 0";
+        try { r.Sampling.Validate(); }
+        catch (ArgumentException e)
+        {
+            var message = e.ParamName is null ? e.Message : e.Message.Replace($" (Parameter '{e.ParamName}')", "");
+            return $"{e.ParamName}: {message}";
+        }
+        return null;
+    }
+
+    private void Admit(Live q)
+    {
+        _admitted++;
+        _live[q.Request.QueryId] = q;
+        Timers.StartSingleTimer(DeadlineKey(q), new DeadlineReached(q.Request.QueryId), q.Timeout);
+    }
+
+    private void Refuse(QueryRequest r, IActorRef client, RefusalReason reason, string message, TimeSpan? retryAfter)
+    {
+        _refused++;
+        client.Tell(new QueryRefused(r.QueryId, reason, message, retryAfter));
+    }
+
+    /// <summary>Least-loaded ready worker whose reported free KV holds the query; another than the one that just failed it, if possible.</summary>
+    private IActorRef? PickWorker(Live q)
+    {
+        var candidates = _workers.Where(w => w.Value.IsReady && w.Value.KvFree >= q.KvNeed).ToList();
+        if (candidates.Count == 0) return null;
+        var preferred = candidates.Where(w => !w.Key.Equals(q.PreviousWorker)).ToList();
+        if (preferred.Count > 0) candidates = preferred;
+        return candidates
+            .OrderBy(w => w.Value.Load)
+            .ThenByDescending(w => w.Value.KvFree)
+            .ThenBy(w => w.Key.Path.ToString(), StringComparer.Ordinal)
+            .First().Key;
+    }
+
+    private void Send(Live q, IActorRef worker)
+    {
+        var ticket = ++_nextTicket;
+        q.Ticket = ticket;
+        q.Worker = worker;
+        q.Attempts++;
+        _byTicket[ticket] = q;
+        var entry = _workers[worker];
+        entry.Assigned++;
+        entry.ReservedSinceReport += q.KvNeed;
+        worker.Tell(new RunQuery(ticket, q.Request));
+    }
+
+    /// <summary>Sends queued queries to workers while the limits allow, in arrival order.</summary>
+    private void Dispatch()
+    {
+        while (!_paused && _queue.First is { } node && InFlight < _options.MaxInFlight)
+        {
+            var worker = PickWorker(node.Value);
+            if (worker is null) break;
+            _queue.RemoveFirst();
+            Send(node.Value, worker);
+        }
+        CheckDrained();
+    }
+
+    private void OnProgress(QueryProgress m)
+    {
+        if (!_byTicket.TryGetValue(m.Ticket, out var q)) return; // a late event of an attempt that already ended
+        var e = m.Event;
+        if (e is TokensGenerated t)
+        {
+            q.TokensSent += t.TokenIds.Count;
+            q.Text?.Append(t.Text);
+            q.Ids?.AddRange(t.TokenIds);
+            if (q.CacheKey is not null && t.Logprobs is { } lp) (q.Logprobs ??= new()).AddRange(lp);
+            q.Client.Tell(t);
+            return;
+        }
+        if (!e.IsTerminal) { q.Client.Tell(e); return; }
+        switch (e)
+        {
+            case QueryCompleted c:
+                _completed++;
+                if (q.CacheKey is not null)
+                    _cache.Put(q.CacheKey, new CachedAnswer(q.Text!.ToString(), q.Ids!.ToArray(), q.Logprobs?.ToArray(),
+                        c.FinishReason, c.PromptTokens, c.CompletionTokens, c.Worker));
+                break;
+            case QueryRefused: _refused++; break;
+            case QueryCancelled: _cancelled++; break;
+            case QueryTimedOut: _timedOut++; break;
+            default: _failed++; break;
+        }
+        Finish(q, e);
+    }
+
+    private void OnReturned(QueryReturned m)
+    {
+        if (!_byTicket.TryGetValue(m.Ticket, out var q)) return;
+        Unassign(q);
+        if (q.TokensSent == 0 && m.TokensSent == 0 && q.Attempts < _options.MaxAttempts)
+        {
+            _retried++;
+            _log.Info("query {0}: retrying after its worker gave it back ({1})", q.Request.QueryId, m.Reason);
+            _queue.AddFirst(q);
+            Dispatch();
+            return;
+        }
+        _failed++;
+        var why = q.TokensSent > 0 || m.TokensSent > 0
+            ? $"{m.Reason}; tokens were already streamed, so it was not retried"
+            : $"{m.Reason}; already retried {q.Attempts - 1} time(s)";
+        Finish(q, new QueryFailed(q.Request.QueryId, why));
+    }
+
+    private void OnDeadline(DeadlineReached m)
+    {
+        if (!_live.TryGetValue(m.QueryId, out var q)) return;
+        CancelWork(q);
+        if (q.Ticket is null && !_workers.Values.Any(w => w.IsReady))
+        {
+            _refused++;
+            Finish(q, new QueryRefused(q.Request.QueryId, RefusalReason.NoModelReady,
+                $"no model became ready within the deadline of {q.Timeout.TotalSeconds:0.###}s", _options.NoModelRetryAfter));
+            return;
+        }
+        _timedOut++;
+        Finish(q, new QueryTimedOut(q.Request.QueryId, q.Timeout));
+    }
+
+    private void OnWorkerStatus(WorkerStatus s)
+    {
+        if (!_workers.TryGetValue(Sender, out var entry)) return;
+        entry.Status = s;
+        entry.ReservedSinceReport = 0;
+        if (!_workers.Values.Any(w => w.MayBecomeReady)) RefuseWaiting();
+        Dispatch();
+    }
+
+    private void OnWorkerGone(IActorRef worker)
+    {
+        if (!_workers.Remove(worker)) return;
+        foreach (var q in _byTicket.Values.Where(q => worker.Equals(q.Worker)).ToList())
+            OnReturned(new QueryReturned(q.Ticket!.Value, "its worker stopped", 0));
+        if (!_workers.Values.Any(w => w.MayBecomeReady)) RefuseWaiting();
+    }
+
+    /// <summary>No worker can ever take the waiting queries (all failed): tell their clients now rather than at the deadline.</summary>
+    private void RefuseWaiting()
+    {
+        foreach (var q in _queue.ToList())
+        {
+            _refused++;
+            Finish(q, new QueryRefused(q.Request.QueryId, RefusalReason.NoModelReady, NoModelMessage(), _options.NoModelRetryAfter));
+        }
+    }
+
+    private string NoModelMessage()
+    {
+        var failed = _workers.Values.Select(w => w.Status).Where(s => s?.Error is not null).Select(s => $"{s!.Worker}: {s.Error}").ToList();
+        return failed.Count == 0 ? "no model is loaded on this node" : "no model is ready: " + string.Join("; ", failed);
+    }
+
+    private void CancelWork(Live q)
+    {
+        if (q.Ticket is { } t) q.Worker?.Tell(new CancelRun(t));
+    }
+
+    private void Unassign(Live q)
+    {
+        if (q.Ticket is { } t) _byTicket.Remove(t);
+        if (q.Worker is { } w && _workers.TryGetValue(w, out var entry)) entry.Assigned = Math.Max(0, entry.Assigned - 1);
+        q.PreviousWorker = q.Worker;
+        q.Ticket = null;
+        q.Worker = null;
+    }
+
+    /// <summary>The one place a query ends.</summary>
+    private void Finish(Live q, QueryEvent terminal)
+    {
+        if (!_live.Remove(q.Request.QueryId)) return;
+        Unassign(q);
+        _queue.Remove(q);
+        Timers.Cancel(DeadlineKey(q));
+        q.Client.Tell(terminal);
+        Dispatch();
+    }
+
+    private void CheckDrained()
+    {
+        if (!_draining || _live.Count > 0 || _drainWaiters.Count == 0) return;
+        foreach (var w in _drainWaiters) w.Tell(Drained.Instance);
+        _drainWaiters.Clear();
+    }
+
+    private static string DeadlineKey(Live q) => "deadline:" + q.Request.QueryId;
+
+    private RouterStatus Status() => new(
+        _node, _paused, _draining, InFlight, _queue.Count, _options.MaxInFlight, _options.MaxQueue,
+        _workers.Values.Select(w => w.Status).OfType<WorkerStatus>().OrderBy(s => s.Worker, StringComparer.Ordinal).ToList(),
+        _cache.Stats, _memory,
+        new RouterCounters(_admitted, _completed, _cancelled, _refused, _timedOut, _failed, _retried, _cacheHits),
+        _pauseReason);
+}

@@ -1,0 +1,39 @@
+using Akka.Actor;
+
+namespace ActorQuery.Actors;
+
+// Between the QueryRouter and the workers (ModelSupervisor → ModelActor), and from the MemoryWatchdog.
+// A router gives each dispatch of a query a ticket that is unique per router; the worker tags everything it
+// sends back with it, so that a late message from an earlier attempt can never reach the client twice.
+
+/// <summary>Run this query; send its events back to the sender as <see cref="QueryProgress"/>.</summary>
+public sealed record RunQuery(long Ticket, QueryRequest Request);
+
+/// <summary>Stop working on a ticket (cancelled, timed out): the sequence is removed at the next step boundary. No reply.</summary>
+public sealed record CancelRun(long Ticket);
+
+/// <summary>An event of a dispatched query, for the router to pass on.</summary>
+public sealed record QueryProgress(long Ticket, QueryEvent Event);
+
+/// <summary>
+/// The worker gives a query back without a terminal event (its model failed, is restarting or could not load).
+/// <paramref name="TokensSent"/> tells the router whether a retry is still allowed (only before the first token).
+/// </summary>
+public sealed record QueryReturned(long Ticket, string Reason, int TokensSent);
+
+/// <summary>From the watchdog: drop what can be rebuilt, collect garbage, return freed memory to the OS.</summary>
+public sealed record CleanupMemory
+{
+    public static readonly CleanupMemory Instance = new();
+    private CleanupMemory() { }
+}
+
+/// <summary>Send me your <see cref="WorkerStatus"/> now and whenever it changes (until I terminate).</summary>
+public sealed record SubscribeWorkerStatus(IActorRef Subscriber);
+
+/// <summary>Replies with the worker's current <see cref="WorkerStatus"/>.</summary>
+public sealed record GetWorkerStatus
+{
+    public static readonly GetWorkerStatus Instance = new();
+    private GetWorkerStatus() { }
+}

@@ -1,0 +1,320 @@
+using Akka.Actor;
+using Akka.Event;
+using ActorQuery.Inference.Engine;
+using ActorQuery.Inference.Memory;
+using ActorQuery.Inference.Tokenization;
+
+namespace ActorQuery.Actors.Workers;
+
+/// <summary>
+/// Owns one engine (weights, KV caches, device memory) on its own pinned thread. Loads it when its
+/// <see cref="ModelSupervisor"/> says so, then runs generation as one <see cref="RunStep"/> self-message per
+/// engine step, so that new queries, cancels and cleanup requests interleave with compute. An exception from a
+/// step (out-of-memory that the engine's own preemption could not absorb, or a crash) fails the actor; its
+/// supervisor restarts it, and <see cref="PreRestart"/> hands every query back to its router first.
+/// </summary>
+public sealed class ModelActor : ReceiveActor, IWithTimers
+{
+    // ---- Between the ModelActor and its ModelSupervisor ----
+    internal sealed record Started
+    {
+        public static readonly Started Instance = new();
+    }
+
+    internal sealed record LoadEngine(EngineLoadSettings Settings, TimeSpan Delay);
+
+    internal sealed record Loaded(ModelDescription Model, int KvCapacityTokens, EngineLoadSettings Settings);
+
+    internal sealed record LoadFailed(string Reason, bool OutOfMemory);
+
+    internal sealed record LoadReport(int Running, int Queued, int KvFreeTokens, int KvCapacityTokens, long TensorBytes, int NewPreemptions);
+
+    /// <summary>The worker failed for good: hand everything back and stop.</summary>
+    internal sealed record Retire
+    {
+        public static readonly Retire Instance = new();
+    }
+
+    // ---- Self messages ----
+    private sealed record RunStep
+    {
+        public static readonly RunStep Instance = new();
+    }
+
+    private sealed record LoadNow(EngineLoadSettings Settings);
+
+    private sealed class Job(long ticket, IActorRef router, QueryRequest request)
+    {
+        public long Ticket { get; } = ticket;
+        public IActorRef Router { get; } = router;
+        public QueryRequest Request { get; } = request;
+        public int KvNeed => Request.PromptTokenIds.Count + Request.Sampling.MaxNewTokens;
+        public long SequenceId { get; set; } = -1;
+        public int Tokens { get; set; }
+        public IStreamingDetokenizer? Detokenizer { get; set; }
+        public StopStringMatcher Stops { get; } = new(request.StopStrings);
+    }
+
+    private readonly string _worker;
+    private readonly IEngineFactory _factory;
+    private readonly ITokenizer? _tokenizer;
+    private readonly ILoggingAdapter _log = Context.GetLogger();
+    private readonly LinkedList<Job> _waiting = new();
+    private readonly Dictionary<long, Job> _running = new();   // by sequence id
+    private IGenerationEngine? _engine;
+    private EngineLoadSettings? _settings;
+    private long _nextSequenceId;
+    private bool _stepScheduled;
+    private int _newPreemptions;
+    private LoadReport? _lastReport;
+
+    public ITimerScheduler Timers { get; set; } = null!;
+
+    public ModelActor(string worker, IEngineFactory factory)
+    {
+        _worker = worker;
+        _factory = factory;
+        _tokenizer = factory.Tokenizer;
+        Loading();
+    }
+
+    /// <summary>Run it on a pinned dispatcher (<see cref="WorkerOptions.Dispatcher"/>): TorchSharp's dispose scopes are per thread.</summary>
+    public static Props Props(string worker, IEngineFactory factory, string dispatcher) =>
+        Akka.Actor.Props.Create(() => new ModelActor(worker, factory)).WithDispatcher(dispatcher);
+
+    protected override void PreStart() => Context.Parent.Tell(Started.Instance);
+
+    private void Loading()
+    {
+        Receive<LoadEngine>(m =>
+        {
+            if (m.Delay > TimeSpan.Zero) Timers.StartSingleTimer("load", new LoadNow(m.Settings), m.Delay);
+            else Self.Tell(new LoadNow(m.Settings));
+        });
+        Receive<LoadNow>(m => Load(m.Settings));
+        Receive<RunQuery>(m => _waiting.AddLast(new Job(m.Ticket, Sender, m.Request)));
+        Receive<CancelRun>(m => RemoveWaiting(m.Ticket));
+        Receive<CleanupMemory>(_ => NativeMemory.CollectAndTrim());
+        Receive<RunStep>(_ => _stepScheduled = false); // a step scheduled by the previous incarnation
+        Receive<Retire>(_ => RetireNow());
+    }
+
+    private void Ready()
+    {
+        Receive<RunQuery>(m =>
+        {
+            _waiting.AddLast(new Job(m.Ticket, Sender, m.Request));
+            Admit();
+            Report();
+            ScheduleStep();
+        });
+        Receive<RunStep>(_ => Step());
+        Receive<CancelRun>(m =>
+        {
+            if (!RemoveWaiting(m.Ticket))
+            {
+                var job = _running.Values.FirstOrDefault(j => j.Ticket == m.Ticket);
+                if (job is not null)
+                {
+                    _engine!.Remove(job.SequenceId);
+                    _running.Remove(job.SequenceId);
+                }
+            }
+            Admit();
+            Report();
+            ScheduleStep();
+        });
+        Receive<CleanupMemory>(_ =>
+        {
+            _engine!.ReleaseIdleMemory();
+            Report();
+        });
+        Receive<Retire>(_ => RetireNow());
+    }
+
+    private void Load(EngineLoadSettings settings)
+    {
+        _log.Info("{0}: loading model ({1})", _worker, settings.Describe());
+        try
+        {
+            _engine = _factory.Load(settings);
+        }
+        catch (Exception e)
+        {
+            _engine = null;
+            NativeMemory.CollectAndTrim();
+            bool oom = OutOfMemory.IsOutOfMemory(e);
+            _log.Error(e, "{0}: model failed to load{1}", _worker, oom ? " (out of memory)" : "");
+            Context.Parent.Tell(new LoadFailed($"{e.GetType().Name}: {e.Message}", oom));
+            return;
+        }
+        _settings = settings;
+        Context.Parent.Tell(new Loaded(_engine.Model, _engine.KvCapacityTokens, settings));
+        Become(Ready);
+        Admit();
+        Report();
+        ScheduleStep();
+    }
+
+    private void Step()
+    {
+        _stepScheduled = false;
+        var engine = _engine!;
+        if (!engine.HasPendingWork)
+        {
+            Report();
+            return;
+        }
+        // An exception here (OOM the engine could not absorb by preemption, or a crash) fails this actor:
+        // the supervisor decides, PreRestart hands the queries back.
+        var result = engine.Step();
+        if (result.Preempted > 0)
+        {
+            _newPreemptions += result.Preempted;
+            _log.Warning("{0}: out of memory in a step; the engine preempted {1} sequence(s) and will recompute them", _worker, result.Preempted);
+        }
+        foreach (var update in result.Updates)
+            if (_running.TryGetValue(update.SequenceId, out var job)) Deliver(job, update);
+        Admit();
+        Report();
+        ScheduleStep();
+    }
+
+    private void Deliver(Job job, SequenceUpdate update)
+    {
+        job.Tokens++;
+        var text = job.Detokenizer?.Push(update.TokenId) ?? "";
+        var visible = job.Stops.Push(text);
+        var logprobs = update.Logprob is null ? null : new[] { update.Logprob };
+        FinishReason? finish = null;
+        if (job.Stops.Matched)
+        {
+            if (update.Finished is null) _engine!.Remove(job.SequenceId);
+            finish = FinishReason.Stop;
+        }
+        else if (update.Finished is { } f)
+        {
+            var tail = job.Detokenizer?.Flush() ?? "";
+            visible += job.Stops.Push(tail);
+            if (job.Stops.Matched) f = FinishReason.Stop;
+            else visible += job.Stops.Flush();
+            finish = f;
+        }
+        var id = job.Request.QueryId;
+        job.Router.Tell(new QueryProgress(job.Ticket, new TokensGenerated(id, visible, new[] { update.TokenId }, logprobs)));
+        if (finish is { } reason)
+        {
+            _running.Remove(job.SequenceId);
+            job.Router.Tell(new QueryProgress(job.Ticket,
+                new QueryCompleted(id, reason, job.Request.PromptTokenIds.Count, job.Tokens, Cached: false, _worker)));
+        }
+    }
+
+    /// <summary>Moves waiting jobs into the engine while the batch and the KV budget allow, in arrival order.</summary>
+    private void Admit()
+    {
+        var engine = _engine!;
+        while (_waiting.First is { } node && _running.Count < _settings!.MaxBatch)
+        {
+            var job = node.Value;
+            AdmitResult result;
+            long sequenceId = _nextSequenceId++;
+            try
+            {
+                job.Request.Sampling.Validate();
+                result = engine.TryAdd(new GenerationRequest(sequenceId, job.Request.PromptTokenIds, job.Request.Sampling));
+            }
+            catch (ArgumentException e)
+            {
+                _waiting.RemoveFirst();
+                Reply(job, new QueryRefused(job.Request.QueryId, RefusalReason.InvalidRequest, e.Message, null));
+                continue;
+            }
+            if (result.Outcome == AdmitOutcome.NoRoomNow) break;
+            _waiting.RemoveFirst();
+            if (result.Outcome == AdmitOutcome.TooLarge)
+            {
+                Reply(job, new QueryRefused(job.Request.QueryId, RefusalReason.TooLarge,
+                    result.Reason ?? $"needs {result.TokensNeeded} KV tokens; the model holds {engine.KvCapacityTokens}", null));
+                continue;
+            }
+            job.SequenceId = sequenceId;
+            job.Detokenizer = _tokenizer?.CreateStreamingDetokenizer(job.Request.SkipSpecialTokens);
+            _running[sequenceId] = job;
+        }
+    }
+
+    private static void Reply(Job job, QueryEvent e) => job.Router.Tell(new QueryProgress(job.Ticket, e));
+
+    private void ScheduleStep()
+    {
+        if (_stepScheduled || _engine is not { HasPendingWork: true }) return;
+        _stepScheduled = true;
+        Self.Tell(RunStep.Instance);
+    }
+
+    private bool RemoveWaiting(long ticket)
+    {
+        for (var n = _waiting.First; n is not null; n = n.Next)
+            if (n.Value.Ticket == ticket) { _waiting.Remove(n); return true; }
+        return false;
+    }
+
+    private void Report()
+    {
+        int kvFree = 0, kvCap = 0;
+        long tensors = 0;
+        if (_engine is { } e)
+        {
+            kvCap = e.KvCapacityTokens;
+            kvFree = Math.Max(0, e.KvFreeTokens - _waiting.Sum(j => j.KvNeed));
+            tensors = e.MemoryUsage.TotalBytes;
+        }
+        var report = new LoadReport(_running.Count, _waiting.Count, kvFree, kvCap, tensors, _newPreemptions);
+        if (_lastReport is { } last && last with { TensorBytes = tensors } == report && _newPreemptions == 0) return;
+        _lastReport = report;
+        _newPreemptions = 0;
+        Context.Parent.Tell(report);
+    }
+
+    /// <summary>Gives every query back to its router (it decides: retry elsewhere, or fail with the reason).</summary>
+    private void ReturnAll(string reason)
+    {
+        foreach (var job in _running.Values.Concat(_waiting))
+            job.Router.Tell(new QueryReturned(job.Ticket, reason, job.Tokens));
+        _running.Clear();
+        _waiting.Clear();
+    }
+
+    private void DisposeEngine()
+    {
+        var engine = _engine;
+        _engine = null;
+        if (engine is null) return;
+        try { engine.Dispose(); }
+        catch (Exception e) { _log.Warning("{0}: disposing the engine failed: {1}", _worker, e.Message); }
+    }
+
+    private void RetireNow()
+    {
+        ReturnAll($"worker {_worker} failed");
+        Context.Stop(Self);
+    }
+
+    protected override void PreRestart(Exception reason, object message)
+    {
+        bool oom = OutOfMemory.IsOutOfMemory(reason);
+        ReturnAll(oom ? $"model ran out of memory ({reason.Message}); worker {_worker} is restarting"
+                      : $"model failed ({reason.GetType().Name}: {reason.Message}); worker {_worker} is restarting");
+        // Restart with cleanup: every tensor and KV cache goes with the engine, then GC and malloc_trim.
+        DisposeEngine();
+        NativeMemory.CollectAndTrim();
+        base.PreRestart(reason, message);
+    }
+
+    protected override void PostStop()
+    {
+        ReturnAll($"worker {_worker} stopped");
+        DisposeEngine();
+    }
+}

@@ -1,0 +1,178 @@
+using Akka.Actor;
+using Akka.Event;
+using ActorQuery.Inference.Memory;
+
+namespace ActorQuery.Actors.Workers;
+
+/// <summary>
+/// The worker as routers see it: a stable address in front of one <see cref="ModelActor"/>, which it restarts
+/// on failure with the out-of-memory ladder's rungs 2–4:
+/// <list type="number">
+/// <item>(rung 1, preemption, is inside the engine; the ModelActor counts it)</item>
+/// <item>a step that fails restarts the ModelActor with cleanup (engine disposed, GC, malloc_trim, reload),
+///   after an exponential backoff with jitter; messages that arrive meanwhile wait in its mailbox;</item>
+/// <item><see cref="WorkerOptions.DegradeAfterOoms"/> out-of-memory failures within <see cref="WorkerOptions.OomWindow"/>
+///   reload with half the KV budget and batch (then, where allowed, on the CPU) instead of looping;</item>
+/// <item>a model that cannot load stops: the worker is Failed, queries are given back, no crash loop.</item>
+/// </list>
+/// Publishes its <see cref="WorkerStatus"/> to subscribers (routers, the watchdog) whenever it changes.
+/// </summary>
+public sealed class ModelSupervisor : ReceiveActor
+{
+    private readonly string _worker;
+    private readonly string _node;
+    private readonly WorkerOptions _options;
+    private readonly RestartPolicy _policy;
+    private readonly ILoggingAdapter _log = Context.GetLogger();
+    private readonly HashSet<IActorRef> _subscribers = new();
+    private readonly IActorRef _model;
+
+    private WorkerState _state = WorkerState.Loading;
+    private int _restarts, _ooms, _crashes, _preemptions, _failedLoads;
+    private DateTimeOffset? _lastOom, _readyAt;
+    private string? _error, _modelName, _device;
+    private ModelActor.LoadReport _load = new(0, 0, 0, 0, 0, 0);
+    private WorkerStatus? _published;
+
+    public ModelSupervisor(string worker, string node, IEngineFactory factory, WorkerOptions options, Func<double>? random = null)
+    {
+        _worker = worker;
+        _node = node;
+        _options = options;
+        _policy = new RestartPolicy(options, factory.CanFallBackToCpu, random ?? Random.Shared.NextDouble);
+        _model = Context.ActorOf(ModelActor.Props(worker, factory, options.Dispatcher), "model");
+        Context.Watch(_model);
+
+        Receive<ModelActor.Started>(_ =>
+        {
+            var delay = _policy.NextDelay();
+            if (_restarts > 0) _log.Info("{0}: reloading in {1:0} ms ({2})", _worker, delay.TotalMilliseconds, _policy.Settings.Describe());
+            Sender.Tell(new ModelActor.LoadEngine(_policy.Settings, delay));
+        });
+        Receive<ModelActor.Loaded>(m =>
+        {
+            _state = WorkerState.Ready;
+            _readyAt = DateTimeOffset.UtcNow;
+            _failedLoads = 0;
+            _error = null;
+            _modelName = m.Model.Name;
+            _device = m.Settings.ForceCpu ? "cpu" : m.Model.Device;
+            _load = new ModelActor.LoadReport(0, 0, m.KvCapacityTokens, m.KvCapacityTokens, 0, 0);
+            _log.Info("{0}: model {1} ready on {2} ({3})", _worker, m.Model.Name, _device, m.Settings.Describe());
+            Publish();
+        });
+        Receive<ModelActor.LoadFailed>(m => OnLoadFailed(m));
+        Receive<ModelActor.LoadReport>(m =>
+        {
+            if (m.NewPreemptions > 0) _preemptions += m.NewPreemptions;
+            _load = m;
+            if (_readyAt is { } t && DateTimeOffset.UtcNow - t > _options.BackoffResetAfter) _policy.ResetBackoff();
+            Publish();
+        });
+
+        Receive<RunQuery>(m =>
+        {
+            if (_state is WorkerState.Failed or WorkerState.Stopped)
+                Sender.Tell(new QueryReturned(m.Ticket, $"worker {_worker} failed: {_error}", 0));
+            else _model.Forward(m);
+        });
+        Receive<CancelRun>(m => { if (_state is not (WorkerState.Failed or WorkerState.Stopped)) _model.Forward(m); });
+        Receive<CleanupMemory>(m => { if (_state is not (WorkerState.Failed or WorkerState.Stopped)) _model.Forward(m); });
+        Receive<SubscribeWorkerStatus>(m =>
+        {
+            if (_subscribers.Add(m.Subscriber)) Context.Watch(m.Subscriber);
+            m.Subscriber.Tell(Status());
+        });
+        Receive<GetWorkerStatus>(_ => Sender.Tell(Status()));
+        Receive<Terminated>(t =>
+        {
+            if (t.ActorRef.Equals(_model))
+            {
+                if (_state != WorkerState.Failed) { _state = WorkerState.Stopped; _error ??= "model actor stopped"; }
+                Publish();
+            }
+            else _subscribers.Remove(t.ActorRef);
+        });
+    }
+
+    public static Props Props(string worker, string node, IEngineFactory factory, WorkerOptions options, Func<double>? random = null) =>
+        Akka.Actor.Props.Create(() => new ModelSupervisor(worker, node, factory, options, random));
+
+    protected override SupervisorStrategy SupervisorStrategy() =>
+        new OneForOneStrategy(maxNrOfRetries: -1, withinTimeRange: Timeout.InfiniteTimeSpan, localOnlyDecider: OnModelFailure);
+
+    /// <summary>Runs in this actor's context (Akka calls the decider while handling the child's failure).</summary>
+    private Directive OnModelFailure(Exception e)
+    {
+        if (e is ActorInitializationException)
+        {
+            Fail($"model actor could not start: {e.InnerException?.Message ?? e.Message}");
+            return Directive.Stop;
+        }
+        var now = DateTimeOffset.UtcNow;
+        bool oom = OutOfMemory.IsOutOfMemory(e);
+        _restarts++;
+        if (oom) { _ooms++; _lastOom = now; } else _crashes++;
+        if (_readyAt is { } t && now - t > _options.BackoffResetAfter) _policy.ResetBackoff();
+        bool degraded = _policy.RecordFailure(oom, now);
+        if (oom) _log.Warning("{0}: out of memory in a step ({1}); restarting with cleanup (restart {2}, OOM {3})", _worker, e.Message, _restarts, _ooms);
+        else _log.Error(e, "{0}: model failed; restarting with cleanup (restart {1})", _worker, _restarts);
+        if (degraded) _log.Warning("{0}: {1}", _worker, _policy.DegradedReason);
+        _state = WorkerState.Restarting;
+        _readyAt = null;
+        _load = _load with { Running = 0, Queued = 0, KvFreeTokens = 0, TensorBytes = 0 };
+        Publish();
+        return Directive.Restart;
+    }
+
+    private void OnLoadFailed(ModelActor.LoadFailed m)
+    {
+        _failedLoads++;
+        if (!m.OutOfMemory)
+        {
+            Fail($"model failed to load: {m.Reason}");
+            return;
+        }
+        _ooms++;
+        _lastOom = DateTimeOffset.UtcNow;
+        if (_failedLoads >= _options.MaxLoadAttempts)
+        {
+            Fail($"model ran out of memory on {_failedLoads} load attempts ({m.Reason})");
+            return;
+        }
+        _policy.RecordFailure(outOfMemory: false, DateTimeOffset.UtcNow); // backoff only; the load OOM degrades below
+        if (_policy.Degrade("out of memory while loading")) _log.Warning("{0}: {1}", _worker, _policy.DegradedReason);
+        else _log.Warning("{0}: out of memory while loading at the smallest setting; trying again", _worker);
+        _state = WorkerState.Restarting;
+        var delay = _policy.NextDelay();
+        Sender.Tell(new ModelActor.LoadEngine(_policy.Settings, delay));
+        Publish();
+    }
+
+    private void Fail(string error)
+    {
+        _state = WorkerState.Failed;
+        _error = error;
+        _log.Error("{0}: {1}; the worker is out of service (node not ready unless another worker is)", _worker, error);
+        _model.Tell(ModelActor.Retire.Instance);
+        Publish();
+    }
+
+    private WorkerStatus Status()
+    {
+        var s = _policy.Settings;
+        return new WorkerStatus(_worker, _node, _state, _modelName,
+            _load.Running, _load.Queued, _load.KvFreeTokens, _load.KvCapacityTokens,
+            _restarts, _ooms, _lastOom, _policy.DegradeLevel > 0, _policy.DegradedReason, _error,
+            Preemptions: _preemptions, DegradeLevel: _policy.DegradeLevel, TensorBytes: _load.TensorBytes,
+            Device: _device, MaxBatch: s.MaxBatch, Crashes: _crashes, LoadAttempts: _failedLoads);
+    }
+
+    private void Publish()
+    {
+        var status = Status();
+        if (status == _published) return;
+        _published = status;
+        foreach (var s in _subscribers) s.Tell(status);
+    }
+}
