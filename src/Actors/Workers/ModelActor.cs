@@ -145,7 +145,7 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
             NativeMemory.CollectAndTrim();
             bool oom = OutOfMemory.IsOutOfMemory(e);
             _log.Error(e, "{0}: model failed to load{1}", _worker, oom ? " (out of memory)" : "");
-            Context.Parent.Tell(new LoadFailed($"{e.GetType().Name}: {e.Message}", oom));
+            Context.Parent.Tell(new LoadFailed($"{e.GetType().Name}: {FirstLine(e)}", oom));
             return;
         }
         _settings = settings;
@@ -304,12 +304,20 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
     protected override void PreRestart(Exception reason, object message)
     {
         bool oom = OutOfMemory.IsOutOfMemory(reason);
-        ReturnAll(oom ? $"model ran out of memory ({reason.Message}); worker {_worker} is restarting"
-                      : $"model failed ({reason.GetType().Name}: {reason.Message}); worker {_worker} is restarting");
+        ReturnAll(oom ? $"model ran out of memory ({FirstLine(reason)}); worker {_worker} is restarting"
+                      : $"model failed ({reason.GetType().Name}: {FirstLine(reason)}); worker {_worker} is restarting");
         // Restart with cleanup: every tensor and KV cache goes with the engine, then GC and malloc_trim.
         DisposeEngine();
         NativeMemory.CollectAndTrim();
         base.PreRestart(reason, message);
+    }
+
+    /// <summary>libtorch's messages carry a C++ stack trace after the first line; clients and statuses get the first line.</summary>
+    internal static string FirstLine(Exception e)
+    {
+        var m = e.Message;
+        int nl = m.IndexOf('\n');
+        return (nl < 0 ? m : m[..nl]).Trim();
     }
 
     protected override void PostStop()

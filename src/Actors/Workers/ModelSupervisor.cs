@@ -115,7 +115,7 @@ public sealed class ModelSupervisor : ReceiveActor
         if (oom) { _ooms++; _lastOom = now; } else _crashes++;
         if (_readyAt is { } t && now - t > _options.BackoffResetAfter) _policy.ResetBackoff();
         bool degraded = _policy.RecordFailure(oom, now);
-        if (oom) _log.Warning("{0}: out of memory in a step ({1}); restarting with cleanup (restart {2}, OOM {3})", _worker, e.Message, _restarts, _ooms);
+        if (oom) _log.Warning("{0}: out of memory in a step ({1}); restarting with cleanup (restart {2}, OOM {3})", _worker, ModelActor.FirstLine(e), _restarts, _ooms);
         else _log.Error(e, "{0}: model failed; restarting with cleanup (restart {1})", _worker, _restarts);
         if (degraded) _log.Warning("{0}: {1}", _worker, _policy.DegradedReason);
         _state = WorkerState.Restarting;
