@@ -22,6 +22,9 @@ public abstract class ActorSpec(string? extraHocon, ITestOutputHelper output)
         Sampling = SamplingParams.Greedy(maxNewTokens),
     };
 
+    protected static RouterStatus RouterStatusOf(Akka.Actor.IActorRef router) =>
+        Akka.Actor.Futures.Ask<RouterStatus>(router, GetStatus.Instance, TimeSpan.FromSeconds(5)).GetAwaiter().GetResult();
+
     protected static WorkerOptions FastWorkers(int maxBatch = 8) => new()
     {
         MaxBatch = maxBatch,

@@ -1,0 +1,293 @@
+using Akka.Actor;
+using Akka.TestKit;
+using ActorQuery.Actors.Routing;
+using ActorQuery.Inference.Engine;
+using Xunit.Abstractions;
+using ActorQuery.Actors.Tests.Support;
+
+namespace ActorQuery.Actors.Tests;
+
+/// <summary>The router against TestProbe workers (they report whatever load a spec needs), in virtual time.</summary>
+public sealed class QueryRouterSpecs(ITestOutputHelper output) : ActorSpec(VirtualTime, output)
+{
+    private TestScheduler Clock => (TestScheduler)Sys.Scheduler;
+
+    private IActorRef StartRouter(RouterOptions? options = null, CacheOptions? cache = null) =>
+        Sys.ActorOf(QueryRouter.Props("node-a", options ?? new RouterOptions(), cache ?? new CacheOptions()));
+
+    private static WorkerStatus Status(string name, WorkerState state = WorkerState.Ready, int running = 0, int queued = 0,
+        int free = 1000, int capacity = 1000) =>
+        new(name, "node-a", state, "fake-model", running, queued, free, capacity, 0, 0, null, false, null, null);
+
+    private TestProbe AddWorker(IActorRef router, WorkerStatus status)
+    {
+        var worker = CreateTestProbe();
+        router.Tell(new RegisterWorker(worker.Ref));
+        worker.ExpectMsg<SubscribeWorkerStatus>();
+        router.Tell(status, worker.Ref);
+        return worker;
+    }
+
+    private static QueryProgress Token(long ticket, string id, int token) => new(ticket, new TokensGenerated(id, "x", new[] { token }));
+
+    private static QueryProgress Done(long ticket, string id, int tokens = 1) =>
+        new(ticket, new QueryCompleted(id, FinishReason.Length, 3, tokens, false, "w"));
+
+    [Fact]
+    public void Should_refuse_with_retry_after_when_in_flight_and_queue_are_full()
+    {
+        var router = StartRouter(new RouterOptions { MaxInFlight = 1, MaxQueue = 1, QueueFullRetryAfter = TimeSpan.FromSeconds(3) });
+        var worker = AddWorker(router, Status("w1"));
+        var client = CreateTestProbe();
+
+        router.Tell(new SubmitQuery(Greedy("a"), client.Ref));
+        router.Tell(new SubmitQuery(Greedy("b"), client.Ref));
+        router.Tell(new SubmitQuery(Greedy("c"), client.Ref));
+
+        var refused = client.ExpectMsg<QueryRefused>();
+        Assert.Equal(("c", RefusalReason.QueueFull, TimeSpan.FromSeconds(3)), (refused.QueryId, refused.Reason, refused.RetryAfter));
+        Assert.Equal("a", worker.ExpectMsg<RunQuery>().Request.QueryId);
+        worker.ExpectNoMsg(TimeSpan.FromMilliseconds(50)); // b waits in the queue
+        var status = RouterStatusOf(router);
+        Assert.Equal((1, 1), (status.InFlight, status.Queued));
+    }
+
+    [Fact]
+    public void Should_time_out_a_query_at_its_deadline_cancel_its_work_and_drop_late_tokens()
+    {
+        var router = StartRouter();
+        var worker = AddWorker(router, Status("w1"));
+        var client = CreateTestProbe();
+
+        router.Tell(new SubmitQuery(Greedy("a") with { Timeout = TimeSpan.FromSeconds(2) }, client.Ref));
+        var run = worker.ExpectMsg<RunQuery>();
+        router.Tell(Token(run.Ticket, "a", 42), worker.Ref);
+        client.ExpectMsg<TokensGenerated>();
+
+        Clock.Advance(TimeSpan.FromMilliseconds(1999));
+        client.ExpectNoMsg(TimeSpan.FromMilliseconds(50));
+        Clock.Advance(TimeSpan.FromMilliseconds(1));
+
+        Assert.Equal(TimeSpan.FromSeconds(2), client.ExpectMsg<QueryTimedOut>().Deadline);
+        Assert.Equal(run.Ticket, worker.ExpectMsg<CancelRun>().Ticket);
+        router.Tell(Token(run.Ticket, "a", 43), worker.Ref);
+        router.Tell(Done(run.Ticket, "a"), worker.Ref);
+        client.ExpectNoMsg(TimeSpan.FromMilliseconds(100)); // exactly one terminal event
+    }
+
+    [Fact]
+    public void Should_time_out_a_query_still_waiting_in_the_queue()
+    {
+        var router = StartRouter(new RouterOptions { MaxInFlight = 1, DefaultTimeout = TimeSpan.FromSeconds(5) });
+        var worker = AddWorker(router, Status("w1"));
+        var client = CreateTestProbe();
+        router.Tell(new SubmitQuery(Greedy("a"), client.Ref));
+        router.Tell(new SubmitQuery(Greedy("b"), client.Ref));
+        worker.ExpectMsg<RunQuery>();
+
+        Clock.Advance(TimeSpan.FromSeconds(5));
+
+        var ended = new[] { client.ExpectMsg<QueryTimedOut>(), client.ExpectMsg<QueryTimedOut>() };
+        Assert.Equal(new[] { "a", "b" }, ended.Select(e => e.QueryId).Order());
+        Assert.Single(worker.ReceiveWhile(TimeSpan.FromMilliseconds(100), m => m as CancelRun)); // b never ran
+    }
+
+    [Fact]
+    public void Should_free_the_slot_when_a_query_is_cancelled()
+    {
+        var router = StartRouter(new RouterOptions { MaxInFlight = 1, MaxQueue = 1 });
+        var worker = AddWorker(router, Status("w1"));
+        var client = CreateTestProbe();
+        router.Tell(new SubmitQuery(Greedy("a"), client.Ref));
+        router.Tell(new SubmitQuery(Greedy("b"), client.Ref));
+        var runA = worker.ExpectMsg<RunQuery>();
+
+        router.Tell(new CancelQuery("a"));
+
+        Assert.Equal("a", client.ExpectMsg<QueryCancelled>().QueryId);
+        Assert.Equal(runA.Ticket, worker.ExpectMsg<CancelRun>().Ticket);
+        Assert.Equal("b", worker.ExpectMsg<RunQuery>().Request.QueryId); // the freed slot goes to the queue
+        router.Tell(Done(runA.Ticket, "a"), worker.Ref);
+        client.ExpectNoMsg(TimeSpan.FromMilliseconds(50));
+    }
+
+    [Fact]
+    public void Should_route_to_the_least_loaded_ready_worker()
+    {
+        var router = StartRouter();
+        var busy = AddWorker(router, Status("w1", running: 3, queued: 2));
+        var idle = AddWorker(router, Status("w2", running: 1));
+        var loading = AddWorker(router, Status("w3", WorkerState.Loading, free: 0, capacity: 0));
+        var client = CreateTestProbe();
+
+        router.Tell(new SubmitQuery(Greedy("a"), client.Ref));
+        Assert.Equal("a", idle.ExpectMsg<RunQuery>().Request.QueryId);
+        busy.ExpectNoMsg(TimeSpan.FromMilliseconds(50));
+        loading.ExpectNoMsg(TimeSpan.FromMilliseconds(1));
+    }
+
+    [Fact]
+    public void Should_hold_a_query_until_its_kv_need_fits_what_a_worker_reports_free_and_refuse_one_that_never_fits()
+    {
+        var router = StartRouter();
+        var worker = AddWorker(router, Status("w1", running: 2, free: 50, capacity: 200));
+        var client = CreateTestProbe();
+
+        router.Tell(new SubmitQuery(Greedy("big", 300), client.Ref));
+        var tooLarge = client.ExpectMsg<QueryRefused>();
+        Assert.Equal(RefusalReason.TooLarge, tooLarge.Reason);
+        Assert.Contains("needs 303 KV-cache tokens", tooLarge.Message);
+
+        router.Tell(new SubmitQuery(Greedy("fits-later", 77), client.Ref)); // needs 80 > 50 free
+        worker.ExpectNoMsg(TimeSpan.FromMilliseconds(50));
+        router.Tell(Status("w1", running: 1, free: 120, capacity: 200), worker.Ref);
+        Assert.Equal("fits-later", worker.ExpectMsg<RunQuery>().Request.QueryId);
+    }
+
+    [Fact]
+    public void Should_refuse_with_memory_pressure_while_paused_and_admit_again_after_resume()
+    {
+        var router = StartRouter(new RouterOptions { MemoryPressureRetryAfter = TimeSpan.FromSeconds(7) });
+        var worker = AddWorker(router, Status("w1"));
+        var client = CreateTestProbe();
+
+        router.Tell(new PauseAdmission("memory at 75% of the limit"));
+        router.Tell(new SubmitQuery(Greedy("a"), client.Ref));
+        var refused = client.ExpectMsg<QueryRefused>();
+        Assert.Equal((RefusalReason.MemoryPressure, TimeSpan.FromSeconds(7)), (refused.Reason, refused.RetryAfter));
+        Assert.Contains("75%", refused.Message);
+        Assert.True(RouterStatusOf(router).Paused);
+
+        router.Tell(ResumeAdmission.Instance);
+        router.Tell(new SubmitQuery(Greedy("b"), client.Ref));
+        Assert.Equal("b", worker.ExpectMsg<RunQuery>().Request.QueryId);
+    }
+
+    [Fact]
+    public void Should_wait_for_a_loading_worker_and_refuse_no_model_ready_at_the_deadline()
+    {
+        var router = StartRouter(new RouterOptions { NoModelRetryAfter = TimeSpan.FromSeconds(9) });
+        var client = CreateTestProbe();
+        router.Tell(new SubmitQuery(Greedy("none"), client.Ref));
+        Assert.Equal(RefusalReason.NoModelReady, client.ExpectMsg<QueryRefused>().Reason); // no worker at all: at once
+
+        var worker = AddWorker(router, Status("w1", WorkerState.Loading, free: 0, capacity: 0));
+        router.Tell(new SubmitQuery(Greedy("a") with { Timeout = TimeSpan.FromSeconds(3) }, client.Ref));
+        router.Tell(new SubmitQuery(Greedy("b") with { Timeout = TimeSpan.FromSeconds(30) }, client.Ref));
+        client.ExpectNoMsg(TimeSpan.FromMilliseconds(50));
+
+        Clock.Advance(TimeSpan.FromSeconds(3));
+        var refused = client.ExpectMsg<QueryRefused>();
+        Assert.Equal(("a", RefusalReason.NoModelReady, TimeSpan.FromSeconds(9)), (refused.QueryId, refused.Reason, refused.RetryAfter));
+
+        router.Tell(Status("w1"), worker.Ref); // the model is ready: b runs
+        Assert.Equal("b", worker.ExpectMsg<RunQuery>().Request.QueryId);
+    }
+
+    [Fact]
+    public void Should_refuse_waiting_queries_at_once_when_every_worker_failed()
+    {
+        var router = StartRouter();
+        var worker = AddWorker(router, Status("w1", WorkerState.Loading, free: 0, capacity: 0));
+        var client = CreateTestProbe();
+        router.Tell(new SubmitQuery(Greedy("a"), client.Ref));
+
+        router.Tell(Status("w1", WorkerState.Failed) with { Error = "model failed to load: no config.json" }, worker.Ref);
+
+        var refused = client.ExpectMsg<QueryRefused>();
+        Assert.Equal(RefusalReason.NoModelReady, refused.Reason);
+        Assert.Contains("no config.json", refused.Message);
+    }
+
+    [Fact]
+    public void Should_retry_once_on_another_worker_when_a_worker_gives_a_query_back_before_its_first_token()
+    {
+        var router = StartRouter();
+        var w1 = AddWorker(router, Status("w1"));
+        var w2 = AddWorker(router, Status("w2", running: 1));
+        var client = CreateTestProbe();
+        router.Tell(new SubmitQuery(Greedy("a"), client.Ref));
+        var first = w1.ExpectMsg<RunQuery>();
+
+        router.Tell(new QueryReturned(first.Ticket, "model ran out of memory", 0), w1.Ref);
+        var second = w2.ExpectMsg<RunQuery>();
+        Assert.NotEqual(first.Ticket, second.Ticket);
+        router.Tell(Token(first.Ticket, "a", 1), w1.Ref); // a straggler of the first attempt is dropped
+        client.ExpectNoMsg(TimeSpan.FromMilliseconds(50));
+
+        router.Tell(new QueryReturned(second.Ticket, "model ran out of memory", 0), w2.Ref);
+        var failed = client.ExpectMsg<QueryFailed>();
+        Assert.Contains("out of memory", failed.Reason);
+        Assert.Contains("already retried", failed.Reason);
+        client.ExpectNoMsg(TimeSpan.FromMilliseconds(50));
+    }
+
+    [Fact]
+    public void Should_not_retry_a_query_whose_tokens_were_already_streamed()
+    {
+        var router = StartRouter();
+        var worker = AddWorker(router, Status("w1"));
+        var client = CreateTestProbe();
+        router.Tell(new SubmitQuery(Greedy("a"), client.Ref));
+        var run = worker.ExpectMsg<RunQuery>();
+        router.Tell(Token(run.Ticket, "a", 5), worker.Ref);
+        client.ExpectMsg<TokensGenerated>();
+
+        router.Tell(new QueryReturned(run.Ticket, "model ran out of memory", 1), worker.Ref);
+
+        Assert.Contains("tokens were already streamed", client.ExpectMsg<QueryFailed>().Reason);
+        worker.ExpectNoMsg(TimeSpan.FromMilliseconds(50));
+    }
+
+    [Fact]
+    public void Should_refuse_invalid_requests_naming_the_field()
+    {
+        var router = StartRouter();
+        AddWorker(router, Status("w1"));
+        var client = CreateTestProbe();
+
+        router.Tell(new SubmitQuery(Greedy("a") with { Sampling = new SamplingParams { Temperature = -1 } }, client.Ref));
+        var bad = client.ExpectMsg<QueryRefused>();
+        Assert.Equal((RefusalReason.InvalidRequest, "temperature: must be a finite number >= 0"), (bad.Reason, bad.Message));
+
+        router.Tell(new SubmitQuery(Greedy("b") with { PromptTokenIds = Array.Empty<int>() }, client.Ref));
+        Assert.StartsWith("prompt:", client.ExpectMsg<QueryRefused>().Message);
+    }
+
+    [Fact]
+    public void Should_refuse_new_queries_while_draining_and_report_drained_when_the_last_one_ends()
+    {
+        var router = StartRouter();
+        var worker = AddWorker(router, Status("w1"));
+        var client = CreateTestProbe();
+        router.Tell(new SubmitQuery(Greedy("a"), client.Ref));
+        var run = worker.ExpectMsg<RunQuery>();
+
+        router.Tell(StartDraining.Instance, TestActor);
+        router.Tell(new SubmitQuery(Greedy("b"), client.Ref));
+        Assert.Equal(RefusalReason.ShuttingDown, client.ExpectMsg<QueryRefused>().Reason);
+        ExpectNoMsg(TimeSpan.FromMilliseconds(50));
+
+        router.Tell(Done(run.Ticket, "a"), worker.Ref);
+        client.ExpectMsg<QueryCompleted>();
+        ExpectMsg<Drained>();
+        Assert.True(RouterStatusOf(router).ShuttingDown);
+    }
+
+    [Fact]
+    public void Should_end_every_live_query_with_one_failure_when_the_router_stops()
+    {
+        var router = StartRouter(new RouterOptions { MaxInFlight = 1 });
+        AddWorker(router, Status("w1"));
+        var client = CreateTestProbe();
+        router.Tell(new SubmitQuery(Greedy("a"), client.Ref));
+        router.Tell(new SubmitQuery(Greedy("b"), client.Ref));
+        Assert.Equal((1, 1), (RouterStatusOf(router).InFlight, RouterStatusOf(router).Queued));
+
+        Sys.Stop(router);
+
+        var ended = new[] { client.ExpectMsg<QueryFailed>(), client.ExpectMsg<QueryFailed>() };
+        Assert.Equal(new[] { "a", "b" }, ended.Select(e => e.QueryId).Order());
+        client.ExpectNoMsg(TimeSpan.FromMilliseconds(50));
+    }
+}
