@@ -102,14 +102,14 @@ public sealed class MemoryWatchdog : ReceiveActor, IWithTimers
         {
             _paused = true;
             _pauses++;
-            var why = $"memory at {ratio:P0} of the {_limit / (1024 * 1024)} MiB limit (pause mark {_options.PauseMark:P0})";
+            var why = $"memory at {Percent(ratio)} of the {Size(_limit)} limit (pause mark {Percent(_options.PauseMark)})";
             _log.Warning("pausing admission: {0}", why);
             _router.Tell(new PauseAdmission(why));
         }
         else if (_paused && ratio < _options.CleanupMark)
         {
             _paused = false;
-            _log.Info("resuming admission: memory at {0:P0} of the limit, under the cleanup mark {1:P0}", ratio, _options.CleanupMark);
+            _log.Info("resuming admission: memory at {0} of the limit, under the cleanup mark {1}", Percent(ratio), Percent(_options.CleanupMark));
             _router.Tell(ResumeAdmission.Instance);
         }
 
@@ -119,6 +119,10 @@ public sealed class MemoryWatchdog : ReceiveActor, IWithTimers
         Context.System.EventStream.Publish(status);
         return status;
     }
+
+    private static string Percent(double fraction) => $"{fraction * 100:0}%";
+
+    private static string Size(long bytes) => bytes >= 1 << 20 ? $"{bytes / (1 << 20)} MiB" : $"{bytes} bytes";
 }
 
 /// <summary>Asks the watchdog for its latest <see cref="MemoryStatus"/>.</summary>
