@@ -1,6 +1,7 @@
 using Akka.Actor;
 using Akka.Configuration;
 using Akka.Hosting;
+using Microsoft.Extensions.DependencyInjection;
 using ActorQuery.Actors.Memory;
 using ActorQuery.Actors.Routing;
 using ActorQuery.Actors.Workers;
@@ -63,6 +64,11 @@ public static class ActorQueryHosting
             }
         });
     }
+
+    /// <summary>Registers <see cref="IQueryClient"/> (for the HTTP layer) over the registered <see cref="QueryRouter"/>.</summary>
+    public static IServiceCollection AddActorQueryClient(this IServiceCollection services) =>
+        services.AddSingleton<IQueryClient>(sp => new ActorQueryClient(
+            sp.GetRequiredService<ActorSystem>(), sp.GetRequiredService<IRequiredActor<QueryRouter>>().ActorRef));
 
     private static Config LoadEmbeddedHocon()
     {
