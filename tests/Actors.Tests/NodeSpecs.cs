@@ -90,4 +90,23 @@ public sealed class NodeSpecs(ITestOutputHelper output) : ActorSpec(null, output
         Assert.Equal(new[] { ("worker-1", 3), ("worker-2", 3) },
             done.GroupBy(d => d.Worker).Select(g => (g.Key, g.Count())).OrderBy(g => g.Key));
     }
+
+    [Fact]
+    public void Should_report_the_node_not_ready_and_refuse_no_model_ready_when_the_only_model_cannot_load()
+    {
+        var broken = new FakeEngineFactory(loadFault: _ => new InvalidDataException("config.json: hidden_size is missing"));
+        var router = Sys.ActorOf(QueryRouter.Props("node-a", new RouterOptions(), new CacheOptions()));
+        router.Tell(new RegisterWorker(Sys.ActorOf(ModelSupervisor.Props("worker-1", "node-a", broken, FastWorkers()))));
+        AwaitCondition(() => RouterStatusOf(router).Workers is [{ State: WorkerState.Failed }], TimeSpan.FromSeconds(10));
+        var client = CreateTestProbe();
+
+        router.Tell(new SubmitQuery(Greedy("q"), client.Ref));
+
+        var refused = client.ExpectMsg<QueryRefused>();
+        Assert.Equal(RefusalReason.NoModelReady, refused.Reason);
+        Assert.Contains("hidden_size is missing", refused.Message);
+        var status = RouterStatusOf(router);
+        Assert.False(status.AnyWorkerReady);
+        Assert.Equal((0, 1), (status.Workers[0].Restarts, status.Workers[0].LoadAttempts)); // no crash loop
+    }
 }

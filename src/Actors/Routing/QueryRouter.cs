@@ -303,6 +303,7 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
             _retried++;
             _log.Info("query {0}: retrying after its worker gave it back ({1})", q.Request.QueryId, m.Reason);
             _queue.AddFirst(q);
+            if (!_workers.Values.Any(w => w.MayBecomeReady)) RefuseWaiting();
             Dispatch();
             return;
         }
