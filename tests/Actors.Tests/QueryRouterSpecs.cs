@@ -290,4 +290,22 @@ public sealed class QueryRouterSpecs(ITestOutputHelper output) : ActorSpec(Virtu
         Assert.Equal(new[] { "a", "b" }, ended.Select(e => e.QueryId).Order());
         client.ExpectNoMsg(TimeSpan.FromMilliseconds(50));
     }
+
+    [Fact]
+    public void Should_route_a_query_that_names_its_model_only_to_workers_serving_it()
+    {
+        var router = StartRouter();
+        var other = AddWorker(router, Status("w1") with { Model = "llama-tiny" });
+        var qwen = AddWorker(router, Status("w2", running: 5) with { Model = "qwen-tiny" });
+        var client = CreateTestProbe();
+
+        router.Tell(new SubmitQuery(Greedy("a") with { Model = "Qwen-Tiny" }, client.Ref));
+        Assert.Equal("a", qwen.ExpectMsg<RunQuery>().Request.QueryId); // busier, but the only one with the model
+        other.ExpectNoMsg(TimeSpan.FromMilliseconds(50));
+
+        router.Tell(new SubmitQuery(Greedy("b") with { Model = "gpt-5" }, client.Ref));
+        var refused = client.ExpectMsg<QueryRefused>();
+        Assert.Equal(RefusalReason.InvalidRequest, refused.Reason);
+        Assert.StartsWith("model: 'gpt-5' is not served here", refused.Message);
+    }
 }

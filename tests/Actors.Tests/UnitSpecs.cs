@@ -1,6 +1,7 @@
 using ActorQuery.Actors.Routing;
 using ActorQuery.Actors.Workers;
 using ActorQuery.Inference.Engine;
+using Microsoft.Extensions.Configuration;
 
 namespace ActorQuery.Actors.Tests;
 
@@ -101,5 +102,46 @@ public sealed class UnitSpecs
         var tail = new StopStringMatcher(new[] { "</s>" });
         Assert.Equal("ab", tail.Push("ab</"));
         Assert.Equal("</", tail.Flush()); // the sequence ended before the stop string completed
+    }
+
+    [Fact]
+    public void Node_options_bind_from_the_ActorQuery_section_and_environment_variables()
+    {
+        Environment.SetEnvironmentVariable("ACTORQUERY__FAULTS__OOMEVERYNTHSTEP", "40");
+        try
+        {
+            var config = new ConfigurationBuilder()
+                .AddInMemoryCollection(new Dictionary<string, string?>
+                {
+                    ["ActorQuery:Router:MaxInFlight"] = "3",
+                    ["ActorQuery:Workers:CpuFallback"] = "true",
+                    ["ActorQuery:Watchdog:Interval"] = "00:00:02",
+                    ["ActorQuery:Faults:OomAtSteps:0"] = "5",
+                })
+                .AddEnvironmentVariables()
+                .Build();
+
+            var options = config.GetSection("ActorQuery").Get<ActorQueryNodeOptions>()!;
+
+            Assert.Equal(40, options.Faults.OomEveryNthStep);
+            Assert.Equal(new[] { 5 }, options.Faults.OomAtSteps);
+            Assert.True(options.Faults.Enabled);
+            Assert.Equal((3, 64), (options.Router.MaxInFlight, options.Router.MaxQueue)); // unset fields keep their defaults
+            Assert.True(options.Workers.CpuFallback);
+            Assert.Equal(TimeSpan.FromSeconds(2), options.Watchdog.Interval);
+            Assert.Equal((0.7, 0.5, 0.7), (options.Watchdog.LimitFraction, options.Watchdog.CleanupMark, options.Watchdog.PauseMark));
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("ACTORQUERY__FAULTS__OOMEVERYNTHSTEP", null);
+        }
+    }
+
+    [Fact]
+    public void Invalid_options_are_refused_naming_the_field()
+    {
+        Assert.Equal("MaxInFlight", Assert.Throws<ArgumentException>(() => new RouterOptions { MaxInFlight = 0 }.Validate()).ParamName);
+        Assert.Equal("PauseMark", Assert.Throws<ArgumentException>(() => new WatchdogOptions { CleanupMark = 0.8, PauseMark = 0.6 }.Validate()).ParamName);
+        Assert.Equal("OomEveryNthStep", Assert.Throws<ArgumentException>(() => new FaultOptions { OomEveryNthStep = -1 }.Validate()).ParamName);
     }
 }

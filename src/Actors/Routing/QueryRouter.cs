@@ -162,6 +162,13 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
             Refuse(r, client, RefusalReason.MemoryPressure, $"memory pressure: {_pauseReason}", _options.MemoryPressureRetryAfter);
             return;
         }
+        if (r.Model is { } model && _workers.Values.All(w => w.Status?.Model is not null) && _workers.Count > 0
+            && !_workers.Values.Any(w => w.MayBecomeReady && Serves(w, model)))
+        {
+            var served = string.Join(", ", _workers.Values.Select(w => w.Status!.Model).Distinct());
+            Refuse(r, client, RefusalReason.InvalidRequest, $"model: '{model}' is not served here (served: {served})", null);
+            return;
+        }
         int need = r.PromptTokenIds.Count + r.Sampling.MaxNewTokens;
         int largest = _workers.Values.Where(w => w.MayBecomeReady).Select(w => w.Status?.KvCapacityTokens ?? 0).DefaultIfEmpty(0).Max();
         if (largest > 0 && need > largest)
@@ -227,7 +234,8 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
     /// <summary>Least-loaded ready worker whose reported free KV holds the query; another than the one that just failed it, if possible.</summary>
     private IActorRef? PickWorker(Live q)
     {
-        var candidates = _workers.Where(w => w.Value.IsReady && w.Value.KvFree >= q.KvNeed).ToList();
+        var candidates = _workers.Where(w => w.Value.IsReady && w.Value.KvFree >= q.KvNeed
+                                             && (q.Request.Model is null || Serves(w.Value, q.Request.Model))).ToList();
         if (candidates.Count == 0) return null;
         var preferred = candidates.Where(w => !w.Key.Equals(q.PreviousWorker)).ToList();
         if (preferred.Count > 0) candidates = preferred;
@@ -237,6 +245,9 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
             .ThenBy(w => w.Key.Path.ToString(), StringComparer.Ordinal)
             .First().Key;
     }
+
+    private static bool Serves(WorkerEntry w, string model) =>
+        string.Equals(w.Status?.Model, model, StringComparison.OrdinalIgnoreCase);
 
     private void Send(Live q, IActorRef worker)
     {

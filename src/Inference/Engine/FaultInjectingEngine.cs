@@ -86,7 +86,7 @@ public sealed class FaultInjectingEngine(IGenerationEngine inner, FaultOptions f
         if ((faults.OomEveryNthStep > 0 && n % faults.OomEveryNthStep == 0) || faults.OomAtSteps.Contains((int)n))
         {
             Interlocked.Increment(ref state.InjectedOoms);
-            RaiseRealOutOfMemory();
+            RaiseRealOutOfMemory(inner.Model.Device);
         }
         if (faults.CrashEveryNthStep > 0 && n % faults.CrashEveryNthStep == 0)
         {
@@ -112,10 +112,16 @@ public sealed class FaultInjectingEngine(IGenerationEngine inner, FaultOptions f
             : engine;
     }
 
-    /// <summary>Asks libtorch for 1 PiB; its allocator throws, TorchSharp surfaces it as <see cref="ExternalException"/>.</summary>
-    public static void RaiseRealOutOfMemory()
+    /// <summary>
+    /// Asks libtorch for 1 PiB on <paramref name="device"/> (the engine's own device, so a CUDA engine sees a
+    /// CUDA out-of-memory); the allocator throws and TorchSharp surfaces it as <see cref="ExternalException"/>.
+    /// On the CPU the text is "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate
+    /// memory: you tried to allocate 1125899906842624 bytes. Error code 12 (Cannot allocate memory)" followed
+    /// by libtorch's C++ stack (libtorch 2.10, checked in the Actors specs).
+    /// </summary>
+    public static void RaiseRealOutOfMemory(string device = "cpu")
     {
-        using var impossible = torch.empty(new[] { 1L << 50 }, torch.ScalarType.Byte);
+        using var impossible = torch.empty(new[] { 1L << 50 }, torch.ScalarType.Byte, torch.device(device));
         // Only reached if the allocator overcommits lazily and hands out the pages anyway.
         throw new ExternalException("DefaultCPUAllocator: can't allocate memory (injected: the allocation unexpectedly succeeded)");
     }
