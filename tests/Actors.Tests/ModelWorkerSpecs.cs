@@ -108,16 +108,19 @@ public sealed class ModelWorkerSpecs(ITestOutputHelper output) : ActorSpec(null,
     {
         var inner = new FakeEngineFactory();
         var faulty = new FaultInjectingEngineFactory(inner, new FaultOptions { OomAtSteps = new[] { 1 } });
-        var (worker, router) = StartWorker(faulty, FastWorkers() with { BackoffMin = TimeSpan.FromMilliseconds(300) });
+        var (worker, router) = StartWorker(faulty, FastWorkers() with { BackoffMin = TimeSpan.FromMilliseconds(300), BackoffMax = TimeSpan.FromSeconds(1) });
         AwaitState(router, WorkerState.Ready);
         var deadLetters = CreateTestProbe();
         Sys.EventStream.Subscribe(deadLetters, typeof(Akka.Event.DeadLetter));
 
         worker.Tell(new RunQuery(1, Greedy("a")), router);
         AwaitState(router, WorkerState.Restarting);
+        var restartingSeen = System.Diagnostics.Stopwatch.StartNew();
         worker.Tell(new RunQuery(2, Greedy("b", 3)), router); // arrives during the backoff
 
         Assert.Equal(FakeEngine.GreedyAnswer(new[] { 5, 6, 7 }, 3), Tokens(Collect(router, 2)));
+        // The reload waited for the backoff (300 ms + jitter); a lower bound only, so no timing flake.
+        Assert.True(restartingSeen.ElapsedMilliseconds >= 290, $"reloaded after {restartingSeen.ElapsedMilliseconds} ms");
         deadLetters.ExpectNoMsg(TimeSpan.FromMilliseconds(100));
     }
 
@@ -129,6 +132,8 @@ public sealed class ModelWorkerSpecs(ITestOutputHelper output) : ActorSpec(null,
         var options = FastWorkers(maxBatch: 8) with { DegradeAfterOoms = 2, MaxDegradeLevels = 1, CpuFallback = true };
         var (worker, router) = StartWorker(faulty, options);
         AwaitState(router, WorkerState.Ready);
+        var warnings = CreateTestProbe();
+        Sys.EventStream.Subscribe(warnings, typeof(Akka.Event.Warning));
 
         // Every step runs out of memory: each query fails its step, the worker restarts.
         for (int i = 1; i <= 6; i++)
@@ -151,6 +156,9 @@ public sealed class ModelWorkerSpecs(ITestOutputHelper output) : ActorSpec(null,
         Assert.Contains(loads, l => l is { KvBudgetFraction: 0.5, MaxBatch: 4, ForceCpu: false });
         Assert.Equal((0.5, 4, true), (loads[^1].KvBudgetFraction, loads[^1].MaxBatch, loads[^1].ForceCpu));
         Assert.Equal(2000, status.KvCapacityTokens);
+        var logged = warnings.ReceiveWhile(TimeSpan.FromMilliseconds(200), m => m is Akka.Event.Warning w ? w.Message.ToString() : null);
+        Assert.Contains(logged, m => m!.Contains("degraded to level 1 (KV budget 50%, batch 4)"));
+        Assert.Contains(logged, m => m!.Contains("degraded to level 2 (KV budget 50%, batch 4, CPU fallback)"));
     }
 
     [Fact]

@@ -13,7 +13,7 @@ namespace ActorQuery.Actors.Workers;
 public sealed record EngineLoadSettings(double KvBudgetFraction, int MaxBatch, bool ForceCpu, int DegradeLevel)
 {
     public string Describe() =>
-        $"KV budget {KvBudgetFraction:P0}, batch {MaxBatch}{(ForceCpu ? ", CPU fallback" : "")}";
+        $"KV budget {KvBudgetFraction * 100:0.#}%, batch {MaxBatch}{(ForceCpu ? ", CPU fallback" : "")}";
 }
 
 /// <summary>Loads engines for a worker. Called on the ModelActor's own (pinned) thread; may throw (an OOM is retried, anything else marks the worker failed).</summary>
