@@ -36,7 +36,16 @@ internal sealed class ApiErrorMiddleware(RequestDelegate next, ILogger<ApiErrorM
 {
     public async Task InvokeAsync(HttpContext context)
     {
-        try { await next(context); }
+        try
+        {
+            await next(context);
+            // Routing itself answers a body of the wrong media type with a bare 415 (the endpoints declare
+            // application/json for the OpenAPI document); give it the same explained error as every other case.
+            if (context.Response.StatusCode == 415 && !context.Response.HasStarted)
+                throw new ApiException(415, "Content-Type",
+                    $"Content-Type: must be application/json, got '{(string.IsNullOrEmpty(context.Request.ContentType) ? "(none)" : context.Request.ContentType)}'",
+                    "unsupported_media_type");
+        }
         catch (ApiException e)
         {
             if (e.Status >= 500) logger.LogWarning("Request {RequestId} failed: {Status} {Reason}", RequestIdMiddleware.Get(context), e.Status, e.Message);

@@ -60,31 +60,31 @@ public static class ApiServiceCollectionExtensions
             .WithDescription("Give `prompt` (plain text) or `messages` (rendered with the model's chat template). With `stream: true` " +
                              "the answer comes as server-sent events: `event: chunk` per text piece, then `event: done` with usage.")
             .Accepts<NativeQueryRequest>("application/json")
-            .Produces<NativeQueryResponse>(200).Produces(200, contentType: "text/event-stream")
+            .Produces<NativeQueryResponse>(200)
             .ProducesProblem(400).ProducesProblem(413).ProducesProblem(415).ProducesProblem(429).ProducesProblem(503)
             .ProducesProblem(504).ProducesProblem(500)
             .WithMetadata(GenerationEndpointMetadata.Instance)
-            .AddOpenApiOperationTransformer(ApiDocs.Examples(ApiExamples.NativeRequest, ApiExamples.NativeResponse));
+            .AddOpenApiOperationTransformer(ApiDocs.Examples(ApiExamples.NativeRequest, ApiExamples.NativeResponse, ApiExamples.NativeStream));
 
         app.MapPost("/v1/chat/completions", OpenAiEndpoints.ChatCompletions).WithTags("OpenAI").WithName("ChatCompletions")
             .WithSummary("OpenAI-compatible chat completion")
             .WithDescription("OpenAI's request and response shapes; `stream: true` sends `chat.completion.chunk` events ending in `data: [DONE]`. " +
                              "Errors come as `{\"error\":{\"message\",\"type\",\"param\",\"code\"}}`.")
             .Accepts<ChatCompletionRequest>("application/json")
-            .Produces<ChatCompletionResponse>(200).Produces(200, contentType: "text/event-stream")
+            .Produces<ChatCompletionResponse>(200)
             .Produces<OpenAiErrorEnvelope>(400).Produces<OpenAiErrorEnvelope>(413).Produces<OpenAiErrorEnvelope>(429)
             .Produces<OpenAiErrorEnvelope>(503).Produces<OpenAiErrorEnvelope>(504)
             .WithMetadata(GenerationEndpointMetadata.Instance)
-            .AddOpenApiOperationTransformer(ApiDocs.Examples(ApiExamples.ChatRequest, ApiExamples.ChatResponse));
+            .AddOpenApiOperationTransformer(ApiDocs.Examples(ApiExamples.ChatRequest, ApiExamples.ChatResponse, ApiExamples.ChatStream));
 
         app.MapPost("/v1/completions", OpenAiEndpoints.Completions).WithTags("OpenAI").WithName("Completions")
             .WithSummary("OpenAI-compatible text completion")
             .Accepts<CompletionRequest>("application/json")
-            .Produces<CompletionResponse>(200).Produces(200, contentType: "text/event-stream")
+            .Produces<CompletionResponse>(200)
             .Produces<OpenAiErrorEnvelope>(400).Produces<OpenAiErrorEnvelope>(413).Produces<OpenAiErrorEnvelope>(429)
             .Produces<OpenAiErrorEnvelope>(503).Produces<OpenAiErrorEnvelope>(504)
             .WithMetadata(GenerationEndpointMetadata.Instance)
-            .AddOpenApiOperationTransformer(ApiDocs.Examples(ApiExamples.CompletionRequest, ApiExamples.CompletionResponse));
+            .AddOpenApiOperationTransformer(ApiDocs.Examples(ApiExamples.CompletionRequest, ApiExamples.CompletionResponse, ApiExamples.CompletionStream));
 
         app.MapGet("/v1/models", OpenAiEndpoints.Models).WithTags("OpenAI").WithSummary("The served model")
             .Produces<ModelList>().AddOpenApiOperationTransformer(ApiDocs.Examples(null, ApiExamples.Models));

@@ -56,4 +56,35 @@ internal static class ApiExamples
            "kv_capacity_tokens": 32768, "oom_count": 1, "last_oom": "2026-11-27T14:02:11+00:00", "degraded": false, "degraded_reason": null}],
          "cache": {"entries": 12, "bytes": 48000, "hits": 40, "misses": 75}}
         """;
+
+    public const string NativeStream = """
+        event: chunk
+        data: {"id":"req-3f2a9c1b7d4e5f60","text":" Paris"}
+
+        event: chunk
+        data: {"id":"req-3f2a9c1b7d4e5f60","text":"."}
+
+        event: done
+        data: {"id":"req-3f2a9c1b7d4e5f60","text":null,"finish_reason":"stop","usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7},"cached":false,"latency_ms":230,"model":"Qwen2.5-0.5B-Instruct","node":"akka://actorquery/user/model-0"}
+        """;
+
+    public const string ChatStream = """
+        data: {"id":"chatcmpl-req-1","object":"chat.completion.chunk","created":1764250000,"model":"Qwen2.5-0.5B-Instruct","choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}],"usage":null}
+
+        data: {"id":"chatcmpl-req-1","object":"chat.completion.chunk","created":1764250000,"model":"Qwen2.5-0.5B-Instruct","choices":[{"index":0,"delta":{"role":null,"content":"7"},"logprobs":null,"finish_reason":null}],"usage":null}
+
+        data: {"id":"chatcmpl-req-1","object":"chat.completion.chunk","created":1764250000,"model":"Qwen2.5-0.5B-Instruct","choices":[{"index":0,"delta":{"role":null,"content":null},"logprobs":null,"finish_reason":"stop"}],"usage":null}
+
+        data: {"id":"chatcmpl-req-1","object":"chat.completion.chunk","created":1764250000,"model":"Qwen2.5-0.5B-Instruct","choices":[],"usage":{"prompt_tokens":24,"completion_tokens":1,"total_tokens":25}}
+
+        data: [DONE]
+        """;
+
+    public const string CompletionStream = """
+        data: {"id":"cmpl-req-1","object":"text_completion","created":1764250000,"model":"Qwen2.5-0.5B-Instruct","choices":[{"text":", there","index":0,"logprobs":null,"finish_reason":null}],"usage":null}
+
+        data: {"id":"cmpl-req-1","object":"text_completion","created":1764250000,"model":"Qwen2.5-0.5B-Instruct","choices":[{"text":"","index":0,"logprobs":null,"finish_reason":"length"}],"usage":null}
+
+        data: [DONE]
+        """;
 }
