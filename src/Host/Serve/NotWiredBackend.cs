@@ -18,8 +18,10 @@ internal sealed class NotWiredBackend : IServeBackend
 
     public void ConfigureServices(IServiceCollection services, ServeOptions options)
     {
-        string name = Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(options.ModelFolder)));
-        services.AddSingleton<IServedModel>(new ServedModel(name, 4096, new Utf8PlaceholderTokenizer(), DateTimeOffset.UtcNow));
+        var tokenizer = new Utf8PlaceholderTokenizer();
+        services.AddSingleton<IServedModel>(File.Exists(Path.Combine(options.ModelFolder, "config.json"))
+            ? ServedModels.FromFolder(options.ModelFolder, tokenizer)
+            : new ServedModel(ServedModels.NameOf(options.ModelFolder), 4096, tokenizer, DateTimeOffset.UtcNow));
         services.AddSingleton<IQueryClient, RefusingQueryClient>();
     }
 
