@@ -51,6 +51,12 @@ internal sealed class ApiErrorMiddleware(RequestDelegate next, ILogger<ApiErrorM
             if (e.Status >= 500) logger.LogWarning("Request {RequestId} failed: {Status} {Reason}", RequestIdMiddleware.Get(context), e.Status, e.Message);
             await ErrorWriter.WriteAsync(context, e);
         }
+        catch (BadHttpRequestException e) when (!context.RequestAborted.IsCancellationRequested)
+        {
+            // Kestrel's own limits while reading the body (size, a client too slow to send it).
+            await ErrorWriter.WriteAsync(context, new ApiException(e.StatusCode, "body", $"body: {e.Message}",
+                ErrorWriter.DefaultCode(e.StatusCode)));
+        }
         catch (Exception) when (context.RequestAborted.IsCancellationRequested)
         {
             RequestStats.For(context).Outcome ??= "client_disconnected";

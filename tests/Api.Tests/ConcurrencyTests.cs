@@ -5,11 +5,14 @@ namespace ActorQuery.Api.Tests;
 
 public sealed class ConcurrencyTests
 {
-    [Fact]
-    public async Task Client_disconnect_mid_stream_cancels_the_query_and_frees_its_slot()
+    [Theory]
+    [InlineData("/query", """{"prompt": "x #hang", "stream": true}""")]
+    [InlineData("/v1/chat/completions", """{"messages": [{"role": "user", "content": "x #hang"}], "stream": true}""")]
+    [InlineData("/v1/completions", """{"prompt": "x #hang", "stream": true}""")]
+    public async Task Client_disconnect_mid_stream_cancels_the_query_and_frees_its_slot(string path, string body)
     {
         await using var server = await ApiServer.StartAsync();
-        using (var request = new HttpRequestMessage(HttpMethod.Post, "/query") { Content = Json.Body("""{"prompt": "x #hang", "stream": true}""") })
+        using (var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = Json.Body(body) })
         {
             var response = await server.Http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);

@@ -42,6 +42,8 @@ public static class ServeApp
         builder.Services.AddSerilog(logger, dispose: true);
 
         builder.WebHost.UseUrls(options.Urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+        // The API enforces MaxBodyBytes itself with an explained 413; Kestrel's own cap only has to stay above it.
+        builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = Math.Max(30L << 20, options.MaxBodyBytesValue + 1));
         builder.Services.Configure<HostOptions>(h => h.ShutdownTimeout = options.DrainTimeout + TimeSpan.FromSeconds(30));
 
         builder.Services.AddSingleton(options);
