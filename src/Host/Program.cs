@@ -7,6 +7,7 @@ try
 {
     return verb switch
     {
+        "serve" => ServeCommand.Run(rest),
         "generate" => GenerateCommand.Run(rest),
         "bench" => BenchCommand.Run(rest),
         "help" or "--help" or "-h" => Usage.Print(),
