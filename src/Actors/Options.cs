@@ -21,7 +21,7 @@ public sealed record ActorQueryNodeOptions
 public sealed record RouterOptions
 {
     /// <summary>Queries dispatched to workers at once.</summary>
-    public int MaxInFlight { get; init; } = 16;
+    public int MaxInFlight { get; init; } = 8;
     /// <summary>Queries waiting in the router beyond <see cref="MaxInFlight"/>; more are refused QueueFull.</summary>
     public int MaxQueue { get; init; } = 64;
     /// <summary>Deadline of a query that names none.</summary>
