@@ -9,7 +9,8 @@ namespace ActorQuery.Actors;
 /// <summary>Run this query; send its events back to the sender as <see cref="QueryProgress"/>.</summary>
 public sealed record RunQuery(long Ticket, QueryRequest Request);
 
-/// <summary>Stop working on a ticket (cancelled, timed out): the sequence is removed at the next step boundary. No reply.</summary>
+/// <summary>Stop working on a ticket (cancelled, timed out): the sequence is removed at the next step boundary. No reply.
+/// Tickets are unique per router, so the worker matches the ticket together with the sender.</summary>
 public sealed record CancelRun(long Ticket);
 
 /// <summary>An event of a dispatched query, for the router to pass on.</summary>

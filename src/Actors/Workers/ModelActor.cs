@@ -93,7 +93,7 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
         });
         Receive<LoadNow>(m => Load(m.Settings));
         Receive<RunQuery>(m => _waiting.AddLast(new Job(m.Ticket, Sender, m.Request)));
-        Receive<CancelRun>(m => RemoveWaiting(m.Ticket));
+        Receive<CancelRun>(m => RemoveWaiting(m.Ticket, Sender));
         Receive<CleanupMemory>(_ => NativeMemory.CollectAndTrim());
         Receive<RunStep>(_ => _stepScheduled = false); // a step scheduled by the previous incarnation
         Receive<Retire>(_ => RetireNow());
@@ -111,9 +111,10 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
         Receive<RunStep>(_ => Step());
         Receive<CancelRun>(m =>
         {
-            if (!RemoveWaiting(m.Ticket))
+            if (!RemoveWaiting(m.Ticket, Sender))
             {
-                var job = _running.Values.FirstOrDefault(j => j.Ticket == m.Ticket);
+                // Tickets are unique per router only: a cancel counts for the sender's own job.
+                var job = _running.Values.FirstOrDefault(j => j.Ticket == m.Ticket && j.Router.Equals(Sender));
                 if (job is not null)
                 {
                     _engine!.Remove(job.SequenceId);
@@ -253,10 +254,10 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
         Self.Tell(RunStep.Instance);
     }
 
-    private bool RemoveWaiting(long ticket)
+    private bool RemoveWaiting(long ticket, IActorRef router)
     {
         for (var n = _waiting.First; n is not null; n = n.Next)
-            if (n.Value.Ticket == ticket) { _waiting.Remove(n); return true; }
+            if (n.Value.Ticket == ticket && n.Value.Router.Equals(router)) { _waiting.Remove(n); return true; }
         return false;
     }
 
