@@ -163,7 +163,7 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
             return;
         }
         if (r.Model is { } model && _workers.Values.All(w => w.Status?.Model is not null) && _workers.Count > 0
-            && !_workers.Values.Any(w => w.MayBecomeReady && Serves(w, model)))
+            && !_workers.Values.Any(w => Serves(w, model)))
         {
             var served = string.Join(", ", _workers.Values.Select(w => w.Status!.Model).Distinct());
             Refuse(r, client, RefusalReason.InvalidRequest, $"model: '{model}' is not served here (served: {served})", null);
@@ -177,7 +177,7 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
                 $"needs {need} KV-cache tokens (prompt {r.PromptTokenIds.Count} + max_new_tokens {r.Sampling.MaxNewTokens}); the largest worker holds {largest}", null);
             return;
         }
-        if (!_workers.Values.Any(w => w.MayBecomeReady))
+        if (!_workers.Values.Any(w => w.MayBecomeReady && (r.Model is null || w.Status?.Model is null || Serves(w, r.Model))))
         {
             Refuse(r, client, RefusalReason.NoModelReady, NoModelMessage(), _options.NoModelRetryAfter);
             return;
