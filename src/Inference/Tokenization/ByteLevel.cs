@@ -2,9 +2,8 @@ namespace ActorQuery.Inference.Tokenization;
 
 /// <summary>
 /// GPT-2's reversible byte ↔ printable-character table that byte-level BPE vocabularies are written in
-/// (byte 0x20 ' ' is 'Ġ', 0x0A is 'Ċ'). Microsoft.ML.Tokenizers applies it inside its encoder but does not
-/// expose it; we need it by hand for decoding to raw bytes (the streaming detokenizer must see bytes to hold
-/// back a partial UTF-8 character) and for the whole-word vocabulary check of <c>ignore_merges</c>.
+/// (byte 0x20 ' ' is 'Ġ', 0x0A is 'Ċ'). Hand-written (20 lines) because the libraries that apply it keep it
+/// internal, and decoding must reach raw bytes: the streaming detokenizer holds back a partial UTF-8 character.
 /// </summary>
 internal static class ByteLevel
 {
@@ -29,6 +28,12 @@ internal static class ByteLevel
         for (int b = 0; b < 256; b++) map[ByteToChar[b]] = (byte)b;
         return map;
     }
+
+    /// <summary>The vocabulary character for one byte.</summary>
+    public static char Char(byte b) => ByteToChar[b];
+
+    /// <summary>The vocabulary spelling of one byte.</summary>
+    public static string Encode(byte b) => ByteToChar[b].ToString();
 
     /// <summary>The vocabulary spelling of a piece of text: its UTF-8 bytes, one table character each.</summary>
     public static string Encode(string text)

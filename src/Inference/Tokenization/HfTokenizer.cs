@@ -1,26 +1,24 @@
 using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
-using Microsoft.ML.Tokenizers;
 
 namespace ActorQuery.Inference.Tokenization;
 
 /// <summary>
 /// A Hugging Face byte-level BPE tokenizer (Qwen2/Qwen2.5/Qwen3, Llama 3, GPT-2) loaded from tokenizer.json and
-/// tokenizer_config.json. The BPE merges and the byte-level mapping while encoding are Microsoft.ML.Tokenizers'
-/// <see cref="BpeTokenizer"/>; what that library lacks is here: matching added tokens in the text before
-/// normalisation (as Hugging Face does), <c>ignore_merges</c>, the post-processor's BOS, byte-exact decoding
-/// (see <see cref="ByteLevel"/>) and chat templates (<see cref="ChatTemplate"/>).
+/// tokenizer_config.json, following Hugging Face's pipeline: added tokens are matched in the raw text, the rest is
+/// normalised (NFC for Qwen), split by the pre-tokenizer regex, and each word goes through byte-level BPE
+/// (<see cref="BpeModel"/>); the post-processor adds BOS where the model wants it (Llama 3). Microsoft.ML.Tokenizers
+/// was tried first and gives the same ids, but is too slow on Chinese (see <see cref="BpeModel"/>).
 /// </summary>
 public sealed class HfTokenizer : ITokenizer
 {
     /// <summary>Tokens that end a turn or the text in the model families we serve, used when the vocabulary has them.</summary>
     private static readonly string[] EndOfTurnNames = ["<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>", "<|eom_id|>"];
 
-    private readonly BpeTokenizer _bpe;
+    private readonly BpeModel _bpe;
     private readonly SplitPreTokenizer _preTokenizer;
-    private readonly IReadOnlyDictionary<string, int> _vocab;
-    private readonly bool _ignoreMerges;
+    private readonly Dictionary<string, int> _vocab;
     private readonly bool _addPrefixSpace;
     private readonly NormalizationForm? _normalization;
     private readonly Regex? _addedTokenPattern;
@@ -64,21 +62,24 @@ public sealed class HfTokenizer : ITokenizer
 
         var vocab = new Dictionary<string, int>();
         foreach (var p in Required(model, "vocab", "tokenizer.json model").EnumerateObject()) vocab[p.Name] = p.Value.GetInt32();
-        var merges = new List<string>();
+        var merges = new List<(string, string)>();
         foreach (var m in Required(model, "merges", "tokenizer.json model").EnumerateArray())
-            merges.Add(m.ValueKind == JsonValueKind.Array ? $"{m[0].GetString()} {m[1].GetString()}" : m.GetString()!);
-        _ignoreMerges = model.TryGetProperty("ignore_merges", out var im) && im.ValueKind == JsonValueKind.True;
+        {
+            if (m.ValueKind == JsonValueKind.Array) merges.Add((m[0].GetString()!, m[1].GetString()!));
+            else
+            {
+                // The older form "left right"; byte-level tokens never contain a plain space.
+                var parts = m.GetString()!.Split(' ');
+                if (parts.Length != 2) throw new InvalidDataException($"tokenizer.json: merge '{m.GetString()}' is not 'left right'");
+                merges.Add((parts[0], parts[1]));
+            }
+        }
+        bool ignoreMerges = model.TryGetProperty("ignore_merges", out var im) && im.ValueKind == JsonValueKind.True;
 
         (_preTokenizer, _addPrefixSpace) = ReadPreTokenizer(root);
         _normalization = ReadNormalizer(root);
         _vocab = vocab;
-        _bpe = BpeTokenizer.Create(new BpeOptions(vocab)
-        {
-            Merges = merges,
-            ByteLevel = true,
-            // ignore_merges needs each word on its own (see EncodeSegment); otherwise the library splits.
-            PreTokenizer = _ignoreMerges ? SplitPreTokenizer.WholeText : _preTokenizer,
-        });
+        _bpe = new BpeModel(vocab, merges, ignoreMerges);
 
         // Added tokens: matched in the raw text, longest first (Hugging Face matches leftmost-longest).
         _addedTokens = new Dictionary<string, int>(StringComparer.Ordinal);
@@ -176,19 +177,7 @@ public sealed class HfTokenizer : ITokenizer
         if (segment.Length == 0) return;
         if (_normalization is { } form && !segment.IsNormalized(form)) segment = segment.Normalize(form);
         if (_addPrefixSpace && segment[0] != ' ') segment = " " + segment;
-        if (!_ignoreMerges)
-        {
-            ids.AddRange(_bpe.EncodeToIds(segment, considerPreTokenization: true, considerNormalization: false));
-            return;
-        }
-        // ignore_merges (Llama 3): a word that is itself in the vocabulary is one token, whatever the merges say.
-        // The library has no such option, so words are split here and the rest go through its BPE one by one.
-        foreach (var (offset, length) in _preTokenizer.PreTokenize(segment))
-        {
-            var word = segment.Substring(offset, length);
-            if (_vocab.TryGetValue(ByteLevel.Encode(word), out var id)) ids.Add(id);
-            else ids.AddRange(_bpe.EncodeToIds(word, considerPreTokenization: true, considerNormalization: false));
-        }
+        _preTokenizer.Split(segment, (offset, length) => _bpe.EncodeWord(segment.AsSpan(offset, length), ids));
     }
 
     public string Decode(IEnumerable<int> ids, bool skipSpecialTokens = false)

@@ -1,47 +1,47 @@
 using System.Text.RegularExpressions;
-using Microsoft.ML.Tokenizers;
 
 namespace ActorQuery.Inference.Tokenization;
 
 /// <summary>
 /// Hugging Face's <c>Split</c> pre-tokenizer with behaviour "Isolated", applied stage after stage for a
-/// <c>Sequence</c>: every regex match becomes a piece, and so does every stretch between matches.
-/// Written by hand because Microsoft.ML.Tokenizers' RegexPreTokenizer yields only the matches (text that no
-/// alternative matches would be dropped) and runs one regex, not a sequence.
+/// <c>Sequence</c>: every regex match becomes a word, and so does every stretch between matches. Each stage sees
+/// one piece of the previous stage as its whole input (lookarounds stop at the piece's edges), as in Hugging Face.
 /// </summary>
-internal sealed class SplitPreTokenizer(IReadOnlyList<Regex> stages) : PreTokenizer
+internal sealed class SplitPreTokenizer(IReadOnlyList<Regex> stages)
 {
-    /// <summary>No splitting: the whole text is one word (a tokenizer.json without a pre-tokenizer).</summary>
-    public static readonly SplitPreTokenizer WholeText = new([]);
-
     public IReadOnlyList<Regex> Stages { get; } = stages;
 
-    public override IEnumerable<(int Offset, int Length)> PreTokenize(string text)
+    /// <summary>Calls <paramref name="onWord"/> with the (offset, length) of each word of <paramref name="text"/>, in order.</summary>
+    public void Split(string text, Action<int, int> onWord)
     {
-        if (string.IsNullOrEmpty(text)) return [];
-        IEnumerable<(int Offset, int Length)> pieces = [(0, text.Length)];
-        foreach (var regex in Stages) pieces = SplitAll(regex, text, pieces);
-        return pieces;
+        if (text.Length == 0) return;
+        if (Stages.Count == 0)
+        {
+            onWord(0, text.Length);
+            return;
+        }
+        // All stages but the last collect their pieces; the last streams its words (no list of a million words).
+        var pieces = new List<(int Offset, int Length)> { (0, text.Length) };
+        for (int s = 0; s < Stages.Count - 1; s++)
+        {
+            var next = new List<(int Offset, int Length)>();
+            foreach (var (offset, length) in pieces) SplitPiece(Stages[s], text, offset, length, (o, l) => next.Add((o, l)));
+            pieces = next;
+        }
+        foreach (var (offset, length) in pieces) SplitPiece(Stages[^1], text, offset, length, onWord);
     }
 
-    public override IEnumerable<(int Offset, int Length)> PreTokenize(ReadOnlySpan<char> text) =>
-        PreTokenize(text.ToString());
-
-    private static IEnumerable<(int Offset, int Length)> SplitAll(Regex regex, string text, IEnumerable<(int Offset, int Length)> pieces)
+    private static void SplitPiece(Regex regex, string text, int offset, int length, Action<int, int> output)
     {
-        foreach (var (offset, length) in pieces)
+        int at = 0;
+        // EnumerateMatches allocates no Match objects; the span is the piece, so lookarounds end at its edges.
+        foreach (var m in regex.EnumerateMatches(text.AsSpan(offset, length)))
         {
-            int at = offset, end = offset + length;
-            // Regex.Match(text, beginning, length) treats the piece as the whole input (lookarounds stop at its edges),
-            // as Hugging Face does when it runs the next stage on each piece on its own.
-            for (var m = regex.Match(text, offset, length); m.Success; m = m.NextMatch())
-            {
-                if (m.Length == 0) continue;
-                if (m.Index > at) yield return (at, m.Index - at);
-                yield return (m.Index, m.Length);
-                at = m.Index + m.Length;
-            }
-            if (at < end) yield return (at, end - at);
+            if (m.Length == 0) continue;
+            if (m.Index > at) output(offset + at, m.Index - at);
+            output(offset + m.Index, m.Length);
+            at = m.Index + m.Length;
         }
+        if (at < length) output(offset + at, length - at);
     }
 }
