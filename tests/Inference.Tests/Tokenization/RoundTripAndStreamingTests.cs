@@ -93,7 +93,7 @@ public sealed class RoundTripAndStreamingTests
     /// <summary>A mix of the scripts and shapes that trip tokenizers up: CJK, emoji with ZWJ and skin tones,
     /// combining marks, RTL scripts, whitespace runs, digits, control characters, special-token look-alikes,
     /// and any Unicode scalar value at all.</summary>
-    private static string RandomText(Random r)
+    internal static string RandomText(Random r)
     {
         var sb = new StringBuilder();
         int pieces = r.Next(1, 24);
@@ -139,6 +139,6 @@ public sealed class RoundTripAndStreamingTests
         }
     }
 
-    private static string Escape(string s) =>
+    internal static string Escape(string s) =>
         "\"" + string.Concat(s.Select(c => c is >= ' ' and < '\u007F' ? c.ToString() : $"\\u{(int)c:X4}")) + "\"";
 }
