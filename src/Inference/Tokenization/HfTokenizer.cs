@@ -46,103 +46,115 @@ public sealed class HfTokenizer : ITokenizer
     /// <summary>Loads from a model folder, or from a tokenizer.json whose folder holds tokenizer_config.json.</summary>
     public static HfTokenizer FromPath(string modelFolderOrTokenizerJson) => new(TokenizerFiles.Read(modelFolderOrTokenizerJson));
 
+    /// <summary>Builds the tokenizer from the files' text. Throws <see cref="InvalidDataException"/> for malformed files
+    /// and <see cref="NotSupportedException"/> for tokenizers that are not byte-level BPE, naming the file and field.</summary>
     public HfTokenizer(TokenizerFiles files)
     {
-        using var tokenizerDoc = TokenizerFiles.Parse(files.TokenizerJson, "tokenizer.json");
-        using var configDoc = files.TokenizerConfigJson is null ? null : TokenizerFiles.Parse(files.TokenizerConfigJson, "tokenizer_config.json");
-        var root = tokenizerDoc.RootElement;
-        var config = configDoc?.RootElement;
-
-        var model = Required(root, "model", "tokenizer.json");
-        var modelType = model.TryGetProperty("type", out var t) ? t.GetString() : "BPE";
-        if (modelType != "BPE")
-            throw new NotSupportedException($"tokenizer.json: model type '{modelType}' is not supported (only byte-level BPE)");
-        if (!IsByteLevel(root, "decoder"))
-            throw new NotSupportedException("tokenizer.json: only the ByteLevel decoder is supported (byte-level BPE as in Qwen, Llama 3, GPT-2)");
-
-        var vocab = new Dictionary<string, int>();
-        foreach (var p in Required(model, "vocab", "tokenizer.json model").EnumerateObject()) vocab[p.Name] = p.Value.GetInt32();
-        var merges = new List<(string, string)>();
-        foreach (var m in Required(model, "merges", "tokenizer.json model").EnumerateArray())
+        ArgumentNullException.ThrowIfNull(files);
+        try
         {
-            if (m.ValueKind == JsonValueKind.Array) merges.Add((m[0].GetString()!, m[1].GetString()!));
-            else
+            using var tokenizerDoc = TokenizerFiles.Parse(files.TokenizerJson, "tokenizer.json");
+            using var configDoc = files.TokenizerConfigJson is null ? null : TokenizerFiles.Parse(files.TokenizerConfigJson, "tokenizer_config.json");
+            var root = tokenizerDoc.RootElement;
+            var config = configDoc?.RootElement;
+
+            var model = Required(root, "model", "tokenizer.json");
+            var modelType = model.TryGetProperty("type", out var t) ? t.GetString() : "BPE";
+            if (modelType != "BPE")
+                throw new NotSupportedException($"tokenizer.json: model type '{modelType}' is not supported (only byte-level BPE)");
+            if (!IsByteLevel(root, "decoder"))
+                throw new NotSupportedException("tokenizer.json: only the ByteLevel decoder is supported (byte-level BPE as in Qwen, Llama 3, GPT-2)");
+
+            var vocab = new Dictionary<string, int>();
+            foreach (var p in Required(model, "vocab", "tokenizer.json model").EnumerateObject()) vocab[p.Name] = p.Value.GetInt32();
+            var merges = new List<(string, string)>();
+            foreach (var m in Required(model, "merges", "tokenizer.json model").EnumerateArray())
             {
-                // The older form "left right"; byte-level tokens never contain a plain space.
-                var parts = m.GetString()!.Split(' ');
-                if (parts.Length != 2) throw new InvalidDataException($"tokenizer.json: merge '{m.GetString()}' is not 'left right'");
-                merges.Add((parts[0], parts[1]));
-            }
-        }
-        bool ignoreMerges = model.TryGetProperty("ignore_merges", out var im) && im.ValueKind == JsonValueKind.True;
-
-        (_preTokenizer, _addPrefixSpace) = ReadPreTokenizer(root);
-        _normalization = ReadNormalizer(root);
-        _vocab = vocab;
-        _bpe = new BpeModel(vocab, merges, ignoreMerges);
-
-        // Added tokens: matched in the raw text, longest first (Hugging Face matches leftmost-longest).
-        _addedTokens = new Dictionary<string, int>(StringComparer.Ordinal);
-        var specialIds = new HashSet<int>();
-        var alternatives = new List<(string Content, string Pattern)>();
-        if (root.TryGetProperty("added_tokens", out var added) && added.ValueKind == JsonValueKind.Array)
-        {
-            foreach (var a in added.EnumerateArray())
-            {
-                var content = a.GetProperty("content").GetString()!;
-                var id = a.GetProperty("id").GetInt32();
-                _addedTokens[content] = id;
-                if (Bool(a, "special")) specialIds.Add(id);
-                var pattern = Regex.Escape(content);
-                if (Bool(a, "single_word")) pattern = $@"(?<!\w){pattern}(?!\w)";
-                if (Bool(a, "lstrip")) pattern = @"\s*" + pattern;
-                if (Bool(a, "rstrip")) pattern += @"\s*";
-                alternatives.Add((content, pattern));
-            }
-        }
-        if (alternatives.Count > 0)
-        {
-            var ordered = alternatives.OrderByDescending(x => x.Content.Length).Select(x => x.Pattern);
-            _addedTokenPattern = new Regex(string.Join("|", ordered), RegexOptions.Compiled | RegexOptions.CultureInvariant);
-        }
-
-        int size = Math.Max(vocab.Count == 0 ? 0 : vocab.Values.Max() + 1, _addedTokens.Count == 0 ? 0 : _addedTokens.Values.Max() + 1);
-        _tokenBytes = new byte[]?[size];
-        _isSpecial = new bool[size];
-        foreach (var (token, id) in vocab) _tokenBytes[id] = ByteLevel.TokenBytes(token);
-        foreach (var (token, id) in _addedTokens) _tokenBytes[id] = ByteLevel.TokenBytes(token);
-        foreach (var id in specialIds) _isSpecial[id] = true;
-
-        // BOS/EOS: the post-processor's template (Llama 3) and/or tokenizer_config's add_bos_token (Qwen: false).
-        (_prefixIds, _suffixIds) = ReadPostProcessor(root);
-        var bos = config is { } c1 ? TokenName(c1, "bos_token") : null;
-        var eos = config is { } c2 ? TokenName(c2, "eos_token") : null;
-        BosTokenId = bos is not null && TryTokenToId(bos, out var bosId) ? bosId : null;
-        EosTokenId = eos is not null && TryTokenToId(eos, out var eosId) ? eosId : null;
-        if (config is { } c3 && Bool(c3, "add_bos_token") && BosTokenId is { } b && !_prefixIds.Contains(b))
-            _prefixIds = [b, .. _prefixIds];
-        _cleanUpSpaces = config is { } c4 && Bool(c4, "clean_up_tokenization_spaces");
-
-        EndOfTurnTokenIds = ReadEndOfTurnIds(files.GenerationConfigJson);
-
-        var templateSource = config is { } c5 ? ReadChatTemplate(c5) : null;
-        templateSource ??= files.ChatTemplateJinja;
-        if (templateSource is not null)
-        {
-            try
-            {
-                _chatTemplate = new ChatTemplate(templateSource, new Dictionary<string, string?>
+                if (m.ValueKind == JsonValueKind.Array) merges.Add((m[0].GetString()!, m[1].GetString()!));
+                else
                 {
-                    ["bos_token"] = bos,
-                    ["eos_token"] = eos,
-                    ["unk_token"] = config is { } c6 ? TokenName(c6, "unk_token") : null,
-                    ["pad_token"] = config is { } c7 ? TokenName(c7, "pad_token") : null,
-                });
+                    // The older form "left right"; byte-level tokens never contain a plain space.
+                    var parts = m.GetString()!.Split(' ');
+                    if (parts.Length != 2) throw new InvalidDataException($"tokenizer.json: merge '{m.GetString()}' is not 'left right'");
+                    merges.Add((parts[0], parts[1]));
+                }
             }
-            catch (ChatTemplateException e)
+            bool ignoreMerges = model.TryGetProperty("ignore_merges", out var im) && im.ValueKind == JsonValueKind.True;
+
+            (_preTokenizer, _addPrefixSpace) = ReadPreTokenizer(root);
+            _normalization = ReadNormalizer(root);
+            _vocab = vocab;
+            _bpe = new BpeModel(vocab, merges, ignoreMerges);
+
+            // Added tokens: matched in the raw text, longest first (Hugging Face matches leftmost-longest).
+            _addedTokens = new Dictionary<string, int>(StringComparer.Ordinal);
+            var specialIds = new HashSet<int>();
+            var alternatives = new List<(string Content, string Pattern)>();
+            if (root.TryGetProperty("added_tokens", out var added) && added.ValueKind == JsonValueKind.Array)
             {
-                _chatTemplateError = e.Message;
+                foreach (var a in added.EnumerateArray())
+                {
+                    var content = a.GetProperty("content").GetString()!;
+                    var id = a.GetProperty("id").GetInt32();
+                    _addedTokens[content] = id;
+                    if (Bool(a, "special")) specialIds.Add(id);
+                    var pattern = Regex.Escape(content);
+                    if (Bool(a, "single_word")) pattern = $@"(?<!\w){pattern}(?!\w)";
+                    if (Bool(a, "lstrip")) pattern = @"\s*" + pattern;
+                    if (Bool(a, "rstrip")) pattern += @"\s*";
+                    alternatives.Add((content, pattern));
+                }
             }
+            if (alternatives.Count > 0)
+            {
+                var ordered = alternatives.OrderByDescending(x => x.Content.Length).Select(x => x.Pattern);
+                _addedTokenPattern = new Regex(string.Join("|", ordered), RegexOptions.Compiled | RegexOptions.CultureInvariant);
+            }
+
+            int size = Math.Max(vocab.Count == 0 ? 0 : vocab.Values.Max() + 1, _addedTokens.Count == 0 ? 0 : _addedTokens.Values.Max() + 1);
+            _tokenBytes = new byte[]?[size];
+            _isSpecial = new bool[size];
+            foreach (var (token, id) in vocab) _tokenBytes[id] = ByteLevel.TokenBytes(token);
+            foreach (var (token, id) in _addedTokens) _tokenBytes[id] = ByteLevel.TokenBytes(token);
+            foreach (var id in specialIds) _isSpecial[id] = true;
+
+            // BOS/EOS: the post-processor's template (Llama 3) and/or tokenizer_config's add_bos_token (Qwen: false).
+            (_prefixIds, _suffixIds) = ReadPostProcessor(root);
+            string? ConfigToken(string name) => config is { } c ? TokenName(c, name) : null;
+            var bos = ConfigToken("bos_token");
+            var eos = ConfigToken("eos_token");
+            BosTokenId = bos is not null && TryTokenToId(bos, out var bosId) ? bosId : null;
+            EosTokenId = eos is not null && TryTokenToId(eos, out var eosId) ? eosId : null;
+            if (config is { } c1 && Bool(c1, "add_bos_token") && BosTokenId is { } b && !_prefixIds.Contains(b))
+                _prefixIds = [b, .. _prefixIds];
+            _cleanUpSpaces = config is { } c2 && Bool(c2, "clean_up_tokenization_spaces");
+
+            EndOfTurnTokenIds = ReadEndOfTurnIds(files.GenerationConfigJson);
+
+            var templateSource = config is { } c3 ? ReadChatTemplate(c3) : null;
+            templateSource ??= files.ChatTemplateJinja;
+            if (templateSource is not null)
+            {
+                try
+                {
+                    _chatTemplate = new ChatTemplate(templateSource, new Dictionary<string, string?>
+                    {
+                        ["bos_token"] = bos,
+                        ["eos_token"] = eos,
+                        ["unk_token"] = ConfigToken("unk_token"),
+                        ["pad_token"] = ConfigToken("pad_token"),
+                    });
+                }
+                catch (ChatTemplateException e)
+                {
+                    // A template beyond our Jinja subset must not stop plain prompts; chat requests get this reason.
+                    _chatTemplateError = e.Message;
+                }
+            }
+        }
+        catch (Exception e) when (e is KeyNotFoundException or InvalidOperationException or FormatException)
+        {
+            throw new InvalidDataException($"tokenizer.json or tokenizer_config.json is malformed: {e.Message}", e);
         }
     }
 
