@@ -10,6 +10,8 @@ try
         "serve" => ServeCommand.Run(rest),
         "generate" => GenerateCommand.Run(rest),
         "bench" => BenchCommand.Run(rest),
+        "tokenize" => TokenizeCommand.Run(rest),
+        "bench-tokenizer" => TokenizerBenchCommand.Run(rest),
         "help" or "--help" or "-h" => Usage.Print(),
         _ => throw new CliException($"unknown verb '{verb}' (try: serve, generate, bench, tokenize, train, eval)"),
     };
