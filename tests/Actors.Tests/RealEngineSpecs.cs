@@ -5,6 +5,7 @@ using ActorQuery.Actors.Tests.Support;
 using ActorQuery.Actors.Workers;
 using ActorQuery.Inference.Engine;
 using ActorQuery.Inference.Memory;
+using ActorQuery.Inference.Tokenization;
 using Xunit.Abstractions;
 
 namespace ActorQuery.Actors.Tests;
@@ -61,6 +62,27 @@ public sealed class RealEngineSpecs : ActorSpec, IDisposable
         var worker = RouterStatusOf(router).Workers.Single();
         Assert.Equal((1, 1, "fixture"), (worker.Restarts, worker.OomCount, worker.Model == "qwen2-tiny-f32" ? "fixture" : worker.Model));
         Assert.True(worker.TensorBytes > 0);
+    }
+
+    [Fact]
+    public void Should_stream_text_through_the_real_tokenizer_and_cut_at_a_stop_string()
+    {
+        // The tiny fixture model's ids (< 512) are byte-level tokens of the Qwen tokenizer, so its output has text.
+        var (prompt, greedy) = RepoFixtures.FirstCase("qwen2-tiny-f32");
+        var tokenizer = HfTokenizer.FromPath(Path.Combine(RepoFixtures.Root, "tests", "fixtures", "tokenizers", "qwen3"));
+        var router = StartNode(new InferenceEngineFactory(
+            new EngineOptions { ModelPath = RepoFixtures.Model("qwen2-tiny-f32"), Device = "cpu", Dtype = "float32", KvCacheBytes = 8 << 20 },
+            tokenizer));
+        var fullText = tokenizer.Decode(greedy[..16], skipSpecialTokens: true);
+        var request = new QueryRequest { QueryId = "text", PromptTokenIds = prompt, Sampling = SamplingParams.Greedy(16) with { IgnoreEos = true } };
+
+        var events = Run(router, request);
+        Assert.Equal(fullText, string.Concat(events.OfType<TokensGenerated>().Select(t => t.Text)));
+
+        var stop = fullText.Substring(fullText.Length / 2, 2);
+        var cut = Run(router, request with { QueryId = "cut", StopStrings = new[] { stop } });
+        Assert.Equal(fullText[..fullText.IndexOf(stop, StringComparison.Ordinal)], string.Concat(cut.OfType<TokensGenerated>().Select(t => t.Text)));
+        Assert.Equal(FinishReason.Stop, Assert.IsType<QueryCompleted>(cut[^1]).FinishReason);
     }
 
     [Fact]

@@ -5,7 +5,7 @@ using Microsoft.Extensions.Configuration;
 
 namespace ActorQuery.Actors.Tests;
 
-/// <summary>The plain rules behind the actors: backoff, degradation levels, LRU, stop strings.</summary>
+/// <summary>The plain rules behind the actors: backoff, degradation levels, LRU, options.</summary>
 public sealed class UnitSpecs
 {
     [Fact]
@@ -84,24 +84,6 @@ public sealed class UnitSpecs
         Assert.NotEqual(QueryCache.KeyOf(greedy), QueryCache.KeyOf(greedy with { StopStrings = new[] { "x" } }));
         Assert.NotNull(QueryCache.KeyOf(greedy with { Sampling = new SamplingParams { Temperature = 0.8f, Seed = 7 } }));
         Assert.Null(QueryCache.KeyOf(greedy with { Sampling = new SamplingParams { Temperature = 0.8f } }));
-    }
-
-    [Fact]
-    public void Stop_string_matcher_holds_back_a_possible_prefix_and_cuts_at_the_match()
-    {
-        var m = new StopStringMatcher(new[] { "END" });
-        Assert.Equal("hello ", m.Push("hello E"));
-        Assert.Equal("", m.Push("N"));
-        Assert.Equal("ENo", m.Push("o")); // "ENo" is no stop string: released
-        Assert.False(m.Matched);
-        Assert.Equal(" and ", m.Push(" and EN"));
-        Assert.Equal("", m.Push("D more"));
-        Assert.True(m.Matched);
-        Assert.Equal("", m.Flush());
-
-        var tail = new StopStringMatcher(new[] { "</s>" });
-        Assert.Equal("ab", tail.Push("ab</"));
-        Assert.Equal("</", tail.Flush()); // the sequence ended before the stop string completed
     }
 
     [Fact]

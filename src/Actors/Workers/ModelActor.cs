@@ -188,7 +188,7 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
         var visible = job.Stops.Push(text);
         var logprobs = update.Logprob is null ? null : new[] { update.Logprob };
         FinishReason? finish = null;
-        if (job.Stops.Matched)
+        if (job.Stops.Stopped)
         {
             if (update.Finished is null) _engine!.Remove(job.SequenceId);
             finish = FinishReason.Stop;
@@ -197,7 +197,7 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
         {
             var tail = job.Detokenizer?.Flush() ?? "";
             visible += job.Stops.Push(tail);
-            if (job.Stops.Matched) f = FinishReason.Stop;
+            if (job.Stops.Stopped) f = FinishReason.Stop;
             else visible += job.Stops.Flush();
             finish = f;
         }
