@@ -47,7 +47,7 @@ public sealed record RouterOptions
 /// <summary>The workers of a node (ModelSupervisor + ModelActor each) and their out-of-memory ladder.</summary>
 public sealed record WorkerOptions
 {
-    /// <summary>Workers (model copies) on this node.</summary>
+    /// <summary>Workers (model copies) on this node; 0 for a gateway-only node (router, no model).</summary>
     public int Count { get; init; } = 1;
     /// <summary>Most sequences one engine runs at once (before degradation).</summary>
     public int MaxBatch { get; init; } = 8;
@@ -72,7 +72,7 @@ public sealed record WorkerOptions
 
     public void Validate()
     {
-        if (Count < 1) throw new ArgumentException("must be >= 1", nameof(Count));
+        if (Count < 0) throw new ArgumentException("must be >= 0", nameof(Count));
         if (MaxBatch < 1) throw new ArgumentException("must be >= 1", nameof(MaxBatch));
         if (BackoffMin < TimeSpan.Zero || BackoffMax < BackoffMin) throw new ArgumentException("must satisfy 0 <= BackoffMin <= BackoffMax", nameof(BackoffMax));
         if (BackoffJitter is < 0 or > 1) throw new ArgumentException("must be in [0, 1]", nameof(BackoffJitter));
