@@ -65,10 +65,40 @@ public static class ActorQueryHosting
         });
     }
 
-    /// <summary>Registers <see cref="IQueryClient"/> (for the HTTP layer) over the registered <see cref="QueryRouter"/>.</summary>
+    /// <summary>
+    /// Registers <see cref="IQueryClient"/> (for the HTTP layer) over the registered <see cref="QueryRouter"/>. The
+    /// router is looked up at the first call, not at registration: the HTTP pipeline is built before Akka.Hosting
+    /// has started the actor system.
+    /// </summary>
     public static IServiceCollection AddActorQueryClient(this IServiceCollection services) =>
-        services.AddSingleton<IQueryClient>(sp => new ActorQueryClient(
-            sp.GetRequiredService<ActorSystem>(), sp.GetRequiredService<IRequiredActor<QueryRouter>>().ActorRef));
+        services.AddSingleton<IQueryClient>(sp => new LazyRouterClient(sp));
+
+    private sealed class LazyRouterClient(IServiceProvider services) : IQueryClient
+    {
+        private ActorQueryClient? _client;
+
+        private async ValueTask<ActorQueryClient> Client(CancellationToken ct)
+        {
+            if (_client is not null) return _client;
+            var router = await services.GetRequiredService<IRequiredActor<QueryRouter>>().GetAsync(ct).ConfigureAwait(false);
+            return _client = new ActorQueryClient(services.GetRequiredService<ActorSystem>(), router);
+        }
+
+        public async IAsyncEnumerable<QueryEvent> SubmitAsync(QueryRequest request,
+            [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
+        {
+            var client = await Client(cancellationToken).ConfigureAwait(false);
+            await foreach (var e in client.SubmitAsync(request, cancellationToken).ConfigureAwait(false)) yield return e;
+        }
+
+        public async Task<RouterStatus> GetStatusAsync(TimeSpan timeout, CancellationToken cancellationToken)
+        {
+            using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            cts.CancelAfter(timeout);
+            var client = await Client(cts.Token).ConfigureAwait(false);
+            return await client.GetStatusAsync(timeout, cancellationToken).ConfigureAwait(false);
+        }
+    }
 
     private static Config LoadEmbeddedHocon()
     {

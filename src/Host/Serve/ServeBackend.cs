@@ -20,7 +20,5 @@ public interface IServeBackend
 /// <summary>The one place that chooses the backend <c>actorquery serve</c> runs with.</summary>
 public static class ServeBackends
 {
-    // WIRING POINT: replace NotWiredBackend with the actor backend (QueryRouter + ModelSupervisor + MemoryWatchdog
-    // registered on `akka`, an IQueryClient over the router, and an IServedModel from the model folder's tokenizer).
-    public static IServeBackend Default() => new NotWiredBackend();
+    public static IServeBackend Default() => new ActorBackend();
 }

@@ -10,13 +10,13 @@ namespace ActorQuery.Host.Serve;
 /// </summary>
 public static class ServeCli
 {
-    private enum Kind { Text, Int, Number, Size }
+    private enum Kind { Text, Int, Number, Size, Flag }
 
     /// <summary>Option → (key, kind, help).</summary>
     public static readonly IReadOnlyList<(string Option, string Key, string Help)> Options =
     [
         ("model", "ModelFolder", "Hugging Face model folder (default models/default)"),
-        ("dtype", "Dtype", "auto | float32 | float16 | bfloat16"),
+        ("dtype", "Dtype", "auto | float32 | bfloat16"),
         ("device", "Device", "auto | cpu | cuda | cuda:N | mps"),
         ("workers", "WorkersPerNode", "model workers on this node"),
         ("memory-limit", "MemoryLimit", "memory budget, e.g. 8GiB (default auto)"),
@@ -33,6 +33,9 @@ public static class ServeCli
         ("drain-timeout", "DrainTimeoutSeconds", "seconds running requests get on shutdown (30)"),
         ("max-body", "MaxBodyBytes", "largest request body (1MiB)"),
         ("default-max-tokens", "DefaultMaxTokens", "new tokens when a request names none (256)"),
+        ("kv-cache-size", "KvCacheSize", "KV-cache budget of each worker, e.g. 2GiB (1GiB)"),
+        ("max-batch", "MaxBatch", "sequences per forward pass per worker (16)"),
+        ("dummy-weights", "DummyWeights", "random weights of the model's config (benchmarks)"),
     ];
 
     private static readonly Dictionary<string, Kind> Kinds = new()
@@ -40,13 +43,13 @@ public static class ServeCli
         ["WorkersPerNode"] = Kind.Int, ["MaxInFlight"] = Kind.Int, ["MaxQueue"] = Kind.Int, ["CacheEntries"] = Kind.Int,
         ["DefaultMaxTokens"] = Kind.Int, ["CleanupMark"] = Kind.Number, ["PauseMark"] = Kind.Number,
         ["DefaultDeadlineSeconds"] = Kind.Number, ["DrainTimeoutSeconds"] = Kind.Number, ["CacheMaxBytes"] = Kind.Size,
-        ["MaxBodyBytes"] = Kind.Size,
+        ["MaxBodyBytes"] = Kind.Size, ["KvCacheSize"] = Kind.Size, ["MaxBatch"] = Kind.Int, ["DummyWeights"] = Kind.Flag,
     };
 
     /// <summary>Command line → configuration keys ("ActorQuery:MaxQueue" = "128"). Throws <see cref="CliException"/>.</summary>
     public static Dictionary<string, string?> Parse(string[] args)
     {
-        var cli = new CliArgs(args, new HashSet<string>());
+        var cli = new CliArgs(args, new HashSet<string> { "dummy-weights" });
         var overrides = new Dictionary<string, string?>(StringComparer.OrdinalIgnoreCase);
         foreach (var (option, key, _) in Options)
         {
@@ -55,6 +58,7 @@ public static class ServeCli
                 Kind.Int => cli.Int(option)?.ToString(CultureInfo.InvariantCulture),
                 Kind.Number => cli.Float(option)?.ToString("R", CultureInfo.InvariantCulture),
                 Kind.Size => SizeText(cli.String(option), option),
+                Kind.Flag => cli.Flag(option) ? "true" : null,
                 _ => cli.String(option),
             };
             if (value is not null) overrides[$"{ServeOptions.Section}:{key}"] = value;

@@ -38,6 +38,12 @@ public sealed class ServeOptions
     public double DrainTimeoutSeconds { get; set; } = 30;
     public string MaxBodyBytes { get; set; } = "1MiB";
     public int DefaultMaxTokens { get; set; } = 256;
+    /// <summary>KV-cache bytes each worker's engine may hold for all its sequences.</summary>
+    public string KvCacheSize { get; set; } = "1GiB";
+    /// <summary>Most sequences one worker advances per forward pass.</summary>
+    public int MaxBatch { get; set; } = 16;
+    /// <summary>Random weights of the model folder's config (benchmarks without a download).</summary>
+    public bool DummyWeights { get; set; }
 
     public static readonly string[] LogLevels = ["Verbose", "Debug", "Information", "Warning", "Error", "Fatal"];
 
@@ -45,6 +51,7 @@ public sealed class ServeOptions
     public long? MemoryLimitBytes => MemoryLimit.Equals("auto", StringComparison.OrdinalIgnoreCase) ? null : ByteSize.Parse(MemoryLimit);
     public long CacheMaxBytesValue => ByteSize.Parse(CacheMaxBytes);
     public long MaxBodyBytesValue => ByteSize.Parse(MaxBodyBytes);
+    public long KvCacheBytes => ByteSize.Parse(KvCacheSize);
     public TimeSpan DrainTimeout => TimeSpan.FromSeconds(DrainTimeoutSeconds);
     public TimeSpan DefaultDeadline => TimeSpan.FromSeconds(DefaultDeadlineSeconds);
 
@@ -65,7 +72,7 @@ public sealed class ServeOptions
     public void Validate()
     {
         Require(!string.IsNullOrWhiteSpace(ModelFolder), "ModelFolder", "must not be empty");
-        Require(Dtype is "auto" or "float32" or "float16" or "bfloat16", "Dtype", $"'{Dtype}' is not one of auto, float32, float16, bfloat16");
+        Require(Dtype is "auto" or "float32" or "bfloat16", "Dtype", $"'{Dtype}' is not one of auto, float32, bfloat16");
         Require(Device is "auto" or "cpu" or "cuda" or "mps" || Device.StartsWith("cuda:", StringComparison.Ordinal), "Device",
             $"'{Device}' is not one of auto, cpu, cuda, cuda:N, mps");
         Require(WorkersPerNode is >= 0 and <= 64, "WorkersPerNode", "must be in [0, 64] (0: a gateway-only node)");
@@ -85,6 +92,8 @@ public sealed class ServeOptions
         Require(DrainTimeoutSeconds >= 0 && DrainTimeoutSeconds <= 3600, "DrainTimeoutSeconds", "must be in [0, 3600]");
         Size(() => MaxBodyBytesValue, "MaxBodyBytes", min: 1024, max: 64L << 20);
         Require(DefaultMaxTokens >= 1, "DefaultMaxTokens", "must be >= 1");
+        Size(() => KvCacheBytes, "KvCacheSize", min: 1 << 20);
+        Require(MaxBatch is >= 1 and <= 1024, "MaxBatch", "must be in [1, 1024]");
     }
 
     private static void Require(bool ok, string name, string reason)

@@ -21,8 +21,12 @@ public static class DeviceAndDtype
                 if (cuda.is_available()) return CUDA;
                 if (mps_is_available()) return MPS;
                 return CPU;
+            case var n when n.StartsWith("cuda:", StringComparison.Ordinal) && int.TryParse(n.AsSpan(5), out var index) && index >= 0:
+                if (!cuda.is_available() || index >= cuda.device_count())
+                    throw new NotSupportedException($"device '{name}' requested but this machine has {(cuda.is_available() ? cuda.device_count() : 0)} CUDA device(s)");
+                return new Device(DeviceType.CUDA, index);
             default:
-                throw new ArgumentException($"unknown device '{name}' (use cpu, cuda, mps or auto)", "device");
+                throw new ArgumentException($"unknown device '{name}' (use cpu, cuda, cuda:N, mps or auto)", "device");
         }
     }
 

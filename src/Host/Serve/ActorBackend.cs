@@ -1,0 +1,82 @@
+using Akka.Hosting;
+using ActorQuery.Actors;
+using ActorQuery.Actors.Hosting;
+using ActorQuery.Actors.Workers;
+using ActorQuery.Api;
+using ActorQuery.Inference.Engine;
+using ActorQuery.Inference.Tokenization;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace ActorQuery.Host.Serve;
+
+/// <summary>
+/// The real backend: the model folder's tokenizer for the API, and this node's QueryRouter, model workers
+/// (ModelSupervisor → ModelActor over the TorchSharp engine) and MemoryWatchdog on Akka.
+/// The main knobs come from <see cref="ServeOptions"/>; the finer ones (ActorQuery:Router:*, ActorQuery:Workers:*,
+/// ActorQuery:Watchdog:*, ActorQuery:Faults:*) bind onto <see cref="ActorQueryNodeOptions"/> from the same
+/// configuration, with the main knobs winning where both are set.
+/// </summary>
+internal sealed class ActorBackend : IServeBackend
+{
+    private HfTokenizer? _tokenizer;
+
+    public void ConfigureServices(IServiceCollection services, ServeOptions options)
+    {
+        _tokenizer = LoadTokenizer(options.ModelFolder);
+        services.AddSingleton<ITokenizer>(_tokenizer);
+        services.AddSingleton<IServedModel>(ServedModels.FromFolder(options.ModelFolder, _tokenizer));
+        services.AddActorQueryClient();
+    }
+
+    public void ConfigureAkka(AkkaConfigurationBuilder akka, IServiceProvider services, ServeOptions options)
+    {
+        var node = NodeOptions(services.GetRequiredService<IConfiguration>(), options);
+        var engine = new EngineOptions
+        {
+            ModelPath = options.ModelFolder,
+            Dtype = options.Dtype,
+            Device = options.Device,
+            DummyWeights = options.DummyWeights,
+            KvCacheBytes = options.KvCacheBytes,
+            MaxBatchSequences = options.MaxBatch,
+        };
+        akka.AddActorQueryNode(node, new InferenceEngineFactory(engine, _tokenizer));
+    }
+
+    internal static ActorQueryNodeOptions NodeOptions(IConfiguration configuration, ServeOptions o)
+    {
+        var node = configuration.GetSection(ServeOptions.Section).Get<ActorQueryNodeOptions>() ?? new ActorQueryNodeOptions();
+        return node with
+        {
+            Router = node.Router with
+            {
+                MaxInFlight = o.MaxInFlight,
+                MaxQueue = o.MaxQueue,
+                DefaultTimeout = o.DefaultDeadline,
+            },
+            Workers = node.Workers with { Count = o.WorkersPerNode, MaxBatch = o.MaxBatch },
+            Watchdog = node.Watchdog with
+            {
+                LimitBytes = o.MemoryLimitBytes,
+                CleanupMark = o.CleanupMark,
+                PauseMark = o.PauseMark,
+            },
+            Cache = node.Cache with
+            {
+                Enabled = o.CacheEntries > 0,
+                MaxEntries = o.CacheEntries,
+                MaxBytes = o.CacheMaxBytesValue,
+            },
+        };
+    }
+
+    private static HfTokenizer LoadTokenizer(string folder)
+    {
+        try { return HfTokenizer.FromPath(folder); }
+        catch (Exception e) when (e is IOException or InvalidDataException or NotSupportedException or System.Text.Json.JsonException)
+        {
+            throw new OptionsException($"{ServeOptions.Section}:ModelFolder '{folder}': {e.Message}");
+        }
+    }
+}
