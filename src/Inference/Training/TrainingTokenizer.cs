@@ -77,7 +77,7 @@ public sealed partial class TrainingTokenizer
         for (int i = 0; i < 20000; i++)
         {
             var e = ArithmeticTask.NextTraining(rng);
-            Count(e.Prompt + e.Completion);
+            Count(e.Prompt); // not the completion: it is encoded on its own, as serving sees it
         }
         foreach (var s in ArithmeticTask.SystemMessages) Count(ArithmeticTask.RenderChat("x", s));
         // Most frequent first, so that frequent words get the low (preferred) merge ranks.
