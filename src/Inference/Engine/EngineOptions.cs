@@ -1,0 +1,21 @@
+namespace ActorQuery.Inference.Engine;
+
+/// <summary>How to load a model and how much it may hold. Every field has the default the README names.</summary>
+public sealed record EngineOptions
+{
+    /// <summary>A Hugging Face model folder (config.json + safetensors).</summary>
+    public required string ModelPath { get; init; }
+    /// <summary>float32, bfloat16 or auto (bfloat16 only where it is fast: CUDA, MPS, CPUs with AVX-512 BF16/AMX).</summary>
+    public string Dtype { get; init; } = "auto";
+    /// <summary>cpu, cuda, mps or auto (CUDA, then MPS, then CPU).</summary>
+    public string Device { get; init; } = "auto";
+    /// <summary>Random weights of the config's shape instead of the checkpoint (benchmarks; no download).</summary>
+    public bool DummyWeights { get; init; }
+    public long DummySeed { get; init; }
+    /// <summary>Bytes of KV cache the engine may hold for all sequences together. Default 1 GiB.</summary>
+    public long KvCacheBytes { get; init; } = 1L << 30;
+    /// <summary>Sequences advanced per step; more wait in the engine's queue (FCFS).</summary>
+    public int MaxBatchSequences { get; init; } = 16;
+    /// <summary>Torch intra-op threads; 0 keeps libtorch's default (one per core).</summary>
+    public int Threads { get; init; }
+}

@@ -1,0 +1,227 @@
+using ActorQuery.Inference.Checkpoint;
+using ActorQuery.Inference.Memory;
+using ActorQuery.Inference.Model;
+using ActorQuery.Inference.Sampling;
+using System.Diagnostics;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace ActorQuery.Inference.Engine;
+
+/// <summary>
+/// The TorchSharp engine: immutable <see cref="DecoderWeights"/> plus per-sequence state (KV cache, sampler),
+/// advanced by <see cref="Step"/>. Each step: schedule (which sequences run), execute (one forward per running
+/// sequence: its uncached tokens, so prefill and decode share a path), update (sample, stop rules).
+/// Running sequences are advanced one after another inside a step; batching them into one forward pass is a
+/// change behind this same API.
+/// </summary>
+public sealed class InferenceEngine : IGenerationEngine
+{
+    private sealed class Sequence(GenerationRequest request, Sampler sampler, int reserved)
+    {
+        public GenerationRequest Request { get; } = request;
+        public Sampler Sampler { get; } = sampler;
+        public int Reserved { get; } = reserved;
+        public List<int> Tokens { get; } = new(request.PromptIds);
+        public int Generated { get; set; }
+        public KvCache? Cache { get; set; }
+        /// <summary>Set when preempted: waits until another sequence leaves before it is recomputed.</summary>
+        public bool Parked { get; set; }
+    }
+
+    private readonly Decoder _decoder;
+    private readonly EngineOptions _options;
+    private readonly HashSet<int> _eos;
+    private readonly List<Sequence> _sequences = new(); // admission order = FCFS
+    private readonly long _bytesPerToken;
+    private int _reservedTokens;
+    private bool _disposed;
+
+    public ModelDescription Model { get; }
+    public ModelConfig Config { get; }
+    public GenerationDefaults? GenerationDefaults { get; }
+    public int KvCapacityTokens { get; }
+    public int KvFreeTokens => KvCapacityTokens - _reservedTokens;
+    public int ActiveSequences => _sequences.Count;
+    public bool HasPendingWork => _sequences.Count > 0;
+    public TimeSpan LoadTime { get; }
+    public long PreemptionsTotal { get; private set; }
+
+    public EngineMemory MemoryUsage =>
+        new(_decoder.Weights.ByteSize(), _sequences.Sum(s => s.Cache?.ByteSize ?? 0));
+
+    private InferenceEngine(Decoder decoder, EngineOptions options, ModelConfig config, GenerationDefaults? defaults, string name, TimeSpan loadTime)
+    {
+        _decoder = decoder;
+        _options = options;
+        Config = config;
+        GenerationDefaults = defaults;
+        LoadTime = loadTime;
+        _eos = new HashSet<int>(config.EosTokenIds.Concat(defaults?.EosTokenIds ?? []));
+        _bytesPerToken = KvCache.BytesPerToken(config, decoder.Weights.Dtype);
+        KvCapacityTokens = (int)Math.Min(int.MaxValue, options.KvCacheBytes / _bytesPerToken);
+        Model = new ModelDescription(name, config.Architecture, config.MaxPositionEmbeddings, config.VocabSize,
+            _eos.Order().ToArray(), DeviceAndDtype.Name(decoder.Weights.Dtype), decoder.Weights.Device.ToString(),
+            config.ParameterCount());
+    }
+
+    /// <summary>Loads the model folder (or random weights of its shape). Errors name the file and tensor.</summary>
+    public static InferenceEngine Load(EngineOptions options)
+    {
+        if (options.KvCacheBytes <= 0) throw new ArgumentException("must be > 0", "kv_cache_bytes");
+        if (options.MaxBatchSequences < 1) throw new ArgumentException("must be >= 1", "max_batch_sequences");
+        if (options.Threads > 0) set_num_threads(options.Threads);
+        var sw = Stopwatch.StartNew();
+        var folder = Path.GetFullPath(options.ModelPath);
+        if (!Directory.Exists(folder)) throw new DirectoryNotFoundException($"model folder '{options.ModelPath}' not found");
+        var config = ModelConfig.Load(Path.Combine(folder, "config.json"));
+        var defaults = GenerationDefaults.Load(folder);
+        var device = DeviceAndDtype.ResolveDevice(options.Device);
+        var dtype = DeviceAndDtype.ResolveDtype(options.Dtype, device);
+        DecoderWeights weights;
+        if (options.DummyWeights) weights = DecoderWeights.Random(config, dtype, device, options.DummySeed);
+        else
+        {
+            using var ckpt = new Checkpoint.Checkpoint(folder);
+            weights = DecoderWeights.Load(ckpt, config, dtype, device);
+        }
+        return new InferenceEngine(new Decoder(weights), options, config, defaults, Path.GetFileName(folder.TrimEnd('/')), sw.Elapsed);
+    }
+
+    public AdmitResult TryAdd(GenerationRequest request)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        request.Sampling.Validate();
+        if (request.PromptIds.Count == 0) throw new ArgumentException("must hold at least one token", "prompt");
+        foreach (var id in request.PromptIds)
+            if ((uint)id >= (uint)Config.VocabSize)
+                throw new ArgumentException($"token id {id} is outside the vocabulary (0..{Config.VocabSize - 1})", "prompt");
+        if (_sequences.Any(s => s.Request.SequenceId == request.SequenceId))
+            throw new ArgumentException($"sequence {request.SequenceId} is already running", "sequence_id");
+
+        int need = request.PromptIds.Count + request.Sampling.MaxNewTokens;
+        if (need > Config.MaxPositionEmbeddings)
+            return new AdmitResult(AdmitOutcome.TooLarge, need, KvFreeTokens,
+                $"prompt ({request.PromptIds.Count} tokens) + max_new_tokens ({request.Sampling.MaxNewTokens}) exceeds the model's context of {Config.MaxPositionEmbeddings} tokens");
+        if (need > KvCapacityTokens)
+            return new AdmitResult(AdmitOutcome.TooLarge, need, KvFreeTokens,
+                $"needs {need} tokens of KV cache; the engine's whole budget is {KvCapacityTokens}");
+        if (need > KvFreeTokens)
+            return new AdmitResult(AdmitOutcome.NoRoomNow, need, KvFreeTokens, $"needs {need} tokens of KV cache; {KvFreeTokens} are free");
+
+        _reservedTokens += need;
+        _sequences.Add(new Sequence(request, new Sampler(request.Sampling, request.PromptIds), need));
+        return new AdmitResult(AdmitOutcome.Admitted, need, KvFreeTokens);
+    }
+
+    public bool Remove(long sequenceId)
+    {
+        var s = _sequences.Find(x => x.Request.SequenceId == sequenceId);
+        if (s is null) return false;
+        Release(s);
+        return true;
+    }
+
+    private void Release(Sequence s)
+    {
+        s.Cache?.Dispose();
+        s.Cache = null;
+        _sequences.Remove(s);
+        _reservedTokens -= s.Reserved;
+        foreach (var p in _sequences) p.Parked = false; // room was made: parked sequences may run again
+    }
+
+    public StepResult Step()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_sequences.Count == 0) return StepResult.Idle;
+        var updates = new List<SequenceUpdate>();
+        int preempted = 0;
+        var running = _sequences.Where(s => !s.Parked).Take(_options.MaxBatchSequences).ToList();
+        if (running.Count == 0) { foreach (var s in _sequences) s.Parked = false; running = _sequences.Take(_options.MaxBatchSequences).ToList(); }
+
+        for (int i = 0; i < running.Count; i++)
+        {
+            var s = running[i];
+            try
+            {
+                updates.Add(Advance(s));
+            }
+            catch (Exception e) when (OutOfMemory.IsOutOfMemory(e) && CanPreempt(running, i))
+            {
+                // Rung 1 of the out-of-memory ladder: drop the newest other sequence's KV cache (it is rebuilt
+                // from its tokens later, as vLLM's recompute preemption does) and retry this one.
+                var victim = _sequences.Where(x => x != s && x.Cache is not null && !x.Parked).Last();
+                victim.Cache!.Dispose();
+                victim.Cache = null;
+                victim.Parked = true;
+                running.Remove(victim);
+                preempted++;
+                PreemptionsTotal++;
+                NativeMemory.CollectAndTrim();
+                i = running.IndexOf(s) - 1; // retry s
+            }
+        }
+        return new StepResult(updates, preempted);
+    }
+
+    private bool CanPreempt(List<Sequence> running, int index) =>
+        _sequences.Any(x => x != running[index] && x.Cache is not null && !x.Parked);
+
+    private SequenceUpdate Advance(Sequence s)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        s.Cache ??= new KvCache(_decoder.Weights, s.Reserved); // detached from the scope: lives across steps
+        int cached = s.Cache.Length;
+        var pending = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(s.Tokens)[cached..];
+        float[] logits;
+        try
+        {
+            using var l = _decoder.Forward(pending, s.Cache);
+            logits = l.data<float>().ToArray();
+        }
+        catch
+        {
+            // A failed forward leaves the cache half-written: drop it; the sequence is recomputed from its tokens.
+            s.Cache.Dispose();
+            s.Cache = null;
+            throw;
+        }
+        int token = s.Sampler.Sample(logits, out var logprob);
+        s.Tokens.Add(token);
+        s.Generated++;
+        FinishReason? finish = null;
+        var p = s.Request.Sampling;
+        bool isStop = (!p.IgnoreEos && _eos.Contains(token)) || p.StopTokenIds.Contains(token);
+        if (isStop && s.Generated >= p.MinNewTokens) finish = FinishReason.Stop;
+        else if (s.Generated >= p.MaxNewTokens) finish = FinishReason.Length;
+        if (finish is not null) Release(s);
+        return new SequenceUpdate(s.Request.SequenceId, token, logprob, finish);
+    }
+
+    /// <summary>For tests and tools: logits of every position of <paramref name="ids"/> run as one fresh sequence, [T, vocab].</summary>
+    public float[,] ScoreAllPositions(IReadOnlyList<int> ids)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        using var cache = new KvCache(_decoder.Weights, ids.Count);
+        var logits = _decoder.Forward(ids.ToArray(), cache, allPositions: true);
+        var flat = logits.data<float>().ToArray();
+        var result = new float[ids.Count, Config.VocabSize];
+        Buffer.BlockCopy(flat, 0, result, 0, flat.Length * sizeof(float));
+        return result;
+    }
+
+    public void ReleaseIdleMemory() => NativeMemory.CollectAndTrim();
+
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        foreach (var s in _sequences) s.Cache?.Dispose();
+        _sequences.Clear();
+        _reservedTokens = 0;
+        _decoder.Dispose();
+    }
+}

@@ -1,0 +1,170 @@
+using ActorQuery.Inference.Checkpoint;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace ActorQuery.Inference.Model;
+
+#pragma warning disable IDE1006 // Hugging Face checkpoint names (q_proj, input_layernorm) on purpose.
+/// <summary>
+/// One decoder layer's weights, in the compute dtype on the compute device. q/k/v and gate/up are stored
+/// fused (concatenated along the output dimension) so that a step runs one matmul instead of three / two;
+/// the checkpoint names they come from are listed in <see cref="DecoderWeights.Load"/>.
+/// </summary>
+public sealed class LayerWeights : IDisposable
+{
+    public required Tensor input_layernorm { get; init; }
+    /// <summary>[q_heads*D + 2*kv_heads*D, hidden]: q_proj, k_proj, v_proj stacked.</summary>
+    public required Tensor qkv_proj { get; init; }
+    public Tensor? qkv_proj_bias { get; init; }
+    public required Tensor o_proj { get; init; }
+    public required Tensor post_attention_layernorm { get; init; }
+    /// <summary>[2*intermediate, hidden]: gate_proj then up_proj.</summary>
+    public required Tensor gate_up_proj { get; init; }
+    public required Tensor down_proj { get; init; }
+
+    public IEnumerable<Tensor> All()
+    {
+        yield return input_layernorm; yield return qkv_proj;
+        if (qkv_proj_bias is not null) yield return qkv_proj_bias;
+        yield return o_proj; yield return post_attention_layernorm; yield return gate_up_proj; yield return down_proj;
+    }
+
+    public void Dispose() { foreach (var t in All()) t.Dispose(); }
+}
+
+/// <summary>
+/// A decoder's immutable weights (Qwen2 / Llama). Per-sequence state lives in <see cref="KvCache"/>, never here,
+/// so one set of weights serves many sequences.
+/// </summary>
+public sealed class DecoderWeights : IDisposable
+{
+    public ModelConfig Config { get; }
+    public ScalarType Dtype { get; }
+    public Device Device { get; }
+    public Tensor embed_tokens { get; }
+    public Tensor norm { get; }
+    /// <summary>The output projection; the same tensor as <see cref="embed_tokens"/> when embeddings are tied.</summary>
+    public Tensor lm_head { get; }
+    public IReadOnlyList<LayerWeights> layers { get; }
+
+    private DecoderWeights(ModelConfig config, ScalarType dtype, Device device, Tensor embed, Tensor norm, Tensor lmHead, LayerWeights[] layers)
+    {
+        Config = config; Dtype = dtype; Device = device;
+        embed_tokens = embed; this.norm = norm; lm_head = lmHead; this.layers = layers;
+    }
+#pragma warning restore IDE1006
+
+    public long ByteSize()
+    {
+        long n = embed_tokens.NumberOfElements + norm.NumberOfElements
+                 + (ReferenceEquals(lm_head, embed_tokens) ? 0 : lm_head.NumberOfElements)
+                 + layers.Sum(l => l.All().Sum(t => t.NumberOfElements));
+        return n * DeviceAndDtype.ElementSize(Dtype);
+    }
+
+    /// <summary>
+    /// Loads every tensor the architecture needs, checking names and shapes; extra tensors in the file
+    /// (other than rotary caches some exporters write) are refused, so that a wrong checkpoint cannot load silently.
+    /// </summary>
+    public static DecoderWeights Load(Checkpoint.Checkpoint ckpt, ModelConfig c, ScalarType dtype, Device device)
+    {
+        var expected = new HashSet<string>(StringComparer.Ordinal);
+        Tensor Get(string name, params long[] shape)
+        {
+            expected.Add(name);
+            var raw = ckpt.Read(name, shape);
+            if (raw.dtype == dtype && device.type == DeviceType.CPU) return raw.DetachFromDisposeScope();
+            using (raw) return raw.to(dtype, device).DetachFromDisposeScope();
+        }
+        Tensor Cat(params Tensor[] parts)
+        {
+            var t = cat(parts, 0).DetachFromDisposeScope();
+            foreach (var p in parts) p.Dispose();
+            return t;
+        }
+
+        using var noGrad = no_grad();
+        long h = c.HiddenSize, q = (long)c.NumAttentionHeads * c.HeadDim, kv = (long)c.NumKeyValueHeads * c.HeadDim, inter = c.IntermediateSize;
+        var built = new List<IDisposable>();
+        try
+        {
+            var embed = Get("model.embed_tokens.weight", c.VocabSize, h); built.Add(embed);
+            var finalNorm = Get("model.norm.weight", h); built.Add(finalNorm);
+            Tensor lmHead = embed;
+            if (!c.TieWordEmbeddings) { lmHead = Get("lm_head.weight", c.VocabSize, h); built.Add(lmHead); }
+            else if (ckpt.Contains("lm_head.weight"))
+            {
+                // Some exporters write the tied head anyway; it must equal the embedding, so it is not read twice.
+                expected.Add("lm_head.weight");
+            }
+
+            var layers = new LayerWeights[c.NumHiddenLayers];
+            for (int i = 0; i < c.NumHiddenLayers; i++)
+            {
+                string p = $"model.layers.{i}.";
+                var layer = new LayerWeights
+                {
+                    input_layernorm = Get(p + "input_layernorm.weight", h),
+                    qkv_proj = Cat(Get(p + "self_attn.q_proj.weight", q, h), Get(p + "self_attn.k_proj.weight", kv, h), Get(p + "self_attn.v_proj.weight", kv, h)),
+                    qkv_proj_bias = c.AttentionBias
+                        ? Cat(Get(p + "self_attn.q_proj.bias", q), Get(p + "self_attn.k_proj.bias", kv), Get(p + "self_attn.v_proj.bias", kv))
+                        : null,
+                    o_proj = Get(p + "self_attn.o_proj.weight", h, q),
+                    post_attention_layernorm = Get(p + "post_attention_layernorm.weight", h),
+                    gate_up_proj = Cat(Get(p + "mlp.gate_proj.weight", inter, h), Get(p + "mlp.up_proj.weight", inter, h)),
+                    down_proj = Get(p + "mlp.down_proj.weight", h, inter),
+                };
+                layers[i] = layer;
+                built.Add(layer);
+            }
+            var unexpected = ckpt.TensorNames.Where(n => !expected.Contains(n) && !n.EndsWith("rotary_emb.inv_freq", StringComparison.Ordinal))
+                .OrderBy(n => n, StringComparer.Ordinal).ToList();
+            if (unexpected.Count > 0)
+                throw new InvalidDataException($"{ckpt.Folder}: unexpected tensor '{unexpected[0]}'" +
+                                               (unexpected.Count > 1 ? $" (and {unexpected.Count - 1} more)" : "") +
+                                               $" for {c.Architecture}");
+            return new DecoderWeights(c, dtype, device, embed, finalNorm, lmHead, layers);
+        }
+        catch
+        {
+            foreach (var d in built) d.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Random weights of the config's shape (like vLLM's dummy load format), for benchmarks without a download.</summary>
+    public static DecoderWeights Random(ModelConfig c, ScalarType dtype, Device device, long seed = 0)
+    {
+        using var noGrad = no_grad();
+        var gen = new Generator((ulong)seed);
+        Tensor Rand(params long[] shape)
+        {
+            var f = randn(shape, ScalarType.Float32, CPU, generator: gen).mul_(0.02f);
+            if (dtype == ScalarType.Float32 && device.type == DeviceType.CPU) return f.DetachFromDisposeScope();
+            using (f) return f.to(dtype, device).DetachFromDisposeScope();
+        }
+        Tensor Ones(long n) => ones(n, dtype, device).DetachFromDisposeScope();
+        long h = c.HiddenSize, q = (long)c.NumAttentionHeads * c.HeadDim, kv = (long)c.NumKeyValueHeads * c.HeadDim, inter = c.IntermediateSize;
+        var embed = Rand(c.VocabSize, h);
+        var lmHead = c.TieWordEmbeddings ? embed : Rand(c.VocabSize, h);
+        var layers = Enumerable.Range(0, c.NumHiddenLayers).Select(_ => new LayerWeights
+        {
+            input_layernorm = Ones(h),
+            qkv_proj = Rand(q + 2 * kv, h),
+            qkv_proj_bias = c.AttentionBias ? Rand(q + 2 * kv) : null,
+            o_proj = Rand(h, q),
+            post_attention_layernorm = Ones(h),
+            gate_up_proj = Rand(2 * inter, h),
+            down_proj = Rand(h, inter),
+        }).ToArray();
+        return new DecoderWeights(c, dtype, device, embed, Ones(h), lmHead, layers);
+    }
+
+    public void Dispose()
+    {
+        foreach (var l in layers) l.Dispose();
+        if (!ReferenceEquals(lm_head, embed_tokens)) lm_head.Dispose();
+        embed_tokens.Dispose();
+        norm.Dispose();
+    }
+}

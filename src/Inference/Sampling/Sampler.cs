@@ -1,0 +1,151 @@
+using ActorQuery.Inference.Engine;
+
+namespace ActorQuery.Inference.Sampling;
+
+/// <summary>
+/// Picks one sequence's next tokens from float32 logits. Holds that sequence's sampler state: its random
+/// generator (seeded: the same seed and request give the same tokens) and the counts that penalties need.
+/// Order as in Hugging Face and vLLM: penalties → temperature → top-k → top-p → min-p → draw.
+/// Runs on the CPU over a managed copy of the logits: one vocabulary-sized pass per token, small next to
+/// the forward pass, and exact and easy to reason about.
+/// </summary>
+public sealed class Sampler
+{
+    private readonly SamplingParams _p;
+    private readonly Random _rng;
+    private readonly Dictionary<int, int> _generatedCounts = new();
+    private readonly HashSet<int> _seen;
+
+    public Sampler(SamplingParams p, IEnumerable<int> promptIds)
+    {
+        _p = p;
+        _rng = p.Seed is long seed ? new Random(unchecked((int)(seed ^ (seed >> 32)))) : new Random();
+        _seen = p.RepetitionPenalty != 1f ? new HashSet<int>(promptIds) : new HashSet<int>();
+    }
+
+    /// <summary>Records a token chosen outside <see cref="Sample"/> (none today; kept for recompute after preemption).</summary>
+    public void Observe(int token)
+    {
+        _generatedCounts[token] = _generatedCounts.GetValueOrDefault(token) + 1;
+        if (_p.RepetitionPenalty != 1f) _seen.Add(token);
+    }
+
+    /// <summary>Chooses the next token. <paramref name="logits"/> is modified (penalties, temperature).
+    /// Log-probabilities, when asked for, are those of the model's raw distribution (as vLLM reports them).</summary>
+    public int Sample(float[] logits, out TokenLogprob? logprob)
+    {
+        bool wantLogprobs = _p.Logprobs || _p.TopLogprobs > 0;
+        double lse = wantLogprobs ? LogSumExp(logits) : 0;
+        float[]? raw = wantLogprobs ? (float[])logits.Clone() : null;
+        ApplyPenalties(logits);
+        int token = _p.Temperature == 0f ? ArgMax(logits) : Draw(logits);
+        logprob = raw is null ? null : new TokenLogprob(token, (float)(raw[token] - lse), TopAlternatives(raw, lse));
+        Observe(token);
+        return token;
+    }
+
+    private void ApplyPenalties(float[] logits)
+    {
+        if (_p.RepetitionPenalty != 1f)
+        {
+            float r = _p.RepetitionPenalty;
+            foreach (var t in _seen)
+                if ((uint)t < (uint)logits.Length) logits[t] = logits[t] > 0 ? logits[t] / r : logits[t] * r;
+        }
+        if (_p.PresencePenalty != 0f || _p.FrequencyPenalty != 0f)
+        {
+            foreach (var (t, n) in _generatedCounts)
+                if ((uint)t < (uint)logits.Length) logits[t] -= _p.PresencePenalty + _p.FrequencyPenalty * n;
+        }
+    }
+
+    public static int ArgMax(ReadOnlySpan<float> logits)
+    {
+        int best = 0;
+        float bestV = float.NegativeInfinity;
+        for (int i = 0; i < logits.Length; i++)
+            if (logits[i] > bestV) { bestV = logits[i]; best = i; }
+        return best;
+    }
+
+    private int Draw(float[] logits)
+    {
+        float invT = 1f / _p.Temperature;
+        int vocab = logits.Length;
+        // Candidates in descending logit order: a partial selection when top-k is set, else a full sort
+        // (top-p needs the order; only needed when top_p < 1 or min_p > 0).
+        int k = _p.TopK > 0 ? Math.Min(_p.TopK, vocab) : vocab;
+        int[] idx;
+        bool needOrder = k < vocab || _p.TopP < 1f || _p.MinP > 0f;
+        if (needOrder)
+        {
+            idx = new int[vocab];
+            for (int i = 0; i < vocab; i++) idx[i] = i;
+            var keys = new float[vocab];
+            for (int i = 0; i < vocab; i++) keys[i] = -logits[i];
+            Array.Sort(keys, idx); // ascending of -logit = descending logit; stable enough: ties by index order of the sort
+            if (k < vocab) Array.Resize(ref idx, k);
+        }
+        else
+        {
+            idx = new int[vocab];
+            for (int i = 0; i < vocab; i++) idx[i] = i;
+        }
+
+        float max = float.NegativeInfinity;
+        foreach (var i in idx) max = Math.Max(max, logits[i]);
+        var probs = new double[idx.Length];
+        double sum = 0;
+        for (int j = 0; j < idx.Length; j++) { probs[j] = Math.Exp((logits[idx[j]] - max) * invT); sum += probs[j]; }
+        int n = idx.Length;
+        if (_p.TopP < 1f)
+        {
+            double cum = 0, limit = _p.TopP * sum;
+            for (int j = 0; j < n; j++)
+            {
+                cum += probs[j];
+                if (cum >= limit) { n = j + 1; break; }
+            }
+        }
+        if (_p.MinP > 0f)
+        {
+            double floor = _p.MinP * probs[0];
+            int m = 1;
+            while (m < n && probs[m] >= floor) m++;
+            n = m;
+        }
+        double total = 0;
+        for (int j = 0; j < n; j++) total += probs[j];
+        double u = _rng.NextDouble() * total;
+        for (int j = 0; j < n; j++)
+        {
+            u -= probs[j];
+            if (u <= 0) return idx[j];
+        }
+        return idx[n - 1];
+    }
+
+    private IReadOnlyList<TopLogprob> TopAlternatives(float[] raw, double lse)
+    {
+        if (_p.TopLogprobs == 0) return Array.Empty<TopLogprob>();
+        // A bounded selection: keep the best N seen so far in a small sorted list.
+        var best = new List<int>(_p.TopLogprobs + 1);
+        for (int i = 0; i < raw.Length; i++)
+        {
+            if (best.Count == _p.TopLogprobs && raw[i] <= raw[best[^1]]) continue;
+            int pos = best.FindIndex(b => raw[i] > raw[b]);
+            best.Insert(pos < 0 ? best.Count : pos, i);
+            if (best.Count > _p.TopLogprobs) best.RemoveAt(best.Count - 1);
+        }
+        return best.Select(i => new TopLogprob(i, (float)(raw[i] - lse))).ToArray();
+    }
+
+    private static double LogSumExp(ReadOnlySpan<float> x)
+    {
+        float max = float.NegativeInfinity;
+        foreach (var v in x) max = Math.Max(max, v);
+        double s = 0;
+        foreach (var v in x) s += Math.Exp(v - max);
+        return max + Math.Log(s);
+    }
+}
