@@ -10,6 +10,7 @@ try
         "generate" => GenerateCommand.Run(rest),
         "bench" => BenchCommand.Run(rest),
         "train" => TrainCommand.Run(rest),
+        "eval" => EvalCommand.Run(rest),
         "help" or "--help" or "-h" => Usage.Print(),
         _ => throw new CliException($"unknown verb '{verb}' (try: serve, generate, bench, tokenize, train, eval)"),
     };
