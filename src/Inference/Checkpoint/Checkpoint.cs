@@ -63,6 +63,8 @@ public sealed class Checkpoint : IDisposable
         if (!hit.Entry.Shape.SequenceEqual(expectedShape))
             throw new InvalidDataException(
                 $"{hit.File.Path}: tensor '{name}' has shape [{string.Join(", ", hit.Entry.Shape)}], expected [{string.Join(", ", expectedShape)}]");
+        if (hit.Entry.Dtype is not ("F32" or "F16" or "BF16"))
+            throw new NotSupportedException($"{hit.File.Path}: tensor '{name}' has dtype {hit.Entry.Dtype}; weights must be F32, F16 or BF16");
         return hit.File.Read(hit.Entry);
     }
 

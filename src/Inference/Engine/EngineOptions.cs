@@ -14,8 +14,11 @@ public sealed record EngineOptions
     public long DummySeed { get; init; }
     /// <summary>Bytes of KV cache the engine may hold for all sequences together. Default 1 GiB.</summary>
     public long KvCacheBytes { get; init; } = 1L << 30;
-    /// <summary>Sequences advanced per step; more wait in the engine's queue (FCFS).</summary>
-    public int MaxBatchSequences { get; init; } = 16;
+    /// <summary>Sequences advanced per step (one forward pass); more wait their turn (FCFS). Default 32.</summary>
+    public int MaxBatchSequences { get; init; } = 32;
+    /// <summary>Tokens one step feeds in all (decode tokens plus prefill chunks): longer prompts are prefilled
+    /// in chunks so that running streams keep flowing. Default 512.</summary>
+    public int MaxTokensPerStep { get; init; } = 512;
     /// <summary>Torch intra-op threads; 0 keeps libtorch's default (one per core).</summary>
     public int Threads { get; init; }
 }

@@ -10,10 +10,8 @@ namespace ActorQuery.Inference.Engine;
 
 /// <summary>
 /// The TorchSharp engine: immutable <see cref="DecoderWeights"/> plus per-sequence state (KV cache, sampler),
-/// advanced by <see cref="Step"/>. Each step: schedule (which sequences run), execute (one forward per running
-/// sequence: its uncached tokens, so prefill and decode share a path), update (sample, stop rules).
-/// Running sequences are advanced one after another inside a step; batching them into one forward pass is a
-/// change behind this same API.
+/// advanced by <see cref="Step"/>: schedule (which sequences run, how many tokens each), execute (one batched
+/// forward pass over all of them: decode tokens and prefill chunks share a path), update (sample, stop rules).
 /// </summary>
 public sealed class InferenceEngine : IGenerationEngine
 {
@@ -22,6 +20,7 @@ public sealed class InferenceEngine : IGenerationEngine
         public GenerationRequest Request { get; } = request;
         public Sampler Sampler { get; } = sampler;
         public int Reserved { get; } = reserved;
+        /// <summary>Prompt, then generated tokens; the cache holds the first Cache.Length of them.</summary>
         public List<int> Tokens { get; } = new(request.PromptIds);
         public int Generated { get; set; }
         public KvCache? Cache { get; set; }
@@ -47,6 +46,9 @@ public sealed class InferenceEngine : IGenerationEngine
     public TimeSpan LoadTime { get; }
     public long PreemptionsTotal { get; private set; }
 
+    /// <summary>Test hook: called with the batch size before each forward pass (throw to simulate a failure).</summary>
+    internal Action<int>? BeforeForward { get; set; }
+
     public EngineMemory MemoryUsage =>
         new(_decoder.Weights.ByteSize(), _sequences.Sum(s => s.Cache?.ByteSize ?? 0));
 
@@ -70,6 +72,7 @@ public sealed class InferenceEngine : IGenerationEngine
     {
         if (options.KvCacheBytes <= 0) throw new ArgumentException("must be > 0", "kv_cache_bytes");
         if (options.MaxBatchSequences < 1) throw new ArgumentException("must be >= 1", "max_batch_sequences");
+        if (options.MaxTokensPerStep < 1) throw new ArgumentException("must be >= 1", "max_tokens_per_step");
         if (options.Threads > 0) set_num_threads(options.Threads);
         var sw = Stopwatch.StartNew();
         var folder = Path.GetFullPath(options.ModelPath);
@@ -131,63 +134,98 @@ public sealed class InferenceEngine : IGenerationEngine
         foreach (var p in _sequences) p.Parked = false; // room was made: parked sequences may run again
     }
 
+    /// <summary>
+    /// One step. Schedule: decode first — every running sequence whose prompt is cached gets one token — then
+    /// prefill, first come first served, in chunks, while the step's token budget lasts (so a long prompt
+    /// cannot stall the streams already flowing). Execute: one batched forward pass. Update: sample, stop rules.
+    /// On out-of-memory the newest sequence's KV cache is dropped (it is recomputed later) and the step retried.
+    /// </summary>
     public StepResult Step()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (_sequences.Count == 0) return StepResult.Idle;
-        var updates = new List<SequenceUpdate>();
         int preempted = 0;
-        var running = _sequences.Where(s => !s.Parked).Take(_options.MaxBatchSequences).ToList();
-        if (running.Count == 0) { foreach (var s in _sequences) s.Parked = false; running = _sequences.Take(_options.MaxBatchSequences).ToList(); }
-
-        for (int i = 0; i < running.Count; i++)
+        while (true)
         {
-            var s = running[i];
+            var batch = Schedule();
             try
             {
-                updates.Add(Advance(s));
+                return new StepResult(Execute(batch), preempted);
             }
-            catch (Exception e) when (OutOfMemory.IsOutOfMemory(e) && CanPreempt(running, i))
+            catch (Exception e) when (OutOfMemory.IsOutOfMemory(e) && Preempt(batch))
             {
-                // Rung 1 of the out-of-memory ladder: drop the newest other sequence's KV cache (it is rebuilt
-                // from its tokens later, as vLLM's recompute preemption does) and retry this one.
-                var victim = _sequences.Where(x => x != s && x.Cache is not null && !x.Parked).Last();
-                victim.Cache!.Dispose();
-                victim.Cache = null;
-                victim.Parked = true;
-                running.Remove(victim);
                 preempted++;
-                PreemptionsTotal++;
-                NativeMemory.CollectAndTrim();
-                i = running.IndexOf(s) - 1; // retry s
             }
         }
-        return new StepResult(updates, preempted);
     }
 
-    private bool CanPreempt(List<Sequence> running, int index) =>
-        _sequences.Any(x => x != running[index] && x.Cache is not null && !x.Parked);
+    /// <summary>Which sequences run this step, and how many of their uncached tokens each feeds.</summary>
+    private List<(Sequence Seq, int Count)> Schedule()
+    {
+        var candidates = _sequences.Where(s => !s.Parked).ToList();
+        if (candidates.Count == 0)
+        {
+            foreach (var s in _sequences) s.Parked = false; // only parked ones left: recompute them now
+            candidates = _sequences.ToList();
+        }
+        var batch = new List<(Sequence, int)>();
+        int budget = _options.MaxTokensPerStep;
+        foreach (var s in candidates)                               // decode: one token each
+        {
+            if (batch.Count == _options.MaxBatchSequences) break;
+            if (s.Cache is not null && s.Tokens.Count - s.Cache.Length == 1) { batch.Add((s, 1)); budget--; }
+        }
+        foreach (var s in candidates)                               // prefill (and recompute), FCFS, chunked
+        {
+            if (batch.Count == _options.MaxBatchSequences || (budget <= 0 && batch.Count > 0)) break;
+            int pending = s.Tokens.Count - (s.Cache?.Length ?? 0);
+            if (pending <= 1 && s.Cache is not null) continue;
+            int take = Math.Min(pending, Math.Max(budget, 1));
+            batch.Add((s, take));
+            budget -= take;
+        }
+        return batch;
+    }
 
-    private SequenceUpdate Advance(Sequence s)
+    private List<SequenceUpdate> Execute(List<(Sequence Seq, int Count)> batch)
     {
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        s.Cache ??= new KvCache(_decoder.Weights, s.Reserved); // detached from the scope: lives across steps
-        int cached = s.Cache.Length;
-        var pending = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(s.Tokens)[cached..];
-        float[] logits;
+        var items = new List<BatchItem>(batch.Count);
+        foreach (var (s, count) in batch)
+        {
+            s.Cache ??= new KvCache(_decoder.Weights, s.Reserved); // detached from the scope: lives across steps
+            int start = s.Cache.Length;
+            items.Add(new BatchItem(s.Tokens.GetRange(start, count).ToArray(), s.Cache, start + count == s.Tokens.Count));
+        }
+        Tensor? logits;
         try
         {
-            using var l = _decoder.Forward(pending, s.Cache);
-            logits = l.data<float>().ToArray();
+            BeforeForward?.Invoke(items.Count);
+            logits = _decoder.Forward(items);
         }
         catch
         {
-            // A failed forward leaves the cache half-written: drop it; the sequence is recomputed from its tokens.
-            s.Cache.Dispose();
-            s.Cache = null;
+            // A failed forward leaves caches half-written: drop them; those sequences are recomputed from their tokens.
+            foreach (var (s, _) in batch) { s.Cache?.Dispose(); s.Cache = null; }
             throw;
         }
+        var updates = new List<SequenceUpdate>();
+        if (logits is null) return updates;
+        var all = logits.data<float>().ToArray();
+        int vocab = (int)logits.shape[1], row = 0;
+        for (int i = 0; i < batch.Count; i++)
+        {
+            if (!items[i].WantLogits) continue;
+            var s = batch[i].Seq;
+            var rowLogits = all.AsSpan(row++ * vocab, vocab).ToArray();
+            updates.Add(Update(s, rowLogits));
+        }
+        return updates;
+    }
+
+    private SequenceUpdate Update(Sequence s, float[] logits)
+    {
         int token = s.Sampler.Sample(logits, out var logprob);
         s.Tokens.Add(token);
         s.Generated++;
@@ -200,13 +238,31 @@ public sealed class InferenceEngine : IGenerationEngine
         return new SequenceUpdate(s.Request.SequenceId, token, logprob, finish);
     }
 
+    /// <summary>
+    /// Rung 1 of the out-of-memory ladder: park the newest sequence of the batch and drop its KV cache (it is
+    /// rebuilt from its tokens once another sequence leaves, as vLLM's recompute preemption does). False when
+    /// the batch is down to one sequence: then the out-of-memory is the caller's to handle.
+    /// </summary>
+    private bool Preempt(List<(Sequence Seq, int Count)> batch)
+    {
+        if (batch.Count <= 1) return false;
+        var victim = batch[^1].Seq;
+        foreach (var (s, _) in batch) if (_sequences.IndexOf(s) > _sequences.IndexOf(victim)) victim = s;
+        victim.Cache?.Dispose();
+        victim.Cache = null;
+        victim.Parked = true;
+        PreemptionsTotal++;
+        NativeMemory.CollectAndTrim();
+        return true;
+    }
+
     /// <summary>For tests and tools: logits of every position of <paramref name="ids"/> run as one fresh sequence, [T, vocab].</summary>
     public float[,] ScoreAllPositions(IReadOnlyList<int> ids)
     {
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         using var cache = new KvCache(_decoder.Weights, ids.Count);
-        var logits = _decoder.Forward(ids.ToArray(), cache, allPositions: true);
+        var logits = _decoder.ForwardAllPositions(ids.ToArray(), cache);
         var flat = logits.data<float>().ToArray();
         var result = new float[ids.Count, Config.VocabSize];
         Buffer.BlockCopy(flat, 0, result, 0, flat.Length * sizeof(float));

@@ -59,15 +59,15 @@ public sealed class RotaryEmbedding
         return BitConverter.UInt32BitsToSingle(bits);
     }
 
-    /// <summary>cos and sin for the given positions: each [T, head_dim] in the compute dtype.</summary>
-    public (Tensor Cos, Tensor Sin) For(int start, int count)
+    /// <summary>cos and sin for the given positions: each [N, head_dim] in the compute dtype.</summary>
+    public (Tensor Cos, Tensor Sin) For(ReadOnlySpan<int> positions)
     {
-        int half = _invFreq.Length;
+        int half = _invFreq.Length, count = positions.Length;
         var angles = new double[count * half * 2];
         for (int t = 0; t < count; t++)
             for (int i = 0; i < half; i++)
             {
-                double a = (start + t) * _invFreq[i];
+                double a = positions[t] * _invFreq[i];
                 angles[t * 2 * half + i] = a;
                 angles[t * 2 * half + half + i] = a;
             }
@@ -77,7 +77,7 @@ public sealed class RotaryEmbedding
         return (cos64.to(_dtype, _device), sin64.to(_dtype, _device));
     }
 
-    /// <summary>x: [heads, T, head_dim]; returns x·cos + rotate_half(x)·sin.</summary>
+    /// <summary>x: [..., head_dim] with cos/sin broadcastable to it; returns x·cos + rotate_half(x)·sin.</summary>
     public static Tensor Apply(Tensor x, Tensor cos, Tensor sin)
     {
         long half = x.shape[^1] / 2;
