@@ -34,10 +34,12 @@ internal static class EvalCommand
         Console.WriteLine(Line("  chat (ChatML)", heldOut.Only(PromptFormat.Chat)));
         var table = evaluator.Grade(ArithmeticTask.MultiplicationTable(seed));
         Console.WriteLine(Line("multiplication table 0-12 (all 169 facts; trained, not held out)", table));
-        foreach (var miss in heldOut.Answers.Concat(table.Answers).Where(a => !a.Correct).Take(10))
-            Console.WriteLine($"  wrong: {miss.Example.Format} \"{miss.Example.Question}\" -> \"{miss.Answer}\" (expected {miss.Example.Problem.AnswerText})");
+        foreach (var miss in heldOut.Answers.Concat(table.Answers).Where(a => !a.Correct).Take(40))
+            Console.WriteLine($"  wrong: {miss.Example.Format} {Quote(miss.Example.Question)} -> {Quote(miss.Answer)} (expected {miss.Example.Problem.AnswerText})");
         return 0;
     }
+
+    private static string Quote(string s) => System.Text.Json.JsonSerializer.Serialize(s, new System.Text.Json.JsonSerializerOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
 
     private static string Line(string what, ArithmeticScore s) =>
         string.Create(CultureInfo.InvariantCulture, $"{what}: {s.Correct}/{s.Total} = {100 * s.Accuracy:F2}%");
