@@ -23,6 +23,8 @@ internal static class TrainCommand
             LearningRate = args.Float("lr", 1e-6f, 1f) ?? defaults.LearningRate,
             EvalEvery = args.Int("eval-every", 1) ?? defaults.EvalEvery,
             StopAt = args.Int("stop-at", 1),
+            InitFrom = args.String("init-from"),
+            WarmupSteps = args.Int("warmup", 0) ?? defaults.WarmupSteps,
         };
         var baseConfig = new TrainingModelConfig(VocabSize: 0);
         int hidden = args.Int("hidden", 16, 4096) ?? baseConfig.HiddenSize;

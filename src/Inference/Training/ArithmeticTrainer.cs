@@ -15,7 +15,8 @@ public sealed record TrainingOptions(
     int Threads = 1,
     int EvalEvery = 500,
     int EvalCount = 200,
-    int? StopAt = null);
+    int? StopAt = null,
+    string? InitFrom = null);
 
 /// <summary>
 /// Trains the default model on <see cref="ArithmeticTask"/>: AdamW with linear warmup and cosine decay, loss on
@@ -40,6 +41,7 @@ public sealed class ArithmeticTrainer
         torch.set_num_threads(o.Threads);
         torch.manual_seed(o.Seed);
         var model = new Qwen2TrainingModel(config);
+        if (o.InitFrom is not null) model.LoadFrom(o.InitFrom);
         _log($"model: {HfFolderWriter.Describe(model)}");
         var optimizer = torch.optim.AdamW(model.parameters(), o.LearningRate, 0.9, 0.98, 1e-8, o.WeightDecay);
         var rng = new Random(o.Seed);

@@ -67,6 +67,21 @@ public sealed class Qwen2TrainingModel : Module<Tensor, Tensor>
     public IEnumerable<(string Name, Tensor Tensor)> HfStateDict() =>
         named_parameters().Select(p => ("model." + p.name, (Tensor)p.parameter));
 
+    /// <summary>Copies weights from a folder this class exported (a second training phase starts from them).</summary>
+    public void LoadFrom(string folder)
+    {
+        using var file = new Checkpoint.SafetensorsFile(Path.Combine(folder, "model.safetensors"));
+        using var _ = no_grad();
+        foreach (var (name, p) in HfStateDict())
+        {
+            if (!file.Entries.TryGetValue(name, out var entry)) throw new InvalidDataException($"{file.Path}: tensor '{name}' missing");
+            using var t = file.Read(entry);
+            if (!t.shape.SequenceEqual(p.shape))
+                throw new InvalidDataException($"{file.Path}: '{name}' is [{string.Join(",", t.shape)}], the model needs [{string.Join(",", p.shape)}]");
+            p.copy_(t);
+        }
+    }
+
     private (Tensor Cos, Tensor Sin) Rope(long seq, Device device)
     {
         int d = Config.HeadDim;
