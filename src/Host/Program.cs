@@ -7,8 +7,11 @@ try
 {
     return verb switch
     {
+        "serve" => ServeCommand.Run(rest),
         "generate" => GenerateCommand.Run(rest),
         "bench" => BenchCommand.Run(rest),
+        "tokenize" => TokenizeCommand.Run(rest),
+        "bench-tokenizer" => TokenizerBenchCommand.Run(rest),
         "train" => TrainCommand.Run(rest),
         "eval" => EvalCommand.Run(rest),
         "help" or "--help" or "-h" => Usage.Print(),

@@ -6,7 +6,10 @@ internal static class Usage
     {
         Console.WriteLine("""
             actorquery [verb] [options]
-              serve      (default) HTTP server on http://localhost:8000
+              serve      (default) HTTP server on http://localhost:8000; options (also in appsettings.json
+                         and ACTORQUERY__<Key> environment variables):
+            """ + Environment.NewLine + Serve.ServeCli.Help() + """
+
               generate   --model DIR (--input-ids 1,2,3) [--max-new-tokens N] [--temperature T] [--top-p P]
                          [--top-k K] [--seed S] [--dtype float32|bfloat16|auto] [--device cpu|cuda|mps|auto]
                          [--dummy-weights] [--ignore-eos] [--json]

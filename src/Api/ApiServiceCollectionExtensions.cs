@@ -1,0 +1,110 @@
+using ActorQuery.Actors;
+using ActorQuery.Api.Docs;
+using ActorQuery.Api.Dtos;
+using ActorQuery.Api.Endpoints;
+using ActorQuery.Api.Errors;
+using ActorQuery.Api.Generation;
+using ActorQuery.Api.Observability;
+using ActorQuery.Api.Shutdown;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.DependencyInjection;
+using Prometheus;
+using Scalar.AspNetCore;
+
+namespace ActorQuery.Api;
+
+/// <summary>
+/// Registers and maps the HTTP API. The caller must register an <see cref="IQueryClient"/> (the actors) and an
+/// <see cref="IServedModel"/> (name, context length, tokenizer).
+/// </summary>
+public static class ApiServiceCollectionExtensions
+{
+    public static IServiceCollection AddActorQueryApi(this IServiceCollection services, Action<ApiOptions>? configure = null)
+    {
+        var options = new ApiOptions();
+        configure?.Invoke(options);
+        services.AddSingleton(options);
+        services.AddSingleton<ApiMetrics>();
+        services.AddSingleton<DrainGate>();
+        services.AddSingleton<QueryRunner>();
+        services.AddHostedService<DrainOnShutdown>();
+        services.ConfigureHttpJsonOptions(o => ApiJson.Configure(o.SerializerOptions));
+        services.AddProblemDetails();
+        services.AddOpenApi(o => ApiDocs.Configure(o));
+        return services;
+    }
+
+    /// <summary>Adds the middleware and maps every endpoint.</summary>
+    public static WebApplication UseActorQueryApi(this WebApplication app)
+    {
+        var metrics = app.Services.GetRequiredService<ApiMetrics>();
+        var client = app.Services.GetRequiredService<IQueryClient>();
+        var options = app.Services.GetRequiredService<ApiOptions>();
+        metrics.Registry.AddBeforeCollectCallback(async ct =>
+        {
+            // A router that does not answer must not break the scrape; the gauges then keep their last values.
+            try { metrics.Apply(await client.GetStatusAsync(options.StatusTimeout, ct)); }
+            catch (Exception) when (!ct.IsCancellationRequested) { }
+        });
+
+        app.UseMiddleware<RequestIdMiddleware>();
+        app.UseMiddleware<RequestMetricsMiddleware>();
+        app.UseMiddleware<ApiErrorMiddleware>();
+        app.UseMiddleware<DrainMiddleware>();
+
+        app.MapGet("/", StatusEndpoints.Index).WithTags("Index").WithSummary("A short index of the endpoints")
+            .Produces<IndexResponse>();
+
+        app.MapPost("/query", NativeEndpoints.Query).WithTags("Native").WithName("Query")
+            .WithSummary("Generate text from a prompt or chat messages")
+            .WithDescription("Give `prompt` (plain text) or `messages` (rendered with the model's chat template). With `stream: true` " +
+                             "the answer comes as server-sent events: `event: chunk` per text piece, then `event: done` with usage.")
+            .Accepts<NativeQueryRequest>("application/json")
+            .Produces<NativeQueryResponse>(200)
+            .ProducesProblem(400).ProducesProblem(413).ProducesProblem(415).ProducesProblem(429).ProducesProblem(503)
+            .ProducesProblem(504).ProducesProblem(500)
+            .WithMetadata(GenerationEndpointMetadata.Instance)
+            .AddOpenApiOperationTransformer(ApiDocs.Examples(ApiExamples.NativeRequest, ApiExamples.NativeResponse, ApiExamples.NativeStream));
+
+        app.MapPost("/v1/chat/completions", OpenAiEndpoints.ChatCompletions).WithTags("OpenAI").WithName("ChatCompletions")
+            .WithSummary("OpenAI-compatible chat completion")
+            .WithDescription("OpenAI's request and response shapes; `stream: true` sends `chat.completion.chunk` events ending in `data: [DONE]`. " +
+                             "Errors come as `{\"error\":{\"message\",\"type\",\"param\",\"code\"}}`.")
+            .Accepts<ChatCompletionRequest>("application/json")
+            .Produces<ChatCompletionResponse>(200)
+            .Produces<OpenAiErrorEnvelope>(400).Produces<OpenAiErrorEnvelope>(413).Produces<OpenAiErrorEnvelope>(429)
+            .Produces<OpenAiErrorEnvelope>(503).Produces<OpenAiErrorEnvelope>(504)
+            .WithMetadata(GenerationEndpointMetadata.Instance)
+            .AddOpenApiOperationTransformer(ApiDocs.Examples(ApiExamples.ChatRequest, ApiExamples.ChatResponse, ApiExamples.ChatStream));
+
+        app.MapPost("/v1/completions", OpenAiEndpoints.Completions).WithTags("OpenAI").WithName("Completions")
+            .WithSummary("OpenAI-compatible text completion")
+            .Accepts<CompletionRequest>("application/json")
+            .Produces<CompletionResponse>(200)
+            .Produces<OpenAiErrorEnvelope>(400).Produces<OpenAiErrorEnvelope>(413).Produces<OpenAiErrorEnvelope>(429)
+            .Produces<OpenAiErrorEnvelope>(503).Produces<OpenAiErrorEnvelope>(504)
+            .WithMetadata(GenerationEndpointMetadata.Instance)
+            .AddOpenApiOperationTransformer(ApiDocs.Examples(ApiExamples.CompletionRequest, ApiExamples.CompletionResponse, ApiExamples.CompletionStream));
+
+        app.MapGet("/v1/models", OpenAiEndpoints.Models).WithTags("OpenAI").WithSummary("The served model")
+            .Produces<ModelList>().AddOpenApiOperationTransformer(ApiDocs.Examples(null, ApiExamples.Models));
+        app.MapGet("/v1/models/{id}", OpenAiEndpoints.Model).WithTags("OpenAI").WithSummary("One model")
+            .Produces<ModelCard>().Produces<OpenAiErrorEnvelope>(404);
+
+        app.MapGet("/health", StatusEndpoints.Health).WithTags("Health")
+            .WithSummary("Status with every worker's state, restarts and last out-of-memory; 503 when no model is ready")
+            .Produces<HealthResponse>(200).Produces<HealthResponse>(503)
+            .AddOpenApiOperationTransformer(ApiDocs.Examples(null, ApiExamples.Health));
+        app.MapGet("/health/live", StatusEndpoints.Live).WithTags("Health").WithSummary("Liveness: 200 while the process runs");
+        app.MapGet("/health/ready", StatusEndpoints.Ready).WithTags("Health")
+            .WithSummary("Readiness: 200 when a model is ready, 503 while loading or shutting down");
+        app.MapGet("/memory", StatusEndpoints.Memory).WithTags("Health")
+            .WithSummary("The memory watchdog's last reading: resident, managed, tensor and device bytes, limit, marks, cleanups, pauses")
+            .Produces<MemoryResponse>().AddOpenApiOperationTransformer(ApiDocs.Examples(null, ApiExamples.Memory));
+        app.MapMetrics("/metrics", metrics.Registry).WithTags("Health").WithSummary("Prometheus metrics (text exposition format)");
+
+        app.MapOpenApi("/openapi/{documentName}.json");
+        app.MapScalarApiReference("/docs", o => o.WithTitle("ActorQuery API").WithOpenApiRoutePattern("/openapi/{documentName}.json"));
+        return app;
+    }
+}

@@ -1,0 +1,90 @@
+namespace ActorQuery.Api.Docs;
+
+/// <summary>Examples shown in /docs (shapes as the server answers them).</summary>
+internal static class ApiExamples
+{
+    public const string NativeRequest = """
+        {"prompt": "The capital of France is", "max_new_tokens": 16, "temperature": 0, "stop": ["\n"], "stream": false}
+        """;
+
+    public const string NativeResponse = """
+        {"id": "req-3f2a9c1b7d4e5f60", "text": " Paris.", "finish_reason": "stop",
+         "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
+         "cached": false, "latency_ms": 412, "model": "Qwen2.5-0.5B-Instruct", "node": "akka://actorquery/user/model-0"}
+        """;
+
+    public const string ChatRequest = """
+        {"model": "Qwen2.5-0.5B-Instruct", "messages": [{"role": "system", "content": "You are terse."},
+         {"role": "user", "content": "Name a prime number."}], "max_tokens": 16, "temperature": 0.7, "seed": 1}
+        """;
+
+    public const string ChatResponse = """
+        {"id": "chatcmpl-req-3f2a9c1b7d4e5f60", "object": "chat.completion", "created": 1764250000, "model": "Qwen2.5-0.5B-Instruct",
+         "choices": [{"index": 0, "message": {"role": "assistant", "content": "7"}, "logprobs": null, "finish_reason": "stop"}],
+         "usage": {"prompt_tokens": 24, "completion_tokens": 2, "total_tokens": 26}}
+        """;
+
+    public const string CompletionRequest = """
+        {"model": "Qwen2.5-0.5B-Instruct", "prompt": "Once upon a time", "max_tokens": 16, "temperature": 0}
+        """;
+
+    public const string CompletionResponse = """
+        {"id": "cmpl-req-3f2a9c1b7d4e5f60", "object": "text_completion", "created": 1764250000, "model": "Qwen2.5-0.5B-Instruct",
+         "choices": [{"text": ", there was a little girl", "index": 0, "logprobs": null, "finish_reason": "length"}],
+         "usage": {"prompt_tokens": 4, "completion_tokens": 16, "total_tokens": 20}}
+        """;
+
+    public const string Models = """
+        {"object": "list", "data": [{"id": "Qwen2.5-0.5B-Instruct", "object": "model", "created": 1764250000,
+         "owned_by": "actorquery", "max_model_len": 32768}]}
+        """;
+
+    public const string Health = """
+        {"status": "ok", "ready": true, "node": "akka.tcp://actorquery@localhost:0", "model": "Qwen2.5-0.5B-Instruct",
+         "draining": false, "paused": false, "in_flight": 1, "queued": 0, "max_in_flight": 8, "max_queue": 64,
+         "workers": [{"worker": "model-0", "node": "akka.tcp://actorquery@localhost:0", "state": "ready", "model": "Qwen2.5-0.5B-Instruct",
+           "running": 1, "queued": 0, "kv_free_tokens": 30000, "kv_capacity_tokens": 32768, "restarts": 1, "oom_count": 1,
+           "last_oom": "2026-11-27T14:02:11+00:00", "degraded": false, "degraded_reason": null, "error": null}]}
+        """;
+
+    public const string Memory = """
+        {"node": "akka.tcp://actorquery@localhost:0",
+         "memory": {"resident_bytes": 2147483648, "managed_bytes": 52428800, "tensor_bytes": 1073741824, "device_bytes": null,
+           "limit_bytes": 8589934592, "cleanup_mark": 0.5, "pause_mark": 0.7, "cleanup_mark_bytes": 4294967296,
+           "pause_mark_bytes": 6012954214, "cleanups": 3, "pauses": 0, "paused": false, "at": "2026-11-27T14:05:00+00:00"},
+         "workers": [{"worker": "model-0", "node": "akka.tcp://actorquery@localhost:0", "state": "ready", "kv_free_tokens": 30000,
+           "kv_capacity_tokens": 32768, "oom_count": 1, "last_oom": "2026-11-27T14:02:11+00:00", "degraded": false, "degraded_reason": null}],
+         "cache": {"entries": 12, "bytes": 48000, "hits": 40, "misses": 75}}
+        """;
+
+    public const string NativeStream = """
+        event: chunk
+        data: {"id":"req-3f2a9c1b7d4e5f60","text":" Paris"}
+
+        event: chunk
+        data: {"id":"req-3f2a9c1b7d4e5f60","text":"."}
+
+        event: done
+        data: {"id":"req-3f2a9c1b7d4e5f60","text":null,"finish_reason":"stop","usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7},"cached":false,"latency_ms":230,"model":"Qwen2.5-0.5B-Instruct","node":"akka://actorquery/user/model-0"}
+        """;
+
+    public const string ChatStream = """
+        data: {"id":"chatcmpl-req-1","object":"chat.completion.chunk","created":1764250000,"model":"Qwen2.5-0.5B-Instruct","choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}],"usage":null}
+
+        data: {"id":"chatcmpl-req-1","object":"chat.completion.chunk","created":1764250000,"model":"Qwen2.5-0.5B-Instruct","choices":[{"index":0,"delta":{"role":null,"content":"7"},"logprobs":null,"finish_reason":null}],"usage":null}
+
+        data: {"id":"chatcmpl-req-1","object":"chat.completion.chunk","created":1764250000,"model":"Qwen2.5-0.5B-Instruct","choices":[{"index":0,"delta":{"role":null,"content":null},"logprobs":null,"finish_reason":"stop"}],"usage":null}
+
+        data: {"id":"chatcmpl-req-1","object":"chat.completion.chunk","created":1764250000,"model":"Qwen2.5-0.5B-Instruct","choices":[],"usage":{"prompt_tokens":24,"completion_tokens":1,"total_tokens":25}}
+
+        data: [DONE]
+        """;
+
+    public const string CompletionStream = """
+        data: {"id":"cmpl-req-1","object":"text_completion","created":1764250000,"model":"Qwen2.5-0.5B-Instruct","choices":[{"text":", there","index":0,"logprobs":null,"finish_reason":null}],"usage":null}
+
+        data: {"id":"cmpl-req-1","object":"text_completion","created":1764250000,"model":"Qwen2.5-0.5B-Instruct","choices":[{"text":"","index":0,"logprobs":null,"finish_reason":"length"}],"usage":null}
+
+        data: [DONE]
+        """;
+}

@@ -1,0 +1,41 @@
+using System.Text.Json;
+
+namespace ActorQuery.Api.Dtos;
+
+/// <summary>Body of POST /query: a <c>prompt</c> or chat <c>messages</c>, and how to sample.</summary>
+public sealed class NativeQueryRequest : ISamplingFields
+{
+    /// <summary>Plain text, tokenised as is (no chat template).</summary>
+    public string? Prompt { get; set; }
+    /// <summary>Chat messages, rendered with the model's chat template.</summary>
+    public List<ChatMessageDto>? Messages { get; set; }
+    public int? MaxNewTokens { get; set; }
+    /// <summary>Alias of max_new_tokens, as OpenAI names it.</summary>
+    public int? MaxTokens { get; set; }
+    public float? Temperature { get; set; }
+    public float? TopP { get; set; }
+    public int? TopK { get; set; }
+    public float? MinP { get; set; }
+    public float? RepetitionPenalty { get; set; }
+    public float? PresencePenalty { get; set; }
+    public float? FrequencyPenalty { get; set; }
+    public long? Seed { get; set; }
+    /// <summary>A string or an array of strings.</summary>
+    public JsonElement? Stop { get; set; }
+    public bool? Stream { get; set; }
+    public int? TimeoutMs { get; set; }
+    public bool? IgnoreEos { get; set; }
+    public int? MinTokens { get; set; }
+}
+
+/// <summary>Reply of POST /query (and the final SSE event of a streamed one, without <c>text</c>).</summary>
+public sealed record NativeQueryResponse(
+    string Id, string? Text, string FinishReason, UsageDto Usage, bool Cached, long LatencyMs, string Model, string Node);
+
+/// <summary>One SSE <c>chunk</c> event of a streamed /query.</summary>
+public sealed record NativeChunk(string Id, string Text);
+
+public sealed record UsageDto(int PromptTokens, int CompletionTokens, int TotalTokens)
+{
+    public static UsageDto Of(int prompt, int completion) => new(prompt, completion, prompt + completion);
+}

@@ -1,0 +1,117 @@
+using System.Text.Json;
+
+namespace ActorQuery.Api.Dtos;
+
+/// <summary>The sampling fields every generation endpoint shares.</summary>
+public interface ISamplingFields
+{
+    float? Temperature { get; }
+    float? TopP { get; }
+    int? TopK { get; }
+    float? MinP { get; }
+    float? RepetitionPenalty { get; }
+    float? PresencePenalty { get; }
+    float? FrequencyPenalty { get; }
+    long? Seed { get; }
+    JsonElement? Stop { get; }
+    bool? IgnoreEos { get; }
+    int? MinTokens { get; }
+}
+
+public sealed class ChatMessageDto
+{
+    public string? Role { get; set; }
+    /// <summary>A string, or an array of content parts of type "text".</summary>
+    public JsonElement? Content { get; set; }
+    public string? Name { get; set; }
+}
+
+public sealed class StreamOptionsDto
+{
+    public bool? IncludeUsage { get; set; }
+}
+
+/// <summary>Body of POST /v1/chat/completions (OpenAI's fields; unknown ones are ignored).</summary>
+public sealed class ChatCompletionRequest : ISamplingFields
+{
+    public string? Model { get; set; }
+    public List<ChatMessageDto>? Messages { get; set; }
+    public int? MaxTokens { get; set; }
+    public int? MaxCompletionTokens { get; set; }
+    public float? Temperature { get; set; }
+    public float? TopP { get; set; }
+    public int? TopK { get; set; }
+    public float? MinP { get; set; }
+    public float? RepetitionPenalty { get; set; }
+    public float? PresencePenalty { get; set; }
+    public float? FrequencyPenalty { get; set; }
+    public long? Seed { get; set; }
+    public JsonElement? Stop { get; set; }
+    public bool? Stream { get; set; }
+    public StreamOptionsDto? StreamOptions { get; set; }
+    public bool? Logprobs { get; set; }
+    public int? TopLogprobs { get; set; }
+    public int? N { get; set; }
+    public bool? IgnoreEos { get; set; }
+    public int? MinTokens { get; set; }
+}
+
+/// <summary>Body of POST /v1/completions.</summary>
+public sealed class CompletionRequest : ISamplingFields
+{
+    public string? Model { get; set; }
+    /// <summary>A string, an array with one string, or an array of token ids.</summary>
+    public JsonElement? Prompt { get; set; }
+    public int? MaxTokens { get; set; }
+    public float? Temperature { get; set; }
+    public float? TopP { get; set; }
+    public int? TopK { get; set; }
+    public float? MinP { get; set; }
+    public float? RepetitionPenalty { get; set; }
+    public float? PresencePenalty { get; set; }
+    public float? FrequencyPenalty { get; set; }
+    public long? Seed { get; set; }
+    public JsonElement? Stop { get; set; }
+    public bool? Stream { get; set; }
+    public StreamOptionsDto? StreamOptions { get; set; }
+    /// <summary>Legacy completions: how many alternatives to return with each token's log-probability (0..5).</summary>
+    public int? Logprobs { get; set; }
+    public bool? Echo { get; set; }
+    public int? N { get; set; }
+    public bool? IgnoreEos { get; set; }
+    public int? MinTokens { get; set; }
+}
+
+public sealed record ChatCompletionResponse(
+    string Id, string Object, long Created, string Model, IReadOnlyList<ChatChoice> Choices, UsageDto Usage,
+    string? SystemFingerprint = null);
+
+public sealed record ChatChoice(int Index, ChatMessageOut Message, ChatLogprobs? Logprobs, string FinishReason);
+
+public sealed record ChatMessageOut(string Role, string Content);
+
+public sealed record ChatLogprobs(IReadOnlyList<ChatTokenLogprob> Content);
+
+public sealed record ChatTokenLogprob(string Token, float Logprob, IReadOnlyList<int> Bytes, IReadOnlyList<ChatTopLogprob> TopLogprobs);
+
+public sealed record ChatTopLogprob(string Token, float Logprob, IReadOnlyList<int> Bytes);
+
+public sealed record ChatCompletionChunk(
+    string Id, string Object, long Created, string Model, IReadOnlyList<ChatChunkChoice> Choices, UsageDto? Usage);
+
+public sealed record ChatChunkChoice(int Index, ChatDelta Delta, ChatLogprobs? Logprobs, string? FinishReason);
+
+public sealed record ChatDelta(string? Role, string? Content);
+
+public sealed record CompletionResponse(
+    string Id, string Object, long Created, string Model, IReadOnlyList<CompletionChoice> Choices, UsageDto? Usage);
+
+public sealed record CompletionChoice(string Text, int Index, CompletionLogprobs? Logprobs, string? FinishReason);
+
+public sealed record CompletionLogprobs(
+    IReadOnlyList<string> Tokens, IReadOnlyList<float> TokenLogprobs,
+    IReadOnlyList<Dictionary<string, float>> TopLogprobs, IReadOnlyList<int> TextOffset);
+
+public sealed record ModelList(string Object, IReadOnlyList<ModelCard> Data);
+
+public sealed record ModelCard(string Id, string Object, long Created, string OwnedBy, int MaxModelLen);

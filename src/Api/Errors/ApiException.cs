@@ -1,0 +1,20 @@
+using System.Net;
+
+namespace ActorQuery.Api.Errors;
+
+/// <summary>
+/// A request the API answers with an error status. <see cref="Field"/> names the request field at fault (or
+/// "body" / "Content-Type" for the envelope), so that a client can see what to fix.
+/// </summary>
+public sealed class ApiException(int status, string? field, string message, string? code = null, TimeSpan? retryAfter = null)
+    : Exception(message)
+{
+    public int Status { get; } = status;
+    public string? Field { get; } = field;
+    /// <summary>Machine-readable code (OpenAI's <c>error.code</c>), e.g. <c>context_length_exceeded</c>.</summary>
+    public string? Code { get; } = code;
+    public TimeSpan? RetryAfter { get; } = retryAfter;
+
+    public static ApiException BadRequest(string field, string reason) =>
+        new((int)HttpStatusCode.BadRequest, field, $"{field}: {reason}", "invalid_value");
+}

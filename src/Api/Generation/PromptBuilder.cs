@@ -1,0 +1,169 @@
+using System.Text;
+using System.Text.Json;
+using ActorQuery.Api.Dtos;
+using ActorQuery.Api.Errors;
+using ActorQuery.Inference.Engine;
+using ActorQuery.Inference.Tokenization;
+
+namespace ActorQuery.Api.Generation;
+
+/// <summary>
+/// Turns a request's fields into a <see cref="GenerationJob"/>: parses the polymorphic fields (stop, prompt,
+/// message content), validates sampling (naming the field the client sent), tokenises, and checks that prompt
+/// plus new tokens fit the model's context.
+/// </summary>
+internal static class PromptBuilder
+{
+    private static readonly HashSet<string> Roles = new(StringComparer.Ordinal) { "system", "user", "assistant", "developer" };
+
+    public static IReadOnlyList<ChatMessage> ParseMessages(List<ChatMessageDto>? messages)
+    {
+        if (messages is null) throw ApiException.BadRequest("messages", "is required");
+        if (messages.Count == 0) throw ApiException.BadRequest("messages", "must hold at least one message");
+        var result = new List<ChatMessage>(messages.Count);
+        for (int i = 0; i < messages.Count; i++)
+        {
+            var m = messages[i];
+            string at = $"messages[{i}]";
+            if (m is null) throw ApiException.BadRequest(at, "must be an object with role and content");
+            if (string.IsNullOrEmpty(m.Role)) throw ApiException.BadRequest($"{at}.role", "is required");
+            if (!Roles.Contains(m.Role))
+                throw ApiException.BadRequest($"{at}.role", $"unknown role '{m.Role}' (expected system, user, assistant or developer)");
+            // OpenAI's "developer" role is the newer name of "system"; chat templates only know "system".
+            string role = m.Role == "developer" ? "system" : m.Role;
+            result.Add(new ChatMessage(role, ParseContent(m.Content, $"{at}.content")));
+        }
+        return result;
+    }
+
+    private static string ParseContent(JsonElement? content, string field)
+    {
+        if (content is not { } c || c.ValueKind == JsonValueKind.Null) throw ApiException.BadRequest(field, "is required");
+        if (c.ValueKind == JsonValueKind.String) return c.GetString()!;
+        if (c.ValueKind != JsonValueKind.Array) throw ApiException.BadRequest(field, "must be a string or an array of text parts");
+        var text = new StringBuilder();
+        int i = 0;
+        foreach (var part in c.EnumerateArray())
+        {
+            string at = $"{field}[{i++}]";
+            if (part.ValueKind != JsonValueKind.Object) throw ApiException.BadRequest(at, "must be an object {\"type\":\"text\",\"text\":...}");
+            if (!part.TryGetProperty("type", out var type) || type.ValueKind != JsonValueKind.String || type.GetString() != "text")
+                throw ApiException.BadRequest($"{at}.type", "only \"text\" parts are supported");
+            if (!part.TryGetProperty("text", out var t) || t.ValueKind != JsonValueKind.String)
+                throw ApiException.BadRequest($"{at}.text", "must be a string");
+            text.Append(t.GetString());
+        }
+        return text.ToString();
+    }
+
+    public static IReadOnlyList<string> ParseStop(JsonElement? stop, int maxStops)
+    {
+        if (stop is not { } s || s.ValueKind == JsonValueKind.Null) return Array.Empty<string>();
+        if (s.ValueKind == JsonValueKind.String)
+        {
+            string v = s.GetString()!;
+            if (v.Length == 0) throw ApiException.BadRequest("stop", "must not be empty");
+            return [v];
+        }
+        if (s.ValueKind != JsonValueKind.Array) throw ApiException.BadRequest("stop", "must be a string or an array of strings");
+        var list = new List<string>();
+        foreach (var item in s.EnumerateArray())
+        {
+            if (item.ValueKind != JsonValueKind.String || item.GetString()!.Length == 0)
+                throw ApiException.BadRequest("stop", "must be a string or an array of non-empty strings");
+            list.Add(item.GetString()!);
+        }
+        if (list.Count > maxStops) throw ApiException.BadRequest("stop", $"at most {maxStops} stop strings");
+        return list;
+    }
+
+    /// <summary>Prompt of /v1/completions: a string, a one-string array, or token ids.</summary>
+    public static IReadOnlyList<int> EncodeCompletionPrompt(JsonElement? prompt, ITokenizer tokenizer)
+    {
+        if (prompt is not { } p || p.ValueKind == JsonValueKind.Null) throw ApiException.BadRequest("prompt", "is required");
+        if (p.ValueKind == JsonValueKind.String) return EncodeText(p.GetString()!, tokenizer);
+        if (p.ValueKind != JsonValueKind.Array) throw ApiException.BadRequest("prompt", "must be a string, an array of one string, or an array of token ids");
+        var items = p.EnumerateArray().ToList();
+        if (items.Count == 0) throw ApiException.BadRequest("prompt", "must not be empty");
+        if (items.All(i => i.ValueKind == JsonValueKind.String))
+        {
+            if (items.Count > 1) throw ApiException.BadRequest("prompt", "only one prompt per request is supported");
+            return EncodeText(items[0].GetString()!, tokenizer);
+        }
+        var ids = new List<int>(items.Count);
+        foreach (var i in items)
+        {
+            if (i.ValueKind != JsonValueKind.Number || !i.TryGetInt32(out int id) || id < 0 || id >= tokenizer.VocabSize)
+                throw ApiException.BadRequest("prompt", $"token ids must be integers in [0, {tokenizer.VocabSize})");
+            ids.Add(id);
+        }
+        return ids;
+    }
+
+    public static IReadOnlyList<int> EncodeText(string text, ITokenizer tokenizer)
+    {
+        if (text.Length == 0) throw ApiException.BadRequest("prompt", "must not be empty");
+        return tokenizer.Encode(text, addSpecialTokens: true);
+    }
+
+    public static IReadOnlyList<int> EncodeChat(IReadOnlyList<ChatMessage> messages, ITokenizer tokenizer)
+    {
+        string rendered;
+        try { rendered = tokenizer.ApplyChatTemplate(messages, addGenerationPrompt: true); }
+        catch (ChatTemplateException e) { throw ApiException.BadRequest("messages", e.Message); }
+        return tokenizer.Encode(rendered, addSpecialTokens: false);
+    }
+
+    /// <summary>
+    /// Validates sampling and the context budget. <paramref name="promptField"/> and <paramref name="maxField"/> are the
+    /// names the client used, so that 400/413 name them.
+    /// </summary>
+    public static SamplingParams BuildSampling(
+        ISamplingFields f, int? maxTokens, string maxField, float defaultTemperature, bool logprobs, int topLogprobs,
+        string topLogprobsField, int promptTokens, string promptField, IServedModel model, ApiOptions options)
+    {
+        if (promptTokens == 0) throw ApiException.BadRequest(promptField, "must not be empty");
+        if (maxTokens is < 1) throw ApiException.BadRequest(maxField, "must be >= 1");
+        int context = model.ContextLength;
+        if (promptTokens >= context)
+            throw new ApiException(413, promptField,
+                $"{promptField}: is {promptTokens} tokens; the model's context is {context} tokens", "context_length_exceeded");
+        if (maxTokens is { } m && (long)promptTokens + m > context)
+            throw new ApiException(413, maxField,
+                $"{maxField}: prompt ({promptTokens} tokens) + {maxField} ({m}) = {(long)promptTokens + m} exceeds the model's context of {context} tokens",
+                "context_length_exceeded");
+        int maxNew = maxTokens ?? Math.Min(options.DefaultMaxTokens, context - promptTokens);
+
+        var sampling = new SamplingParams
+        {
+            Temperature = f.Temperature ?? defaultTemperature,
+            TopP = f.TopP ?? 1f,
+            TopK = f.TopK ?? 0,
+            MinP = f.MinP ?? 0f,
+            RepetitionPenalty = f.RepetitionPenalty ?? 1f,
+            PresencePenalty = f.PresencePenalty ?? 0f,
+            FrequencyPenalty = f.FrequencyPenalty ?? 0f,
+            Seed = f.Seed,
+            MaxNewTokens = maxNew,
+            MinNewTokens = f.MinTokens ?? 0,
+            IgnoreEos = f.IgnoreEos ?? false,
+            Logprobs = logprobs,
+            TopLogprobs = topLogprobs,
+        };
+        try { sampling.Validate(); }
+        catch (ArgumentException e)
+        {
+            string field = e.ParamName switch
+            {
+                "max_new_tokens" => maxField,
+                "top_logprobs" => topLogprobsField,
+                { } p => p,
+                null => "body",
+            };
+            // ArgumentException appends " (Parameter 'x')" to Message; the field is already in front.
+            string reason = e.Message.Split(" (Parameter", 2)[0];
+            throw ApiException.BadRequest(field, reason);
+        }
+        return sampling;
+    }
+}

@@ -1,0 +1,84 @@
+using ActorQuery.Actors;
+using Prometheus;
+
+namespace ActorQuery.Api.Observability;
+
+/// <summary>
+/// The Prometheus metrics of one server (a registry of its own, so that two servers in one process, as in tests,
+/// do not mix counts). Request-side metrics are updated as requests run; router, memory and cache figures are
+/// copied from the router's status just before each scrape.
+/// </summary>
+public sealed class ApiMetrics
+{
+    private static readonly double[] LatencyBuckets =
+        [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
+
+    public CollectorRegistry Registry { get; } = Metrics.NewCustomRegistry();
+
+    public Counter Requests { get; }
+    public Counter Refused { get; }
+    public Gauge QueueDepth { get; }
+    public Gauge InFlight { get; }
+    public Histogram TimeToFirstToken { get; }
+    public Histogram InterTokenLatency { get; }
+    public Histogram RequestDuration { get; }
+    public Counter PromptTokens { get; }
+    public Counter GeneratedTokens { get; }
+    public Counter ModelRestarts { get; }
+    public Counter Oom { get; }
+    public Gauge MemoryBytes { get; }
+    public Counter CacheHits { get; }
+    public Counter CacheMisses { get; }
+    public Gauge WorkersReady { get; }
+
+    public ApiMetrics()
+    {
+        var f = Metrics.WithCustomRegistry(Registry);
+        Requests = f.CreateCounter("actorquery_requests_total", "HTTP requests by endpoint and status.", "endpoint", "status");
+        Refused = f.CreateCounter("actorquery_refused_total", "Queries refused before running, by reason.", "reason");
+        QueueDepth = f.CreateGauge("actorquery_queue_depth", "Queries waiting in the router's queue.");
+        InFlight = f.CreateGauge("actorquery_requests_in_flight", "Queries admitted and running.");
+        TimeToFirstToken = f.CreateHistogram("actorquery_time_to_first_token_seconds", "Time from submit to the first token.",
+            new HistogramConfiguration { Buckets = LatencyBuckets });
+        InterTokenLatency = f.CreateHistogram("actorquery_inter_token_latency_seconds", "Time between two tokens of one query.",
+            new HistogramConfiguration { Buckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5] });
+        RequestDuration = f.CreateHistogram("actorquery_request_duration_seconds", "Duration of generation requests, end to end.",
+            new HistogramConfiguration { Buckets = LatencyBuckets });
+        PromptTokens = f.CreateCounter("actorquery_prompt_tokens_total", "Prompt tokens of submitted queries.");
+        GeneratedTokens = f.CreateCounter("actorquery_generated_tokens_total", "Tokens generated.");
+        ModelRestarts = f.CreateCounter("actorquery_model_restarts_total", "Model worker restarts, by reason (oom, other).", "reason");
+        Oom = f.CreateCounter("actorquery_oom_total", "Out-of-memory errors the workers survived.");
+        MemoryBytes = f.CreateGauge("actorquery_memory_bytes",
+            "Memory as the watchdog last saw it, by kind (resident, managed, tensor, device, limit).", "kind");
+        CacheHits = f.CreateCounter("actorquery_cache_hits_total", "Query cache hits.");
+        CacheMisses = f.CreateCounter("actorquery_cache_misses_total", "Query cache misses.");
+        WorkersReady = f.CreateGauge("actorquery_workers_ready", "Model workers ready to take queries.");
+        // Label sets that exist from the start, so that dashboards see zeros rather than gaps.
+        ModelRestarts.WithLabels("oom");
+        ModelRestarts.WithLabels("other");
+        foreach (var r in Enum.GetNames<RefusalReason>()) Refused.WithLabels(r);
+    }
+
+    /// <summary>Copies the router's figures into the gauges and the cumulative counters.</summary>
+    public void Apply(RouterStatus status)
+    {
+        QueueDepth.Set(status.Queued);
+        InFlight.Set(status.InFlight);
+        WorkersReady.Set(status.Workers.Count(w => w.State == WorkerState.Ready));
+        long restarts = status.Workers.Sum(w => (long)w.Restarts);
+        long ooms = status.Workers.Sum(w => (long)w.OomCount);
+        ModelRestarts.WithLabels("oom").IncTo(ooms);
+        ModelRestarts.WithLabels("other").IncTo(Math.Max(0, restarts - ooms));
+        Oom.IncTo(ooms);
+        CacheHits.IncTo(status.Cache.Hits);
+        CacheMisses.IncTo(status.Cache.Misses);
+        if (status.Memory is { } m)
+        {
+            MemoryBytes.WithLabels("resident").Set(m.ResidentBytes);
+            MemoryBytes.WithLabels("managed").Set(m.ManagedBytes);
+            MemoryBytes.WithLabels("tensor").Set(m.TensorBytes);
+            if (m.DeviceBytes is { } d) MemoryBytes.WithLabels("device").Set(d);
+            MemoryBytes.WithLabels("limit").Set(m.LimitBytes);
+        }
+    }
+}

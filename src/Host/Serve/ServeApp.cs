@@ -1,0 +1,89 @@
+using Akka.Actor;
+using Akka.Hosting;
+using Akka.Logger.Serilog;
+using ActorQuery.Api;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Serilog;
+
+namespace ActorQuery.Host.Serve;
+
+/// <summary>
+/// Builds the serve application: configuration layers, Serilog, Akka (Akka.Hosting, hocon/*.hocon), the HTTP API
+/// and the backend's model and actors. Shutdown order on SIGTERM / Ctrl+C: the API drains (readiness 503, new
+/// queries 503, running ones get DrainTimeoutSeconds), Kestrel stops, then Akka runs coordinated shutdown.
+/// </summary>
+public static class ServeApp
+{
+    public const string ActorSystemName = "actorquery";
+
+    /// <param name="cliOverrides">Configuration keys from the command line (the last layer).</param>
+    /// <param name="contentRoot">Where appsettings.json is read; the executable's folder by default.</param>
+    /// <param name="hoconFolder">Where hocon/*.hocon are read; next to the executable by default.</param>
+    public static WebApplication Build(IDictionary<string, string?> cliOverrides, IServeBackend backend,
+        string? contentRoot = null, string? hoconFolder = null)
+    {
+        // The content root is the executable's folder so that appsettings.json is found whatever the working
+        // directory; relative paths in the options (model folder, log folder) stay relative to the working directory.
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions
+        {
+            ContentRootPath = contentRoot ?? AppContext.BaseDirectory,
+            Args = [],
+        });
+        builder.Configuration.AddInMemoryCollection(cliOverrides);
+        var options = ServeOptions.From(builder.Configuration);
+        var hocon = HoconFiles.Load(hoconFolder ?? HoconFiles.DefaultFolder);
+
+        var logger = ServeLogging.Create(options);
+        Log.Logger = logger; // static: Akka.Logger.Serilog writes through Log.Logger
+        builder.Services.AddSerilog(logger, dispose: true);
+
+        builder.WebHost.UseUrls(options.Urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+        // The API enforces MaxBodyBytes itself with an explained 413; Kestrel's own cap only has to stay above it.
+        builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = Math.Max(30L << 20, options.MaxBodyBytesValue + 1));
+        builder.Services.Configure<HostOptions>(h => h.ShutdownTimeout = options.DrainTimeout + TimeSpan.FromSeconds(30));
+
+        builder.Services.AddSingleton(options);
+        backend.ConfigureServices(builder.Services, options);
+        builder.Services.AddActorQueryApi(api =>
+        {
+            api.MaxBodyBytes = options.MaxBodyBytesValue;
+            api.DefaultMaxTokens = options.DefaultMaxTokens;
+            api.DrainTimeout = options.DrainTimeout;
+        });
+
+        builder.Services.AddAkka(ActorSystemName, (akka, services) =>
+        {
+            foreach (var (_, config) in hocon) akka.AddHocon(config, HoconAddMode.Prepend); // later files win
+            akka.ConfigureLoggers(loggers =>
+            {
+                loggers.LogLevel = AkkaLogLevel(options.LogLevel);
+                loggers.ClearLoggers();
+                loggers.AddLogger<SerilogLogger>();
+            });
+            backend.ConfigureAkka(akka, services, options);
+        });
+
+        var app = builder.Build();
+        app.UseSerilogRequestLogging(o => ServeLogging.ConfigureRequestLogging(o, logger));
+        app.UseActorQueryApi();
+        app.Lifetime.ApplicationStarted.Register(() =>
+            logger.Information("ActorQuery serving {Model} on {Urls}; logs in {LogFolder}", options.ModelFolder, string.Join(", ", app.Urls),
+                Path.GetFullPath(options.LogFolder)));
+        return app;
+    }
+
+    private static Akka.Event.LogLevel AkkaLogLevel(string level) => level.ToLowerInvariant() switch
+    {
+        "verbose" or "debug" => Akka.Event.LogLevel.DebugLevel,
+        "information" => Akka.Event.LogLevel.InfoLevel,
+        "warning" => Akka.Event.LogLevel.WarningLevel,
+        _ => Akka.Event.LogLevel.ErrorLevel,
+    };
+
+    /// <summary>The running actor system (for tests and diagnostics).</summary>
+    public static ActorSystem ActorSystem(WebApplication app) => app.Services.GetRequiredService<ActorSystem>();
+}

@@ -1,0 +1,106 @@
+using System.Net;
+using System.Text.Json;
+using ActorQuery.Api.Tests.Fakes;
+
+namespace ActorQuery.Api.Tests;
+
+public sealed class StatusEndpointTests(SharedServer shared) : IClassFixture<SharedServer>
+{
+    private ApiServer Server => shared.Server;
+
+    [Fact]
+    public async Task Health_shows_each_workers_state_restarts_and_last_oom()
+    {
+        var r = await Server.Http.GetAsync("/health");
+        Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+        var body = await Json.ReadAsync(r);
+        Assert.Equal("ok", body.GetProperty("status").GetString());
+        var worker = body.GetProperty("workers")[0];
+        Assert.Equal("ready", worker.GetProperty("state").GetString());
+        Assert.Equal(2, worker.GetProperty("restarts").GetInt32());
+        Assert.Equal(1, worker.GetProperty("oom_count").GetInt32());
+        Assert.Equal(DateTimeOffset.Parse("2026-11-27T10:00:00Z"), worker.GetProperty("last_oom").GetDateTimeOffset());
+        Assert.Equal(HttpStatusCode.OK, (await Server.Http.GetAsync("/health/live")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await Server.Http.GetAsync("/health/ready")).StatusCode);
+    }
+
+    [Fact]
+    public async Task Health_and_readiness_are_503_while_no_model_is_ready_but_liveness_is_200()
+    {
+        await using var server = await ApiServer.StartAsync(new FakeQueryClient { Ready = false });
+        var health = await server.Http.GetAsync("/health");
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, health.StatusCode);
+        Assert.Equal("no_model_ready", (await Json.ReadAsync(health)).GetProperty("status").GetString());
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, (await server.Http.GetAsync("/health/ready")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await server.Http.GetAsync("/health/live")).StatusCode);
+    }
+
+    [Fact]
+    public async Task Memory_shows_the_watchdogs_reading_and_each_worker()
+    {
+        var body = await Json.ReadAsync(await Server.Http.GetAsync("/memory"));
+        var m = body.GetProperty("memory");
+        Assert.Equal(1_000_000, m.GetProperty("resident_bytes").GetInt64());
+        Assert.Equal(200_000, m.GetProperty("managed_bytes").GetInt64());
+        Assert.Equal(300_000, m.GetProperty("tensor_bytes").GetInt64());
+        Assert.Equal(10_000_000, m.GetProperty("limit_bytes").GetInt64());
+        Assert.Equal(7_000_000, m.GetProperty("pause_mark_bytes").GetInt64());
+        Assert.Equal(3, m.GetProperty("cleanups").GetInt64());
+        Assert.Equal(1, m.GetProperty("pauses").GetInt64());
+        Assert.Equal("worker-0", body.GetProperty("workers")[0].GetProperty("worker").GetString());
+        Assert.Equal("fake-node", body.GetProperty("node").GetString());
+    }
+
+    [Fact]
+    public async Task Metrics_exposes_every_named_metric_in_prometheus_text()
+    {
+        await Json.PostAsync(Server.Http, "/query", """{"prompt": "count me", "max_new_tokens": 3}""");
+        await Json.PostAsync(Server.Http, "/query", """{"prompt": "x #refuse:QueueFull"}""");
+        var r = await Server.Http.GetAsync("/metrics");
+        Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+        Assert.Equal("text/plain", Json.ContentType(r));
+        string text = await r.Content.ReadAsStringAsync();
+        foreach (var name in new[]
+                 {
+                     "actorquery_requests_total{endpoint=\"/query\",status=\"200\"}", "actorquery_refused_total{reason=\"QueueFull\"} 1",
+                     "actorquery_queue_depth", "actorquery_requests_in_flight", "actorquery_time_to_first_token_seconds_bucket",
+                     "actorquery_inter_token_latency_seconds_bucket", "actorquery_request_duration_seconds_bucket",
+                     "actorquery_prompt_tokens_total", "actorquery_generated_tokens_total", "actorquery_model_restarts_total{reason=\"oom\"} 1",
+                     "actorquery_model_restarts_total{reason=\"other\"} 1", "actorquery_oom_total 1", "actorquery_memory_bytes{kind=\"resident\"} 1000000",
+                     "actorquery_cache_hits_total 5", "actorquery_cache_misses_total 7",
+                 })
+            Assert.Contains(name, text);
+        Assert.Matches(@"actorquery_requests_total\{endpoint=""/query"",status=""429""\} [1-9]", text);
+    }
+
+    [Fact]
+    public async Task Docs_page_and_openapi_document_describe_every_endpoint_with_examples()
+    {
+        var docs = await Server.Http.GetAsync("/docs");
+        Assert.Equal(HttpStatusCode.OK, docs.StatusCode);
+        Assert.Equal("text/html", Json.ContentType(docs));
+        Assert.Contains("openapi/v1.json", await docs.Content.ReadAsStringAsync());
+
+        var doc = await Json.ReadAsync(await Server.Http.GetAsync("/openapi/v1.json"));
+        var paths = doc.GetProperty("paths");
+        foreach (var p in new[] { "/", "/query", "/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/health/live",
+                     "/health/ready", "/memory", "/metrics" })
+            Assert.True(paths.TryGetProperty(p, out _), $"OpenAPI document lacks {p}");
+        var query = paths.GetProperty("/query").GetProperty("post");
+        Assert.Equal("The capital of France is",
+            query.GetProperty("requestBody").GetProperty("content").GetProperty("application/json").GetProperty("example").GetProperty("prompt").GetString());
+        Assert.True(query.GetProperty("responses").GetProperty("200").GetProperty("content").GetProperty("application/json").TryGetProperty("example", out _));
+        var chatSchema = doc.GetProperty("components").GetProperty("schemas").GetProperty("ChatCompletionRequest").GetProperty("properties");
+        Assert.True(chatSchema.TryGetProperty("max_completion_tokens", out _)); // snake_case as clients send it
+    }
+
+    [Fact]
+    public async Task Index_lists_the_endpoints()
+    {
+        var body = await Json.ReadAsync(await Server.Http.GetAsync("/"));
+        Assert.Equal(ApiServer.ModelName, body.GetProperty("model").GetString());
+        var endpoints = body.GetProperty("endpoints").EnumerateObject().Select(p => p.Name).ToList();
+        Assert.Contains("POST /query", endpoints);
+        Assert.Contains("GET /docs", endpoints);
+    }
+}

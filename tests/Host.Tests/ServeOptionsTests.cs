@@ -1,0 +1,99 @@
+using ActorQuery.Host.Cli;
+using ActorQuery.Host.Serve;
+using Microsoft.Extensions.Configuration;
+
+namespace ActorQuery.Host.Tests;
+
+[Collection(ServeCollection.Name)]
+public sealed class ServeOptionsTests
+{
+    [Fact]
+    public void Command_line_options_become_configuration_keys()
+    {
+        var keys = ServeCli.Parse(["--model", "/m/qwen", "--max-queue", "12", "--pause-mark", "0.8", "--memory-limit", "8GiB",
+            "--urls", "http://0.0.0.0:9000", "--drain-timeout", "5", "--log-level", "Debug"]);
+        Assert.Equal("/m/qwen", keys["ActorQuery:ModelFolder"]);
+        Assert.Equal("12", keys["ActorQuery:MaxQueue"]);
+        Assert.Equal("0.8", keys["ActorQuery:PauseMark"]);
+        Assert.Equal("8GiB", keys["ActorQuery:MemoryLimit"]);
+        Assert.Equal("http://0.0.0.0:9000", keys["ActorQuery:Urls"]);
+        Assert.Equal("5", keys["ActorQuery:DrainTimeoutSeconds"]);
+        Assert.Equal("Debug", keys["ActorQuery:LogLevel"]);
+    }
+
+    [Theory]
+    [InlineData("--max-queue", "many", "--max-queue")]
+    [InlineData("--cache-size", "lots", "--cache-size")]
+    [InlineData("--no-such-option", "1", "--no-such-option")]
+    public void Bad_command_line_is_one_line_naming_the_option(string option, string value, string named)
+    {
+        var e = Assert.Throws<CliException>(() => ServeCli.Parse([option, value]));
+        Assert.Contains(named, e.Message);
+        Assert.DoesNotContain('\n', e.Message);
+    }
+
+    [Fact]
+    public void Shipped_appsettings_match_the_documented_defaults()
+    {
+        var config = new ConfigurationBuilder().AddJsonFile(Path.Combine(AppContext.BaseDirectory, "appsettings.json")).Build();
+        var fromFile = ServeOptions.From(config);
+        var defaults = new ServeOptions();
+        foreach (var p in typeof(ServeOptions).GetProperties().Where(p => p.CanWrite))
+            Assert.Equal(p.GetValue(defaults), p.GetValue(fromFile));
+        Assert.Equal("models/default", defaults.ModelFolder);
+        Assert.Equal("http://localhost:8000", defaults.Urls);
+        Assert.Equal(TimeSpan.FromSeconds(30), defaults.DrainTimeout);
+        Assert.Equal(1L << 20, defaults.MaxBodyBytesValue);
+        Assert.Null(defaults.MemoryLimitBytes);
+    }
+
+    /// <summary>Sets process environment variables, so it shares the non-parallel collection with the serve tests.</summary>
+    [Fact]
+    public void Environment_variables_override_appsettings_and_the_command_line_overrides_both()
+    {
+        Environment.SetEnvironmentVariable("ACTORQUERY__MAXQUEUE", "7");
+        Environment.SetEnvironmentVariable("ACTORQUERY__MAXINFLIGHT", "3");
+        try
+        {
+            // The layers in the order WebApplication.CreateBuilder + ServeApp stack them.
+            var config = new ConfigurationBuilder()
+                .AddJsonFile(Path.Combine(AppContext.BaseDirectory, "appsettings.json"))
+                .AddEnvironmentVariables()
+                .AddInMemoryCollection(ServeCli.Parse(["--max-in-flight", "5"]))
+                .Build();
+            var options = ServeOptions.From(config);
+            Assert.Equal(7, options.MaxQueue);
+            Assert.Equal(5, options.MaxInFlight);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("ACTORQUERY__MAXQUEUE", null);
+            Environment.SetEnvironmentVariable("ACTORQUERY__MAXINFLIGHT", null);
+        }
+    }
+
+    [Theory]
+    [InlineData("PauseMark", "0.3", "CleanupMark")]
+    [InlineData("Dtype", "int4", "Dtype")]
+    [InlineData("Device", "tpu", "Device")]
+    [InlineData("MaxInFlight", "0", "MaxInFlight")]
+    [InlineData("MaxQueue", "lots", "MaxQueue")]
+    [InlineData("MemoryLimit", "huge", "MemoryLimit")]
+    [InlineData("Urls", "localhost:8000", "Urls")]
+    [InlineData("LogLevel", "Chatty", "LogLevel")]
+    [InlineData("MaxBodyBytes", "1GiB", "MaxBodyBytes")]
+    public void Bad_options_are_refused_naming_the_option(string key, string value, string named)
+    {
+        var config = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?> { [$"ActorQuery:{key}"] = value }).Build();
+        var e = Assert.Throws<OptionsException>(() => ServeOptions.From(config));
+        Assert.Contains(named, e.Message);
+    }
+
+    [Theory]
+    [InlineData("1048576", 1048576L)]
+    [InlineData("1MiB", 1048576L)]
+    [InlineData("8GiB", 8589934592L)]
+    [InlineData("2GB", 2000000000L)]
+    [InlineData("1.5 KiB", 1536L)]
+    public void Sizes_accept_binary_and_decimal_suffixes(string text, long bytes) => Assert.Equal(bytes, ByteSize.Parse(text));
+}
