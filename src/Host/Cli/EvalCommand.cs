@@ -1,5 +1,6 @@
 using System.Globalization;
 using ActorQuery.Inference.Engine;
+using ActorQuery.Inference.Tokenization;
 using ActorQuery.Inference.Training;
 
 namespace ActorQuery.Host.Cli;
@@ -23,10 +24,8 @@ internal static class EvalCommand
         args.EnsureAllUsed();
         if (!Directory.Exists(model)) throw new CliException($"option --model: folder '{model}' not found");
 
-        using var engine = InferenceEngine.Load(new EngineOptions { ModelPath = model, Device = "cpu", Dtype = "float32", Threads = threads });
-        // TODO(issue 6): switch to HfTokenizer.FromPath(model) + ApplyChatTemplate once the tokenizer is on main.
-        var tokenizer = TrainingTokenizer.CreateDefault();
-        var evaluator = new ArithmeticEvaluator(engine, e => tokenizer.Encode(e.Prompt), ids => tokenizer.Decode(ids));
+        using var engine = InferenceEngine.Load(new EngineOptions { ModelPath = model, Device = "cpu", Dtype = "float32", Threads = threads, MaxBatchSequences = 64 });
+        var evaluator = ArithmeticEvaluator.ForServedModel(engine, HfTokenizer.FromPath(model));
 
         var heldOut = evaluator.Grade(ArithmeticTask.HeldOutSet(count, seed));
         Console.WriteLine(Line($"held-out + and - problems never seen in training (seed {seed})", heldOut));

@@ -1,4 +1,5 @@
 using ActorQuery.Inference.Engine;
+using ActorQuery.Inference.Tokenization;
 
 namespace ActorQuery.Inference.Training;
 
@@ -21,6 +22,13 @@ public sealed record ArithmeticScore(IReadOnlyList<GradedAnswer> Answers)
 public sealed class ArithmeticEvaluator(IGenerationEngine engine, Func<ArithmeticExample, IReadOnlyList<int>> encodePrompt, Func<IReadOnlyList<int>, string> decode)
 {
     private const int MaxNewTokens = 8; // "-999" or "1998" and the end token fit with room to spare
+
+    /// <summary>Asks as serving does: a plain prompt is encoded as is; a chat goes through the model's own chat
+    /// template (tokenizer_config.json), then the tokenizer.</summary>
+    public static ArithmeticEvaluator ForServedModel(IGenerationEngine engine, ITokenizer tokenizer) =>
+        new(engine,
+            e => tokenizer.Encode(e.Format == PromptFormat.Chat ? tokenizer.ApplyChatTemplate(e.Messages, addGenerationPrompt: true) : e.Question),
+            ids => tokenizer.Decode(ids));
 
     public ArithmeticScore Grade(IReadOnlyList<ArithmeticExample> examples)
     {

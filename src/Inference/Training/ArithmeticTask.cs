@@ -21,7 +21,13 @@ public readonly record struct ArithmeticProblem(int A, ArithmeticOp Op, int B)
 public enum PromptFormat { Plain, Chat }
 
 /// <summary>A problem phrased and rendered: the exact prompt text and the completion the model must produce.</summary>
-public sealed record ArithmeticExample(ArithmeticProblem Problem, string Question, PromptFormat Format, string Prompt, string Completion);
+/// <param name="System">The chat's system message, if it has one (chats only).</param>
+public sealed record ArithmeticExample(ArithmeticProblem Problem, string Question, PromptFormat Format, string Prompt, string Completion, string? System = null)
+{
+    /// <summary>The chat as an API client would send it (for <see cref="PromptFormat.Chat"/>).</summary>
+    public IReadOnlyList<Tokenization.ChatMessage> Messages =>
+        System is null ? [new("user", Question)] : [new("system", System), new("user", Question)];
+}
 
 /// <summary>
 /// The task the default model is trained on: +, − of integers 0–999 and × of 0–12, in English and Chinese
@@ -165,7 +171,7 @@ public static class ArithmeticTask
         string? system = fmt == PromptFormat.Chat && rng.Next(8) == 0 ? SystemMessages[rng.Next(SystemMessages.Length)] : null;
         return fmt == PromptFormat.Plain
             ? new ArithmeticExample(p, question, fmt, question, p.AnswerText + EndOfText)
-            : new ArithmeticExample(p, question, fmt, RenderChat(question, system), p.AnswerText + ImEnd);
+            : new ArithmeticExample(p, question, fmt, RenderChat(question, system), p.AnswerText + ImEnd, system);
     }
 
     /// <summary>Exactly what <see cref="ChatTemplate"/> renders for one user message (and an optional system

@@ -1,4 +1,5 @@
 using ActorQuery.Inference.Engine;
+using ActorQuery.Inference.Tokenization;
 using ActorQuery.Inference.Training;
 
 namespace ActorQuery.Inference.Tests.DefaultModel;
@@ -10,8 +11,7 @@ public class DefaultModelAccuracyTests
     private static ArithmeticScore Grade(IReadOnlyList<ArithmeticExample> examples)
     {
         using var engine = InferenceEngine.Load(new EngineOptions { ModelPath = DefaultModelFolder.Path, Device = "cpu", Dtype = "float32", MaxBatchSequences = 64 });
-        var tokenizer = TrainingTokenizer.CreateDefault();
-        return new ArithmeticEvaluator(engine, e => tokenizer.Encode(e.Prompt), ids => tokenizer.Decode(ids)).Grade(examples);
+        return ArithmeticEvaluator.ForServedModel(engine, HfTokenizer.FromPath(DefaultModelFolder.Path)).Grade(examples);
     }
 
     private static string Misses(ArithmeticScore s) =>
