@@ -12,6 +12,8 @@ try
         "bench" => BenchCommand.Run(rest),
         "tokenize" => TokenizeCommand.Run(rest),
         "bench-tokenizer" => TokenizerBenchCommand.Run(rest),
+        "train" => TrainCommand.Run(rest),
+        "eval" => EvalCommand.Run(rest),
         "help" or "--help" or "-h" => Usage.Print(),
         _ => throw new CliException($"unknown verb '{verb}' (try: serve, generate, bench, tokenize, train, eval)"),
     };

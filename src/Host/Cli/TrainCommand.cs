@@ -1,0 +1,45 @@
+using System.Globalization;
+using ActorQuery.Inference.Training;
+
+namespace ActorQuery.Host.Cli;
+
+/// <summary>
+/// <c>train --out DIR [--steps N] [--seed S] [--threads T] [--batch B] [--lr X] [--eval-every N]</c>: trains the
+/// default arithmetic model on the CPU and writes a Hugging Face folder. Same arguments, same weights.
+/// </summary>
+internal static class TrainCommand
+{
+    public static int Run(string[] argv)
+    {
+        var args = new CliArgs(argv, new HashSet<string>());
+        var defaults = new TrainingOptions();
+        string outDir = args.RequiredString("out");
+        var options = defaults with
+        {
+            Steps = args.Int("steps", 1, 10_000_000) ?? defaults.Steps,
+            Seed = args.Int("seed", 0) ?? defaults.Seed,
+            Threads = args.Int("threads", 1, 256) ?? defaults.Threads,
+            BatchSize = args.Int("batch", 1, 65536) ?? defaults.BatchSize,
+            LearningRate = args.Float("lr", 1e-6f, 1f) ?? defaults.LearningRate,
+            EvalEvery = args.Int("eval-every", 1) ?? defaults.EvalEvery,
+            StopAt = args.Int("stop-at", 1),
+            InitFrom = args.String("init-from"),
+            WarmupSteps = args.Int("warmup", 0) ?? defaults.WarmupSteps,
+        };
+        var baseConfig = new TrainingModelConfig(VocabSize: 0);
+        int hidden = args.Int("hidden", 16, 4096) ?? baseConfig.HiddenSize;
+        int layers = args.Int("layers", 1, 64) ?? baseConfig.NumLayers;
+        int mlp = args.Int("intermediate", 16, 65536) ?? hidden * 4;
+        args.EnsureAllUsed();
+
+        void Log(string line) => Console.WriteLine($"[{DateTime.UtcNow.ToString("HH:mm:ss", CultureInfo.InvariantCulture)}] {line}");
+        var tokenizer = TrainingTokenizer.CreateDefault();
+        var config = baseConfig with { VocabSize = tokenizer.VocabSize, HiddenSize = hidden, NumLayers = layers, IntermediateSize = mlp };
+        Log($"options: {options}");
+        // The folder is rewritten after every evaluation, so an interrupted run leaves its latest checkpoint.
+        var model = new ArithmeticTrainer(tokenizer, Log).Train(config, options, (m, step) => HfFolderWriter.Write(outDir, m, tokenizer));
+        HfFolderWriter.Write(outDir, model, tokenizer);
+        Log($"wrote {Path.GetFullPath(outDir)}");
+        return 0;
+    }
+}

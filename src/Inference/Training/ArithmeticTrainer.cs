@@ -1,0 +1,178 @@
+using System.Diagnostics;
+using System.Globalization;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace ActorQuery.Inference.Training;
+
+public sealed record TrainingOptions(
+    int Steps = 8000,
+    int BatchSize = 64,
+    double LearningRate = 2e-3,
+    int WarmupSteps = 200,
+    double WeightDecay = 0.01,
+    int Seed = 1234,
+    int Threads = 1,
+    int EvalEvery = 500,
+    int EvalCount = 200,
+    int? StopAt = null,
+    string? InitFrom = null);
+
+/// <summary>
+/// Trains the default model on <see cref="ArithmeticTask"/>: AdamW with linear warmup and cosine decay, loss on
+/// the answer tokens only (the prompt is masked), batches padded to their longest sequence. Deterministic for a
+/// given seed and thread count: data come from <see cref="Random"/>(seed), weights from torch.manual_seed(seed).
+/// </summary>
+public sealed class ArithmeticTrainer
+{
+    private const int IgnoreIndex = -100;
+    private readonly TrainingTokenizer _tok;
+    private readonly Action<string> _log;
+
+    public ArithmeticTrainer(TrainingTokenizer tokenizer, Action<string> log)
+    {
+        _tok = tokenizer;
+        _log = log;
+    }
+
+    /// <param name="onEval">Called after each periodic evaluation (e.g. to save a checkpoint).</param>
+    public Qwen2TrainingModel Train(TrainingModelConfig config, TrainingOptions o, Action<Qwen2TrainingModel, int>? onEval = null)
+    {
+        torch.set_num_threads(o.Threads);
+        torch.manual_seed(o.Seed);
+        var model = new Qwen2TrainingModel(config);
+        if (o.InitFrom is not null) model.LoadFrom(o.InitFrom);
+        _log($"model: {HfFolderWriter.Describe(model)}");
+        var optimizer = torch.optim.AdamW(model.parameters(), o.LearningRate, 0.9, 0.98, 1e-8, o.WeightDecay);
+        var rng = new Random(o.Seed);
+        var probe = ArithmeticTask.HeldOutSet(o.EvalCount, o.Seed + 1);
+        var sw = Stopwatch.StartNew();
+        var pending = new Queue<List<ArithmeticExample>>();
+        double lossSum = 0;
+        int lossN = 0;
+        // StopAt ends the run early without changing the schedule, so step k of an N-step run is reproducible.
+        int last = Math.Min(o.Steps, o.StopAt ?? o.Steps);
+        for (int step = 1; step <= last; step++)
+        {
+            double lr = LearningRateAt(step, o);
+            foreach (var g in optimizer.ParamGroups) g.LearningRate = lr;
+            using (var scope = NewDisposeScope())
+            {
+                if (pending.Count == 0) pending = NextBuckets(rng, o.BatchSize);
+                var batch = pending.Dequeue();
+                var (inputs, labels) = MakeBatch(batch);
+                optimizer.zero_grad();
+                var logits = model.forward(inputs); // [b, t, vocab]
+                var loss = nn.functional.cross_entropy(logits.view(-1, logits.shape[2]), labels.view(-1), ignore_index: IgnoreIndex);
+                loss.backward();
+                nn.utils.clip_grad_norm_(model.parameters(), 1.0);
+                optimizer.step();
+                lossSum += loss.item<float>();
+                lossN++;
+            }
+            if (step % 100 == 0)
+            {
+                _log(string.Create(CultureInfo.InvariantCulture, $"step {step}/{o.Steps} loss {lossSum / lossN:F4} lr {lr:E2} elapsed {sw.Elapsed.TotalMinutes:F1} min"));
+                lossSum = 0;
+                lossN = 0;
+            }
+            if (step % o.EvalEvery == 0 || step == last)
+            {
+                var acc = Accuracy(model, probe);
+                _log(string.Create(CultureInfo.InvariantCulture, $"step {step}: held-out greedy accuracy {acc.Correct}/{acc.Total} = {100.0 * acc.Correct / acc.Total:F2}%"));
+                onEval?.Invoke(model, step);
+            }
+        }
+        _log(string.Create(CultureInfo.InvariantCulture, $"trained {last} steps in {sw.Elapsed.TotalMinutes:F1} min"));
+        return model;
+    }
+
+    /// <summary>Sixteen batches at a time, drawn as one pool and cut by token length, so that a few long prompts
+    /// (chats with a system message) do not pad a whole batch; the batches then go in random order.</summary>
+    private Queue<List<ArithmeticExample>> NextBuckets(Random rng, int batchSize)
+    {
+        const int Buckets = 16;
+        var pool = Enumerable.Range(0, batchSize * Buckets).Select(_ => ArithmeticTask.NextTraining(rng))
+            .Select((e, i) => (e, i, len: _tok.Encode(e.Prompt).Count + _tok.Encode(e.Completion).Count))
+            .OrderBy(x => x.len).ThenBy(x => x.i).Select(x => x.e).ToList();
+        var batches = pool.Chunk(batchSize).Select(c => c.ToList()).ToList();
+        rng.Shuffle(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(batches));
+        return new Queue<List<ArithmeticExample>>(batches);
+    }
+
+    private static double LearningRateAt(int step, TrainingOptions o)
+    {
+        if (step <= o.WarmupSteps) return o.LearningRate * step / o.WarmupSteps;
+        double progress = (double)(step - o.WarmupSteps) / Math.Max(1, o.Steps - o.WarmupSteps);
+        return o.LearningRate * (0.05 + 0.95 * 0.5 * (1 + Math.Cos(Math.PI * progress)));
+    }
+
+    /// <summary>Inputs and next-token labels, right-padded; labels are <see cref="IgnoreIndex"/> except on the
+    /// completion (answer digits and the end-of-turn token).</summary>
+    private (Tensor Inputs, Tensor Labels) MakeBatch(IReadOnlyList<ArithmeticExample> batch)
+    {
+        var seqs = batch.Select(e => (Prompt: _tok.Encode(e.Prompt), Completion: _tok.Encode(e.Completion))).ToList();
+        int t = seqs.Max(s => s.Prompt.Count + s.Completion.Count) - 1;
+        var inputs = new long[batch.Count * t];
+        var labels = new long[batch.Count * t];
+        Array.Fill(inputs, _tok.EndOfTextId);
+        Array.Fill(labels, IgnoreIndex);
+        for (int i = 0; i < seqs.Count; i++)
+        {
+            var ids = seqs[i].Prompt.Concat(seqs[i].Completion).ToArray();
+            for (int j = 0; j + 1 < ids.Length; j++)
+            {
+                inputs[i * t + j] = ids[j];
+                if (j + 1 >= seqs[i].Prompt.Count) labels[i * t + j] = ids[j + 1];
+            }
+        }
+        return (tensor(inputs, [batch.Count, t]), tensor(labels, [batch.Count, t]));
+    }
+
+    /// <summary>Greedy answers of the training model (no KV cache: the whole buffer each step), in input order.</summary>
+    public IReadOnlyList<string> GreedyAnswers(Qwen2TrainingModel model, IReadOnlyList<ArithmeticExample> examples, int maxNew = 8, int batchSize = 250)
+    {
+        var answers = new List<string>(examples.Count);
+        using var noGrad = no_grad();
+        model.eval();
+        for (int start = 0; start < examples.Count; start += batchSize)
+        {
+            using var scope = NewDisposeScope();
+            var chunk = examples.Skip(start).Take(batchSize).ToList();
+            var prompts = chunk.Select(e => _tok.Encode(e.Prompt)).ToList();
+            int width = prompts.Max(p => p.Count) + maxNew;
+            var buffer = new long[chunk.Count, width];
+            var lengths = prompts.Select(p => p.Count).ToArray();
+            var generated = chunk.Select(_ => new List<int>()).ToList();
+            var done = new bool[chunk.Count];
+            for (int i = 0; i < chunk.Count; i++)
+                for (int j = 0; j < width; j++) buffer[i, j] = j < prompts[i].Count ? prompts[i][j] : _tok.EndOfTextId;
+            for (int s = 0; s < maxNew && done.Any(d => !d); s++)
+            {
+                int cur = lengths.Max();
+                using var input = tensor(buffer).narrow(1, 0, cur);
+                using var logits = model.forward(input); // [b, cur, vocab]
+                var next = logits.argmax(-1).data<long>().ToArray(); // [b * cur]
+                for (int i = 0; i < chunk.Count; i++)
+                {
+                    if (done[i]) continue;
+                    int id = (int)next[i * cur + lengths[i] - 1];
+                    if (id == _tok.ImEndId || id == _tok.EndOfTextId) { done[i] = true; continue; }
+                    generated[i].Add(id);
+                    buffer[i, lengths[i]] = id;
+                    lengths[i]++;
+                }
+            }
+            for (int i = 0; i < chunk.Count; i++) answers.Add(done[i] ? _tok.Decode(generated[i]) : _tok.Decode(generated[i]) + "…(no end of turn)");
+        }
+        model.train();
+        return answers;
+    }
+
+    public (int Correct, int Total) Accuracy(Qwen2TrainingModel model, IReadOnlyList<ArithmeticExample> examples)
+    {
+        var answers = GreedyAnswers(model, examples);
+        int correct = examples.Where((e, i) => answers[i] == e.Problem.AnswerText).Count();
+        return (correct, examples.Count);
+    }
+}
