@@ -57,21 +57,21 @@ internal static class BenchCommand
             int[] Prompt(int n) => Enumerable.Range(0, n).Select(_ => rng.Next(engine.Model.VocabSize)).ToArray();
             long id = 0;
 
-            // Prefill: time of the first step of a fresh sequence (the whole prompt) for one new token.
-            Run(engine, ++id, Prompt(prefill), 1); // warm-up
-            var prefillRates = Enumerable.Range(0, repeats).Select(_ =>
+            // Prefill: the steps of a fresh sequence up to its first token (the prompt, in chunks if it is long).
+            Run(engine, ++id, Prompt(prefill), 1, out _); // warm-up
+            var prefillRates = Enumerable.Range(0, repeats).Select(r =>
             {
-                var t = Run(engine, ++id, Prompt(prefill), 1);
-                return prefill / t[0];
+                Run(engine, ++id, Prompt(prefill), 1, out var toFirstToken);
+                return prefill / toFirstToken;
             }).ToList();
 
             var decodeRates = new List<double>();
             foreach (var p in prompts)
             {
-                var rates = Enumerable.Range(0, repeats).Select(_ =>
+                var rates = Enumerable.Range(0, repeats).Select(r =>
                 {
-                    var t = Run(engine, ++id, Prompt(p), decode);
-                    return (decode - 1) / t.Skip(1).Sum(); // steps after the prefill step
+                    var t = Run(engine, ++id, Prompt(p), decode, out _);
+                    return (decode - 1) / t.Skip(1).Sum(); // steps after the one that gave the first token
                 }).ToList();
                 decodeRates.Add(Median(rates));
             }
@@ -87,18 +87,21 @@ internal static class BenchCommand
         return 0;
     }
 
-    /// <summary>Runs one sequence to <paramref name="tokens"/> new tokens; returns each step's seconds.</summary>
-    private static List<double> Run(InferenceEngine engine, long id, int[] prompt, int tokens)
+    /// <summary>Runs one sequence to <paramref name="tokens"/> new tokens; returns the seconds of each step that
+    /// produced a token, the first one including every prefill step before it.</summary>
+    private static List<double> Run(InferenceEngine engine, long id, int[] prompt, int tokens, out double toFirstToken)
     {
         var admit = engine.TryAdd(new GenerationRequest(id, prompt, new SamplingParams { MaxNewTokens = tokens, IgnoreEos = true }));
         if (!admit.Admitted) throw new CliException(admit.Reason ?? "not admitted");
         var times = new List<double>();
+        var sw = Stopwatch.StartNew();
         while (engine.HasPendingWork)
         {
-            var sw = Stopwatch.StartNew();
-            engine.Step();
+            if (engine.Step().Updates.Count == 0) continue; // a prefill chunk: no token yet
             times.Add(sw.Elapsed.TotalSeconds);
+            sw.Restart();
         }
+        toFirstToken = times[0];
         return times;
     }
 
