@@ -1,0 +1,133 @@
+using System.ClientModel;
+using System.Net;
+using System.Text;
+using System.Text.Json;
+using ActorQuery.Host.Serve;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.Extensions.DependencyInjection;
+using OpenAI;
+using OpenAI.Chat;
+
+namespace ActorQuery.Host.Tests;
+
+/// <summary>
+/// The shipped server end to end: Kestrel on 127.0.0.1, the real actors, the TorchSharp engine and the embedded
+/// default model, asked with the official OpenAI client and plain HTTP. Questions are from the multiplication
+/// table, which the default model answers exactly.
+/// </summary>
+[Collection(ServeCollection.Name)]
+public sealed class RealModelServeTests : IAsyncLifetime
+{
+    private static readonly string ModelFolder = Path.Combine(AppContext.BaseDirectory, "models", "default");
+    private WebApplication _app = null!;
+    private HttpClient _http = null!;
+    private string _logs = null!;
+
+    public async Task InitializeAsync()
+    {
+        _logs = Directory.CreateTempSubdirectory("aq-real-").FullName;
+        _app = ServeApp.Build(ServeCli.Parse(["--model", ModelFolder, "--urls", "http://127.0.0.1:0", "--log-folder", _logs,
+            "--device", "cpu", "--dtype", "float32", "--max-in-flight", "16", "--cache-entries", "0"]), ServeBackends.Default());
+        await _app.StartAsync();
+        var address = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        _http = new HttpClient { BaseAddress = new Uri(address), Timeout = TimeSpan.FromSeconds(60) };
+        for (int i = 0; i < 300 && (await _http.GetAsync("/health/ready")).StatusCode != HttpStatusCode.OK; i++)
+            await Task.Delay(100);
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _app.StopAsync();
+        await _app.DisposeAsync();
+    }
+
+    private ChatClient Chat() => new OpenAIClient(new ApiKeyCredential("unused"),
+        new OpenAIClientOptions { Endpoint = new Uri(_http.BaseAddress!, "/v1") }).GetChatClient("default");
+
+    private async Task<JsonElement> Query(string json)
+    {
+        var r = await _http.PostAsync("/query", new StringContent(json, Encoding.UTF8, "application/json"));
+        Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+        return JsonDocument.Parse(await r.Content.ReadAsStringAsync()).RootElement.Clone();
+    }
+
+    [Fact]
+    public async Task The_openai_client_gets_the_right_product_and_a_stop_finish()
+    {
+        var completion = (await Chat().CompleteChatAsync([new UserChatMessage("What is 7 times 8?")],
+            new ChatCompletionOptions { Temperature = 0 })).Value;
+        Assert.Equal("56", completion.Content[0].Text);
+        Assert.Equal(ChatFinishReason.Stop, completion.FinishReason);
+        Assert.True(completion.Usage.InputTokenCount > 5);
+    }
+
+    [Fact]
+    public async Task A_streamed_chat_concatenates_to_the_same_answer()
+    {
+        var text = new StringBuilder();
+        await foreach (var update in Chat().CompleteChatStreamingAsync([new UserChatMessage("What is 12 times 11?")],
+                           new ChatCompletionOptions { Temperature = 0 }))
+            foreach (var part in update.ContentUpdate) text.Append(part.Text);
+        Assert.Equal("132", text.ToString());
+    }
+
+    [Fact]
+    public async Task Native_query_answers_plain_and_chat_prompts()
+    {
+        var plain = await Query("""{"prompt": "What is 9 times 6?", "max_new_tokens": 8}""");
+        Assert.Equal("54", plain.GetProperty("text").GetString());
+        Assert.Equal("stop", plain.GetProperty("finish_reason").GetString());
+        var chat = await Query("""{"messages": [{"role": "user", "content": "3 乘以 4 等于多少？"}], "max_new_tokens": 8}""");
+        Assert.Equal("12", chat.GetProperty("text").GetString());
+    }
+
+    [Fact]
+    public async Task Answers_under_load_batched_with_other_queries_are_the_same_as_alone()
+    {
+        var facts = Enumerable.Range(0, 12).Select(i => (A: 2 + i % 11, B: 12 - i % 7)).ToList();
+        string Body((int A, int B) f) => JsonSerializer.Serialize(new { prompt = $"What is {f.A} times {f.B}?", max_new_tokens = 8 });
+        var alone = new List<string>();
+        foreach (var f in facts) alone.Add((await Query(Body(f))).GetProperty("text").GetString()!);
+        var together = await Task.WhenAll(facts.Select(async f => (await Query(Body(f))).GetProperty("text").GetString()!));
+        Assert.Equal(alone, together);
+        Assert.Equal(facts.Select(f => (f.A * f.B).ToString()), alone);
+    }
+
+    [Fact]
+    public async Task Health_reports_the_ready_worker_and_models_lists_the_default_model()
+    {
+        using var health = JsonDocument.Parse(await _http.GetStringAsync("/health"));
+        Assert.True(health.RootElement.GetProperty("ready").GetBoolean());
+        Assert.Equal("ready", health.RootElement.GetProperty("workers")[0].GetProperty("state").GetString());
+        using var models = JsonDocument.Parse(await _http.GetStringAsync("/v1/models"));
+        Assert.Equal("default", models.RootElement.GetProperty("data")[0].GetProperty("id").GetString());
+    }
+
+    [Fact]
+    public async Task A_client_that_disconnects_mid_stream_frees_its_slot()
+    {
+        using var cts = new CancellationTokenSource();
+        var request = new HttpRequestMessage(HttpMethod.Post, "/query")
+        {
+            Content = new StringContent("""{"prompt": "What is 5 times 5?", "max_new_tokens": 2000, "ignore_eos": true, "stream": true}""",
+                Encoding.UTF8, "application/json"),
+        };
+        var response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cts.Token);
+        var stream = await response.Content.ReadAsStreamAsync(cts.Token);
+        var buffer = new byte[64];
+        Assert.True(await stream.ReadAsync(buffer, cts.Token) > 0);       // tokens are flowing
+        cts.Cancel();
+        response.Dispose();
+        int inFlight = -1;
+        for (int i = 0; i < 100 && inFlight != 0; i++)
+        {
+            await Task.Delay(100);
+            using var h = JsonDocument.Parse(await _http.GetStringAsync("/health"));
+            inFlight = h.RootElement.GetProperty("in_flight").GetInt32();
+        }
+        Assert.Equal(0, inFlight);
+        Assert.Equal("25", (await Query("""{"prompt": "What is 5 times 5?", "max_new_tokens": 8}""")).GetProperty("text").GetString());
+    }
+}
