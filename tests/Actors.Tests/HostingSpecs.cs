@@ -84,8 +84,15 @@ public sealed class HostingSpecs : IAsyncLifetime
         Assert.Equal(LetterTokenizer.TextOf(expected), string.Concat(events.OfType<TokensGenerated>().Select(t => t.Text)));
         Assert.IsType<QueryCompleted>(Assert.Single(events, e => e.IsTerminal));
         Assert.Same(events[^1], events.Single(e => e.IsTerminal));
-        var after = await Client.GetStatusAsync(TimeSpan.FromSeconds(5), CancellationToken.None);
-        Assert.NotNull(after.Memory); // the watchdog's reading reaches the router's status
+        // The watchdog's reading reaches the router's status. Its first reading, taken at start, can be published
+        // before the router has subscribed; the next one comes one interval (5 s) later.
+        RouterStatus after = null!;
+        for (int i = 0; i < 120 && after?.Memory is null; i++)
+        {
+            if (i > 0) await Task.Delay(100);
+            after = await Client.GetStatusAsync(TimeSpan.FromSeconds(5), CancellationToken.None);
+        }
+        Assert.NotNull(after.Memory);
     }
 
     [Fact]
