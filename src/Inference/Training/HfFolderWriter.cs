@@ -58,39 +58,12 @@ public static class HfFolderWriter
         WriteSafetensors(Path.Combine(dir, "model.safetensors"), model.HfStateDict());
     }
 
-    /// <summary>
-    /// The safetensors layout (8-byte little-endian header length, JSON header, raw little-endian data),
-    /// written by hand because TorchSharp has no safetensors writer and the format is a page long. F32 only.
-    /// </summary>
+    /// <summary>Writes the weights as F32 safetensors with the tensors' Hugging Face names.</summary>
     public static void WriteSafetensors(string path, IEnumerable<(string Name, Tensor Tensor)> tensors)
     {
-        var items = tensors.OrderBy(t => t.Name, StringComparer.Ordinal)
-            .Select(t => (t.Name, Data: t.Tensor.detach().cpu().to(float32).contiguous().data<float>().ToArray(), Shape: t.Tensor.shape))
-            .ToList();
-        var header = new JsonObject { ["__metadata__"] = new JsonObject { ["format"] = "pt" } };
-        long offset = 0;
-        foreach (var (name, data, shape) in items)
-        {
-            long bytes = data.Length * 4L;
-            header[name] = new JsonObject
-            {
-                ["dtype"] = "F32",
-                ["shape"] = new JsonArray(shape.Select(s => (JsonNode)s).ToArray()),
-                ["data_offsets"] = new JsonArray(offset, offset + bytes),
-            };
-            offset += bytes;
-        }
-        var json = header.ToJsonString();
-        int padded = (Encoding.UTF8.GetByteCount(json) + 7) / 8 * 8; // data starts 8-byte aligned
-        json = json.PadRight(json.Length + padded - Encoding.UTF8.GetByteCount(json));
-        using var f = new BinaryWriter(File.Create(path));
-        f.Write((ulong)padded);
-        f.Write(Encoding.UTF8.GetBytes(json));
-        foreach (var (_, data, _) in items)
-        {
-            if (!BitConverter.IsLittleEndian) throw new PlatformNotSupportedException("safetensors is little-endian");
-            f.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(data.AsSpan()));
-        }
+        var f32 = tensors.ToDictionary(t => t.Name, t => t.Tensor.detach().cpu().to(float32).contiguous());
+        try { Checkpoint.SafetensorsWriter.Write(path, f32, new Dictionary<string, string> { ["format"] = "pt" }); }
+        finally { foreach (var t in f32.Values) t.Dispose(); }
     }
 
     public static string Describe(Qwen2TrainingModel model) =>
