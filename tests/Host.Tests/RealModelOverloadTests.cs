@@ -1,0 +1,47 @@
+using System.Net;
+using System.Text;
+using ActorQuery.Host.Serve;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace ActorQuery.Host.Tests;
+
+/// <summary>The shipped server under 3× more concurrent requests than it admits (in flight + queue).</summary>
+[Collection(ServeCollection.Name)]
+public sealed class RealModelOverloadTests
+{
+    [Fact]
+    public async Task The_excess_gets_429_with_retry_after_and_every_admitted_query_completes()
+    {
+        var logs = Directory.CreateTempSubdirectory("aq-overload-").FullName;
+        var overrides = ServeCli.Parse(["--model", Path.Combine(AppContext.BaseDirectory, "models", "default"),
+            "--urls", "http://127.0.0.1:0", "--log-folder", logs, "--device", "cpu", "--dtype", "float32",
+            "--max-in-flight", "2", "--max-queue", "2", "--cache-entries", "0"]);
+        overrides["ActorQuery:Faults:StepDelayMs"] = "100"; // a slow model, so that requests overlap
+        var app = ServeApp.Build(overrides, ServeBackends.Default());
+        await app.StartAsync();
+        try
+        {
+            var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+            using var http = new HttpClient { BaseAddress = new Uri(address), Timeout = TimeSpan.FromSeconds(60) };
+            for (int i = 0; i < 300 && (await http.GetAsync("/health/ready")).StatusCode != HttpStatusCode.OK; i++)
+                await Task.Delay(100);
+
+            var responses = await Task.WhenAll(Enumerable.Range(0, 12).Select(_ => http.PostAsync("/query",
+                new StringContent("""{"prompt": "What is 4 times 3?", "max_new_tokens": 8}""", Encoding.UTF8, "application/json"))));
+
+            var ok = responses.Where(r => r.StatusCode == HttpStatusCode.OK).ToList();
+            var refused = responses.Where(r => r.StatusCode == HttpStatusCode.TooManyRequests).ToList();
+            Assert.Equal(12, ok.Count + refused.Count);
+            Assert.InRange(ok.Count, 4, 8);                       // at least in flight + queue were admitted
+            Assert.All(refused, r => Assert.True(r.Headers.RetryAfter?.Delta > TimeSpan.Zero));
+            foreach (var r in ok) Assert.Contains("\"text\":\"12\"", await r.Content.ReadAsStringAsync());
+        }
+        finally
+        {
+            await app.StopAsync();
+            await app.DisposeAsync();
+        }
+    }
+}
