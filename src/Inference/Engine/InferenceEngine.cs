@@ -49,8 +49,11 @@ public sealed class InferenceEngine : IGenerationEngine
     /// <summary>Test hook: called with the batch size before each forward pass (throw to simulate a failure).</summary>
     internal Action<int>? BeforeForward { get; set; }
 
+    private readonly long _weightBytes;
+
+    /// <summary>Read by the worker after every step, so the (immutable) weight size is computed once at load.</summary>
     public EngineMemory MemoryUsage =>
-        new(_decoder.Weights.ByteSize(), _sequences.Sum(s => s.Cache?.ByteSize ?? 0));
+        new(_weightBytes, _sequences.Sum(s => s.Cache?.ByteSize ?? 0));
 
     private InferenceEngine(Decoder decoder, EngineOptions options, ModelConfig config, GenerationDefaults? defaults, string name, TimeSpan loadTime)
     {
@@ -61,6 +64,7 @@ public sealed class InferenceEngine : IGenerationEngine
         LoadTime = loadTime;
         _eos = new HashSet<int>(config.EosTokenIds.Concat(defaults?.EosTokenIds ?? []));
         _bytesPerToken = KvCache.BytesPerToken(config, decoder.Weights.Dtype);
+        _weightBytes = decoder.Weights.ByteSize();
         KvCapacityTokens = (int)Math.Min(int.MaxValue, options.KvCacheBytes / _bytesPerToken);
         Model = new ModelDescription(name, config.Architecture, config.MaxPositionEmbeddings, config.VocabSize,
             _eos.Order().ToArray(), DeviceAndDtype.Name(decoder.Weights.Dtype), decoder.Weights.Device.ToString(),
