@@ -10,9 +10,7 @@ public static class OutOfMemory
 {
     private static readonly string[] Markers =
     {
-        "CUDA out of memory",
-        "out of memory",                          // CUDA "CUDA error: out of memory", HIP
-        "MPS backend out of memory",
+        "out of memory",                          // "CUDA out of memory", "CUDA error: out of memory", "MPS backend out of memory"
         "DefaultCPUAllocator: can't allocate memory",
         "DefaultCPUAllocator: not enough memory",
         "std::bad_alloc",

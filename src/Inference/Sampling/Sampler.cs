@@ -23,8 +23,8 @@ public sealed class Sampler
         _seen = p.RepetitionPenalty != 1f ? new HashSet<int>(promptIds) : new HashSet<int>();
     }
 
-    /// <summary>Records a token chosen outside <see cref="Sample"/> (none today; kept for recompute after preemption).</summary>
-    public void Observe(int token)
+    /// <summary>Counts a chosen token for the penalties.</summary>
+    private void Observe(int token)
     {
         _generatedCounts[token] = _generatedCounts.GetValueOrDefault(token) + 1;
         if (_p.RepetitionPenalty != 1f) _seen.Add(token);
