@@ -11,7 +11,7 @@ internal static class TrainCommand
 {
     public static int Run(string[] argv)
     {
-        var args = new CliArgs(argv, new HashSet<string>());
+        var args = new CliArgs(argv, new HashSet<string> { "no-number-init" });
         var defaults = new TrainingOptions();
         string outDir = args.RequiredString("out");
         var options = defaults with
@@ -25,16 +25,23 @@ internal static class TrainCommand
             StopAt = args.Int("stop-at", 1),
             InitFrom = args.String("init-from"),
             WarmupSteps = args.Int("warmup", 0) ?? defaults.WarmupSteps,
+            NumberInit = !args.Flag("no-number-init"),
         };
         var baseConfig = new TrainingModelConfig(VocabSize: 0);
         int hidden = args.Int("hidden", 16, 4096) ?? baseConfig.HiddenSize;
         int layers = args.Int("layers", 1, 64) ?? baseConfig.NumLayers;
         int mlp = args.Int("intermediate", 16, 65536) ?? hidden * 4;
+        int heads = args.Int("heads", 1, 256) ?? baseConfig.NumHeads;
+        int kvHeads = args.Int("kv-heads", 1, 256) ?? baseConfig.NumKeyValueHeads;
+        if (hidden % heads != 0) throw new CliException($"--heads: {heads} does not divide --hidden {hidden}");
+        if (options.NumberInit && options.InitFrom is null && hidden < Qwen2TrainingModel.NumberFeatures)
+            throw new CliException($"--hidden: must be >= {Qwen2TrainingModel.NumberFeatures} for the number-embedding init (or pass --no-number-init)");
+        if (heads % kvHeads != 0) throw new CliException($"--kv-heads: {kvHeads} does not divide --heads {heads}");
         args.EnsureAllUsed();
 
         void Log(string line) => Console.WriteLine($"[{DateTime.UtcNow.ToString("HH:mm:ss", CultureInfo.InvariantCulture)}] {line}");
         var tokenizer = TrainingTokenizer.CreateDefault();
-        var config = baseConfig with { VocabSize = tokenizer.VocabSize, HiddenSize = hidden, NumLayers = layers, IntermediateSize = mlp };
+        var config = baseConfig with { VocabSize = tokenizer.VocabSize, HiddenSize = hidden, NumLayers = layers, IntermediateSize = mlp, NumHeads = heads, NumKeyValueHeads = kvHeads };
         Log($"options: {options}");
         // The folder is rewritten after every evaluation, so an interrupted run leaves its latest checkpoint.
         var model = new ArithmeticTrainer(tokenizer, Log).Train(config, options, (m, step) => HfFolderWriter.Write(outDir, m, tokenizer));

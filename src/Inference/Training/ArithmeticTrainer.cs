@@ -16,7 +16,8 @@ public sealed record TrainingOptions(
     int EvalEvery = 500,
     int EvalCount = 200,
     int? StopAt = null,
-    string? InitFrom = null);
+    string? InitFrom = null,
+    bool NumberInit = true);
 
 /// <summary>
 /// Trains the default model on <see cref="ArithmeticTask"/>: AdamW with linear warmup and cosine decay, loss on
@@ -42,6 +43,7 @@ public sealed class ArithmeticTrainer
         torch.manual_seed(o.Seed);
         var model = new Qwen2TrainingModel(config);
         if (o.InitFrom is not null) model.LoadFrom(o.InitFrom);
+        else if (o.NumberInit) model.InitNumberEmbeddings(_tok.NumberTokens());
         _log($"model: {HfFolderWriter.Describe(model)}");
         var optimizer = torch.optim.AdamW(model.parameters(), o.LearningRate, 0.9, 0.98, 1e-8, o.WeightDecay);
         var rng = new Random(o.Seed);
@@ -62,8 +64,11 @@ public sealed class ArithmeticTrainer
                 var batch = pending.Dequeue();
                 var (inputs, labels) = MakeBatch(batch);
                 optimizer.zero_grad();
-                var logits = model.forward(inputs); // [b, t, vocab]
-                var loss = nn.functional.cross_entropy(logits.view(-1, logits.shape[2]), labels.view(-1), ignore_index: IgnoreIndex);
+                var hidden = model.Hidden(inputs); // [b, t, hidden]
+                var flatLabels = labels.view(-1);
+                var answered = flatLabels.ne(IgnoreIndex).nonzero().squeeze(1); // positions with a label
+                var logits = model.Logits(hidden.view(-1, hidden.shape[2]).index_select(0, answered)); // [n, vocab]
+                var loss = nn.functional.cross_entropy(logits, flatLabels.index_select(0, answered));
                 loss.backward();
                 nn.utils.clip_grad_norm_(model.parameters(), 1.0);
                 optimizer.step();

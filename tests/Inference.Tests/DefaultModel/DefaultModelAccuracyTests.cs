@@ -25,15 +25,27 @@ public class DefaultModelAccuracyTests
         return examples;
     }
 
-    // Issue 6's bar. The committed model does not reach it yet (about 4-10 % of held-out + and − problems are
-    // exactly right; see models/default/README.md), so it is skipped until a longer training run replaces the weights.
-    [Theory(Skip = "models/default is under-trained: held-out exact-match accuracy is far below 98% (issue 6 open)")]
+    // Issue 6's bar. The committed model does not reach it yet (about 29 % of held-out + and − problems are
+    // exactly right, the rest off by a few units; see models/default/README.md), so it is skipped until a
+    // better-trained model replaces the weights.
+    [Theory(Skip = "models/default is under-trained: 29% of held-out problems exactly right, not 98% (issue 6 open)")]
     [InlineData(PromptFormat.Plain)]
     [InlineData(PromptFormat.Chat)]
     public void Answers_at_least_98_percent_of_200_held_out_problems(PromptFormat format)
     {
         var score = Grade(HeldOut(format));
         Assert.True(score.Correct >= 196, $"{score.Correct}/200 correct; wrong: {Misses(score)}");
+    }
+
+    // What the committed model does reach (29% on 2,000 with `eval`), with room for the sampling error of 200:
+    // a tokenizer or engine change that breaks how the served model sees its prompts drops this to near 0.
+    [Theory]
+    [InlineData(PromptFormat.Plain)]
+    [InlineData(PromptFormat.Chat)]
+    public void Answers_at_least_a_fifth_of_200_held_out_problems_exactly(PromptFormat format)
+    {
+        var score = Grade(HeldOut(format));
+        Assert.True(score.Correct >= 40, $"{score.Correct}/200 correct; wrong: {Misses(score)}");
     }
 
     [Theory]

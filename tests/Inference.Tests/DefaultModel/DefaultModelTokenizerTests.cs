@@ -38,11 +38,22 @@ public class DefaultModelTokenizerTests
             Assert.Equal(e.Prompt, Served.ApplyChatTemplate(e.Messages, addGenerationPrompt: true));
     }
 
-    [Fact]
-    public void Digits_are_single_tokens_and_both_end_tokens_end_a_turn()
+    [Theory]
+    [InlineData("407", new[] { "407" })]
+    [InlineData("1707", new[] { "1", "707" })]
+    [InlineData("1005", new[] { "1", "005" })]
+    [InlineData("-7", new[] { "-", "7" })]
+    [InlineData("1234567", new[] { "1", "234", "567" })]
+    [InlineData("37 加 58", new[] { "37", " 加", " ", "58" })]
+    public void Numbers_split_into_groups_of_three_digits_from_the_right(string text, string[] pieces)
     {
-        Assert.Equal(3, Served.Encode("407").Count);
-        Assert.Equal(2, Served.Encode("-7").Count);
+        var ids = Served.Encode(text);
+        Assert.Equal(pieces, ids.Select(id => Served.Decode([id])).ToArray());
+    }
+
+    [Fact]
+    public void Both_end_tokens_end_a_turn()
+    {
         Assert.Contains(Trained.ImEndId, Served.EndOfTurnTokenIds);
         Assert.Contains(Trained.EndOfTextId, Served.EndOfTurnTokenIds);
     }
