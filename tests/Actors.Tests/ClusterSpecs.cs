@@ -18,6 +18,7 @@ namespace ActorQuery.Actors.Tests;
 /// AddActorQueryClusterNode), real Akka.Remote over TCP on 127.0.0.1 with random ports, message serialization
 /// checks on, fake engines behind the workers. Node A is gateway and worker, B and C are workers.
 /// </summary>
+[Collection(ClusterCollection.Name)]
 public sealed class ClusterSpecs(ITestOutputHelper output) : IAsyncLifetime
 {
     // Tests only: fast failure detection and a short split-brain stable-after, so that a lost node is seen in about
@@ -233,4 +234,14 @@ public sealed class ClusterSpecs(ITestOutputHelper output) : IAsyncLifetime
         output.WriteLine($"after the restart C served {Served(c2, 4000, 30)} of 30");
         Assert.True(Served(c2, 4000, 30) >= 6, $"the restarted node served {Served(c2, 4000, 30)} of 30");
     }
+}
+
+/// <summary>
+/// The cluster spec runs alone: three actor systems with failure detectors on a shared two-core machine must not
+/// compete with the timing-sensitive worker specs, nor they with it.
+/// </summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class ClusterCollection
+{
+    public const string Name = "Cluster (not in parallel)";
 }

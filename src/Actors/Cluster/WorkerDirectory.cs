@@ -17,13 +17,14 @@ namespace ActorQuery.Actors.Cluster;
 /// </summary>
 public sealed class WorkerDirectory : ReceiveActor
 {
-    private readonly IActorRef _router;
+    private readonly IActorRef? _router;
     private readonly AkkaCluster _cluster = AkkaCluster.Get(Context.System);
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly HashSet<Address> _unreachable = new();
     private readonly Dictionary<IActorRef, (WorkerStatus Status, DateTimeOffset Seen)> _workers = new();
 
-    public WorkerDirectory(IActorRef router)
+    /// <param name="router">The gateway's router; null on a worker-only node (the directory then only answers /cluster).</param>
+    public WorkerDirectory(IActorRef? router)
     {
         _router = router;
         Receive<SubscribeAck>(_ => { });
@@ -48,7 +49,7 @@ public sealed class WorkerDirectory : ReceiveActor
         Receive<GetClusterView>(_ => Sender.Tell(View()));
     }
 
-    public static Props Props(IActorRef router) => Akka.Actor.Props.Create(() => new WorkerDirectory(router));
+    public static Props Props(IActorRef? router) => Akka.Actor.Props.Create(() => new WorkerDirectory(router));
 
     protected override void PreStart()
     {
@@ -65,7 +66,7 @@ public sealed class WorkerDirectory : ReceiveActor
         if (!address.HasLocalScope && (_unreachable.Contains(address) || !IsMember(address))) return;
         if (!_workers.ContainsKey(m.Worker)) Context.Watch(m.Worker);
         _workers[m.Worker] = (m.Status, DateTimeOffset.UtcNow);
-        _router.Tell(m);
+        _router?.Tell(m);
     }
 
     private bool IsMember(Address address) =>
@@ -79,7 +80,7 @@ public sealed class WorkerDirectory : ReceiveActor
             Context.Unwatch(w);
             _workers.Remove(w);
         }
-        _router.Tell(new WorkerNodeLost(node, reason));
+        _router?.Tell(new WorkerNodeLost(node, reason));
     }
 
     private ClusterView View()

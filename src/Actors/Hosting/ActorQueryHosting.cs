@@ -62,9 +62,9 @@ public static class ActorQueryHosting
             SeedNodes = cluster.SeedNodes.ToArray(),
         });
         builder.AddQueryRouter(options.Node, options.Router, options.Cache);
-        if (cluster.IsGateway)
-            builder.WithActors((system, registry) =>
-                registry.Register<WorkerDirectory>(system.ActorOf(WorkerDirectory.Props(registry.Get<QueryRouter>()), "worker-directory")));
+        // Every node keeps a directory for /cluster; only a gateway's directory feeds its router with other nodes' workers.
+        builder.WithActors((system, registry) => registry.Register<WorkerDirectory>(system.ActorOf(
+            WorkerDirectory.Props(cluster.IsGateway ? registry.Get<QueryRouter>() : null), "worker-directory")));
         if (options.Watchdog.Enabled) builder.AddMemoryWatchdog(options.Watchdog, memory ?? new ProcessMemoryReader());
         if (cluster.IsWorker)
         {
@@ -119,6 +119,21 @@ public static class ActorQueryHosting
     /// </summary>
     public static IServiceCollection AddActorQueryClient(this IServiceCollection services) =>
         services.AddSingleton<IQueryClient>(sp => new LazyRouterClient(sp));
+
+    /// <summary>Registers <see cref="IClusterViewClient"/> (for <c>GET /cluster</c>) over the node's <see cref="WorkerDirectory"/>.</summary>
+    public static IServiceCollection AddActorQueryClusterView(this IServiceCollection services) =>
+        services.AddSingleton<IClusterViewClient>(sp => new DirectoryViewClient(sp));
+
+    private sealed class DirectoryViewClient(IServiceProvider services) : IClusterViewClient
+    {
+        public async Task<ClusterView> GetViewAsync(TimeSpan timeout, CancellationToken cancellationToken)
+        {
+            using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            cts.CancelAfter(timeout);
+            var directory = await services.GetRequiredService<IRequiredActor<WorkerDirectory>>().GetAsync(cts.Token).ConfigureAwait(false);
+            return await directory.Ask<ClusterView>(GetClusterView.Instance, timeout, cancellationToken).ConfigureAwait(false);
+        }
+    }
 
     private sealed class LazyRouterClient(IServiceProvider services) : IQueryClient
     {
