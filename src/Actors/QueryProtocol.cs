@@ -65,13 +65,13 @@ public sealed record CacheStats(int Entries, long Bytes, long Hits, long Misses)
 public sealed record MemoryStatus(
     long ResidentBytes, long ManagedBytes, long TensorBytes, long? DeviceBytes,
     long LimitBytes, double CleanupMark, double PauseMark,
-    long Cleanups, long Pauses, bool Paused, DateTimeOffset At);
+    long Cleanups, long Pauses, bool Paused, DateTimeOffset At) : Akka.Actor.INoSerializationVerificationNeeded;
 
 /// <param name="Counters">Totals since start: admitted, completed, cancelled, refused, timedOut, failed, retried, cacheHits.</param>
 public sealed record RouterStatus(
     string Node, bool Paused, bool ShuttingDown, int InFlight, int Queued, int MaxInFlight, int MaxQueue,
     IReadOnlyList<WorkerStatus> Workers, CacheStats Cache, MemoryStatus? Memory,
-    RouterCounters? Counters = null, string? PauseReason = null)
+    RouterCounters? Counters = null, string? PauseReason = null) : Akka.Actor.INoSerializationVerificationNeeded
 {
     public bool AnyWorkerReady => Workers.Any(w => w.State == WorkerState.Ready);
 }
@@ -81,25 +81,27 @@ public sealed record RouterCounters(
     long Admitted, long Completed, long Cancelled, long Refused, long TimedOut, long Failed, long Retried, long CacheHits);
 
 // ---- Commands to the QueryRouter -------------------------------------------------------------------------
+// These stay on their node (HTTP layer, watchdog and router of one node): INoSerializationVerificationNeeded
+// keeps them out of akka.actor.serialize-messages checks, which the cluster specs turn on for everything else.
 
 /// <summary>Runs a query; its events (tokens, then exactly one terminal event) go to <paramref name="ReplyTo"/>.</summary>
-public sealed record SubmitQuery(QueryRequest Request, Akka.Actor.IActorRef ReplyTo);
+public sealed record SubmitQuery(QueryRequest Request, Akka.Actor.IActorRef ReplyTo) : Akka.Actor.INoSerializationVerificationNeeded;
 
 /// <summary>The client is gone or gave up: the router answers <see cref="QueryCancelled"/> (if it was still live) and frees the slot.</summary>
-public sealed record CancelQuery(string QueryId);
+public sealed record CancelQuery(string QueryId) : Akka.Actor.INoSerializationVerificationNeeded;
 
 /// <summary>Asks the router for a <see cref="RouterStatus"/>.</summary>
-public sealed record GetStatus
+public sealed record GetStatus : Akka.Actor.INoSerializationVerificationNeeded
 {
     public static readonly GetStatus Instance = new();
     private GetStatus() { }
 }
 
 /// <summary>From the watchdog: stop admitting (new queries get <see cref="RefusalReason.MemoryPressure"/>).</summary>
-public sealed record PauseAdmission(string Reason);
+public sealed record PauseAdmission(string Reason) : Akka.Actor.INoSerializationVerificationNeeded;
 
 /// <summary>From the watchdog: memory is back under the cleanup mark; admit again.</summary>
-public sealed record ResumeAdmission
+public sealed record ResumeAdmission : Akka.Actor.INoSerializationVerificationNeeded
 {
     public static readonly ResumeAdmission Instance = new();
     private ResumeAdmission() { }
@@ -110,21 +112,21 @@ public sealed record ResumeAdmission
 /// and answer <see cref="Drained"/> to the sender once nothing is in flight or queued. Queries still live when
 /// the caller gives up can be ended with <see cref="AbortAll"/>.
 /// </summary>
-public sealed record StartDraining
+public sealed record StartDraining : Akka.Actor.INoSerializationVerificationNeeded
 {
     public static readonly StartDraining Instance = new();
     private StartDraining() { }
 }
 
 /// <summary>The router has nothing in flight or queued any more.</summary>
-public sealed record Drained
+public sealed record Drained : Akka.Actor.INoSerializationVerificationNeeded
 {
     public static readonly Drained Instance = new();
     private Drained() { }
 }
 
 /// <summary>Ends every live query with <see cref="QueryFailed"/> (reason given) and cancels its work; used at the end of a shutdown.</summary>
-public sealed record AbortAll(string Reason);
+public sealed record AbortAll(string Reason) : Akka.Actor.INoSerializationVerificationNeeded;
 
-/// <summary>Tells a router about a worker (a ModelSupervisor, local or remote); the router subscribes to its status.</summary>
-public sealed record RegisterWorker(Akka.Actor.IActorRef Worker);
+/// <summary>Tells a router (or the watchdog, or the load publisher) about a worker of this node; it subscribes to its status. Workers on other nodes arrive as WorkerLoadPublished.</summary>
+public sealed record RegisterWorker(Akka.Actor.IActorRef Worker) : Akka.Actor.INoSerializationVerificationNeeded;

@@ -23,7 +23,7 @@ public sealed record QueryProgress(long Ticket, QueryEvent Event);
 public sealed record QueryReturned(long Ticket, string Reason, int TokensSent);
 
 /// <summary>From the watchdog: drop what can be rebuilt, collect garbage, return freed memory to the OS.</summary>
-public sealed record CleanupMemory
+public sealed record CleanupMemory : Akka.Actor.INoSerializationVerificationNeeded
 {
     public static readonly CleanupMemory Instance = new();
     private CleanupMemory() { }

@@ -101,6 +101,14 @@ public static class ApiServiceCollectionExtensions
         app.MapGet("/memory", StatusEndpoints.Memory).WithTags("Health")
             .WithSummary("The memory watchdog's last reading: resident, managed, tensor and device bytes, limit, marks, cleanups, pauses")
             .Produces<MemoryResponse>().AddOpenApiOperationTransformer(ApiDocs.Examples(null, ApiExamples.Memory));
+        app.MapGet("/cluster", ClusterEndpoints.Cluster).WithTags("Health")
+            .WithSummary("Cluster members (address, roles, status, reachability) and every worker's state and load")
+            .WithDescription("Members as this node sees them (`status`: joining, weakly_up, up, leaving, exiting, down, removed; " +
+                             "`reachable`: false while the failure detector has lost the node) and every worker in the cluster with " +
+                             "the load its node last published (`running` + `queued` = `load`, free KV tokens). The router sends each " +
+                             "query to the least-loaded ready worker. `enabled: false`: the node runs without Akka.Cluster.")
+            .Produces<ClusterResponse>().ProducesProblem(503)
+            .AddOpenApiOperationTransformer(ApiDocs.Examples(null, ApiExamples.Cluster));
         app.MapMetrics("/metrics", metrics.Registry).WithTags("Health").WithSummary("Prometheus metrics (text exposition format)");
 
         app.MapOpenApi("/openapi/{documentName}.json");

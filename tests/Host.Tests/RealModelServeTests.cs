@@ -130,4 +130,27 @@ public sealed class RealModelServeTests : IAsyncLifetime
         Assert.Equal(0, inFlight);
         Assert.Equal("25", (await Query("""{"prompt": "What is 5 times 5?", "max_new_tokens": 8}""")).GetProperty("text").GetString());
     }
+
+    [Fact]
+    public async Task A_single_node_is_a_cluster_of_one_that_joined_itself_with_both_roles()
+    {
+        JsonElement body = default;
+        for (int i = 0; i < 100; i++)
+        {
+            var r = await _http.GetAsync("/cluster");
+            Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+            body = JsonDocument.Parse(await r.Content.ReadAsStringAsync()).RootElement.Clone();
+            if (body.GetProperty("members").GetArrayLength() == 1 && body.GetProperty("workers").GetArrayLength() == 1) break;
+            await Task.Delay(100);
+        }
+        Assert.True(body.GetProperty("enabled").GetBoolean());
+        var self = body.GetProperty("self").GetString()!;
+        Assert.StartsWith("akka.tcp://actorquery@127.0.0.1:", self); // remoting on loopback, a free port by default
+        var member = Assert.Single(body.GetProperty("members").EnumerateArray());
+        Assert.Equal((self, "up", true), (member.GetProperty("address").GetString(), member.GetProperty("status").GetString(),
+            member.GetProperty("self").GetBoolean()));
+        Assert.Equal(["gateway", "worker"], member.GetProperty("roles").EnumerateArray().Select(r => r.GetString()));
+        var worker = Assert.Single(body.GetProperty("workers").EnumerateArray());
+        Assert.Equal((self, "ready"), (worker.GetProperty("address").GetString(), worker.GetProperty("state").GetString()));
+    }
 }

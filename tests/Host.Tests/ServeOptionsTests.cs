@@ -21,6 +21,41 @@ public sealed class ServeOptionsTests
         Assert.Equal("Debug", keys["ActorQuery:LogLevel"]);
     }
 
+    [Fact]
+    public void Cluster_flags_become_keys_of_the_cluster_section()
+    {
+        var keys = ServeCli.Parse(["--roles", "worker", "--cluster-host", "0.0.0.0", "--cluster-port", "9101",
+            "--cluster-public-host", "10.0.0.7", "--seed-nodes", "akka.tcp://actorquery@10.0.0.5:9100", "--cluster-name", "actorquery",
+            "--node-name", "node-1"]);
+        var options = ServeOptions.From(new ConfigurationBuilder().AddInMemoryCollection(keys).Build());
+        Assert.Equal(["worker"], options.Cluster.RoleList);
+        Assert.Equal(("0.0.0.0", 9101, "10.0.0.7"), (options.Cluster.Hostname, options.Cluster.Port, options.Cluster.PublicHostname));
+        Assert.Equal(["akka.tcp://actorquery@10.0.0.5:9100"], options.Cluster.SeedNodeList);
+        Assert.Equal("node-1", keys["ActorQuery:Node"]);
+    }
+
+    [Fact]
+    public void By_default_a_node_is_gateway_and_worker_on_loopback_with_a_free_remoting_port_and_no_seeds()
+    {
+        var c = new ServeOptions().Cluster;
+        Assert.Equal(["gateway", "worker"], c.RoleList);
+        Assert.Equal(("127.0.0.1", 0, "actorquery"), (c.Hostname, c.Port, c.SystemName));
+        Assert.Empty(c.SeedNodeList);
+    }
+
+    [Theory]
+    [InlineData("Roles", "gateway,boss", "ActorQuery:Cluster:Roles")]
+    [InlineData("Port", "70000", "ActorQuery:Cluster:Port")]
+    [InlineData("SeedNodes", "10.0.0.5:9100", "ActorQuery:Cluster:SeedNodes")]
+    [InlineData("SeedNodes", "akka.tcp://other@10.0.0.5:9100", "names system 'other'")]
+    [InlineData("SystemName", "my system", "ActorQuery:Cluster:SystemName")]
+    public void Bad_cluster_settings_name_the_setting_and_the_reason(string key, string value, string expected)
+    {
+        var config = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?> { [$"ActorQuery:Cluster:{key}"] = value }).Build();
+        var e = Assert.Throws<OptionsException>(() => ServeOptions.From(config));
+        Assert.Contains(expected, e.Message);
+    }
+
     [Theory]
     [InlineData("--max-queue", "many", "--max-queue")]
     [InlineData("--cache-size", "lots", "--cache-size")]

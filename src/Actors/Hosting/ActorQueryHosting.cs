@@ -1,7 +1,10 @@
 using Akka.Actor;
+using Akka.Cluster.Hosting;
 using Akka.Configuration;
 using Akka.Hosting;
+using Akka.Remote.Hosting;
 using Microsoft.Extensions.DependencyInjection;
+using ActorQuery.Actors.Cluster;
 using ActorQuery.Actors.Memory;
 using ActorQuery.Actors.Routing;
 using ActorQuery.Actors.Workers;
@@ -17,7 +20,10 @@ namespace ActorQuery.Actors.Hosting;
 public static class ActorQueryHosting
 {
     /// <summary>hocon/actors.hocon, embedded in this assembly (the pinned model dispatcher).</summary>
-    public static Config DefaultHocon { get; } = LoadEmbeddedHocon();
+    public static Config DefaultHocon { get; } = LoadEmbeddedHocon("ActorQuery.Actors.actors.hocon");
+
+    /// <summary>hocon/cluster.hocon, embedded in this assembly (serializer bindings, split-brain resolver).</summary>
+    public static Config ClusterHocon { get; } = LoadEmbeddedHocon("ActorQuery.Actors.cluster.hocon");
 
     /// <summary>
     /// Router, <see cref="WorkerOptions.Count"/> workers (each loading through <paramref name="engines"/>, with
@@ -32,6 +38,46 @@ public static class ActorQueryHosting
         if (options.Watchdog.Enabled) builder.AddMemoryWatchdog(options.Watchdog, memory ?? new ProcessMemoryReader());
         // One fault schedule (and its counters) per worker, so that "first N loads fail" holds for each.
         builder.AddModelWorkers(options.Node, options.Workers, _ => FaultInjectingEngineFactory.Wrap(engines, options.Faults));
+        return builder;
+    }
+
+    /// <summary>
+    /// A cluster node: Akka.Remote over TCP and Akka.Cluster (roles, seed nodes, split-brain resolver from
+    /// hocon/cluster.hocon), then this node's part by its roles. Every node has a QueryRouter (the HTTP layer's entry);
+    /// a gateway's router also sees every worker in the cluster through a <see cref="WorkerDirectory"/>. A worker node
+    /// runs <see cref="WorkerOptions.Count"/> workers and publishes their load. With no seed nodes the node joins itself.
+    /// </summary>
+    public static AkkaConfigurationBuilder AddActorQueryClusterNode(this AkkaConfigurationBuilder builder,
+        ActorQueryNodeOptions options, ClusterNodeOptions cluster, IEngineFactory engines, IMemoryReader? memory = null,
+        bool joinSelfWithoutSeeds = true)
+    {
+        cluster.Validate();
+        options.Faults.Validate();
+        builder.AddHocon(DefaultHocon, HoconAddMode.Append);
+        builder.AddHocon(ClusterHocon, HoconAddMode.Append);
+        builder.WithRemoting(cluster.Hostname, cluster.Port, cluster.PublicHostname);
+        builder.WithClustering(new ClusterOptions
+        {
+            Roles = cluster.Roles.Select(r => r.ToLowerInvariant()).Distinct().ToArray(),
+            SeedNodes = cluster.SeedNodes.ToArray(),
+        });
+        builder.AddQueryRouter(options.Node, options.Router, options.Cache);
+        // Every node keeps a directory for /cluster; only a gateway's directory feeds its router with other nodes' workers.
+        builder.WithActors((system, registry) => registry.Register<WorkerDirectory>(system.ActorOf(
+            WorkerDirectory.Props(cluster.IsGateway ? registry.Get<QueryRouter>() : null), "worker-directory")));
+        if (options.Watchdog.Enabled) builder.AddMemoryWatchdog(options.Watchdog, memory ?? new ProcessMemoryReader());
+        if (cluster.IsWorker)
+        {
+            builder.WithActors((system, registry) => registry.Register<WorkerLoadPublisher>(system.ActorOf(
+                WorkerLoadPublisher.Props(cluster.LoadPublishInterval, cluster.HeartbeatInterval), "worker-load-publisher")));
+            builder.AddModelWorkers(options.Node, options.Workers, _ => FaultInjectingEngineFactory.Wrap(engines, options.Faults));
+        }
+        if (cluster.SeedNodes.Count == 0 && joinSelfWithoutSeeds)
+            builder.AddStartup((system, _) =>
+            {
+                var self = Akka.Cluster.Cluster.Get(system);
+                self.Join(self.SelfAddress);
+            });
         return builder;
     }
 
@@ -61,6 +107,7 @@ public static class ActorQueryHosting
                 var worker = system.ActorOf(ModelSupervisor.Props(name, node, engines(i), options), name);
                 if (registry.TryGet<QueryRouter>(out var router)) router.Tell(new RegisterWorker(worker));
                 if (registry.TryGet<MemoryWatchdog>(out var watchdog)) watchdog.Tell(new RegisterWorker(worker));
+                if (registry.TryGet<WorkerLoadPublisher>(out var publisher)) publisher.Tell(new RegisterWorker(worker));
             }
         });
     }
@@ -72,6 +119,21 @@ public static class ActorQueryHosting
     /// </summary>
     public static IServiceCollection AddActorQueryClient(this IServiceCollection services) =>
         services.AddSingleton<IQueryClient>(sp => new LazyRouterClient(sp));
+
+    /// <summary>Registers <see cref="IClusterViewClient"/> (for <c>GET /cluster</c>) over the node's <see cref="WorkerDirectory"/>.</summary>
+    public static IServiceCollection AddActorQueryClusterView(this IServiceCollection services) =>
+        services.AddSingleton<IClusterViewClient>(sp => new DirectoryViewClient(sp));
+
+    private sealed class DirectoryViewClient(IServiceProvider services) : IClusterViewClient
+    {
+        public async Task<ClusterView> GetViewAsync(TimeSpan timeout, CancellationToken cancellationToken)
+        {
+            using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            cts.CancelAfter(timeout);
+            var directory = await services.GetRequiredService<IRequiredActor<WorkerDirectory>>().GetAsync(cts.Token).ConfigureAwait(false);
+            return await directory.Ask<ClusterView>(GetClusterView.Instance, timeout, cancellationToken).ConfigureAwait(false);
+        }
+    }
 
     private sealed class LazyRouterClient(IServiceProvider services) : IQueryClient
     {
@@ -100,10 +162,10 @@ public static class ActorQueryHosting
         }
     }
 
-    private static Config LoadEmbeddedHocon()
+    private static Config LoadEmbeddedHocon(string name)
     {
-        using var stream = typeof(ActorQueryHosting).Assembly.GetManifestResourceStream("ActorQuery.Actors.actors.hocon")
-                           ?? throw new InvalidOperationException("hocon/actors.hocon is not embedded in ActorQuery.Actors");
+        using var stream = typeof(ActorQueryHosting).Assembly.GetManifestResourceStream(name)
+                           ?? throw new InvalidOperationException($"{name} is not embedded in ActorQuery.Actors");
         using var reader = new StreamReader(stream);
         return ConfigurationFactory.ParseString(reader.ReadToEnd());
     }

@@ -38,7 +38,7 @@ public sealed class ProcessMemoryReader(Func<(long Used, long Total)?>? device =
 /// </summary>
 public sealed class MemoryWatchdog : ReceiveActor, IWithTimers
 {
-    private sealed record Tick
+    private sealed record Tick : Akka.Actor.INoSerializationVerificationNeeded
     {
         public static readonly Tick Instance = new();
     }
@@ -126,7 +126,7 @@ public sealed class MemoryWatchdog : ReceiveActor, IWithTimers
 }
 
 /// <summary>Asks the watchdog for its latest <see cref="MemoryStatus"/>.</summary>
-public sealed record GetMemoryStatus
+public sealed record GetMemoryStatus : Akka.Actor.INoSerializationVerificationNeeded
 {
     public static readonly GetMemoryStatus Instance = new();
     private GetMemoryStatus() { }

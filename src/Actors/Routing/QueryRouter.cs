@@ -1,6 +1,7 @@
 using System.Text;
 using Akka.Actor;
 using Akka.Event;
+using ActorQuery.Actors.Cluster;
 using ActorQuery.Inference.Engine;
 
 namespace ActorQuery.Actors.Routing;
@@ -14,7 +15,7 @@ namespace ActorQuery.Actors.Routing;
 /// </summary>
 public sealed class QueryRouter : ReceiveActor, IWithTimers
 {
-    private sealed record DeadlineReached(string QueryId);
+    private sealed record DeadlineReached(string QueryId) : Akka.Actor.INoSerializationVerificationNeeded;
 
     private sealed class Live(QueryRequest request, IActorRef client, TimeSpan timeout, string? cacheKey)
     {
@@ -37,6 +38,8 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
     private sealed class WorkerEntry
     {
         public WorkerStatus? Status { get; set; }
+        /// <summary>Registered directly (a local worker): its own status messages are authoritative, published copies only confirm it.</summary>
+        public bool Direct { get; init; }
         public int Assigned { get; set; }
         public int ReservedSinceReport { get; set; }
         public bool IsReady => Status?.State == WorkerState.Ready;
@@ -84,11 +87,13 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
         Receive<RegisterWorker>(m =>
         {
             if (_workers.ContainsKey(m.Worker)) return;
-            _workers[m.Worker] = new WorkerEntry();
+            _workers[m.Worker] = new WorkerEntry { Direct = true };
             Context.Watch(m.Worker);
             m.Worker.Tell(new SubscribeWorkerStatus(Self));
         });
         Receive<WorkerStatus>(OnWorkerStatus);
+        Receive<WorkerLoadPublished>(OnWorkerPublished);
+        Receive<WorkerNodeLost>(OnNodeLost);
         Receive<Terminated>(t => OnWorkerGone(t.ActorRef));
         Receive<PauseAdmission>(m =>
         {
@@ -349,11 +354,44 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
         Dispatch();
     }
 
-    private void OnWorkerGone(IActorRef worker)
+    /// <summary>A worker anywhere in the cluster, as its node publishes it (<see cref="WorkerDirectory"/> passes on only reachable members).</summary>
+    private void OnWorkerPublished(WorkerLoadPublished m)
+    {
+        if (_workers.TryGetValue(m.Worker, out var entry))
+        {
+            if (entry.Direct) return;
+        }
+        else
+        {
+            entry = new WorkerEntry();
+            _workers[m.Worker] = entry;
+            Context.Watch(m.Worker);
+            _log.Info("worker {0} at {1} joined the routing ({2})", m.Status.Worker, m.Worker.Path.Address, m.Status.State);
+        }
+        entry.Status = m.Status;
+        entry.ReservedSinceReport = 0;
+        if (!_workers.Values.Any(w => w.MayBecomeReady)) RefuseWaiting();
+        Dispatch();
+    }
+
+    /// <summary>A node is unreachable or gone: its workers leave the routing and their queries end now, not at their deadline.</summary>
+    private void OnNodeLost(WorkerNodeLost m)
+    {
+        var lost = _workers.Keys.Where(w => w.Path.Address.Equals(m.Node)).ToList();
+        if (lost.Count == 0) return;
+        _log.Warning("{0}: {1} worker(s) leave the routing", m.Reason, lost.Count);
+        foreach (var w in lost)
+        {
+            Context.Unwatch(w);
+            OnWorkerGone(w, m.Reason);
+        }
+    }
+
+    private void OnWorkerGone(IActorRef worker, string reason = "its worker stopped")
     {
         if (!_workers.Remove(worker)) return;
         foreach (var q in _byTicket.Values.Where(q => worker.Equals(q.Worker)).ToList())
-            OnReturned(new QueryReturned(q.Ticket!.Value, "its worker stopped", 0));
+            OnReturned(new QueryReturned(q.Ticket!.Value, reason, 0));
         if (!_workers.Values.Any(w => w.MayBecomeReady)) RefuseWaiting();
     }
 

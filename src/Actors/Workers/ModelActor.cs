@@ -15,33 +15,33 @@ namespace ActorQuery.Actors.Workers;
 /// </summary>
 public sealed class ModelActor : ReceiveActor, IWithTimers
 {
-    // ---- Between the ModelActor and its ModelSupervisor ----
-    internal sealed record Started
+    // ---- Between the ModelActor and its ModelSupervisor (parent and child: never cross nodes, never serialized) ----
+    internal sealed record Started : Akka.Actor.INoSerializationVerificationNeeded
     {
         public static readonly Started Instance = new();
     }
 
-    internal sealed record LoadEngine(EngineLoadSettings Settings, TimeSpan Delay);
+    internal sealed record LoadEngine(EngineLoadSettings Settings, TimeSpan Delay) : Akka.Actor.INoSerializationVerificationNeeded;
 
-    internal sealed record Loaded(ModelDescription Model, int KvCapacityTokens, EngineLoadSettings Settings);
+    internal sealed record Loaded(ModelDescription Model, int KvCapacityTokens, EngineLoadSettings Settings) : Akka.Actor.INoSerializationVerificationNeeded;
 
-    internal sealed record LoadFailed(string Reason, bool OutOfMemory);
+    internal sealed record LoadFailed(string Reason, bool OutOfMemory) : Akka.Actor.INoSerializationVerificationNeeded;
 
-    internal sealed record LoadReport(int Running, int Queued, int KvFreeTokens, int KvCapacityTokens, long TensorBytes, int NewPreemptions);
+    internal sealed record LoadReport(int Running, int Queued, int KvFreeTokens, int KvCapacityTokens, long TensorBytes, int NewPreemptions) : Akka.Actor.INoSerializationVerificationNeeded;
 
     /// <summary>The worker failed for good: hand everything back and stop.</summary>
-    internal sealed record Retire
+    internal sealed record Retire : Akka.Actor.INoSerializationVerificationNeeded
     {
         public static readonly Retire Instance = new();
     }
 
     // ---- Self messages ----
-    private sealed record RunStep
+    private sealed record RunStep : Akka.Actor.INoSerializationVerificationNeeded
     {
         public static readonly RunStep Instance = new();
     }
 
-    private sealed record LoadNow(EngineLoadSettings Settings);
+    private sealed record LoadNow(EngineLoadSettings Settings) : Akka.Actor.INoSerializationVerificationNeeded;
 
     private sealed class Job(long ticket, IActorRef router, QueryRequest request)
     {

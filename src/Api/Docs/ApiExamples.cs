@@ -87,4 +87,17 @@ internal static class ApiExamples
 
         data: [DONE]
         """;
+
+    public const string Cluster = """
+        {"enabled": true, "self": "akka.tcp://actorquery@127.0.0.1:9100", "roles": ["gateway", "worker"],
+         "leader": "akka.tcp://actorquery@127.0.0.1:9100",
+         "members": [
+           {"address": "akka.tcp://actorquery@127.0.0.1:9100", "roles": ["gateway", "worker"], "status": "up", "reachable": true, "self": true, "leader": true},
+           {"address": "akka.tcp://actorquery@127.0.0.1:9101", "roles": ["gateway", "worker"], "status": "up", "reachable": false, "self": false, "leader": false}],
+         "unreachable": ["akka.tcp://actorquery@127.0.0.1:9101"],
+         "workers": [
+           {"address": "akka.tcp://actorquery@127.0.0.1:9100", "node": "node-0", "worker": "worker-1", "state": "ready", "model": "default",
+            "running": 2, "queued": 0, "load": 2, "kv_free_tokens": 30720, "kv_capacity_tokens": 32768, "restarts": 0, "oom_count": 0,
+            "degraded": false, "error": null, "last_seen": "2026-11-27T17:40:01.123+00:00"}]}
+        """;
 }

@@ -73,6 +73,7 @@ internal static class StatusEndpoints
         ["GET /health/live"] = "liveness",
         ["GET /health/ready"] = "readiness (503 while no model is ready or shutting down)",
         ["GET /memory"] = "the memory watchdog's last reading per node and worker",
+        ["GET /cluster"] = "cluster members, roles, reachability and every worker's load",
         ["GET /metrics"] = "Prometheus metrics",
         ["GET /docs"] = "interactive API documentation",
         ["GET /openapi/v1.json"] = "OpenAPI document",

@@ -1,5 +1,6 @@
 using Akka.Hosting;
 using ActorQuery.Actors;
+using ActorQuery.Actors.Cluster;
 using ActorQuery.Actors.Hosting;
 using ActorQuery.Actors.Workers;
 using ActorQuery.Api;
@@ -13,6 +14,7 @@ namespace ActorQuery.Host.Serve;
 /// <summary>
 /// The real backend: the model folder's tokenizer for the API, and this node's QueryRouter, model workers
 /// (ModelSupervisor → ModelActor over the TorchSharp engine) and MemoryWatchdog on Akka.
+/// The node is an Akka.Cluster member (ActorQuery:Cluster: roles, remoting, seed nodes; alone it joins itself).
 /// The main knobs come from <see cref="ServeOptions"/>; the finer ones (ActorQuery:Router:*, ActorQuery:Workers:*,
 /// ActorQuery:Watchdog:*, ActorQuery:Faults:*) bind onto <see cref="ActorQueryNodeOptions"/> from the same
 /// configuration, with the main knobs winning where both are set.
@@ -27,6 +29,7 @@ internal sealed class ActorBackend : IServeBackend
         services.AddSingleton<ITokenizer>(_tokenizer);
         services.AddSingleton<IServedModel>(ServedModels.FromFolder(options.ModelFolder, _tokenizer));
         services.AddActorQueryClient();
+        services.AddActorQueryClusterView();
     }
 
     public void ConfigureAkka(AkkaConfigurationBuilder akka, IServiceProvider services, ServeOptions options)
@@ -41,8 +44,17 @@ internal sealed class ActorBackend : IServeBackend
             KvCacheBytes = options.KvCacheBytes,
             MaxBatchSequences = options.MaxBatch,
         };
-        akka.AddActorQueryNode(node, new InferenceEngineFactory(engine, _tokenizer));
+        akka.AddActorQueryClusterNode(node, ClusterOptions(options), new InferenceEngineFactory(engine, _tokenizer));
     }
+
+    internal static ClusterNodeOptions ClusterOptions(ServeOptions o) => new()
+    {
+        Roles = o.Cluster.RoleList,
+        Hostname = o.Cluster.Hostname,
+        Port = o.Cluster.Port,
+        PublicHostname = string.IsNullOrWhiteSpace(o.Cluster.PublicHostname) ? null : o.Cluster.PublicHostname,
+        SeedNodes = o.Cluster.SeedNodeList,
+    };
 
     internal static ActorQueryNodeOptions NodeOptions(IConfiguration configuration, ServeOptions o)
     {

@@ -18,6 +18,7 @@ namespace ActorQuery.Host.Serve;
 /// </summary>
 public static class ServeApp
 {
+    /// <summary>The default actor system name (ActorQuery:Cluster:SystemName).</summary>
     public const string ActorSystemName = "actorquery";
 
     /// <param name="cliOverrides">Configuration keys from the command line (the last layer).</param>
@@ -55,7 +56,7 @@ public static class ServeApp
             api.DrainTimeout = options.DrainTimeout;
         });
 
-        builder.Services.AddAkka(ActorSystemName, (akka, services) =>
+        builder.Services.AddAkka(options.Cluster.SystemName, (akka, services) =>
         {
             foreach (var (_, config) in hocon) akka.AddHocon(config, HoconAddMode.Prepend); // later files win
             akka.ConfigureLoggers(loggers =>
@@ -70,6 +71,14 @@ public static class ServeApp
         var app = builder.Build();
         app.UseSerilogRequestLogging(o => ServeLogging.ConfigureRequestLogging(o, logger));
         app.UseActorQueryApi();
+        // An actor system that ends under a running server (the split-brain resolver downed this node, or the cluster
+        // removed it) leaves HTTP without actors: stop the process too, so that its supervisor restarts it and it rejoins.
+        app.Lifetime.ApplicationStarted.Register(() => ActorSystem(app).WhenTerminated.ContinueWith(_ =>
+        {
+            if (app.Lifetime.ApplicationStopping.IsCancellationRequested) return;
+            logger.Error("the actor system stopped under the running server (downed or removed from the cluster); stopping");
+            app.Lifetime.StopApplication();
+        }, TaskScheduler.Default));
         app.Lifetime.ApplicationStarted.Register(() =>
             logger.Information("ActorQuery serving {Model} on {Urls}; logs in {LogFolder}", options.ModelFolder, string.Join(", ", app.Urls),
                 Path.GetFullPath(options.LogFolder)));

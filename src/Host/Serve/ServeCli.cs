@@ -36,6 +36,13 @@ public static class ServeCli
         ("kv-cache-size", "KvCacheSize", "KV-cache budget of each worker, e.g. 2GiB (1GiB)"),
         ("max-batch", "MaxBatch", "sequences per forward pass per worker (16)"),
         ("dummy-weights", "DummyWeights", "random weights of the model's config (benchmarks)"),
+        ("node-name", "Node", "this node's name in statuses (the machine name)"),
+        ("roles", "Cluster:Roles", "gateway,worker (default) | gateway | worker"),
+        ("cluster-host", "Cluster:Hostname", "address Akka.Remote binds to (127.0.0.1)"),
+        ("cluster-port", "Cluster:Port", "Akka.Remote port, 0 = any free port (0)"),
+        ("cluster-public-host", "Cluster:PublicHostname", "address other nodes use for this one"),
+        ("seed-nodes", "Cluster:SeedNodes", "comma-separated akka.tcp://actorquery@HOST:PORT; none = join itself"),
+        ("cluster-name", "Cluster:SystemName", "actor system name, the same on every node (actorquery)"),
     ];
 
     private static readonly Dictionary<string, Kind> Kinds = new()
@@ -44,6 +51,7 @@ public static class ServeCli
         ["DefaultMaxTokens"] = Kind.Int, ["CleanupMark"] = Kind.Number, ["PauseMark"] = Kind.Number,
         ["DefaultDeadlineSeconds"] = Kind.Number, ["DrainTimeoutSeconds"] = Kind.Number, ["CacheMaxBytes"] = Kind.Size,
         ["MaxBodyBytes"] = Kind.Size, ["KvCacheSize"] = Kind.Size, ["MaxBatch"] = Kind.Int, ["DummyWeights"] = Kind.Flag,
+        ["Cluster:Port"] = Kind.Int,
     };
 
     /// <summary>Command line → configuration keys ("ActorQuery:MaxQueue" = "128"). Throws <see cref="CliException"/>.</summary>

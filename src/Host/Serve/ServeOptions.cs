@@ -44,6 +44,8 @@ public sealed class ServeOptions
     public int MaxBatch { get; set; } = 16;
     /// <summary>Random weights of the model folder's config (benchmarks without a download).</summary>
     public bool DummyWeights { get; set; }
+    /// <summary>Akka.Cluster: roles, remoting address, seed nodes (section ActorQuery:Cluster).</summary>
+    public ClusterServeOptions Cluster { get; set; } = new();
 
     public static readonly string[] LogLevels = ["Verbose", "Debug", "Information", "Warning", "Error", "Fatal"];
 
@@ -94,9 +96,10 @@ public sealed class ServeOptions
         Require(DefaultMaxTokens >= 1, "DefaultMaxTokens", "must be >= 1");
         Size(() => KvCacheBytes, "KvCacheSize", min: 1 << 20);
         Require(MaxBatch is >= 1 and <= 1024, "MaxBatch", "must be in [1, 1024]");
+        Cluster.Validate();
     }
 
-    private static void Require(bool ok, string name, string reason)
+    internal static void Require(bool ok, string name, string reason)
     {
         if (!ok) throw new OptionsException($"{Section}:{name} {reason}");
     }
@@ -107,6 +110,52 @@ public sealed class ServeOptions
         try { value = read(); }
         catch (FormatException e) { throw new OptionsException($"{Section}:{name} {e.Message}"); }
         if (value is { } v) Require(v >= min && v <= max, name, $"must be in [{ByteSize.Format(min)}, {ByteSize.Format(max)}]");
+    }
+}
+
+/// <summary>
+/// How this node joins the cluster. The defaults make a single node that is gateway and worker and joins itself,
+/// with remoting on 127.0.0.1 and a free port (so that several servers on one machine never collide).
+/// A record so that two option sets compare by value.
+/// </summary>
+public sealed record ClusterServeOptions
+{
+    public const string Section = "Cluster";
+
+    /// <summary>Comma-separated: gateway (HTTP + QueryRouter over every worker in the cluster), worker (model workers), or both.</summary>
+    public string Roles { get; set; } = "gateway,worker";
+    /// <summary>Address Akka.Remote binds to (0.0.0.0 to listen everywhere; then set PublicHostname).</summary>
+    public string Hostname { get; set; } = "127.0.0.1";
+    /// <summary>Akka.Remote port; 0: a free port. Seed nodes need a fixed one.</summary>
+    public int Port { get; set; }
+    /// <summary>Address the other nodes use for this one, when it differs from Hostname (containers, 0.0.0.0).</summary>
+    public string PublicHostname { get; set; } = "";
+    /// <summary>Comma-separated seed node addresses (akka.tcp://actorquery@10.0.0.1:4053). Empty, and no bootstrap: the node joins itself.</summary>
+    public string SeedNodes { get; set; } = "";
+    /// <summary>Actor system name; every node of one cluster must use the same.</summary>
+    public string SystemName { get; set; } = "actorquery";
+
+    public IReadOnlyList<string> RoleList => Split(Roles).Select(r => r.ToLowerInvariant()).Distinct().ToList();
+    public IReadOnlyList<string> SeedNodeList => Split(SeedNodes);
+
+    private static List<string> Split(string s) => s.Split([',', ';'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList();
+
+    public void Validate()
+    {
+        const string p = Section + ":";
+        var roles = RoleList;
+        ServeOptions.Require(roles.Count > 0 && roles.All(r => r is "gateway" or "worker"), p + "Roles",
+            $"'{Roles}' is not a comma-separated list of gateway, worker");
+        ServeOptions.Require(!string.IsNullOrWhiteSpace(Hostname), p + "Hostname", "must not be empty");
+        ServeOptions.Require(Port is >= 0 and <= 65535, p + "Port", "must be in [0, 65535] (0: a free port)");
+        ServeOptions.Require(!string.IsNullOrWhiteSpace(SystemName) && SystemName.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_'),
+            p + "SystemName", $"'{SystemName}' must be ASCII letters, digits, '-' or '_'");
+        foreach (var seed in SeedNodeList)
+        {
+            bool ok = Akka.Actor.Address.TryParse(seed, out var a) && a.Host is not null && a.Port is > 0;
+            ServeOptions.Require(ok, p + "SeedNodes", $"'{seed}' is not an address like akka.tcp://{SystemName}@10.0.0.1:4053");
+            ServeOptions.Require(a!.System == SystemName, p + "SeedNodes", $"'{seed}' names system '{a.System}', this node is '{SystemName}'");
+        }
     }
 }
 

@@ -15,6 +15,8 @@ public sealed class FakeEngineLog
     public ConcurrentQueue<EngineLoadSettings> LoadSettings { get; } = new();
     public ConcurrentDictionary<int, bool> Threads { get; } = new();
     public ConcurrentQueue<long> Removed { get; } = new();
+    /// <summary>First prompt token of every sequence admitted (cluster specs number their queries with it).</summary>
+    public ConcurrentQueue<int> AdmittedPrompts { get; } = new();
     internal void Loaded(EngineLoadSettings s) { Interlocked.Increment(ref _loads); LoadSettings.Enqueue(s); Threads[Environment.CurrentManagedThreadId] = true; }
     internal void Stepped() { Interlocked.Increment(ref _steps); Threads[Environment.CurrentManagedThreadId] = true; }
     internal void Disposed() => Interlocked.Increment(ref _disposes);
@@ -70,6 +72,7 @@ public sealed class FakeEngine(int kvCapacity, FakeEngineLog log, ISet<int>? pre
         if (need > _free) return new AdmitResult(AdmitOutcome.NoRoomNow, need, _free);
         _seqs.Add(request.SequenceId, new Seq(request.SequenceId, request.PromptIds, request.Sampling, new List<int>()));
         _free -= need;
+        log.AdmittedPrompts.Enqueue(request.PromptIds[0]);
         return new AdmitResult(AdmitOutcome.Admitted, need, _free);
     }
 

@@ -27,13 +27,15 @@ public sealed class ApiServer : IAsyncDisposable
         Http = new HttpClient { BaseAddress = address, Timeout = TimeSpan.FromSeconds(30) };
     }
 
-    public static async Task<ApiServer> StartAsync(FakeQueryClient? fake = null, Action<ApiOptions>? configure = null)
+    public static async Task<ApiServer> StartAsync(FakeQueryClient? fake = null, Action<ApiOptions>? configure = null,
+        ActorQuery.Actors.Cluster.IClusterViewClient? cluster = null)
     {
         fake ??= new FakeQueryClient();
         var builder = WebApplication.CreateBuilder();
         builder.WebHost.UseUrls("http://127.0.0.1:0");
         builder.Logging.ClearProviders();
         builder.Services.AddSingleton<IQueryClient>(fake);
+        if (cluster is not null) builder.Services.AddSingleton(cluster);
         builder.Services.AddSingleton<IServedModel>(new ServedModel(ModelName, ContextLength, new ByteTokenizer(),
             DateTimeOffset.Parse("2026-11-27T00:00:00Z")));
         builder.Services.AddActorQueryApi(o =>

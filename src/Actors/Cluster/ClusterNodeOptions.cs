@@ -1,0 +1,41 @@
+namespace ActorQuery.Actors.Cluster;
+
+/// <summary>How a node joins the cluster (bound by the Host from ActorQuery:Cluster:*).</summary>
+public sealed record ClusterNodeOptions
+{
+    public const string GatewayRole = "gateway";
+    public const string WorkerRole = "worker";
+
+    /// <summary>gateway (HTTP + QueryRouter), worker (model workers), or both (the default: a single node does everything).</summary>
+    public IReadOnlyList<string> Roles { get; init; } = [GatewayRole, WorkerRole];
+    /// <summary>Address Akka.Remote binds to.</summary>
+    public string Hostname { get; init; } = "127.0.0.1";
+    /// <summary>Remoting port; 0 picks a free one (fine for a node that no other node names as its seed).</summary>
+    public int Port { get; init; }
+    /// <summary>Address other nodes reach this one at, when it differs from <see cref="Hostname"/> (containers, NAT).</summary>
+    public string? PublicHostname { get; init; }
+    /// <summary>Seed node addresses (akka.tcp://SYSTEM@HOST:PORT); none and no bootstrap: the node joins itself (a cluster of one).</summary>
+    public IReadOnlyList<string> SeedNodes { get; init; } = [];
+    /// <summary>Coalescing window of load-only worker reports (running, queued, free KV) on the pub/sub topic.</summary>
+    public TimeSpan LoadPublishInterval { get; init; } = TimeSpan.FromMilliseconds(100);
+    /// <summary>Every worker's status is re-published this often, so that late-joining gateways learn about it.</summary>
+    public TimeSpan HeartbeatInterval { get; init; } = TimeSpan.FromSeconds(1);
+
+    public bool IsGateway => Roles.Contains(GatewayRole, StringComparer.OrdinalIgnoreCase);
+    public bool IsWorker => Roles.Contains(WorkerRole, StringComparer.OrdinalIgnoreCase);
+
+    public void Validate()
+    {
+        if (Roles.Count == 0) throw new ArgumentException($"must name at least one of {GatewayRole}, {WorkerRole}", nameof(Roles));
+        foreach (var r in Roles)
+            if (!r.Equals(GatewayRole, StringComparison.OrdinalIgnoreCase) && !r.Equals(WorkerRole, StringComparison.OrdinalIgnoreCase))
+                throw new ArgumentException($"'{r}' is not one of {GatewayRole}, {WorkerRole}", nameof(Roles));
+        if (string.IsNullOrWhiteSpace(Hostname)) throw new ArgumentException("must not be empty", nameof(Hostname));
+        if (Port is < 0 or > 65535) throw new ArgumentException("must be in [0, 65535]", nameof(Port));
+        foreach (var s in SeedNodes)
+            if (!Akka.Actor.Address.TryParse(s, out var a) || a.Host is null || a.Port is null or 0)
+                throw new ArgumentException($"'{s}' is not an address like akka.tcp://actorquery@10.0.0.1:4053", nameof(SeedNodes));
+        if (LoadPublishInterval <= TimeSpan.Zero) throw new ArgumentException("must be > 0", nameof(LoadPublishInterval));
+        if (HeartbeatInterval <= TimeSpan.Zero) throw new ArgumentException("must be > 0", nameof(HeartbeatInterval));
+    }
+}
