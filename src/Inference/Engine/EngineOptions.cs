@@ -12,8 +12,11 @@ public sealed record EngineOptions
     /// <summary>Random weights of the config's shape instead of the checkpoint (benchmarks; no download).</summary>
     public bool DummyWeights { get; init; }
     public long DummySeed { get; init; }
-    /// <summary>Bytes of KV cache the engine may hold for all sequences together. Default 1 GiB.</summary>
+    /// <summary>Bytes of KV cache the engine holds for all sequences together, allocated once at load as a pool
+    /// of blocks. Default 1 GiB.</summary>
     public long KvCacheBytes { get; init; } = 1L << 30;
+    /// <summary>Tokens per KV block (vLLM's default 16): the unit in which sequences take and return KV cache.</summary>
+    public int KvBlockSize { get; init; } = 16;
     /// <summary>Sequences advanced per step (one forward pass); more wait their turn (FCFS). Default 32.</summary>
     public int MaxBatchSequences { get; init; } = 32;
     /// <summary>Tokens one step feeds in all (decode tokens plus prefill chunks): longer prompts are prefilled
