@@ -71,6 +71,7 @@ public sealed class InferenceEngine : IGenerationEngine
     public int KvBlockSize => _pool.BlockSize;
     public int KvBlocksTotal => _pool.BlockCount;
     public int KvBlocksFree => _pool.FreeBlocks;
+    public int MaxTokensPerStep => _options.MaxTokensPerStep;
 
     /// <summary>Test hook: called with the batch size before each forward pass (throw to simulate a failure).</summary>
     internal Action<int>? BeforeForward { get; set; }
