@@ -129,6 +129,25 @@ internal static class StreamsBench
                     F.linear(xh, head);
                 });
                 for (long i = id - n + 1; i <= id; i++) engine.Remove(i);
+                if (Environment.GetEnvironmentVariable("AQ_PROFILE_LAYOUTS") == "1")
+                {
+                    // Experiments: the same products with the weight as the left operand, or pre-transposed.
+                    var wt = weights.Select(w => w.t().contiguous()).ToArray();
+                    var leftW = CpuMedian(() =>
+                    {
+                        using var inner = NewDisposeScope();
+                        for (int l = 0; l < c.NumHiddenLayers; l++)
+                            for (int k = 0; k < weights.Length; k++) mm(weights[k], xs[k].t()).t();
+                    });
+                    var pre = CpuMedian(() =>
+                    {
+                        using var inner = NewDisposeScope();
+                        for (int l = 0; l < c.NumHiddenLayers; l++)
+                            for (int k = 0; k < weights.Length; k++) mm(xs[k], wt[k]);
+                    });
+                    foreach (var w in wt) w.Dispose();
+                    Console.Error.WriteLine($"layouts {n}: linear {proj * 1e3:F0} ms (incl. head), W·xT {leftW * 1e3:F0} ms, x·WT(pre-transposed) {pre * 1e3:F0} ms (no head)");
+                }
                 md.AppendLine($"| {n} | {step * 1e3:F0} | {proj * 1e3:F0} | {(step - proj) * 1e3:F0} | {(step - proj) / n * 1e3:F1} |");
                 Console.Error.WriteLine($"profile {n}: step {step * 1e3:F0} ms, projections {proj * 1e3:F0} ms");
             }
