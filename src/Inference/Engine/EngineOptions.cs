@@ -20,8 +20,11 @@ public sealed record EngineOptions
     /// <summary>Sequences advanced per step (one forward pass); more wait their turn (FCFS). Default 32.</summary>
     public int MaxBatchSequences { get; init; } = 32;
     /// <summary>Tokens one step feeds in all (decode tokens plus prefill chunks): longer prompts are prefilled
-    /// in chunks so that running streams keep flowing. Default 512.</summary>
-    public int MaxTokensPerStep { get; init; } = 512;
+    /// in chunks so that running streams keep flowing. Default 64: on a CPU a step's time grows with its tokens
+    /// once it holds more than a few, so the budget bounds how much longer a step with a prefill chunk is than a
+    /// decode-only one (the inter-token latency p99 ÷ p50 of running streams); 64 rows is also the largest batch
+    /// that takes the faster small-batch GEMM (see Decoder.Linear).</summary>
+    public int MaxTokensPerStep { get; init; } = 64;
     /// <summary>Torch intra-op threads; 0 keeps libtorch's default (one per core).</summary>
     public int Threads { get; init; }
 }
