@@ -7,8 +7,8 @@ namespace ActorQuery.Inference.Tests;
 [Collection(TorchGlobalState.Name)]
 public class EngineTests
 {
-    private static InferenceEngine Load(string model = "qwen2-tiny-f32", long kvBytes = 1L << 30, string dtype = "float32") =>
-        InferenceEngine.Load(new EngineOptions { ModelPath = Fixtures.Dir(model), Dtype = dtype, Device = "cpu", KvCacheBytes = kvBytes });
+    private static InferenceEngine Load(string model = "qwen2-tiny-f32", long kvBytes = 1L << 30, string dtype = "float32", int maxTokensPerStep = 64) =>
+        InferenceEngine.Load(new EngineOptions { ModelPath = Fixtures.Dir(model), Dtype = dtype, Device = "cpu", KvCacheBytes = kvBytes, MaxTokensPerStep = maxTokensPerStep });
 
     private static readonly int[] Prompt = [296, 330, 186, 81, 236, 121, 267]; // inside every fixture vocabulary (384+)
 
@@ -50,7 +50,7 @@ public class EngineTests
     [Fact]
     public void Sequences_join_and_leave_between_steps_and_each_gets_its_own_greedy_answer()
     {
-        using var e = Load();
+        using var e = Load(maxTokensPerStep: 512);                    // both joiners' prompts fit one step
         var cases = Fixtures.Cases("qwen2-tiny-f32");
         var p = SamplingParams.Greedy(24) with { IgnoreEos = true };
         e.TryAdd(new GenerationRequest(0, cases[0].InputIds, p));
