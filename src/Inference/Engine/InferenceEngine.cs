@@ -210,6 +210,22 @@ public sealed class InferenceEngine : IGenerationEngine
     /// block tables to hold them.</summary>
     private List<(Sequence Seq, int Count)> Schedule()
     {
+        while (true)
+        {
+            var batch = TrySchedule();
+            if (batch.Count > 0) return batch;
+            // Nothing could run: no stream is decoding and the oldest waiting prompt (say, a recompute) needs
+            // blocks that newer, partly prefilled sequences hold. Take them back, newest first, so the queue moves.
+            var head = _sequences.FirstOrDefault(x => !x.Parked && !x.IsDecoding);
+            if (head is null) { foreach (var x in _sequences) x.Parked = false; continue; }
+            var victim = _sequences.LastOrDefault(x => x != head && x.Table.Blocks.Count > 0)
+                ?? throw new InvalidOperationException("KV pool accounting is off: nothing holds blocks, yet nothing can run");
+            Preempt(victim);
+        }
+    }
+
+    private List<(Sequence Seq, int Count)> TrySchedule()
+    {
         if (_sequences.All(s => s.Parked))
             foreach (var s in _sequences) s.Parked = false;     // only parked ones left: recompute them now
         var batch = new List<(Sequence, int)>();
