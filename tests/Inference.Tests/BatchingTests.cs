@@ -54,20 +54,22 @@ public class BatchingTests
         var prompts = Prompts(model);
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
+        using var pool = new KvBlockPool(decoder.Weights, 1024, 4); // small blocks: every sequence spans several
+        KvBlockTable Table(int tokens) { var t = new KvBlockTable(pool); Assert.True(pool.TryGrow(t, tokens)); return t; }
         // Batched: every prompt's tokens in one pass, then one decode token each in a second pass.
-        var caches = prompts.Select(p => new KvCache(decoder.Weights, p.Length + 1)).ToList();
-        var prefill = decoder.Forward(prompts.Select((p, i) => new BatchItem(p, caches[i], true)).ToList())!;
-        var decode = decoder.Forward(prompts.Select((p, i) => new BatchItem([7], caches[i], true)).ToList())!;
+        var tables = prompts.Select(p => Table(p.Length + 1)).ToList();
+        var prefill = decoder.Forward(prompts.Select((p, i) => new BatchItem(p, tables[i], true)).ToList())!;
+        var decode = decoder.Forward(prompts.Select((p, i) => new BatchItem([7], tables[i], true)).ToList())!;
         double max = 0;
         for (int i = 0; i < prompts.Count; i++)
         {
-            using var alone = new KvCache(decoder.Weights, prompts[i].Length + 1);
+            var alone = Table(prompts[i].Length + 1);
             var a1 = decoder.Forward([new BatchItem(prompts[i], alone, true)])!;
             var a2 = decoder.Forward([new BatchItem([7], alone, true)])!;
             max = Math.Max(max, prefill[i].sub(a1[0]).abs().max().item<float>());
             max = Math.Max(max, decode[i].sub(a2[0]).abs().max().item<float>());
+            pool.Release(alone);
         }
-        foreach (var c in caches) c.Dispose();
         Assert.True(max <= 1e-3, $"max |logit diff| batched vs alone = {max:E2}");
     }
 

@@ -55,7 +55,9 @@ public class ReferenceFixtureTests
         FinishReason? finish = null;
         while (finish is null)
         {
-            var u = Assert.Single(engine.Step().Updates);
+            var updates = engine.Step().Updates;
+            if (updates.Count == 0) continue;                     // a prefill chunk of a long prompt: no token yet
+            var u = Assert.Single(updates);
             got.Add(u.TokenId);
             finish = u.Finished;
         }

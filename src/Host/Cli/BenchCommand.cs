@@ -11,13 +11,14 @@ namespace ActorQuery.Host.Cli;
 /// <c>bench</c>: engine speed on a model (by default the Qwen2.5-0.5B shape with random weights) per dtype:
 /// load time, prefill tokens/s, single-stream decode tokens/s at two prompt lengths, and the decode bound
 /// that memory bandwidth sets (weight bytes read per token ÷ measured read bandwidth). Medians over repeats;
-/// timings on a shared machine are noisy, so compare ratios from one run.
+/// timings on a shared machine are noisy, so compare ratios from one run. With <c>--streams 1,4,16</c> it measures
+/// many concurrent streams instead (<see cref="StreamsBench"/>).
 /// </summary>
 internal static class BenchCommand
 {
     public static int Run(string[] args)
     {
-        var a = new CliArgs(args, new HashSet<string>(EngineCli.Flags));
+        var a = new CliArgs(args, new HashSet<string>(EngineCli.Flags) { "profile" });
         var model = a.String("model") ?? "models/shapes/qwen2.5-0.5b";
         bool dummy = a.Flag("dummy-weights") || a.String("model") is null;
         var dtypes = (a.String("dtypes") ?? "float32,bfloat16").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
@@ -28,8 +29,35 @@ internal static class BenchCommand
         var device = a.String("device") ?? "cpu";
         int threads = a.Int("threads", 0, 1024) ?? 0;
         var outPath = a.String("out");
+        var streams = a.IntList("streams");
+        int promptTokens = a.Int("prompt-tokens", 1, 32768) ?? 128;
+        int outputTokens = a.Int("output-tokens", 1, 32768) ?? 128;
+        int rounds = a.Int("rounds", 1, 100) ?? 2;
+        int? maxTokensPerStep = a.Int("max-tokens-per-step", 1, 65536);
+        bool profile = a.Flag("profile");
         a.Known("json", "ignore-eos");
         a.EnsureAllUsed();
+        if (streams is not null)
+        {
+            if (streams.Any(n => n < 1)) throw new CliException("option --streams: every count must be >= 1");
+            var report = new StringBuilder();
+            // The comparison is in the faster dtype; on an AVX2-only CPU that is float32 (see Benchmarks).
+            foreach (var dtype in a.Has("dtypes") ? dtypes : ["float32"])
+            {
+                var options = new EngineOptions
+                {
+                    ModelPath = model, Dtype = dtype, Device = device, DummyWeights = dummy, Threads = threads,
+                    KvCacheBytes = 4L << 30, MaxBatchSequences = Math.Max(streams.Max(), 1),
+                };
+                if (maxTokensPerStep is { } m) options = options with { MaxTokensPerStep = m };
+                using var engine = EngineCli.Load(options);
+                var settings = new StreamsBench.Settings(streams, promptTokens, outputTokens, rounds);
+                report.AppendLine(profile ? StreamsBench.Profile(engine, settings) : StreamsBench.Run(engine, settings));
+            }
+            Console.WriteLine(report.ToString());
+            if (outPath is not null) File.WriteAllText(outPath, report.ToString());
+            return 0;
+        }
 
         double bandwidth = MeasureReadBandwidth(repeats: 7);
         Console.Error.WriteLine($"memory read bandwidth: {bandwidth / 1e9:F1} GB/s ({Environment.ProcessorCount} threads, median of 7)");

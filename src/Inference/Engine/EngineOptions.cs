@@ -12,13 +12,19 @@ public sealed record EngineOptions
     /// <summary>Random weights of the config's shape instead of the checkpoint (benchmarks; no download).</summary>
     public bool DummyWeights { get; init; }
     public long DummySeed { get; init; }
-    /// <summary>Bytes of KV cache the engine may hold for all sequences together. Default 1 GiB.</summary>
+    /// <summary>Bytes of KV cache the engine holds for all sequences together, allocated once at load as a pool
+    /// of blocks. Default 1 GiB.</summary>
     public long KvCacheBytes { get; init; } = 1L << 30;
+    /// <summary>Tokens per KV block (vLLM's default 16): the unit in which sequences take and return KV cache.</summary>
+    public int KvBlockSize { get; init; } = 16;
     /// <summary>Sequences advanced per step (one forward pass); more wait their turn (FCFS). Default 32.</summary>
     public int MaxBatchSequences { get; init; } = 32;
     /// <summary>Tokens one step feeds in all (decode tokens plus prefill chunks): longer prompts are prefilled
-    /// in chunks so that running streams keep flowing. Default 512.</summary>
-    public int MaxTokensPerStep { get; init; } = 512;
+    /// in chunks so that running streams keep flowing. Default 64: on a CPU a step's time grows with its tokens
+    /// once it holds more than a few, so the budget bounds how much longer a step with a prefill chunk is than a
+    /// decode-only one (the inter-token latency p99 ÷ p50 of running streams); 64 rows is also the largest batch
+    /// that takes the faster small-batch GEMM (see Decoder.Linear).</summary>
+    public int MaxTokensPerStep { get; init; } = 64;
     /// <summary>Torch intra-op threads; 0 keeps libtorch's default (one per core).</summary>
     public int Threads { get; init; }
 }

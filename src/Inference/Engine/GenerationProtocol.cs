@@ -17,7 +17,7 @@ public sealed record SequenceUpdate(long SequenceId, int TokenId, TokenLogprob? 
 
 /// <summary>What one step did.</summary>
 /// <param name="Updates">At most one token per running sequence (prefill chunks produce none).</param>
-/// <param name="Preempted">Sequences whose KV cache was dropped (out of memory); they rejoin and are recomputed.</param>
+/// <param name="Preempted">Sequences whose KV cache was dropped (KV pool full, or out of memory); they rejoin and are recomputed.</param>
 public sealed record StepResult(IReadOnlyList<SequenceUpdate> Updates, int Preempted)
 {
     public static readonly StepResult Idle = new(Array.Empty<SequenceUpdate>(), 0);
@@ -26,9 +26,9 @@ public sealed record StepResult(IReadOnlyList<SequenceUpdate> Updates, int Preem
 public enum AdmitOutcome
 {
     Admitted,
-    /// <summary>The sequence could never fit (prompt + max new tokens over the context or the whole KV budget).</summary>
+    /// <summary>The sequence could never fit (prompt + max new tokens over the context or the whole KV pool).</summary>
     TooLarge,
-    /// <summary>It fits the engine, but not now: too many tokens are held by running sequences.</summary>
+    /// <summary>It fits the engine, but not now: the free KV blocks do not hold its prompt.</summary>
     NoRoomNow,
 }
 
@@ -42,8 +42,10 @@ public sealed record ModelDescription(
     string Name, string Architecture, int ContextLength, int VocabSize,
     IReadOnlyList<int> EosTokenIds, string Dtype, string Device, long ParameterCount);
 
-/// <summary>Bytes the engine holds: weights and the KV caches of live sequences.</summary>
+/// <summary>Bytes the engine holds: weights and its KV cache (a pool allocated at load, used or not).</summary>
 public readonly record struct EngineMemory(long WeightBytes, long KvCacheBytes)
 {
     public long TotalBytes => WeightBytes + KvCacheBytes;
+    /// <summary>The part of <see cref="KvCacheBytes"/> that live sequences hold (blocks in use × block bytes).</summary>
+    public long KvUsedBytes { get; init; }
 }

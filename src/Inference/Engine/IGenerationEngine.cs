@@ -10,10 +10,11 @@ public interface IGenerationEngine : IDisposable
 {
     ModelDescription Model { get; }
 
-    /// <summary>Tokens the KV budget holds in all.</summary>
+    /// <summary>Tokens the KV cache holds in all (for the paged pool: blocks × block size).</summary>
     int KvCapacityTokens { get; }
 
-    /// <summary>Tokens not yet promised to admitted sequences (prompt + max new tokens each).</summary>
+    /// <summary>Tokens of KV cache free for new sequences (for the paged pool: free blocks, less those promised to
+    /// admitted sequences still waiting for prefill, × block size). Running sequences take more as they decode.</summary>
     int KvFreeTokens { get; }
 
     /// <summary>Sequences admitted and not yet finished or removed.</summary>
@@ -26,7 +27,7 @@ public interface IGenerationEngine : IDisposable
     /// <summary>Admits a sequence, or says why not. Throws <see cref="ArgumentException"/> for invalid input.</summary>
     AdmitResult TryAdd(GenerationRequest request);
 
-    /// <summary>Ends a sequence early (cancelled, stop string matched) and frees its KV cache. False if unknown.</summary>
+    /// <summary>Ends a sequence early (cancelled, stop string matched) and frees its KV blocks. False if unknown.</summary>
     bool Remove(long sequenceId);
 
     /// <summary>Runs one forward pass over the active sequences and returns their new tokens.</summary>

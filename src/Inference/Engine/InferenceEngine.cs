@@ -9,63 +9,88 @@ using static TorchSharp.torch;
 namespace ActorQuery.Inference.Engine;
 
 /// <summary>
-/// The TorchSharp engine: immutable <see cref="DecoderWeights"/> plus per-sequence state (KV cache, sampler),
+/// The TorchSharp engine: immutable <see cref="DecoderWeights"/> plus per-sequence state (block table, sampler),
 /// advanced by <see cref="Step"/>: schedule (which sequences run, how many tokens each), execute (one batched
 /// forward pass over all of them: decode tokens and prefill chunks share a path), update (sample, stop rules).
+/// <para>
+/// KV memory is one <see cref="KvBlockPool"/> allocated at load from <see cref="EngineOptions.KvCacheBytes"/>:
+/// admitting a sequence, growing it by a block as it decodes, preempting and ending it are bookkeeping on
+/// block numbers, so steady-state serving allocates no KV tensors.
+/// </para>
+/// <para>
+/// Scheduler policy (one <see cref="Step"/>):
+/// 1. decode first: every running sequence (prompt cached) gets one token, oldest first, up to
+///    <see cref="EngineOptions.MaxBatchSequences"/>; one whose next token needs a block when none is free
+///    preempts the newest sequence holding blocks (itself, if it is the newest);
+/// 2. then prefill (new prompts and recomputes), first come first served, in chunks, while the step's
+///    <see cref="EngineOptions.MaxTokensPerStep"/> lasts and free blocks allow; prefill never preempts, and a
+///    sequence that cannot get a block stops the prefill queue (no overtaking);
+/// 3. preemption drops the victim's blocks and parks it: it is recomputed from its prompt + generated tokens
+///    (same answer) once another sequence leaves, or at once when only parked sequences are left.
+/// Admission (<see cref="TryAdd"/>) needs blocks for the prompt and its first new token, after the blocks
+/// already promised to admitted sequences still waiting for prefill; a sequence whose prompt + max new tokens
+/// exceeds the whole pool or the model's context is refused as too large.
+/// </para>
 /// </summary>
 public sealed class InferenceEngine : IGenerationEngine
 {
-    private sealed class Sequence(GenerationRequest request, Sampler sampler, int reserved)
+    private sealed class Sequence(GenerationRequest request, Sampler sampler, KvBlockTable table)
     {
         public GenerationRequest Request { get; } = request;
         public Sampler Sampler { get; } = sampler;
-        public int Reserved { get; } = reserved;
-        /// <summary>Prompt, then generated tokens; the cache holds the first Cache.Length of them.</summary>
+        /// <summary>Prompt, then generated tokens; the block table holds the first Table.Length of them.</summary>
         public List<int> Tokens { get; } = new(request.PromptIds);
         public int Generated { get; set; }
-        public KvCache? Cache { get; set; }
+        public KvBlockTable Table { get; } = table;
         /// <summary>Set when preempted: waits until another sequence leaves before it is recomputed.</summary>
         public bool Parked { get; set; }
+        /// <summary>Its prompt (and any generated tokens) are cached; each step feeds one new token.</summary>
+        public bool IsDecoding => Table.Length > 0 && Tokens.Count - Table.Length == 1;
     }
 
     private readonly Decoder _decoder;
+    private readonly KvBlockPool _pool;
     private readonly EngineOptions _options;
     private readonly HashSet<int> _eos;
-    private readonly List<Sequence> _sequences = new(); // admission order = FCFS
-    private readonly long _bytesPerToken;
-    private int _reservedTokens;
+    private readonly List<Sequence> _sequences = new(); // admission order = FCFS; the last is the newest
+    private readonly long _weightBytes;
+    private int _preemptedThisStep;
     private bool _disposed;
 
     public ModelDescription Model { get; }
     public ModelConfig Config { get; }
     public GenerationDefaults? GenerationDefaults { get; }
-    public int KvCapacityTokens { get; }
-    public int KvFreeTokens => KvCapacityTokens - _reservedTokens;
+    public int KvCapacityTokens => _pool.BlockCount * _pool.BlockSize;
+    /// <summary>Free blocks, less those promised to admitted sequences still waiting for (re)prefill, in tokens.</summary>
+    public int KvFreeTokens => Math.Max(0, _pool.FreeBlocks - PromisedBlocks()) * _pool.BlockSize;
     public int ActiveSequences => _sequences.Count;
     public bool HasPendingWork => _sequences.Count > 0;
     public TimeSpan LoadTime { get; }
     public long PreemptionsTotal { get; private set; }
+    /// <summary>The KV pool's shape and use, for tests, the bench and status pages.</summary>
+    public int KvBlockSize => _pool.BlockSize;
+    public int KvBlocksTotal => _pool.BlockCount;
+    public int KvBlocksFree => _pool.FreeBlocks;
+    public int MaxTokensPerStep => _options.MaxTokensPerStep;
 
     /// <summary>Test hook: called with the batch size before each forward pass (throw to simulate a failure).</summary>
     internal Action<int>? BeforeForward { get; set; }
 
-    private readonly long _weightBytes;
-
-    /// <summary>Read by the worker after every step, so the (immutable) weight size is computed once at load.</summary>
+    /// <summary>Weights and the KV pool (allocated at load, whatever is in use); KvUsedBytes is the blocks held
+    /// by live sequences. Read by the worker after every step, so the weight size is computed once at load.</summary>
     public EngineMemory MemoryUsage =>
-        new(_weightBytes, _sequences.Sum(s => s.Cache?.ByteSize ?? 0));
+        new(_weightBytes, _pool.ByteSize) { KvUsedBytes = _pool.UsedBlocks * _pool.BlockBytes };
 
-    private InferenceEngine(Decoder decoder, EngineOptions options, ModelConfig config, GenerationDefaults? defaults, string name, TimeSpan loadTime)
+    private InferenceEngine(Decoder decoder, KvBlockPool pool, EngineOptions options, ModelConfig config, GenerationDefaults? defaults, string name, TimeSpan loadTime)
     {
         _decoder = decoder;
+        _pool = pool;
         _options = options;
         Config = config;
         GenerationDefaults = defaults;
         LoadTime = loadTime;
         _eos = new HashSet<int>(config.EosTokenIds.Concat(defaults?.EosTokenIds ?? []));
-        _bytesPerToken = KvCache.BytesPerToken(config, decoder.Weights.Dtype);
         _weightBytes = decoder.Weights.ByteSize();
-        KvCapacityTokens = (int)Math.Min(int.MaxValue, options.KvCacheBytes / _bytesPerToken);
         Model = new ModelDescription(name, config.Architecture, config.MaxPositionEmbeddings, config.VocabSize,
             _eos.Order().ToArray(), DeviceAndDtype.Name(decoder.Weights.Dtype), decoder.Weights.Device.ToString(),
             config.ParameterCount());
@@ -77,6 +102,7 @@ public sealed class InferenceEngine : IGenerationEngine
         if (options.KvCacheBytes <= 0) throw new ArgumentException("must be > 0", "kv_cache_bytes");
         if (options.MaxBatchSequences < 1) throw new ArgumentException("must be >= 1", "max_batch_sequences");
         if (options.MaxTokensPerStep < 1) throw new ArgumentException("must be >= 1", "max_tokens_per_step");
+        if (options.KvBlockSize is < 1 or > 1024) throw new ArgumentException("must be in [1, 1024]", "kv_block_size");
         if (options.Threads > 0) set_num_threads(options.Threads);
         var sw = Stopwatch.StartNew();
         var folder = Path.GetFullPath(options.ModelPath);
@@ -92,7 +118,14 @@ public sealed class InferenceEngine : IGenerationEngine
             using var ckpt = new Checkpoint.Checkpoint(folder);
             weights = DecoderWeights.Load(ckpt, config, dtype, device);
         }
-        return new InferenceEngine(new Decoder(weights), options, config, defaults, Path.GetFileName(folder.TrimEnd('/')), sw.Elapsed);
+        KvBlockPool pool;
+        try
+        {
+            long blockBytes = KvBlockPool.BytesPerToken(config, dtype) * options.KvBlockSize;
+            pool = new KvBlockPool(weights, (int)Math.Min(int.MaxValue / options.KvBlockSize, options.KvCacheBytes / blockBytes), options.KvBlockSize);
+        }
+        catch { weights.Dispose(); throw; }
+        return new InferenceEngine(new Decoder(weights), pool, options, config, defaults, Path.GetFileName(folder.TrimEnd('/')), sw.Elapsed);
     }
 
     public AdmitResult TryAdd(GenerationRequest request)
@@ -110,15 +143,27 @@ public sealed class InferenceEngine : IGenerationEngine
         if (need > Config.MaxPositionEmbeddings)
             return new AdmitResult(AdmitOutcome.TooLarge, need, KvFreeTokens,
                 $"prompt ({request.PromptIds.Count} tokens) + max_new_tokens ({request.Sampling.MaxNewTokens}) exceeds the model's context of {Config.MaxPositionEmbeddings} tokens");
-        if (need > KvCapacityTokens)
+        if (_pool.BlocksFor(need) > _pool.BlockCount)
             return new AdmitResult(AdmitOutcome.TooLarge, need, KvFreeTokens,
-                $"needs {need} tokens of KV cache; the engine's whole budget is {KvCapacityTokens}");
-        if (need > KvFreeTokens)
-            return new AdmitResult(AdmitOutcome.NoRoomNow, need, KvFreeTokens, $"needs {need} tokens of KV cache; {KvFreeTokens} are free");
+                $"needs {need} tokens of KV cache; the engine's whole pool holds {KvCapacityTokens} ({_pool.BlockCount} blocks of {_pool.BlockSize})");
+        // Only the prompt and the first new token need blocks now; later blocks come as it decodes (and if the
+        // pool runs dry then, the newest sequence is preempted and recomputed, not failed).
+        int now = request.PromptIds.Count + 1;
+        if (_pool.BlocksFor(now) * _pool.BlockSize > KvFreeTokens)
+            return new AdmitResult(AdmitOutcome.NoRoomNow, need, KvFreeTokens,
+                $"needs {_pool.BlocksFor(now) * _pool.BlockSize} tokens of KV cache to start; {KvFreeTokens} are free");
 
-        _reservedTokens += need;
-        _sequences.Add(new Sequence(request, new Sampler(request.Sampling, request.PromptIds), need));
+        _sequences.Add(new Sequence(request, new Sampler(request.Sampling, request.PromptIds), new KvBlockTable(_pool)));
         return new AdmitResult(AdmitOutcome.Admitted, need, KvFreeTokens);
+    }
+
+    /// <summary>Blocks that admitted sequences waiting for (re)prefill still need for their tokens and first new token.</summary>
+    private int PromisedBlocks()
+    {
+        int sum = 0;
+        foreach (var s in _sequences)
+            if (!s.IsDecoding) sum += Math.Max(0, _pool.BlocksFor(s.Tokens.Count + 1) - s.Table.Blocks.Count);
+        return sum;
     }
 
     public bool Remove(long sequenceId)
@@ -131,64 +176,107 @@ public sealed class InferenceEngine : IGenerationEngine
 
     private void Release(Sequence s)
     {
-        s.Cache?.Dispose();
-        s.Cache = null;
+        _pool.Release(s.Table);
         _sequences.Remove(s);
-        _reservedTokens -= s.Reserved;
         foreach (var p in _sequences) p.Parked = false; // room was made: parked sequences may run again
     }
 
     /// <summary>
-    /// One step. Schedule: decode first — every running sequence whose prompt is cached gets one token — then
-    /// prefill, first come first served, in chunks, while the step's token budget lasts (so a long prompt
-    /// cannot stall the streams already flowing). Execute: one batched forward pass. Update: sample, stop rules.
-    /// On out-of-memory the newest sequence's KV cache is dropped (it is recomputed later) and the step retried.
+    /// One step: schedule (see the class comment for the policy), one batched forward pass, update (sample, stop
+    /// rules). On an out-of-memory from the allocator the newest sequence of the batch is preempted as when
+    /// the pool runs dry, and the step retried.
     /// </summary>
     public StepResult Step()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (_sequences.Count == 0) return StepResult.Idle;
-        int preempted = 0;
+        _preemptedThisStep = 0;
         while (true)
         {
             var batch = Schedule();
             try
             {
-                return new StepResult(Execute(batch), preempted);
+                return new StepResult(Execute(batch), _preemptedThisStep);
             }
-            catch (Exception e) when (OutOfMemory.IsOutOfMemory(e) && Preempt(batch))
+            catch (Exception e) when (OutOfMemory.IsOutOfMemory(e) && batch.Count > 1)
             {
-                preempted++;
+                Preempt(batch.Select(b => b.Seq).MaxBy(_sequences.IndexOf)!);
+                NativeMemory.CollectAndTrim();
             }
         }
     }
 
-    /// <summary>Which sequences run this step, and how many of their uncached tokens each feeds.</summary>
+    /// <summary>Which sequences run this step and how many of their uncached tokens each feeds; grows their
+    /// block tables to hold them.</summary>
     private List<(Sequence Seq, int Count)> Schedule()
     {
-        var candidates = _sequences.Where(s => !s.Parked).ToList();
-        if (candidates.Count == 0)
+        while (true)
         {
-            foreach (var s in _sequences) s.Parked = false; // only parked ones left: recompute them now
-            candidates = _sequences.ToList();
+            var batch = TrySchedule();
+            if (batch.Count > 0) return batch;
+            // Nothing could run: no stream is decoding and the oldest waiting prompt (say, a recompute) needs
+            // blocks that newer, partly prefilled sequences hold. Take them back, newest first, so the queue moves.
+            var head = _sequences.FirstOrDefault(x => !x.Parked && !x.IsDecoding);
+            if (head is null) { foreach (var x in _sequences) x.Parked = false; continue; }
+            var victim = _sequences.LastOrDefault(x => x != head && x.Table.Blocks.Count > 0)
+                ?? throw new InvalidOperationException("KV pool accounting is off: nothing holds blocks, yet nothing can run");
+            Preempt(victim);
         }
+    }
+
+    private List<(Sequence Seq, int Count)> TrySchedule()
+    {
+        if (_sequences.All(s => s.Parked))
+            foreach (var s in _sequences) s.Parked = false;     // only parked ones left: recompute them now
         var batch = new List<(Sequence, int)>();
         int budget = _options.MaxTokensPerStep;
-        foreach (var s in candidates)                               // decode: one token each
+        foreach (var s in _sequences.ToList())                  // decode: one token each, oldest first
         {
             if (batch.Count == _options.MaxBatchSequences) break;
-            if (s.Cache is not null && s.Tokens.Count - s.Cache.Length == 1) { batch.Add((s, 1)); budget--; }
+            if (s.Parked || !s.IsDecoding) continue;
+            if (!GrowOrPreempt(s)) continue;                     // s was the newest: it was preempted
+            batch.Add((s, 1));
+            budget--;
         }
-        foreach (var s in candidates)                               // prefill (and recompute), FCFS, chunked
+        foreach (var s in _sequences)                           // prefill (and recompute), FCFS, chunked
         {
             if (batch.Count == _options.MaxBatchSequences || (budget <= 0 && batch.Count > 0)) break;
-            int pending = s.Tokens.Count - (s.Cache?.Length ?? 0);
-            if (pending <= 1 && s.Cache is not null) continue;
+            if (s.Parked || s.IsDecoding) continue;
+            int pending = s.Tokens.Count - s.Table.Length;
             int take = Math.Min(pending, Math.Max(budget, 1));
+            // Prefill takes free blocks only (never preempts): shrink the chunk to what they hold.
+            take = Math.Min(take, s.Table.Capacity + _pool.FreeBlocks * _pool.BlockSize - s.Table.Length);
+            if (take <= 0) break;                                // FCFS: no later prompt overtakes this one
+            if (!_pool.TryGrow(s.Table, s.Table.Length + take)) throw new InvalidOperationException("KV pool accounting is off");
             batch.Add((s, take));
             budget -= take;
         }
         return batch;
+    }
+
+    /// <summary>Makes room for a decoding sequence's next token, preempting the newest sequences holding blocks
+    /// while the pool is dry. False when <paramref name="s"/> itself was the newest and got preempted.</summary>
+    private bool GrowOrPreempt(Sequence s)
+    {
+        while (!_pool.TryGrow(s.Table, s.Table.Length + 1))
+        {
+            var victim = _sequences.FindLast(x => x.Table.Blocks.Count > 0)!;
+            Preempt(victim);
+            if (victim == s) return false;
+        }
+        return true;
+    }
+
+    /// <summary>
+    /// Drops a sequence's blocks and parks it; it is rebuilt from its tokens once another sequence leaves,
+    /// as vLLM's recompute preemption does (same tokens in, same answer out).
+    /// </summary>
+    private void Preempt(Sequence victim)
+    {
+        _pool.Release(victim.Table);
+        victim.Parked = true;
+        PreemptionsTotal++;
+        _preemptedThisStep++;
     }
 
     private List<SequenceUpdate> Execute(List<(Sequence Seq, int Count)> batch)
@@ -198,22 +286,13 @@ public sealed class InferenceEngine : IGenerationEngine
         var items = new List<BatchItem>(batch.Count);
         foreach (var (s, count) in batch)
         {
-            s.Cache ??= new KvCache(_decoder.Weights, s.Reserved); // detached from the scope: lives across steps
-            int start = s.Cache.Length;
-            items.Add(new BatchItem(s.Tokens.GetRange(start, count).ToArray(), s.Cache, start + count == s.Tokens.Count));
+            int start = s.Table.Length;
+            items.Add(new BatchItem(s.Tokens.GetRange(start, count).ToArray(), s.Table, start + count == s.Tokens.Count));
         }
-        Tensor? logits;
-        try
-        {
-            BeforeForward?.Invoke(items.Count);
-            logits = _decoder.Forward(items);
-        }
-        catch
-        {
-            // A failed forward leaves caches half-written: drop them; those sequences are recomputed from their tokens.
-            foreach (var (s, _) in batch) { s.Cache?.Dispose(); s.Cache = null; }
-            throw;
-        }
+        // A failed forward leaves every table's Length as it was (it advances only at the end), and slots below
+        // Length are never written, so the sequences keep their caches and the step can simply be retried.
+        BeforeForward?.Invoke(items.Count);
+        var logits = _decoder.Forward(items);
         var updates = new List<SequenceUpdate>();
         if (logits is null) return updates;
         var all = logits.data<float>().ToArray();
@@ -242,30 +321,15 @@ public sealed class InferenceEngine : IGenerationEngine
         return new SequenceUpdate(s.Request.SequenceId, token, logprob, finish);
     }
 
-    /// <summary>
-    /// Rung 1 of the out-of-memory ladder: park the newest sequence of the batch and drop its KV cache (it is
-    /// rebuilt from its tokens once another sequence leaves, as vLLM's recompute preemption does). False when
-    /// the batch is down to one sequence: then the out-of-memory is the caller's to handle.
-    /// </summary>
-    private bool Preempt(List<(Sequence Seq, int Count)> batch)
-    {
-        if (batch.Count <= 1) return false;
-        var victim = batch[^1].Seq;
-        foreach (var (s, _) in batch) if (_sequences.IndexOf(s) > _sequences.IndexOf(victim)) victim = s;
-        victim.Cache?.Dispose();
-        victim.Cache = null;
-        victim.Parked = true;
-        PreemptionsTotal++;
-        NativeMemory.CollectAndTrim();
-        return true;
-    }
-
     /// <summary>For tests and tools: logits of every position of <paramref name="ids"/> run as one fresh sequence, [T, vocab].</summary>
     public float[,] ScoreAllPositions(IReadOnlyList<int> ids)
     {
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        using var cache = new KvCache(_decoder.Weights, ids.Count);
+        // A private pool just for this call: scoring must not take blocks from (or wait for) served sequences.
+        using var pool = new KvBlockPool(_decoder.Weights, 1, Math.Max(1, ids.Count));
+        var cache = new KvBlockTable(pool);
+        pool.TryGrow(cache, ids.Count);
         var logits = _decoder.ForwardAllPositions(ids.ToArray(), cache);
         var flat = logits.data<float>().ToArray();
         var result = new float[ids.Count, Config.VocabSize];
@@ -279,9 +343,8 @@ public sealed class InferenceEngine : IGenerationEngine
     {
         if (_disposed) return;
         _disposed = true;
-        foreach (var s in _sequences) s.Cache?.Dispose();
         _sequences.Clear();
-        _reservedTokens = 0;
+        _pool.Dispose();
         _decoder.Dispose();
     }
 }
