@@ -18,9 +18,10 @@ for a in "$@"; do
 done
 
 # Defaults fit for 64 concurrent 256-token streams: all admitted at once (no 429), one batch of up to 64, a KV budget
-# of 2 GiB (64 × 256 tokens of the 0.5B shape need about 0.4 GiB), no answer cache (every prompt differs anyway).
+# of 2 GiB (64 × 256 tokens of the 0.5B shape need about 0.4 GiB), no answer cache (every prompt differs anyway),
+# an hour's deadline (a benchmark measures slow answers rather than cutting them off at the default 120 s).
 defaults=(model models/shapes/qwen2.5-0.5b dtype float32 max-in-flight 64 max-queue 64 max-batch 64
-          kv-cache-size 2GiB cache-entries 0 log-level Warning)
+          kv-cache-size 2GiB cache-entries 0 deadline 3600 log-level Warning)
 args=("${serve[@]}")
 for ((i = 0; i < ${#defaults[@]}; i += 2)); do
   has_option "${defaults[i]}" "${serve[@]}" || args+=("--${defaults[i]}" "${defaults[i+1]}")

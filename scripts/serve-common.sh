@@ -1,9 +1,12 @@
 # Shared by bench-http.sh and soak.sh (sourced, not run): build once in Release, start `serve` on a free loopback
 # port, wait for readiness, and stop it by its PID when the script exits.
 
+# ACTORQUERY_NO_BUILD=1 reuses the last Release build (e.g. while another run's server still uses its files).
 build_host() {
-  echo "building src/Host (Release) ..." >&2
-  dotnet build src/Host -c Release -nologo -v q >&2
+  if [ "${ACTORQUERY_NO_BUILD:-0}" != 1 ]; then
+    echo "building src/Host (Release) ..." >&2
+    dotnet build src/Host -c Release -nologo -v q >&2
+  fi
   HOST_DLL=$(find src/Host/bin/Release -name actorquery.dll -path '*net10.0*' | head -1)
   [ -n "$HOST_DLL" ] || { echo "error: no actorquery.dll under src/Host/bin/Release after the build" >&2; exit 2; }
 }
