@@ -28,6 +28,7 @@ internal static class SoakCommand
         int? pid = a.Int("server-pid", 1);
         double idle = a.Float("idle-seconds", 0, 3600) ?? 10;
         double tolerance = a.Float("rss-tolerance", 0, 1) ?? 0.05;
+        int segments = a.Int("rss-samples", 1, 1000) ?? 5;
         double timeout = a.Float("request-timeout", 1, 86_400) ?? 300;
         double maxSeconds = a.Float("max-seconds", 1, 86_400 * 7) ?? 86_400;
         var model = a.String("model-note");
@@ -63,7 +64,22 @@ internal static class SoakCommand
         Console.Error.WriteLine($"soak: RSS after warm-up {rssWarm / 1048576.0:F1} MiB ({warmWall:F0} s); {requests} requests ...");
 
         var mix = SoakMix.Create(requests, maxTokens, disconnect, seed);
-        var (results, wall) = await ClosedLoop.RunAsync(client, concurrency, requests, cap, i => mix[i]);
+        // The run in segments with an RSS reading after each (under load, no idle): a leak climbs with every
+        // segment, while an allocator or heap still settling levels off.
+        var results = new List<RequestResult>();
+        var trend = new List<long>();
+        var runClock = System.Diagnostics.Stopwatch.StartNew();
+        for (int s = 0; s < segments; s++)
+        {
+            int from = requests * s / segments, to = requests * (s + 1) / segments;
+            var left = cap - runClock.Elapsed;
+            if (left <= TimeSpan.Zero) break;
+            var (part, _) = await ClosedLoop.RunAsync(client, concurrency, to - from, left, i => mix[from + i]);
+            results.AddRange(part);
+            trend.Add(await memory.ResidentBytesAsync());
+            Console.Error.WriteLine($"soak: {to}/{requests} requests, RSS {trend[^1] / 1048576.0:F1} MiB");
+        }
+        double wall = runClock.Elapsed.TotalSeconds;
         bool drained = await Settle(memory, idle);
         long rssAfter = await memory.ResidentBytesAsync();
 
@@ -93,6 +109,9 @@ internal static class SoakCommand
         md.AppendLine(CultureInfo.InvariantCulture, $"| RSS after warm-up | RSS after the run | change |");
         md.AppendLine("|---:|---:|---:|");
         md.AppendLine(CultureInfo.InvariantCulture, $"| {rssWarm / 1048576.0:F1} MiB | {rssAfter / 1048576.0:F1} MiB | {change:+0.0%;-0.0%;0.0%} |");
+        md.AppendLine();
+        md.AppendLine(CultureInfo.InvariantCulture, $"RSS during the run, after each {requests / segments} requests (under load): " +
+                      $"{string.Join(", ", trend.Select(b => (b / 1048576.0).ToString("F1", CultureInfo.InvariantCulture)))} MiB.");
         md.AppendLine();
         md.AppendLine(CultureInfo.InvariantCulture, $"- Every request answered, cancelled or refused (none errored or unanswered): **{(countsOk ? "yes" : "no")}**");
         md.AppendLine(CultureInfo.InvariantCulture, $"- RSS within {tolerance:P0} of its level after warm-up: **{(memoryOk ? "yes" : "no")}**");

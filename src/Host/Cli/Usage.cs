@@ -25,7 +25,7 @@ internal static class Usage
                          streaming load on a running server; markdown, PNG and JSON (scripts/bench-http.sh runs it all)
               soak       --url URL [--requests 5000] [--concurrency 16] [--warmup 200] [--max-tokens 64]
                          [--disconnect-fraction 0.1] [--seed 2026] [--server-pid PID] [--idle-seconds 10]
-                         [--rss-tolerance 0.05] [--max-seconds S] [--request-timeout 300] [--model-note TEXT] [--out bench/results]
+                         [--rss-tolerance 0.05] [--rss-samples 5] [--max-seconds S] [--request-timeout 300] [--model-note TEXT] [--out bench/results]
                          mixed requests with client disconnects; counts and RSS (scripts/soak.sh runs it all)
               tokenize   --tokenizer PATH (--text TEXT | --messages-file FILE) [--add-special-tokens] [--json]
               bench-tokenizer --tokenizer PATH [--mb N] [--seed S] [--json]

@@ -28,7 +28,7 @@ public static class BenchPlot
             line.LegendText = "engine alone, 1 stream";
             line.LinePattern = LinePattern.Dashed;
         }
-        Axes(throughput, xs, labels, "output tokens/s", $"Throughput — {title}");
+        Axes(throughput, xs, labels, "output tokens/s", $"Throughput: {title}");
         throughput.Axes.SetLimitsY(0, Math.Max(1, Math.Max(levels.Max(l => l.OutputTokensPerSecond), engineTokensPerSecond ?? 0)) * 1.15);
 
         Latency(ttft, xs, labels, "Time to first token", levels.Select(l => l.TtftP50Ms).ToList(), levels.Select(l => l.TtftP99Ms).ToList());
@@ -68,6 +68,7 @@ public static class BenchPlot
         plot.Axes.Bottom.Label.Text = "concurrent streams";
         plot.Axes.Left.Label.Text = yLabel;
         plot.Title(title);
+        plot.Axes.Title.Label.FontSize = 15;
         plot.ShowLegend(Alignment.UpperLeft);
     }
 }

@@ -13,8 +13,8 @@ internal sealed record HttpBenchReport(
 {
     private static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
 
-    public string ShortTitle =>
-        $"{ModelName}{(DummyWeights ? " (random weights)" : "")}, {Dtype}, prompt {InputTokens}, output {OutputTokens}";
+    /// <summary>Short enough for the plot's first panel (a third of 1500 px).</summary>
+    public string ShortTitle => $"{ModelName}, {Dtype}, {InputTokens} → {OutputTokens} tokens";
 
     private string ModelName => Model is not null ? Path.GetFileName(Path.TrimEndingDirectorySeparator(Model))
         : Health is { } h && h.TryGetProperty("model", out var m) ? m.GetString() ?? "?" : "?";
