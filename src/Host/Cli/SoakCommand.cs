@@ -21,7 +21,7 @@ internal static class SoakCommand
         var url = a.String("url") ?? "http://127.0.0.1:8000";
         int requests = a.Int("requests", 1, 10_000_000) ?? 5000;
         int concurrency = a.Int("concurrency", 1, 4096) ?? 16;
-        int warmup = a.Int("warmup", 0, 1_000_000) ?? 200;
+        int warmup = a.Int("warmup", 0, 1_000_000) ?? 1000; // RSS settles within about 1,000 requests (see README)
         int maxTokens = a.Int("max-tokens", 1, 1 << 20) ?? 64;
         double disconnect = a.Float("disconnect-fraction", 0, 1) ?? 0.1;
         int seed = a.Int("seed") ?? 2026;

@@ -23,7 +23,7 @@ internal static class Usage
                          [--model DIR [--dtype D] [--dummy-weights] [--device D] [--threads N] [--engine-repeats 3]]
                          [--no-engine] [--tokenizer DIR] [--server-args TEXT] [--request-timeout 1800] [--out bench/results]
                          streaming load on a running server; markdown, PNG and JSON (scripts/bench-http.sh runs it all)
-              soak       --url URL [--requests 5000] [--concurrency 16] [--warmup 200] [--max-tokens 64]
+              soak       --url URL [--requests 5000] [--concurrency 16] [--warmup 1000] [--max-tokens 64]
                          [--disconnect-fraction 0.1] [--seed 2026] [--server-pid PID] [--idle-seconds 10]
                          [--rss-tolerance 0.05] [--rss-samples 5] [--max-seconds S] [--request-timeout 300] [--model-note TEXT] [--out bench/results]
                          mixed requests with client disconnects; counts and RSS (scripts/soak.sh runs it all)
