@@ -117,7 +117,7 @@ internal static class BenchCommand
 
     /// <summary>Runs one sequence to <paramref name="tokens"/> new tokens; returns the seconds of each step that
     /// produced a token, the first one including every prefill step before it.</summary>
-    private static List<double> Run(InferenceEngine engine, long id, int[] prompt, int tokens, out double toFirstToken)
+    internal static List<double> Run(InferenceEngine engine, long id, int[] prompt, int tokens, out double toFirstToken)
     {
         var admit = engine.TryAdd(new GenerationRequest(id, prompt, new SamplingParams { MaxNewTokens = tokens, IgnoreEos = true }));
         if (!admit.Admitted) throw new CliException(admit.Reason ?? "not admitted");
@@ -133,7 +133,7 @@ internal static class BenchCommand
         return times;
     }
 
-    private static double Median(List<double> xs)
+    internal static double Median(List<double> xs)
     {
         var s = xs.Order().ToList();
         return s.Count % 2 == 1 ? s[s.Count / 2] : (s[s.Count / 2 - 1] + s[s.Count / 2]) / 2;

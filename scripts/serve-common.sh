@@ -1,0 +1,75 @@
+# Shared by bench-http.sh and soak.sh (sourced, not run): build once in Release, start `serve` on a free loopback
+# port, wait for readiness, and stop it by its PID when the script exits.
+
+# ACTORQUERY_NO_BUILD=1 reuses the last Release build (e.g. while another run's server still uses its files).
+build_host() {
+  if [ "${ACTORQUERY_NO_BUILD:-0}" != 1 ]; then
+    echo "building src/Host (Release) ..." >&2
+    dotnet build src/Host -c Release -nologo -v q >&2
+  fi
+  HOST_DLL=$(find src/Host/bin/Release -name actorquery.dll -path '*net10.0*' | head -1)
+  [ -n "$HOST_DLL" ] || { echo "error: no actorquery.dll under src/Host/bin/Release after the build" >&2; exit 2; }
+}
+
+# A port nobody listens on: bash's /dev/tcp connect fails on a free one (no python or ss needed).
+free_port() {
+  local p
+  for p in $(shuf -i 18000-28999 -n 50); do
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
+  done
+  echo "error: no free port found in 18000-28999" >&2; exit 2
+}
+
+# has_option NAME ARGS...: whether --NAME (or --NAME=...) is among ARGS.
+has_option() {
+  local name=$1; shift
+  local a
+  for a in "$@"; do [[ "$a" == "--$name" || "$a" == "--$name="* ]] && return 0; done
+  return 1
+}
+
+# option_value NAME ARGS...: the value of --NAME in ARGS (empty when absent).
+option_value() {
+  local name=$1; shift
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      "--$name") echo "${2:-}"; return 0 ;;
+      "--$name="*) echo "${1#*=}"; return 0 ;;
+    esac
+    shift
+  done
+}
+
+# start_server ARGS...: starts `serve ARGS --urls http://127.0.0.1:PORT` in the background; sets SERVER_PID and
+# SERVER_URL; waits up to 10 minutes for /health/ready (loading the 0.5B shape takes a while on 2 busy cores).
+start_server() {
+  local port; port=$(free_port)
+  SERVER_URL="http://127.0.0.1:$port"
+  SERVER_LOG=$(mktemp -d "${TMPDIR:-/tmp}/actorquery-bench.XXXXXX")
+  echo "starting: serve $* --urls $SERVER_URL (logs in $SERVER_LOG)" >&2
+  dotnet "$HOST_DLL" serve "$@" --urls "$SERVER_URL" --log-folder "$SERVER_LOG" >"$SERVER_LOG/stdout.txt" 2>&1 &
+  SERVER_PID=$!
+  trap stop_server EXIT
+  trap 'stop_server; exit 143' INT TERM
+  local i
+  for i in $(seq 1 600); do
+    if curl -sf "$SERVER_URL/health/ready" >/dev/null 2>&1; then echo "server ready (pid $SERVER_PID) after ${i} s" >&2; return 0; fi
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+      echo "error: the server exited during start-up; its output:" >&2; tail -20 "$SERVER_LOG/stdout.txt" >&2; exit 2
+    fi
+    sleep 1
+  done
+  echo "error: the server was not ready after 600 s" >&2; exit 2
+}
+
+# Graceful stop (SIGTERM drains running queries), then waits for that PID only.
+stop_server() {
+  if [ -n "${SERVER_PID:-}" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    echo "stopping the server (pid $SERVER_PID) ..." >&2
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+  fi
+  SERVER_PID=
+}
+
+command -v curl >/dev/null || { echo "error: curl is needed to wait for the server" >&2; exit 2; }
