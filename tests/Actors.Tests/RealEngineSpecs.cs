@@ -113,10 +113,19 @@ public sealed class RealEngineSpecs : ActorSpec, IDisposable
             Assert.IsType<QueryCompleted>(events[^1]);
             AwaitReady(router, restarts: i);
         }
-        NativeMemory.CollectAndTrim();
-        long afterRestarts = NativeMemory.ResidentBytes();
-
+        // One reading right after the last restart failed once in CI (+70 MiB, then fine on the next runs): freed
+        // native memory does not always leave RSS at once. An engine that was kept would never leave, so reading
+        // again for up to 5 s still catches a leak.
         long tolerance = Math.Max(postLoad / 10, 64L << 20);
+        long afterRestarts = 0;
+        for (int attempt = 0; attempt < 20; attempt++)
+        {
+            NativeMemory.CollectAndTrim();
+            afterRestarts = NativeMemory.ResidentBytes();
+            if (Math.Abs(afterRestarts - postLoad) <= tolerance) break;
+            Thread.Sleep(250);
+        }
+
         _output.WriteLine($"RSS after load {postLoad >> 20} MiB, after 3 restarts {afterRestarts >> 20} MiB (tolerance {tolerance >> 20} MiB); " +
                           $"weights {RouterStatusOf(router).Workers[0].TensorBytes >> 20} MiB");
         Assert.Equal(3, RouterStatusOf(router).Workers[0].OomCount);
