@@ -230,7 +230,7 @@ public sealed class InferenceEngine : IGenerationEngine
             foreach (var s in _sequences) s.Parked = false;     // only parked ones left: recompute them now
         var batch = new List<(Sequence, int)>();
         int budget = _options.MaxTokensPerStep;
-        foreach (var s in _sequences.ToList())                  // decode: one token each, oldest first
+        foreach (var s in _sequences)                           // decode: one token each, oldest first (preempting only parks)
         {
             if (batch.Count == _options.MaxBatchSequences) break;
             if (s.Parked || !s.IsDecoding) continue;

@@ -100,11 +100,10 @@ public sealed class Qwen2TrainingModel : Module<Tensor, Tensor>
                     f[place * 10 + (k - 1) * 2] = (float)(Scale * Math.Cos(2 * Math.PI * k * d / 10));
                     f[place * 10 + (k - 1) * 2 + 1] = (float)(Scale * Math.Sin(2 * Math.PI * k * d / 10));
                 }
+                f[32 + place] = (float)(Scale * (d / 4.5 - 1));
             }
             f[30] = (float)(Scale * digits.Length);
             f[31] = digits.Length > 1 && digits[0] == '0' ? (float)Scale : 0f;
-            for (int place = 0; place < digits.Length; place++)
-                f[32 + place] = (float)(Scale * ((digits[digits.Length - 1 - place] - '0') / 4.5 - 1));
             f[35] = (float)(Scale * (int.Parse(digits, System.Globalization.CultureInfo.InvariantCulture) / 500.0 - 1));
             using var row = weight[id].narrow(0, 0, NumberFeatures);
             using var add = tensor(f);
