@@ -11,21 +11,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/serve-common.sh
 
-serve=(); bench=(); after=0
-for a in "$@"; do
-  if [ "$after" = 0 ] && [ "$a" = "--" ]; then after=1; continue; fi
-  if [ "$after" = 0 ]; then serve+=("$a"); else bench+=("$a"); fi
-done
-
 # Defaults fit for 64 concurrent 256-token streams: all admitted at once (no 429), one batch of up to 64, a KV budget
 # of 2 GiB (64 × 256 tokens of the 0.5B shape need about 0.4 GiB), no answer cache (every prompt differs anyway),
 # an hour's deadline (a benchmark measures slow answers rather than cutting them off at the default 120 s).
 defaults=(model models/shapes/qwen2.5-0.5b dtype float32 max-in-flight 64 max-queue 64 max-batch 64
           kv-cache-size 2GiB cache-entries 0 deadline 3600 log-level Warning)
-args=("${serve[@]}")
-for ((i = 0; i < ${#defaults[@]}; i += 2)); do
-  has_option "${defaults[i]}" "${serve[@]}" || args+=("--${defaults[i]}" "${defaults[i+1]}")
-done
+split_serve_args "$@"
 # Random weights with the default model folder (it holds only config and tokenizer); a model of your own loads its weights.
 if ! has_option model "${serve[@]}" && ! has_option dummy-weights "${serve[@]}"; then args+=(--dummy-weights); fi
 
@@ -39,7 +30,7 @@ has_option dummy-weights "${args[@]}" && engine+=(--dummy-weights)
 has_option device "${args[@]}" && engine+=(--device "$(option_value device "${args[@]}")")
 
 set +e
-dotnet "$HOST_DLL" bench-http --url "$SERVER_URL" "${engine[@]}" --server-args "${args[*]}" "${bench[@]}" | tee "$SERVER_LOG/bench.txt"
+dotnet "$HOST_DLL" bench-http --url "$SERVER_URL" "${engine[@]}" --server-args "${args[*]}" "${rest[@]}" | tee "$SERVER_LOG/bench.txt"
 status=${PIPESTATUS[0]}
 set -e
 stop_server

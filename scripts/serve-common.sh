@@ -40,6 +40,21 @@ option_value() {
   done
 }
 
+# split_serve_args ARGS...: splits ARGS at the first "--" into `serve` (the serve options given) and `rest` (the
+# verb's options), then sets `args` to `serve` plus each NAME VALUE pair of the caller's `defaults` not given.
+split_serve_args() {
+  serve=(); rest=()
+  local after=0 a i
+  for a in "$@"; do
+    if [ "$after" = 0 ] && [ "$a" = "--" ]; then after=1; continue; fi
+    if [ "$after" = 0 ]; then serve+=("$a"); else rest+=("$a"); fi
+  done
+  args=("${serve[@]}")
+  for ((i = 0; i < ${#defaults[@]}; i += 2)); do
+    has_option "${defaults[i]}" "${serve[@]}" || args+=("--${defaults[i]}" "${defaults[i+1]}")
+  done
+}
+
 # start_server ARGS...: starts `serve ARGS --urls http://127.0.0.1:PORT` in the background; sets SERVER_PID and
 # SERVER_URL; waits up to 10 minutes for /health/ready (loading the 0.5B shape takes a while on 2 busy cores).
 start_server() {

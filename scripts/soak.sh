@@ -11,21 +11,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/serve-common.sh
 
-serve=(); soak=(); after=0
-for a in "$@"; do
-  if [ "$after" = 0 ] && [ "$a" = "--" ]; then after=1; continue; fi
-  if [ "$after" = 0 ]; then serve+=("$a"); else soak+=("$a"); fi
-done
 defaults=(model models/default max-in-flight 16 max-queue 64 log-level Warning)
-args=("${serve[@]}")
-for ((i = 0; i < ${#defaults[@]}; i += 2)); do
-  has_option "${defaults[i]}" "${serve[@]}" || args+=("--${defaults[i]}" "${defaults[i+1]}")
-done
+split_serve_args "$@"
 
 build_host
 start_server "${args[@]}"
 set +e
-dotnet "$HOST_DLL" soak --url "$SERVER_URL" --server-pid "$SERVER_PID" --model-note "started as \`serve ${args[*]}\`" "${soak[@]}" \
+dotnet "$HOST_DLL" soak --url "$SERVER_URL" --server-pid "$SERVER_PID" --model-note "started as \`serve ${args[*]}\`" "${rest[@]}" \
   | tee "$SERVER_LOG/soak.txt"
 status=${PIPESTATUS[0]}
 set -e
