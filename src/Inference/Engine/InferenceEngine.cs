@@ -119,11 +119,7 @@ public sealed class InferenceEngine : IGenerationEngine
             weights = DecoderWeights.Load(ckpt, config, dtype, device);
         }
         KvBlockPool pool;
-        try
-        {
-            long blockBytes = KvBlockPool.BytesPerToken(config, dtype) * options.KvBlockSize;
-            pool = new KvBlockPool(weights, (int)Math.Min(int.MaxValue / options.KvBlockSize, options.KvCacheBytes / blockBytes), options.KvBlockSize);
-        }
+        try { pool = KvBlockPool.ForBudget(weights, options.KvCacheBytes, options.KvBlockSize); }
         catch { weights.Dispose(); throw; }
         return new InferenceEngine(new Decoder(weights), pool, options, config, defaults, Path.GetFileName(folder.TrimEnd('/')), sw.Elapsed);
     }

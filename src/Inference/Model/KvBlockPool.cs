@@ -44,6 +44,14 @@ public sealed class KvBlockPool : IDisposable
         _inUse = new bool[blockCount];
     }
 
+    /// <summary>As many blocks as <paramref name="budgetBytes"/> holds.</summary>
+    public static KvBlockPool ForBudget(DecoderWeights w, long budgetBytes, int blockSize)
+    {
+        if (blockSize < 1) throw new ArgumentException("must be >= 1", "kv_block_size");
+        long blockBytes = BytesPerToken(w.Config, w.Dtype) * blockSize;
+        return new KvBlockPool(w, (int)Math.Min(int.MaxValue / blockSize, budgetBytes / blockBytes), blockSize);
+    }
+
     public static long BytesPerToken(Checkpoint.ModelConfig c, ScalarType dtype) =>
         2L * c.NumHiddenLayers * c.NumKeyValueHeads * c.HeadDim * DeviceAndDtype.ElementSize(dtype);
 
