@@ -18,12 +18,15 @@ public interface IMemoryReader
     long MachineBytes { get; }
 }
 
-/// <summary>The process as the OS sees it: VmRSS, the managed heap, the machine's (or cgroup's) memory.</summary>
+/// <summary>The process as the OS sees it: VmRSS, the managed heap, the machine's (or cgroup's) memory; and the
+/// CUDA device's used and total bytes once an engine runs there (<see cref="CudaMemory"/>, the default).</summary>
 public sealed class ProcessMemoryReader(Func<(long Used, long Total)?>? device = null) : IMemoryReader
 {
+    private readonly Func<(long Used, long Total)?> _device = device ?? CudaMemory.Read;
+
     public MemoryReading Read()
     {
-        var d = device?.Invoke();
+        var d = _device();
         return new MemoryReading(NativeMemory.ResidentBytes(), GC.GetTotalMemory(false), d?.Used, d?.Total);
     }
 
@@ -89,9 +92,10 @@ public sealed class MemoryWatchdog : ReceiveActor, IWithTimers
     private MemoryStatus Check()
     {
         var r = _reader.Read();
+        // Device memory is reported, not held against the marks: the KV pool is allocated up front and libtorch's
+        // CUDA caching allocator keeps freed blocks (it frees them itself before it raises an out-of-memory), so
+        // a GPU's used bytes sit near their peak while the engine is healthy. Device OOMs go up the restart ladder.
         double ratio = (double)r.ResidentBytes / _limit;
-        if (r.DeviceBytes is { } used && r.DeviceLimitBytes is > 0 and var total)
-            ratio = Math.Max(ratio, used / (total * _options.LimitFraction));
 
         if (ratio >= _options.CleanupMark)
         {

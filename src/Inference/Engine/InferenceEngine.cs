@@ -111,6 +111,7 @@ public sealed class InferenceEngine : IGenerationEngine
         var defaults = GenerationDefaults.Load(folder);
         var device = DeviceAndDtype.ResolveDevice(options.Device);
         var dtype = DeviceAndDtype.ResolveDtype(options.Dtype, device);
+        if (device.type == DeviceType.CUDA) CudaMemory.Use(device.index);
         DecoderWeights weights;
         if (options.DummyWeights) weights = DecoderWeights.Random(config, dtype, device, options.DummySeed);
         else
