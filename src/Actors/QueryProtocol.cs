@@ -18,6 +18,9 @@ public sealed record QueryRequest
     /// <summary>Null: whatever model the workers serve.</summary>
     public string? Model { get; init; }
     public bool SkipSpecialTokens { get; init; } = true;
+    /// <summary>The client reads nothing before the end (a non-streamed HTTP request): the router holds the tokens
+    /// until the query ends, so an attempt whose worker fails after generating some can still be retried.</summary>
+    public bool Buffered { get; init; }
 }
 
 public enum RefusalReason { QueueFull, NoModelReady, MemoryPressure, TooLarge, ShuttingDown, InvalidRequest }

@@ -240,6 +240,46 @@ public sealed class QueryRouterSpecs(ITestOutputHelper output) : ActorSpec(Virtu
     }
 
     [Fact]
+    public void Should_retry_a_buffered_query_after_tokens_and_give_the_client_only_the_answer_that_completed()
+    {
+        var router = StartRouter();
+        var w1 = AddWorker(router, Status("w1"));
+        var w2 = AddWorker(router, Status("w2", running: 1));
+        var client = CreateTestProbe();
+        router.Tell(new SubmitQuery(Greedy("a") with { Buffered = true }, client.Ref));
+        var first = w1.ExpectMsg<RunQuery>();
+        router.Tell(Token(first.Ticket, "a", 5), w1.Ref);
+        router.Tell(Token(first.Ticket, "a", 6), w1.Ref);
+        client.ExpectNoMsg(TimeSpan.FromMilliseconds(50)); // held back: a non-streamed client reads at the end
+
+        router.Tell(new QueryReturned(first.Ticket, "model ran out of memory", 2), w1.Ref);
+        var second = w2.ExpectMsg<RunQuery>();
+        router.Tell(Token(second.Ticket, "a", 7), w2.Ref);
+        router.Tell(Done(second.Ticket, "a"), w2.Ref);
+
+        Assert.Equal(new[] { 7 }, client.ExpectMsg<TokensGenerated>().TokenIds);
+        client.ExpectMsg<QueryCompleted>();
+        client.ExpectNoMsg(TimeSpan.FromMilliseconds(50));
+    }
+
+    [Fact]
+    public void Should_give_a_buffered_query_its_tokens_before_a_failure_once_retries_are_spent()
+    {
+        var router = StartRouter();
+        var worker = AddWorker(router, Status("w1"));
+        var client = CreateTestProbe();
+        router.Tell(new SubmitQuery(Greedy("a") with { Buffered = true }, client.Ref));
+        for (int attempt = 0; attempt < 2; attempt++)
+        {
+            var run = worker.ExpectMsg<RunQuery>();
+            router.Tell(Token(run.Ticket, "a", 5 + attempt), worker.Ref);
+            router.Tell(new QueryReturned(run.Ticket, "model ran out of memory", 1), worker.Ref);
+        }
+        Assert.Equal(new[] { 6 }, client.ExpectMsg<TokensGenerated>().TokenIds); // the last attempt's, as a streamed client would have had
+        Assert.Contains("already retried 1 time(s)", client.ExpectMsg<QueryFailed>().Reason);
+    }
+
+    [Fact]
     public void Should_refuse_invalid_requests_naming_the_field()
     {
         var router = StartRouter();

@@ -29,7 +29,7 @@ public sealed class SerializationSpecs(ITestOutputHelper output) : ActorSpec(
     private static readonly QueryRequest Request = new()
     {
         QueryId = "q-ü-1", PromptTokenIds = [1, 0, 151643, 70000], Sampling = Sampling,
-        StopStrings = ["\n\n", "Ende—"], Timeout = TimeSpan.FromMilliseconds(1500), Model = "qwen2.5-0.5b", SkipSpecialTokens = false,
+        StopStrings = ["\n\n", "Ende—"], Timeout = TimeSpan.FromMilliseconds(1500), Model = "qwen2.5-0.5b", SkipSpecialTokens = false, Buffered = true,
     };
 
     private static readonly WorkerStatus Status = new("worker-2", "node-b", WorkerState.Restarting, "default",

@@ -7,7 +7,8 @@ using Microsoft.Extensions.DependencyInjection;
 
 namespace ActorQuery.Host.Tests;
 
-/// <summary>The shipped server under 3× more concurrent requests than it admits (in flight + queue).</summary>
+/// <summary>The shipped server under 3× more concurrent requests than it admits (in flight + queue), and under an
+/// out-of-memory error in the middle of an answer.</summary>
 [Collection(ServeCollection.Name)]
 public sealed class RealModelOverloadTests
 {
@@ -37,6 +38,49 @@ public sealed class RealModelOverloadTests
             Assert.InRange(ok.Count, 4, 8);                       // at least in flight + queue were admitted
             Assert.All(refused, r => Assert.True(r.Headers.RetryAfter?.Delta > TimeSpan.Zero));
             foreach (var r in ok) Assert.Contains("\"text\":\"12\"", await r.Content.ReadAsStringAsync());
+        }
+        finally
+        {
+            await app.StopAsync();
+            await app.DisposeAsync();
+        }
+    }
+
+    [Fact]
+    public async Task An_out_of_memory_after_the_first_token_is_invisible_to_a_non_streamed_client_and_ends_a_streamed_one()
+    {
+        var logs = Directory.CreateTempSubdirectory("aq-oom-").FullName;
+        var overrides = ServeCli.Parse(["--model", Path.Combine(AppContext.BaseDirectory, "models", "default"),
+            "--urls", "http://127.0.0.1:0", "--log-folder", logs, "--device", "cpu", "--dtype", "float32", "--cache-entries", "0"]);
+        // Steps 1-2 are the first query (prompt with its first token, then the end) and 3-4 its retry; 5-6 the second query.
+        overrides["ActorQuery:Faults:OomAtSteps:0"] = "2";
+        overrides["ActorQuery:Faults:OomAtSteps:1"] = "6";
+        overrides["ActorQuery:Workers:BackoffMin"] = "00:00:00.050";
+        var app = ServeApp.Build(overrides, ServeBackends.Default());
+        await app.StartAsync();
+        try
+        {
+            var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+            using var http = new HttpClient { BaseAddress = new Uri(address), Timeout = TimeSpan.FromSeconds(60) };
+            for (int i = 0; i < 300 && (await http.GetAsync("/health/ready")).StatusCode != HttpStatusCode.OK; i++)
+                await Task.Delay(100);
+
+            // Non-streamed: nothing reached the client before the OOM, so the router retried it whole.
+            var plain = await http.PostAsync("/query",
+                new StringContent("""{"prompt": "What is 12 times 11?", "max_new_tokens": 8}""", Encoding.UTF8, "application/json"));
+            var body = await plain.Content.ReadAsStringAsync();
+            Assert.Equal(HttpStatusCode.OK, plain.StatusCode);
+            Assert.Contains("\"text\":\"132\"", body);
+
+            // Streamed: the first token was on the wire, so the query ends with the reason instead of a second answer.
+            var streamed = await http.PostAsync("/query",
+                new StringContent("""{"prompt": "What is 12 times 11?", "max_new_tokens": 8, "stream": true}""", Encoding.UTF8, "application/json"));
+            var events = await streamed.Content.ReadAsStringAsync();
+            Assert.Contains("out of memory", events);
+            Assert.Contains("not retried", events);
+
+            var health = await (await http.GetAsync("/health")).Content.ReadAsStringAsync(); // 503 while the worker reloads
+            Assert.Contains("\"oom_count\":2", health);
         }
         finally
         {

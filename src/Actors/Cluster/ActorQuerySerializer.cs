@@ -109,6 +109,7 @@ public sealed class ActorQuerySerializer(ExtendedActorSystem system) : Serialize
         WriteNullable(w, q.Timeout, (x, t) => x.Write(t.Ticks));
         WriteNullableString(w, q.Model);
         w.Write(q.SkipSpecialTokens);
+        w.Write(q.Buffered);
     }
 
     private static QueryRequest ReadRequest(BinaryReader r)
@@ -127,6 +128,7 @@ public sealed class ActorQuerySerializer(ExtendedActorSystem system) : Serialize
             Timeout = ReadNullable(r, x => TimeSpan.FromTicks(x.ReadInt64())),
             Model = ReadNullableString(r),
             SkipSpecialTokens = r.ReadBoolean(),
+            Buffered = r.ReadBoolean(),
         };
     }
 

@@ -33,6 +33,8 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
         public StringBuilder? Text { get; } = cacheKey is null ? null : new StringBuilder();
         public List<int>? Ids { get; } = cacheKey is null ? null : new List<int>();
         public List<TokenLogprob>? Logprobs { get; set; }
+        /// <summary>Tokens of a <see cref="QueryRequest.Buffered"/> query, given to the client when it ends.</summary>
+        public List<TokensGenerated>? Held { get; set; }
     }
 
     private sealed class WorkerEntry
@@ -286,11 +288,15 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
         var e = m.Event;
         if (e is TokensGenerated t)
         {
-            q.TokensSent += t.TokenIds.Count;
             q.Text?.Append(t.Text);
             q.Ids?.AddRange(t.TokenIds);
             if (q.CacheKey is not null && t.Logprobs is { } lp) (q.Logprobs ??= new()).AddRange(lp);
-            q.Client.Tell(t);
+            if (q.Request.Buffered) (q.Held ??= new()).Add(t);
+            else
+            {
+                q.TokensSent += t.TokenIds.Count;
+                q.Client.Tell(t);
+            }
             return;
         }
         if (!e.IsTerminal) { q.Client.Tell(e); return; }
@@ -314,9 +320,16 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
     {
         if (!_byTicket.TryGetValue(m.Ticket, out var q)) return;
         Unassign(q);
-        if (q.TokensSent == 0 && m.TokensSent == 0 && q.Attempts < _options.MaxAttempts)
+        // A client that has seen no token cannot tell a retry from a slow answer: a buffered query is retried even
+        // after its worker generated tokens (they were held back and are dropped), a streamed one only before.
+        bool unseen = q.Request.Buffered || (q.TokensSent == 0 && m.TokensSent == 0);
+        if (unseen && q.Attempts < _options.MaxAttempts)
         {
             _retried++;
+            q.Held = null;
+            q.Text?.Clear();
+            q.Ids?.Clear();
+            q.Logprobs = null;
             _log.Info("query {0}: retrying after its worker gave it back ({1})", q.Request.QueryId, m.Reason);
             _queue.AddFirst(q);
             if (!_workers.Values.Any(w => w.MayBecomeReady)) RefuseWaiting();
@@ -324,7 +337,7 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
             return;
         }
         _failed++;
-        var why = q.TokensSent > 0 || m.TokensSent > 0
+        var why = !unseen
             ? $"{m.Reason}; tokens were already streamed, so it was not retried"
             : $"{m.Reason}; already retried {q.Attempts - 1} time(s)";
         Finish(q, new QueryFailed(q.Request.QueryId, why));
@@ -432,6 +445,9 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
         Unassign(q);
         _queue.Remove(q);
         Timers.Cancel(DeadlineKey(q));
+        if (q.Held is { } held)
+            foreach (var t in held) q.Client.Tell(t);
+        q.Held = null;
         q.Client.Tell(terminal);
         Dispatch();
     }

@@ -41,7 +41,7 @@ internal sealed class QueryRunner(IQueryClient client, ApiMetrics metrics, ApiOp
         var logprobs = new List<TokenLogprob>();
         try
         {
-            await foreach (var ev in client.SubmitAsync(ToQuery(job), context.RequestAborted))
+            await foreach (var ev in client.SubmitAsync(ToQuery(job, buffered: true), context.RequestAborted))
             {
                 switch (ev)
                 {
@@ -72,7 +72,7 @@ internal sealed class QueryRunner(IQueryClient client, ApiMetrics metrics, ApiOp
     {
         var clock = Stopwatch.StartNew();
         var stats = Begin(context, job);
-        var events = client.SubmitAsync(ToQuery(job), context.RequestAborted).GetAsyncEnumerator(context.RequestAborted);
+        var events = client.SubmitAsync(ToQuery(job, buffered: false), context.RequestAborted).GetAsyncEnumerator(context.RequestAborted);
         try
         {
             if (!await events.MoveNextAsync()) throw NoTerminal(stats);
@@ -137,8 +137,10 @@ internal sealed class QueryRunner(IQueryClient client, ApiMetrics metrics, ApiOp
         stats.Outcome = "completed";
     }
 
-    private static QueryRequest ToQuery(GenerationJob job) => new()
+    /// <param name="buffered">True for a non-streamed answer: the router may then retry it even after tokens.</param>
+    private static QueryRequest ToQuery(GenerationJob job, bool buffered) => new()
     {
+        Buffered = buffered,
         QueryId = job.RequestId,
         PromptTokenIds = job.PromptIds,
         Sampling = job.Sampling,
