@@ -25,6 +25,8 @@ public sealed record EngineOptions
     /// decode-only one (the inter-token latency p99 ÷ p50 of running streams); 64 rows is also the largest batch
     /// that takes the faster small-batch GEMM (see Decoder.Linear).</summary>
     public int MaxTokensPerStep { get; init; } = 64;
-    /// <summary>Torch intra-op threads; 0 keeps libtorch's default (one per core).</summary>
+    /// <summary>Compute threads; 0: one per core. float32 on an AVX2 CPU runs its projections on this many threads of
+    /// the small-batch kernel and gives libtorch one thread; elsewhere they are libtorch's intra-op threads (0 keeps
+    /// libtorch's default).</summary>
     public int Threads { get; init; }
 }

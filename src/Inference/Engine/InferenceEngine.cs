@@ -122,7 +122,16 @@ public sealed class InferenceEngine : IGenerationEngine
         KvBlockPool pool;
         try { pool = KvBlockPool.ForBudget(weights, options.KvCacheBytes, options.KvBlockSize); }
         catch { weights.Dispose(); throw; }
-        return new InferenceEngine(new Decoder(weights), pool, options, config, defaults, Path.GetFileName(folder.TrimEnd('/')), sw.Elapsed);
+        // float32 on an AVX2 CPU: decode projections go through the hand-written kernel on its own threads, and
+        // libtorch keeps one thread for the rest, so that its OpenMP workers (which spin between ops) do not
+        // compete with the kernel's threads for the cores.
+        int kernelThreads = 0;
+        if (Decoder.SmallBatchGemmAvailable(dtype, device))
+        {
+            kernelThreads = options.Threads > 0 ? options.Threads : Environment.ProcessorCount;
+            set_num_threads(1);
+        }
+        return new InferenceEngine(new Decoder(weights, kernelThreads), pool, options, config, defaults, Path.GetFileName(folder.TrimEnd('/')), sw.Elapsed);
     }
 
     public AdmitResult TryAdd(GenerationRequest request)

@@ -22,12 +22,16 @@ public sealed class Decoder : IDisposable
 {
     private readonly RotaryEmbedding _rope;
     private readonly int _heads, _kvHeads, _headDim, _groups;
+    private readonly int _kernelThreads;
 
     public DecoderWeights Weights { get; }
 
-    public Decoder(DecoderWeights weights)
+    /// <param name="kernelThreads">Threads of <see cref="SmallBatchGemm"/> for float32 CPU projections of up to
+    /// <see cref="SmallBatchRows"/> rows; 0: libtorch does every projection.</param>
+    public Decoder(DecoderWeights weights, int kernelThreads = 0)
     {
         Weights = weights;
+        _kernelThreads = kernelThreads;
         var c = weights.Config;
         _rope = new RotaryEmbedding(c, weights.Dtype, weights.Device);
         _heads = c.NumAttentionHeads;
@@ -207,19 +211,28 @@ public sealed class Decoder : IDisposable
         return cols.le(rows).repeat(_groups, 1);                                                     // [groups*T, L]
     }
 
-    /// <summary>Rows up to which <see cref="Linear"/> multiplies as W·xᵀ.</summary>
+    /// <summary>Rows up to which <see cref="Linear"/> uses <see cref="SmallBatchGemm"/> (float32 on AVX2) or W·xᵀ.</summary>
     internal const int SmallBatchRows = 64;
 
+    /// <summary>Whether float32 CPU projections can go through <see cref="SmallBatchGemm"/>: an AVX2/FMA CPU, and
+    /// the environment variable ACTORQUERY_GEMM is not "torch" (which keeps libtorch's, for comparisons).</summary>
+    public static bool SmallBatchGemmAvailable(ScalarType dtype, Device device) =>
+        SmallBatchGemm.Supported && dtype == ScalarType.Float32 && device.type == DeviceType.CPU
+        && Environment.GetEnvironmentVariable("ACTORQUERY_GEMM") != "torch";
+
     /// <summary>
-    /// x·Wᵀ (+ bias) for x [M, in] and a checkpoint weight W [out, in]. For 2..<see cref="SmallBatchRows"/> rows
+    /// x·Wᵀ (+ bias) for x [M, in] and a checkpoint weight W [out, in]. float32 on an AVX2 CPU with up to
+    /// <see cref="SmallBatchRows"/> rows (decode steps and prefill chunks) goes through <see cref="SmallBatchGemm"/>.
+    /// Otherwise, for 2..<see cref="SmallBatchRows"/> rows
     /// (a batch of decode tokens) it is computed as (W·xᵀ)ᵀ: libtorch's CPU GEMM handles a wide left operand with
     /// few columns far better than a few-row one against a transposed weight (measured on the 0.5B shape, one
     /// AVX2 thread: 3.3× less CPU at 4 rows, 1.4× at 16; the same at 1 row, where both are a GEMV). The
     /// transposed result is copied contiguous (M × out floats, small next to the weight read).
     /// </summary>
-    private static Tensor Linear(Tensor x, Tensor weight, Tensor? bias = null)
+    private Tensor Linear(Tensor x, Tensor weight, Tensor? bias = null)
     {
         long rows = x.shape[0];
+        if (_kernelThreads > 0 && rows <= SmallBatchRows) return SmallBatchGemm.Linear(x, weight, bias, _kernelThreads);
         if (rows < 2 || rows > SmallBatchRows) return F.linear(x, weight, bias);
         var y = bias is null ? mm(weight, x.t()) : addmm(bias.unsqueeze(1), weight, x.t(), 1, 1);     // [out, M]
         return y.t().contiguous();                                                              // [M, out]

@@ -1,0 +1,72 @@
+using ActorQuery.Inference.Model;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace ActorQuery.Inference.Tests;
+
+/// <summary>The hand-written float32 projection kernel agrees with libtorch and does not depend on the batch.</summary>
+public class SmallBatchGemmTests
+{
+    public static TheoryData<int, int, int, bool, int> Shapes => new()
+    {
+        // rows, out, in, bias, threads: odd rows (the one-row tail), out not a multiple of 4 (the column tail),
+        // in not a multiple of 8 (the scalar tail), and the real sizes of a Qwen2 projection.
+        { 1, 896, 896, false, 1 },
+        { 2, 1152, 896, true, 2 },
+        { 3, 37, 19, true, 1 },
+        { 16, 4864, 896, false, 2 },
+        { 17, 896, 4864, false, 2 },
+        { 64, 130, 64, true, 3 },
+        { 5, 3, 7, false, 2 },
+    };
+
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void Matches_libtorch_linear(int rows, int outFeatures, int inFeatures, bool hasBias, int threads)
+    {
+        if (!SmallBatchGemm.Supported) return; // not used without AVX2+FMA (xunit 2 has no runtime skip)
+        using var scope = NewDisposeScope();
+        var gen = new Generator(7);
+        var x = randn(rows, inFeatures, generator: gen);
+        var w = randn(outFeatures, inFeatures, generator: gen);
+        var b = hasBias ? randn(outFeatures, generator: gen) : null;
+        var expected = nn.functional.linear(x, w, b).to(ScalarType.Float64);
+        var got = SmallBatchGemm.Linear(x, w, b, threads);
+        Assert.Equal(new long[] { rows, outFeatures }, got.shape);
+        // Sums of up to 4,864 products of unit normals: float32 rounding differs by order, not by more.
+        double err = (got.to(ScalarType.Float64) - expected).abs().max().item<double>();
+        double scale = expected.abs().max().item<double>();
+        Assert.True(err <= 1e-5 * Math.Max(1, scale) * Math.Sqrt(inFeatures), $"max error {err} (scale {scale})");
+    }
+
+    [Fact]
+    public void Each_row_is_the_same_alone_or_in_a_batch_and_with_any_thread_count()
+    {
+        if (!SmallBatchGemm.Supported) return; // not used without AVX2+FMA (xunit 2 has no runtime skip)
+        using var scope = NewDisposeScope();
+        var gen = new Generator(11);
+        var x = randn(16, 896, generator: gen);
+        var w = randn(1152, 896, generator: gen);
+        var b = randn(1152, generator: gen);
+        var batch = SmallBatchGemm.Linear(x, w, b, 2);
+        for (int i = 0; i < 16; i++)
+        {
+            var alone = SmallBatchGemm.Linear(x.narrow(0, i, 1), w, b, 1);
+            Assert.True(alone.eq(batch.narrow(0, i, 1)).all().item<bool>(), $"row {i} differs alone");
+        }
+        Assert.True(SmallBatchGemm.Linear(x, w, b, 3).eq(batch).all().item<bool>());
+    }
+
+    [Fact]
+    public void Reads_a_non_contiguous_input_by_its_values()
+    {
+        if (!SmallBatchGemm.Supported) return; // not used without AVX2+FMA (xunit 2 has no runtime skip)
+        using var scope = NewDisposeScope();
+        var gen = new Generator(3);
+        var wide = randn(6, 2 * 40, generator: gen);
+        var x = wide.narrow(1, 40, 40); // a view with a row stride of 80
+        var w = randn(12, 40, generator: gen);
+        var expected = nn.functional.linear(x.contiguous(), w);
+        Assert.True(SmallBatchGemm.Linear(x, w, null, 2).allclose(expected, rtol: 1e-5, atol: 1e-5));
+    }
+}
