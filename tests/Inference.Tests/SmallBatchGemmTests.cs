@@ -17,6 +17,7 @@ public class SmallBatchGemmTests
         { 16, 4864, 896, false, 2 },
         { 17, 896, 4864, false, 2 },
         { 64, 130, 64, true, 3 },
+        { 150, 260, 72, true, 2 },        // more rows than one pass takes (ChunkRows)
         { 5, 3, 7, false, 2 },
     };
 

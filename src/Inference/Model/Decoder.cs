@@ -211,7 +211,7 @@ public sealed class Decoder : IDisposable
         return cols.le(rows).repeat(_groups, 1);                                                     // [groups*T, L]
     }
 
-    /// <summary>Rows up to which <see cref="Linear"/> uses <see cref="SmallBatchGemm"/> (float32 on AVX2) or W·xᵀ.</summary>
+    /// <summary>Rows up to which <see cref="Linear"/> multiplies as W·xᵀ (where the kernel is not used).</summary>
     internal const int SmallBatchRows = 64;
 
     /// <summary>Whether float32 CPU projections can go through <see cref="SmallBatchGemm"/>: an AVX2/FMA CPU, and
@@ -221,8 +221,8 @@ public sealed class Decoder : IDisposable
         && Environment.GetEnvironmentVariable("ACTORQUERY_GEMM") != "torch";
 
     /// <summary>
-    /// x·Wᵀ (+ bias) for x [M, in] and a checkpoint weight W [out, in]. float32 on an AVX2 CPU with up to
-    /// <see cref="SmallBatchRows"/> rows (decode steps and prefill chunks) goes through <see cref="SmallBatchGemm"/>.
+    /// x·Wᵀ (+ bias) for x [M, in] and a checkpoint weight W [out, in]. float32 on an AVX2 CPU goes through
+    /// <see cref="SmallBatchGemm"/> (libtorch has one thread there, so its GEMM would use one core).
     /// Otherwise, for 2..<see cref="SmallBatchRows"/> rows
     /// (a batch of decode tokens) it is computed as (W·xᵀ)ᵀ: libtorch's CPU GEMM handles a wide left operand with
     /// few columns far better than a few-row one against a transposed weight (measured on the 0.5B shape, one
@@ -232,7 +232,7 @@ public sealed class Decoder : IDisposable
     private Tensor Linear(Tensor x, Tensor weight, Tensor? bias = null)
     {
         long rows = x.shape[0];
-        if (_kernelThreads > 0 && rows <= SmallBatchRows) return SmallBatchGemm.Linear(x, weight, bias, _kernelThreads);
+        if (_kernelThreads > 0) return SmallBatchGemm.Linear(x, weight, bias, _kernelThreads);
         if (rows < 2 || rows > SmallBatchRows) return F.linear(x, weight, bias);
         var y = bias is null ? mm(weight, x.t()) : addmm(bias.unsqueeze(1), weight, x.t(), 1, 1);     // [out, M]
         return y.t().contiguous();                                                              // [M, out]

@@ -21,7 +21,7 @@ internal static unsafe partial class SmallBatchGemm
     /// <summary>True where the kernel can run (x86-64 with AVX2 and FMA).</summary>
     public static bool Supported => Avx2.IsSupported && Fma.IsSupported;
 
-    /// <summary>x [M, K] · weight [N, K]ᵀ (+ bias [N]) → [M, N]; all float32, CPU, weight and bias contiguous.</summary>
+    /// <summary>x [M, K] · weight [N, K]ᵀ (+ bias [N]) → [M, N]; all float32, CPU, weight and bias contiguous; any M.</summary>
     public static Tensor Linear(Tensor x, Tensor weight, Tensor? bias, int threads)
     {
         int m = (int)x.shape[0], k = (int)x.shape[1], n = (int)weight.shape[0];
@@ -33,17 +33,27 @@ internal static unsafe partial class SmallBatchGemm
         var pb = bias is null ? 0 : (nint)Data(bias);
         int blocks = (n + 3) / 4;
         threads = Math.Clamp(threads, 1, Math.Max(1, blocks / 16));
-        if (threads == 1) Rows((float*)px, m, k, (float*)pw, n, (float*)py, (float*)pb, 0, n);
-        else
+        // More rows (a long prefill) go in slices of ChunkRows, whose x still fits in L2 next to a weight block:
+        // the weights are then read once per slice, which costs little next to the arithmetic of so many rows.
+        for (int r0 = 0; r0 < m; r0 += ChunkRows)
         {
-            Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
+            int rows = Math.Min(ChunkRows, m - r0);
+            nint xs = px + (nint)r0 * k * sizeof(float), ys = py + (nint)r0 * n * sizeof(float);
+            if (threads == 1) Rows((float*)xs, rows, k, (float*)pw, n, (float*)ys, (float*)pb, 0, n);
+            else
             {
-                int j0 = 4 * (int)((long)blocks * t / threads), j1 = Math.Min(n, 4 * (int)((long)blocks * (t + 1) / threads));
-                Rows((float*)px, m, k, (float*)pw, n, (float*)py, (float*)pb, j0, j1);
-            });
+                Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
+                {
+                    int j0 = 4 * (int)((long)blocks * t / threads), j1 = Math.Min(n, 4 * (int)((long)blocks * (t + 1) / threads));
+                    Rows((float*)xs, rows, k, (float*)pw, n, (float*)ys, (float*)pb, j0, j1);
+                });
+            }
         }
         return y;
     }
+
+    /// <summary>Rows of x multiplied against one pass over the weights.</summary>
+    public const int ChunkRows = 64;
 
     private static float* Data(Tensor t) => (float*)THSStorage_data_ptr(t.Handle) + t.storage_offset();
 
