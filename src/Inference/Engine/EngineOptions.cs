@@ -22,8 +22,8 @@ public sealed record EngineOptions
     /// <summary>Tokens one step feeds in all (decode tokens plus prefill chunks): longer prompts are prefilled
     /// in chunks so that running streams keep flowing. Default 64: on a CPU a step's time grows with its tokens
     /// once it holds more than a few, so the budget bounds how much longer a step with a prefill chunk is than a
-    /// decode-only one (the inter-token latency p99 ÷ p50 of running streams); 64 rows is also the largest batch
-    /// that takes the faster small-batch GEMM (see Decoder.Linear).</summary>
+    /// decode-only one (the inter-token latency p99 ÷ p50 of running streams); where libtorch multiplies (bfloat16,
+    /// GPUs), 64 rows is also the largest batch that takes its faster W·xᵀ form (see Decoder.Linear).</summary>
     public int MaxTokensPerStep { get; init; } = 64;
     /// <summary>Compute threads; 0: one per core. float32 on an AVX2 CPU runs its projections on this many threads of
     /// the small-batch kernel and gives libtorch one thread; elsewhere they are libtorch's intra-op threads (0 keeps

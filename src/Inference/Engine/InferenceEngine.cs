@@ -122,7 +122,7 @@ public sealed class InferenceEngine : IGenerationEngine
         KvBlockPool pool;
         try { pool = KvBlockPool.ForBudget(weights, options.KvCacheBytes, options.KvBlockSize); }
         catch { weights.Dispose(); throw; }
-        // float32 on an AVX2 CPU: decode projections go through the hand-written kernel on its own threads, and
+        // float32 on an AVX2 CPU: the projections go through the hand-written kernel on its own threads, and
         // libtorch keeps one thread for the rest, so that its OpenMP workers (which spin between ops) do not
         // compete with the kernel's threads for the cores.
         int kernelThreads = 0;
