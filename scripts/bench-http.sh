@@ -29,11 +29,4 @@ engine=(--model "$model" --dtype "$dtype")
 has_option dummy-weights "${args[@]}" && engine+=(--dummy-weights)
 has_option device "${args[@]}" && engine+=(--device "$(option_value device "${args[@]}")")
 
-set +e
-dotnet "$HOST_DLL" bench-http --url "$SERVER_URL" "${engine[@]}" --server-args "${args[*]}" "${rest[@]}" | tee "$SERVER_LOG/bench.txt"
-status=${PIPESTATUS[0]}
-set -e
-stop_server
-results=$(grep '^results: ' "$SERVER_LOG/bench.txt" || true)
-echo "${results:-no results written (exit code $status); server logs in $SERVER_LOG}"
-exit "$status"
+run_verb bench-http 'results: ' --url "$SERVER_URL" "${engine[@]}" --server-args "${args[*]}" "${rest[@]}"

@@ -1,5 +1,5 @@
 # Shared by bench-http.sh and soak.sh (sourced, not run): build once in Release, start `serve` on a free loopback
-# port, wait for readiness, and stop it by its PID when the script exits.
+# port, wait for readiness, run the verb against it, and stop it by its PID when the script exits.
 
 # ACTORQUERY_NO_BUILD=1 reuses the last Release build (e.g. while another run's server still uses its files).
 build_host() {
@@ -88,3 +88,18 @@ stop_server() {
 }
 
 command -v curl >/dev/null || { echo "error: curl is needed to wait for the server" >&2; exit 2; }
+
+# run_verb NAME PREFIX ARGS...: runs `actorquery NAME ARGS...` against the server, its output also kept in
+# $SERVER_LOG/NAME.txt; then stops the server, prints the verb's line that starts with PREFIX (where it wrote its
+# results) or says that none came, and exits with the verb's exit code.
+run_verb() {
+  local name=$1 prefix=$2; shift 2
+  set +e
+  dotnet "$HOST_DLL" "$name" "$@" | tee "$SERVER_LOG/$name.txt"
+  local status=${PIPESTATUS[0]}
+  set -e
+  stop_server
+  local written; written=$(grep "^$prefix" "$SERVER_LOG/$name.txt" || true)
+  echo "${written:-no results written (exit code $status); server logs in $SERVER_LOG}"
+  exit "$status"
+}

@@ -16,12 +16,4 @@ split_serve_args "$@"
 
 build_host
 start_server "${args[@]}"
-set +e
-dotnet "$HOST_DLL" soak --url "$SERVER_URL" --server-pid "$SERVER_PID" --model-note "started as \`serve ${args[*]}\`" "${rest[@]}" \
-  | tee "$SERVER_LOG/soak.txt"
-status=${PIPESTATUS[0]}
-set -e
-stop_server
-result=$(grep '^result: ' "$SERVER_LOG/soak.txt" || true)
-echo "${result:-no result written (exit code $status); server logs in $SERVER_LOG}"
-exit "$status"
+run_verb soak 'result: ' --url "$SERVER_URL" --server-pid "$SERVER_PID" --model-note "started as \`serve ${args[*]}\`" "${rest[@]}"
