@@ -1,10 +1,5 @@
 using System.Net;
 using System.Text;
-using ActorQuery.Host.Serve;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
-using Microsoft.Extensions.DependencyInjection;
 
 namespace ActorQuery.Host.Tests;
 
@@ -57,44 +52,5 @@ public sealed class RealModelOverloadTests
 
         var health = await (await http.GetAsync("/health")).Content.ReadAsStringAsync(); // 503 while the worker reloads
         Assert.Contains("\"oom_count\":2", health);
-    }
-}
-
-/// <summary>The shipped server with the default model on a free loopback port, ready, and a client for it.</summary>
-internal sealed class DefaultModelServer : IAsyncDisposable
-{
-    private readonly WebApplication _app;
-
-    private DefaultModelServer(WebApplication app, HttpClient http)
-    {
-        _app = app;
-        Http = http;
-    }
-
-    public HttpClient Http { get; }
-
-    /// <param name="args">serve options besides the model, address, logs, device and dtype (answer cache off).</param>
-    /// <param name="settings">configuration keys set on top (faults, worker options).</param>
-    public static async Task<DefaultModelServer> StartAsync(string[] args, Dictionary<string, string?> settings)
-    {
-        var logs = Directory.CreateTempSubdirectory("aq-real-").FullName;
-        var overrides = ServeCli.Parse(["--model", Path.Combine(AppContext.BaseDirectory, "models", "default"),
-            "--urls", "http://127.0.0.1:0", "--log-folder", logs, "--device", "cpu", "--dtype", "float32",
-            "--cache-entries", "0", .. args]);
-        foreach (var (key, value) in settings) overrides[key] = value;
-        var app = ServeApp.Build(overrides, ServeBackends.Default());
-        await app.StartAsync();
-        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-        var http = new HttpClient { BaseAddress = new Uri(address), Timeout = TimeSpan.FromSeconds(60) };
-        for (int i = 0; i < 300 && (await http.GetAsync("/health/ready")).StatusCode != HttpStatusCode.OK; i++)
-            await Task.Delay(100);
-        return new DefaultModelServer(app, http);
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        Http.Dispose();
-        await _app.StopAsync();
-        await _app.DisposeAsync();
     }
 }

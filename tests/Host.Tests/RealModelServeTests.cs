@@ -2,11 +2,6 @@ using System.ClientModel;
 using System.Net;
 using System.Text;
 using System.Text.Json;
-using ActorQuery.Host.Serve;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
-using Microsoft.Extensions.DependencyInjection;
 using OpenAI;
 using OpenAI.Chat;
 
@@ -20,28 +15,16 @@ namespace ActorQuery.Host.Tests;
 [Collection(ServeCollection.Name)]
 public sealed class RealModelServeTests : IAsyncLifetime
 {
-    private static readonly string ModelFolder = Path.Combine(AppContext.BaseDirectory, "models", "default");
-    private WebApplication _app = null!;
+    private DefaultModelServer _server = null!;
     private HttpClient _http = null!;
-    private string _logs = null!;
 
     public async Task InitializeAsync()
     {
-        _logs = Directory.CreateTempSubdirectory("aq-real-").FullName;
-        _app = ServeApp.Build(ServeCli.Parse(["--model", ModelFolder, "--urls", "http://127.0.0.1:0", "--log-folder", _logs,
-            "--device", "cpu", "--dtype", "float32", "--max-in-flight", "16", "--cache-entries", "0"]), ServeBackends.Default());
-        await _app.StartAsync();
-        var address = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-        _http = new HttpClient { BaseAddress = new Uri(address), Timeout = TimeSpan.FromSeconds(60) };
-        for (int i = 0; i < 300 && (await _http.GetAsync("/health/ready")).StatusCode != HttpStatusCode.OK; i++)
-            await Task.Delay(100);
+        _server = await DefaultModelServer.StartAsync(["--max-in-flight", "16"]);
+        _http = _server.Http;
     }
 
-    public async Task DisposeAsync()
-    {
-        await _app.StopAsync();
-        await _app.DisposeAsync();
-    }
+    public async Task DisposeAsync() => await _server.DisposeAsync();
 
     private ChatClient Chat() => new OpenAIClient(new ApiKeyCredential("unused"),
         new OpenAIClientOptions { Endpoint = new Uri(_http.BaseAddress!, "/v1") }).GetChatClient("default");

@@ -4,10 +4,6 @@ using System.Text.Json;
 using System.Text.RegularExpressions;
 using ActorQuery.Host.Cli;
 using ActorQuery.Host.Serve;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
-using Microsoft.Extensions.DependencyInjection;
 
 namespace ActorQuery.Host.Tests.Load;
 
@@ -18,28 +14,20 @@ namespace ActorQuery.Host.Tests.Load;
 [Collection(ServeCollection.Name)]
 public sealed partial class LoadGeneratorServerTests : IAsyncLifetime
 {
-    private static readonly string ModelFolder = Path.Combine(AppContext.BaseDirectory, "models", "default");
-    private WebApplication _app = null!;
+    private DefaultModelServer _server = null!;
     private string _url = null!;
     private string _out = null!;
 
     public async Task InitializeAsync()
     {
         _out = Directory.CreateTempSubdirectory("aq-load-").FullName;
-        _app = ServeApp.Build(ServeCli.Parse(["--model", ModelFolder, "--urls", "http://127.0.0.1:0", "--log-folder",
-            Path.Combine(_out, "logs"), "--device", "cpu", "--dtype", "float32", "--max-in-flight", "4", "--cache-entries", "0"]),
-            ServeBackends.Default());
-        await _app.StartAsync();
-        _url = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-        using var http = new HttpClient { BaseAddress = new Uri(_url) };
-        for (int i = 0; i < 300 && (await http.GetAsync("/health/ready")).StatusCode != HttpStatusCode.OK; i++)
-            await Task.Delay(100);
+        _server = await DefaultModelServer.StartAsync(["--log-folder", Path.Combine(_out, "logs"), "--max-in-flight", "4"]);
+        _url = _server.Url;
     }
 
     public async Task DisposeAsync()
     {
-        await _app.StopAsync();
-        await _app.DisposeAsync();
+        await _server.DisposeAsync();
         Directory.Delete(_out, recursive: true);
     }
 
@@ -47,7 +35,7 @@ public sealed partial class LoadGeneratorServerTests : IAsyncLifetime
     public async Task Bench_http_answers_every_request_and_writes_the_table_the_plot_and_the_json()
     {
         var output = new StringWriter();
-        int code = await HttpBenchCommand.RunAsync(["--url", _url, "--model", ModelFolder, "--dtype", "float32", "--device", "cpu",
+        int code = await HttpBenchCommand.RunAsync(["--url", _url, "--model", DefaultModelServer.ModelFolder, "--dtype", "float32", "--device", "cpu",
             "--concurrency", "1,2", "--requests-per-stream", "2", "--input-tokens", "16", "--output-tokens", "8", "--warmup", "1",
             "--engine-repeats", "1", "--out", _out], output);
         Assert.Equal(0, code);
