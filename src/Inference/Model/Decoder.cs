@@ -27,11 +27,12 @@ public sealed class Decoder : IDisposable
     public DecoderWeights Weights { get; }
 
     /// <param name="kernelThreads">Threads of <see cref="SmallBatchGemm"/> for float32 CPU projections; 0: libtorch
-    /// does every projection.</param>
+    /// does every projection (also when a weight is not contiguous, which the kernel reads as a plain array).</param>
     public Decoder(DecoderWeights weights, int kernelThreads = 0)
     {
         Weights = weights;
-        _kernelThreads = kernelThreads;
+        bool contiguous = weights.lm_head.is_contiguous() && weights.layers.All(l => l.All().All(t => t.is_contiguous()));
+        _kernelThreads = contiguous ? kernelThreads : 0;
         var c = weights.Config;
         _rope = new RotaryEmbedding(c, weights.Dtype, weights.Device);
         _heads = c.NumAttentionHeads;
@@ -232,8 +233,7 @@ public sealed class Decoder : IDisposable
     private Tensor Linear(Tensor x, Tensor weight, Tensor? bias = null)
     {
         long rows = x.shape[0];
-        if (_kernelThreads > 0 && weight.is_contiguous() && (bias is null || bias.is_contiguous()))
-            return SmallBatchGemm.Linear(x, weight, bias, _kernelThreads);
+        if (_kernelThreads > 0) return SmallBatchGemm.Linear(x, weight, bias, _kernelThreads);
         if (rows < 2 || rows > SmallBatchRows) return F.linear(x, weight, bias);
         var y = bias is null ? mm(weight, x.t()) : addmm(bias.unsqueeze(1), weight, x.t(), 1, 1);     // [out, M]
         return y.t().contiguous();                                                              // [M, out]

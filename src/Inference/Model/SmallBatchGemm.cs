@@ -33,8 +33,8 @@ internal static unsafe partial class SmallBatchGemm
         var pb = bias is null ? 0 : (nint)Data(bias);
         int blocks = (n + 3) / 4;
         threads = Math.Clamp(threads, 1, Math.Max(1, blocks / 16));
-        // More rows (a long prefill) go in slices of ChunkRows, whose x still fits in L2 next to a weight block:
-        // the weights are then read once per slice, which costs little next to the arithmetic of so many rows.
+        // More rows (a long prefill) go in slices of ChunkRows, each one pass over the weights: with that many rows
+        // the arithmetic outweighs reading the weights again, and each slice of x stays near the cores.
         for (int r0 = 0; r0 < m; r0 += ChunkRows)
         {
             int rows = Math.Min(ChunkRows, m - r0);
