@@ -5,9 +5,8 @@ using ActorQuery.Inference.Memory;
 namespace ActorQuery.Actors.Memory;
 
 /// <summary>One reading of the process's memory.</summary>
-/// <param name="DeviceBytes">Memory in use on the accelerator, where the device can tell (CUDA, MPS); null on CPU.</param>
-/// <param name="DeviceLimitBytes">The accelerator's capacity, where known.</param>
-public sealed record MemoryReading(long ResidentBytes, long ManagedBytes, long? DeviceBytes = null, long? DeviceLimitBytes = null);
+/// <param name="DeviceBytes">Memory in use on the accelerator, where the device can tell (CUDA); null on CPU.</param>
+public sealed record MemoryReading(long ResidentBytes, long ManagedBytes, long? DeviceBytes = null);
 
 /// <summary>Where the watchdog's numbers come from; tests drive it with their own.</summary>
 public interface IMemoryReader
@@ -19,16 +18,12 @@ public interface IMemoryReader
 }
 
 /// <summary>The process as the OS sees it: VmRSS, the managed heap, the machine's (or cgroup's) memory; and the
-/// CUDA device's used and total bytes once an engine runs there (<see cref="CudaMemory"/>, the default).</summary>
-public sealed class ProcessMemoryReader(Func<(long Used, long Total)?>? device = null) : IMemoryReader
+/// CUDA device's used bytes once an engine runs there (<see cref="CudaMemory"/>, the default).</summary>
+public sealed class ProcessMemoryReader(Func<long?>? deviceBytes = null) : IMemoryReader
 {
-    private readonly Func<(long Used, long Total)?> _device = device ?? CudaMemory.Read;
+    private readonly Func<long?> _deviceBytes = deviceBytes ?? CudaMemory.UsedBytes;
 
-    public MemoryReading Read()
-    {
-        var d = _device();
-        return new MemoryReading(NativeMemory.ResidentBytes(), GC.GetTotalMemory(false), d?.Used, d?.Total);
-    }
+    public MemoryReading Read() => new(NativeMemory.ResidentBytes(), GC.GetTotalMemory(false), _deviceBytes());
 
     public long MachineBytes => NativeMemory.TotalAvailableBytes();
 }

@@ -3,11 +3,11 @@ using System.Runtime.InteropServices;
 namespace ActorQuery.Inference.Memory;
 
 /// <summary>
-/// How much memory the CUDA device has in use, for the MemoryWatchdog's watermarks. TorchSharp 0.107 exposes no
-/// CUDA memory statistics, so this calls the CUDA runtime's <c>cudaMemGetInfo</c> (a stable C API) from the
-/// libcudart that libtorch already loaded. It reads only once an engine has loaded on CUDA
-/// (<see cref="Use"/>): asking earlier would create a CUDA context (hundreds of MiB) in a CPU-only server.
-/// There is no explicit "empty the cache" call: libtorch's <c>CUDACachingAllocator::emptyCache</c> is an inline
+/// How much memory the CUDA device has in use, for the MemoryWatchdog's readings (reported, not held against its
+/// marks). TorchSharp 0.107 exposes no CUDA memory statistics, so this calls the CUDA runtime's
+/// <c>cudaMemGetInfo</c> (a stable C API) from the libcudart that libtorch already loaded. It reads only once an
+/// engine has loaded on CUDA (<see cref="Use"/>): asking earlier would create a CUDA context (hundreds of MiB) in
+/// a CPU-only server. There is no explicit "empty the cache" call: libtorch's <c>CUDACachingAllocator::emptyCache</c> is an inline
 /// header function (not exported), and the caching allocator already frees its cached blocks and retries before
 /// it raises an out-of-memory error, so a restart's freed tensors are reusable at once.
 /// </summary>
@@ -28,23 +28,14 @@ public static class CudaMemory
     /// <summary>The sonames libtorch's CUDA builds link (CUDA 13, 12, 11); the first one already loaded wins.</summary>
     private static readonly string[] Libraries = ["libcudart.so.13", "libcudart.so.12", "libcudart.so.11.0", "libcudart.so", "cudart64_13.dll", "cudart64_12.dll", "cudart64_110.dll"];
 
-    /// <summary>Marks CUDA device <paramref name="index"/> as used by an engine, so that <see cref="Read"/> reads it.</summary>
+    /// <summary>Marks CUDA device <paramref name="index"/> as used by an engine, so that <see cref="UsedBytes"/> reads it.</summary>
     public static void Use(int index)
     {
         lock (Gate) _device = Math.Max(0, index);
     }
 
-    /// <summary>Whether the CUDA runtime was found (false until an engine uses CUDA, or where it cannot be loaded).</summary>
-    public static bool Available
-    {
-        get
-        {
-            lock (Gate) return _device >= 0 && Resolve();
-        }
-    }
-
-    /// <summary>(used, total) bytes of the device an engine uses, or null (no CUDA engine, or no libcudart).</summary>
-    public static (long Used, long Total)? Read()
+    /// <summary>Bytes in use on the device an engine uses, or null (no CUDA engine, or no libcudart).</summary>
+    public static long? UsedBytes()
     {
         lock (Gate)
         {
@@ -52,7 +43,7 @@ public static class CudaMemory
             // The runtime's current device is per thread and the watchdog runs on pool threads.
             if (_setDevice!(_device) != 0) return null;
             if (_memGetInfo!(out var free, out var total) != 0 || total == 0) return null;
-            return ((long)(total - free), (long)total);
+            return (long)(total - free);
         }
     }
 
