@@ -360,11 +360,7 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
 
     private void OnWorkerStatus(WorkerStatus s)
     {
-        if (!_workers.TryGetValue(Sender, out var entry)) return;
-        entry.Status = s;
-        entry.ReservedSinceReport = 0;
-        if (!_workers.Values.Any(w => w.MayBecomeReady)) RefuseWaiting();
-        Dispatch();
+        if (_workers.TryGetValue(Sender, out var entry)) Update(entry, s);
     }
 
     /// <summary>A worker anywhere in the cluster, as its node publishes it (<see cref="WorkerDirectory"/> passes on only reachable members).</summary>
@@ -381,7 +377,13 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
             Context.Watch(m.Worker);
             _log.Info("worker {0} at {1} joined the routing ({2})", m.Status.Worker, m.Worker.Path.Address, m.Status.State);
         }
-        entry.Status = m.Status;
+        Update(entry, m.Status);
+    }
+
+    /// <summary>A worker's new status: its reservations are in it now; waiting queries may move, or never can.</summary>
+    private void Update(WorkerEntry entry, WorkerStatus status)
+    {
+        entry.Status = status;
         entry.ReservedSinceReport = 0;
         if (!_workers.Values.Any(w => w.MayBecomeReady)) RefuseWaiting();
         Dispatch();
