@@ -93,7 +93,8 @@ internal static class StreamsBench
     /// <summary>
     /// Where a decode step's time goes at each stream count: the engine's step (n sequences decoding, prompt
     /// already cached) against the same model's projections alone (random matrices of the checkpoint's shapes,
-    /// [n, in] × [in, out] for every layer and the LM head). The rest is attention, norms, rotary, sampling and
+    /// [n, in] × [in, out] for every layer and the LM head, multiplied as the engine multiplies them: the small-batch
+    /// kernel or libtorch). The rest is attention, norms, rotary, sampling and
     /// per-op overhead. Process CPU time, medians of 5, so that other busy processes matter less.
     /// </summary>
     public static string Profile(InferenceEngine engine, Settings s)
@@ -114,9 +115,13 @@ internal static class StreamsBench
             long id = 1_000_000;
             foreach (var n in s.Streams)
             {
-                var p = new SamplingParams { MaxNewTokens = 1000, IgnoreEos = true };
+                // Long enough for the measured steps, within the model's context (a small model's is 512).
+                var p = new SamplingParams { MaxNewTokens = Math.Clamp(c.MaxPositionEmbeddings - s.PromptTokens, 1, 1000), IgnoreEos = true };
                 for (int i = 0; i < n; i++)
-                    engine.TryAdd(new GenerationRequest(++id, Enumerable.Range(0, s.PromptTokens).Select(_ => rng.Next(c.VocabSize)).ToArray(), p));
+                {
+                    var admit = engine.TryAdd(new GenerationRequest(++id, Enumerable.Range(0, s.PromptTokens).Select(_ => rng.Next(c.VocabSize)).ToArray(), p));
+                    if (!admit.Admitted) throw new CliException($"stream not admitted: {admit.Reason}");
+                }
                 while (engine.Step().Updates.Count < n) { }          // prefill done: every step is n decode tokens
                 var step = CpuMedian(() => engine.Step());
                 var xs = perLayer.Select(d => randn(n, d.In, dtype: dtype)).ToArray();
@@ -125,29 +130,10 @@ internal static class StreamsBench
                 {
                     using var inner = NewDisposeScope();
                     for (int l = 0; l < c.NumHiddenLayers; l++)
-                        for (int k = 0; k < weights.Length; k++) F.linear(xs[k], weights[k]);
-                    F.linear(xh, head);
+                        for (int k = 0; k < weights.Length; k++) engine.Project(xs[k], weights[k]);
+                    engine.Project(xh, head);
                 });
                 for (long i = id - n + 1; i <= id; i++) engine.Remove(i);
-                if (Environment.GetEnvironmentVariable("AQ_PROFILE_LAYOUTS") == "1")
-                {
-                    // Experiments: the same products with the weight as the left operand, or pre-transposed.
-                    var wt = weights.Select(w => w.t().contiguous()).ToArray();
-                    var leftW = CpuMedian(() =>
-                    {
-                        using var inner = NewDisposeScope();
-                        for (int l = 0; l < c.NumHiddenLayers; l++)
-                            for (int k = 0; k < weights.Length; k++) mm(weights[k], xs[k].t()).t();
-                    });
-                    var pre = CpuMedian(() =>
-                    {
-                        using var inner = NewDisposeScope();
-                        for (int l = 0; l < c.NumHiddenLayers; l++)
-                            for (int k = 0; k < weights.Length; k++) mm(xs[k], wt[k]);
-                    });
-                    foreach (var w in wt) w.Dispose();
-                    Console.Error.WriteLine($"layouts {n}: linear {proj * 1e3:F0} ms (incl. head), W·xT {leftW * 1e3:F0} ms, x·WT(pre-transposed) {pre * 1e3:F0} ms (no head)");
-                }
                 md.AppendLine($"| {n} | {step * 1e3:F0} | {proj * 1e3:F0} | {(step - proj) * 1e3:F0} | {(step - proj) / n * 1e3:F1} |");
                 Console.Error.WriteLine($"profile {n}: step {step * 1e3:F0} ms, projections {proj * 1e3:F0} ms");
             }

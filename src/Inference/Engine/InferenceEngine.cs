@@ -327,6 +327,9 @@ public sealed class InferenceEngine : IGenerationEngine
         return new SequenceUpdate(s.Request.SequenceId, token, logprob, finish);
     }
 
+    /// <summary>For the bench's profile: x·Wᵀ computed exactly as this engine's projections are (kernel or libtorch).</summary>
+    public Tensor Project(Tensor x, Tensor weight) => _decoder.Linear(x, weight);
+
     /// <summary>For tests and tools: logits of every position of <paramref name="ids"/> run as one fresh sequence, [T, vocab].</summary>
     public float[,] ScoreAllPositions(IReadOnlyList<int> ids)
     {

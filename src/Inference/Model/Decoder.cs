@@ -230,7 +230,7 @@ public sealed class Decoder : IDisposable
     /// AVX2 thread: 3.3× less CPU at 4 rows, 1.4× at 16; the same at 1 row, where both are a GEMV). The
     /// transposed result is copied contiguous (M × out floats, small next to the weight read).
     /// </summary>
-    private Tensor Linear(Tensor x, Tensor weight, Tensor? bias = null)
+    internal Tensor Linear(Tensor x, Tensor weight, Tensor? bias = null)
     {
         long rows = x.shape[0];
         if (_kernelThreads > 0) return SmallBatchGemm.Linear(x, weight, bias, _kernelThreads);
