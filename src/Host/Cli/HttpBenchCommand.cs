@@ -35,10 +35,7 @@ internal static class HttpBenchCommand
         double timeout = a.Float("request-timeout", 1, 86_400) ?? 1800;
         var model = a.String("model");
         var tokenizerPath = a.String("tokenizer") ?? model ?? "models/shapes/qwen2.5-0.5b";
-        var dtype = a.String("dtype") ?? "auto";
-        var device = a.String("device") ?? "auto";
-        int threads = a.Int("threads", 0, 1024) ?? 0;
-        bool dummy = a.Flag("dummy-weights");
+        var engineOptions = EngineCli.Options(a, model ?? ""); // the engine-alone figure: --dtype, --device, --threads, --dummy-weights
         bool noEngine = a.Flag("no-engine");
         int engineRepeats = a.Int("engine-repeats", 1, 100) ?? 3;
         var serverArgs = a.String("server-args");
@@ -56,11 +53,8 @@ internal static class HttpBenchCommand
         EngineBaseline? engine = null;
         if (model is not null && !noEngine)
         {
-            Console.Error.WriteLine($"engine alone: {model} ({dtype}), prompt {inputTokens}, {outputTokens} tokens, {engineRepeats} repeats ...");
-            engine = EngineBaseline.Measure(new EngineOptions
-            {
-                ModelPath = model, Dtype = dtype, Device = device, DummyWeights = dummy, Threads = threads,
-            }, prompts.At(0).ToArray(), outputTokens, engineRepeats);
+            Console.Error.WriteLine($"engine alone: {model} ({engineOptions.Dtype}), prompt {inputTokens}, {outputTokens} tokens, {engineRepeats} repeats ...");
+            engine = EngineBaseline.Measure(engineOptions, prompts.At(0).ToArray(), outputTokens, engineRepeats);
             Console.Error.WriteLine($"engine alone: {engine.EndToEndTokensPerSecond:F2} tok/s end to end, decode {engine.DecodeTokensPerSecond:F2} tok/s ({engine.Dtype})");
         }
 
@@ -94,7 +88,7 @@ internal static class HttpBenchCommand
                                     (s.FirstError is null ? "" : $"; first error: {s.FirstError}"));
         }
 
-        var report = new HttpBenchReport(started, url, health, serverArgs, model, dtype, dummy, tokenizerPath, inputTokens,
+        var report = new HttpBenchReport(started, url, health, serverArgs, model, engineOptions.Dtype, engineOptions.DummyWeights, tokenizerPath, inputTokens,
             outputTokens, temperature, warmup, perStream, maxSeconds, loadBefore, MachineInfo.LoadAverage(), engine, summaries);
         Directory.CreateDirectory(outDir);
         string stem = Path.Combine(outDir, $"http-bench-{started:yyyyMMdd-HHmmss}");
