@@ -42,8 +42,7 @@ internal static class HttpBenchCommand
         var outDir = a.String("out") ?? Path.Combine("bench", "results");
         a.EnsureAllUsed();
         if (levels.Any(c => c < 1)) throw new CliException("option --concurrency: every level must be >= 1");
-        if (!Uri.TryCreate(url, UriKind.Absolute, out var baseUri) || baseUri.Scheme is not ("http" or "https"))
-            throw new CliException($"option --url: '{url}' is not an http(s) URL");
+        using var http = LoadHttp.Create(url, timeout);
 
         var tokenizer = TokenizeCommand.LoadTokenizer(tokenizerPath);
         var prompts = new PromptIds(tokenizer, inputTokens);
@@ -58,10 +57,6 @@ internal static class HttpBenchCommand
             Console.Error.WriteLine($"engine alone: {engine.EndToEndTokensPerSecond:F2} tok/s end to end, decode {engine.DecodeTokensPerSecond:F2} tok/s ({engine.Dtype})");
         }
 
-        using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = int.MaxValue })
-        {
-            BaseAddress = baseUri, Timeout = TimeSpan.FromSeconds(timeout),
-        };
         var health = await ReadHealth(http, url);
         var client = new CompletionClient(http);
         int next = 1;

@@ -34,14 +34,9 @@ internal static class SoakCommand
         var model = a.String("model-note");
         var outDir = a.String("out") ?? Path.Combine("bench", "results");
         a.EnsureAllUsed();
-        if (!Uri.TryCreate(url, UriKind.Absolute, out var baseUri) || baseUri.Scheme is not ("http" or "https"))
-            throw new CliException($"option --url: '{url}' is not an http(s) URL");
+        using var http = LoadHttp.Create(url, timeout);
         if (pid is { } p && !File.Exists($"/proc/{p}/status")) throw new CliException($"option --server-pid: no process {p}");
 
-        using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = int.MaxValue })
-        {
-            BaseAddress = baseUri, Timeout = TimeSpan.FromSeconds(timeout),
-        };
         try
         {
             using var ready = await http.GetAsync("/health/ready");
