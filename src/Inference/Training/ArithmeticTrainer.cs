@@ -49,7 +49,7 @@ public sealed class ArithmeticTrainer
         var rng = new Random(o.Seed);
         var probe = ArithmeticTask.HeldOutSet(o.EvalCount, o.Seed + 1);
         var sw = Stopwatch.StartNew();
-        var pending = new Queue<List<ArithmeticExample>>();
+        var pending = new Queue<List<Encoded>>();
         double lossSum = 0;
         int lossN = 0;
         // StopAt ends the run early without changing the schedule, so step k of an N-step run is reproducible.
@@ -94,16 +94,19 @@ public sealed class ArithmeticTrainer
 
     /// <summary>Sixteen batches at a time, drawn as one pool and cut by token length, so that a few long prompts
     /// (chats with a system message) do not pad a whole batch; the batches then go in random order.</summary>
-    private Queue<List<ArithmeticExample>> NextBuckets(Random rng, int batchSize)
+    private Queue<List<Encoded>> NextBuckets(Random rng, int batchSize)
     {
         const int Buckets = 16;
         var pool = Enumerable.Range(0, batchSize * Buckets).Select(_ => ArithmeticTask.NextTraining(rng))
-            .Select((e, i) => (e, i, len: _tok.Encode(e.Prompt).Count + _tok.Encode(e.Completion).Count))
-            .OrderBy(x => x.len).ThenBy(x => x.i).Select(x => x.e).ToList();
+            .Select((e, i) => (e: new Encoded(_tok.Encode(e.Prompt), _tok.Encode(e.Completion)), i))
+            .OrderBy(x => x.e.Prompt.Count + x.e.Completion.Count).ThenBy(x => x.i).Select(x => x.e).ToList();
         var batches = pool.Chunk(batchSize).Select(c => c.ToList()).ToList();
         rng.Shuffle(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(batches));
-        return new Queue<List<ArithmeticExample>>(batches);
+        return new Queue<List<Encoded>>(batches);
     }
+
+    /// <summary>An example's prompt and completion as token ids, encoded once for bucketing and batching.</summary>
+    private sealed record Encoded(IReadOnlyList<int> Prompt, IReadOnlyList<int> Completion);
 
     private static double LearningRateAt(int step, TrainingOptions o)
     {
@@ -114,12 +117,11 @@ public sealed class ArithmeticTrainer
 
     /// <summary>Inputs and next-token labels, right-padded; labels are <see cref="IgnoreIndex"/> except on the
     /// completion (answer digits and the end-of-turn token).</summary>
-    private (Tensor Inputs, Tensor Labels) MakeBatch(IReadOnlyList<ArithmeticExample> batch)
+    private (Tensor Inputs, Tensor Labels) MakeBatch(IReadOnlyList<Encoded> seqs)
     {
-        var seqs = batch.Select(e => (Prompt: _tok.Encode(e.Prompt), Completion: _tok.Encode(e.Completion))).ToList();
         int t = seqs.Max(s => s.Prompt.Count + s.Completion.Count) - 1;
-        var inputs = new long[batch.Count * t];
-        var labels = new long[batch.Count * t];
+        var inputs = new long[seqs.Count * t];
+        var labels = new long[seqs.Count * t];
         Array.Fill(inputs, _tok.EndOfTextId);
         Array.Fill(labels, IgnoreIndex);
         for (int i = 0; i < seqs.Count; i++)
@@ -131,7 +133,7 @@ public sealed class ArithmeticTrainer
                 if (j + 1 >= seqs[i].Prompt.Count) labels[i * t + j] = ids[j + 1];
             }
         }
-        return (tensor(inputs, [batch.Count, t]), tensor(labels, [batch.Count, t]));
+        return (tensor(inputs, [seqs.Count, t]), tensor(labels, [seqs.Count, t]));
     }
 
     /// <summary>Greedy answers of the training model (no KV cache: the whole buffer each step), in input order.</summary>
