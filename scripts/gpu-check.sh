@@ -8,26 +8,13 @@
 #   4. a real CUDA out-of-memory while loading (a KV budget far over the GPU) degrades, then serves;
 #   5. injected out-of-memory errors mid-serving: the worker restarts and every query is answered.
 set -uo pipefail
+cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/gpu-check}; mkdir -p "$out"
-app() { bash .gpu/device-run.sh "$@"; }
-port=8123
-url=http://127.0.0.1:$port
-
-serve() { # serve NAME ARGS... : starts the server in the background, waits until ready (90 s)
-  local name=$1; shift
-  if curl -sf "$url/health/live" > /dev/null; then echo "port $port is already serving"; return 1; fi
-  # not through app(): $! must be the process that becomes the server, so that stop() ends it
-  bash .gpu/device-run.sh serve --urls "$url" --log-folder "$out/logs-$name" "$@" > "$out/serve-$name.log" 2>&1 &
-  server=$!
-  for _ in $(seq 180); do
-    curl -sf "$url/health/ready" > /dev/null && return 0
-    kill -0 "$server" 2> /dev/null || { echo "server $name exited"; tail -20 "$out/serve-$name.log"; return 1; }
-    sleep 0.5
-  done
-  echo "server $name not ready in 90 s"; tail -20 "$out/serve-$name.log"; return 1
-}
-stop() { kill "$server" 2> /dev/null; wait "$server" 2> /dev/null; for _ in $(seq 50); do curl -sf "$url/health/live" > /dev/null || break; sleep 0.2; done; }
-ask() { curl -s "$url/query" -H 'Content-Type: application/json' -d "$1"; echo; }
+. scripts/serve-common.sh                  # start_server / stop_server; each server's logs go to a folder under $out
+export TMPDIR=$out
+HOST=(bash .gpu/device-run.sh)
+app() { "${HOST[@]}" "$@"; }
+ask() { curl -s "$SERVER_URL/query" -H 'Content-Type: application/json' -d "$1"; echo; }
 
 echo "== 1. default model, CUDA float32 vs CPU"
 for q in "37 + 58 =" "What is 912 - 45?" "7 times 8?"; do
@@ -40,34 +27,32 @@ echo "== 2. engine bench, 0.5B shape, bfloat16, CUDA"
 app bench --device cuda --dtypes bfloat16 --streams 1,16,64 --prompt-tokens 128 --output-tokens 128 --rounds 1 2>&1 | tee "$out/bench.txt" | tail -12
 
 echo "== 3. serve the default model on CUDA"
-if serve default --device cuda --dtype float32; then
-  ask '{"prompt": "What is 37 + 58?", "max_new_tokens": 8}'
-  curl -s "$url/v1/chat/completions" -H 'Content-Type: application/json' \
-    -d '{"model": "default", "messages": [{"role": "user", "content": "What is 6 times 7?"}], "temperature": 0}'; echo
-  curl -s "$url/memory"; echo
-  stop
-fi
+start_server --device cuda --dtype float32
+ask '{"prompt": "What is 37 + 58?", "max_new_tokens": 8}'
+curl -s "$SERVER_URL/v1/chat/completions" -H 'Content-Type: application/json' \
+  -d '{"model": "default", "messages": [{"role": "user", "content": "What is 6 times 7?"}], "temperature": 0}'; echo
+sleep 6 # the watchdog reads memory every 5 s
+curl -s "$SERVER_URL/memory"; echo
+stop_server
 
 echo "== 4. real CUDA OOM at load: the default model with a KV budget of 240 GiB"
-if serve oom-load --device cuda --dtype float32 --kv-cache-size 240GiB; then
-  ask '{"prompt": "What is 37 + 58?", "max_new_tokens": 8}'
-  curl -s "$url/health"; echo
-  curl -s "$url/memory"; echo
-  stop
-fi
-grep -h -i -E "out of memory|degrad" "$out"/logs-oom-load/*.log 2> /dev/null | cut -c1-300 | head -8
+start_server --device cuda --dtype float32 --kv-cache-size 240GiB
+ask '{"prompt": "What is 37 + 58?", "max_new_tokens": 8}'
+curl -s "$SERVER_URL/health"; echo
+curl -s "$SERVER_URL/memory"; echo
+stop_server
+grep -h -i -E "out of memory|degrad" "$SERVER_LOG"/*.log 2> /dev/null | cut -c1-300 | head -8
 
 echo "== 5. injected OOM at steps 3 and 9 while serving on CUDA"
 export ACTORQUERY__FAULTS__OOMATSTEPS__0=3 ACTORQUERY__FAULTS__OOMATSTEPS__1=9
-if serve oom-steps --device cuda --dtype float32 --cache-entries 0; then
-  pids=()
-  for i in $(seq 8); do
-    (ask "{\"prompt\": \"$((i * 11)) + $((i * 7)) =\", \"max_new_tokens\": 8}" > "$out/q$i.json") & pids+=($!)
-  done
-  wait "${pids[@]}"
-  for i in $(seq 8); do echo "$((i * 11)) + $((i * 7)) = ($((i * 18))): $(cut -c1-160 "$out/q$i.json")"; done
-  curl -s "$url/health"; echo
-  stop
-fi
+start_server --device cuda --dtype float32 --cache-entries 0
+pids=()
+for i in $(seq 8); do
+  (ask "{\"prompt\": \"$((i * 11)) + $((i * 7)) =\", \"max_new_tokens\": 8}" > "$out/q$i.json") & pids+=($!)
+done
+wait "${pids[@]}"
+for i in $(seq 8); do echo "$((i * 11)) + $((i * 7)) = ($((i * 18))): $(cut -c1-160 "$out/q$i.json")"; done
+curl -s "$SERVER_URL/health"; echo
+stop_server
 unset ACTORQUERY__FAULTS__OOMATSTEPS__0 ACTORQUERY__FAULTS__OOMATSTEPS__1
 echo "== done"

@@ -9,7 +9,10 @@ build_host() {
   fi
   HOST_DLL=$(find src/Host/bin/Release -name actorquery.dll -path '*net10.0*' | head -1)
   [ -n "$HOST_DLL" ] || { echo "error: no actorquery.dll under src/Host/bin/Release after the build" >&2; exit 2; }
+  HOST=(dotnet "$HOST_DLL")
 }
+
+# HOST: the command that runs actorquery (build_host sets it; gpu-check.sh sets the packed app's launcher).
 
 # A port nobody listens on: bash's /dev/tcp connect fails on a free one (no python or ss needed).
 free_port() {
@@ -62,7 +65,7 @@ start_server() {
   SERVER_URL="http://127.0.0.1:$port"
   SERVER_LOG=$(mktemp -d "${TMPDIR:-/tmp}/actorquery-bench.XXXXXX")
   echo "starting: serve $* --urls $SERVER_URL (logs in $SERVER_LOG)" >&2
-  dotnet "$HOST_DLL" serve "$@" --urls "$SERVER_URL" --log-folder "$SERVER_LOG" >"$SERVER_LOG/stdout.txt" 2>&1 &
+  "${HOST[@]}" serve "$@" --urls "$SERVER_URL" --log-folder "$SERVER_LOG" >"$SERVER_LOG/stdout.txt" 2>&1 &
   SERVER_PID=$!
   trap stop_server EXIT
   trap 'stop_server; exit 143' INT TERM
@@ -95,7 +98,7 @@ command -v curl >/dev/null || { echo "error: curl is needed to wait for the serv
 run_verb() {
   local name=$1 prefix=$2; shift 2
   set +e
-  dotnet "$HOST_DLL" "$name" "$@" | tee "$SERVER_LOG/$name.txt"
+  "${HOST[@]}" "$name" "$@" | tee "$SERVER_LOG/$name.txt"
   local status=${PIPESTATUS[0]}
   set -e
   stop_server
