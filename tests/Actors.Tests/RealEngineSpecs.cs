@@ -86,7 +86,7 @@ public sealed class RealEngineSpecs : ActorSpec, IDisposable
     }
 
     [Fact]
-    public void Should_return_resident_memory_to_near_its_post_load_level_after_restarts()
+    public void Should_not_grow_resident_memory_with_each_restart()
     {
         // A fixture-shaped Qwen2 with a 64k vocabulary: ~70 MB of weights, so that a restart that kept the old
         // engine's tensors would move RSS by more than the tolerance.
@@ -102,35 +102,42 @@ public sealed class RealEngineSpecs : ActorSpec, IDisposable
             new FaultOptions { OomEveryNthStep = 3 });
         var router = StartNode(engines);
         var request = new QueryRequest { QueryId = "warm", PromptTokenIds = new[] { 1, 2, 3 }, Sampling = SamplingParams.Greedy(2) with { IgnoreEos = true } };
-        Run(router, request); // steps 1-2: warm-up, no fault
+        Run(router, request); // steps 1-2: no fault
+        // The baseline is read after a first OOM restart, not right after load: the first restart is where the
+        // process grows once and for good (the restart path's code, a new thread's malloc arena). In CI, with the
+        // whole assembly run before it, that one-time growth once reached +67 MiB against a post-load baseline.
+        // An engine that a restart kept (84 MiB of weights here, and its KV pool) would add itself on each of the
+        // next three restarts, so the check still catches a leak three times over.
+        RestartOnce(router, request, 1);
         NativeMemory.CollectAndTrim();
-        long postLoad = NativeMemory.ResidentBytes();
+        long baseline = NativeMemory.ResidentBytes();
 
-        for (int i = 1; i <= 3; i++)
-        {
-            // Step 3, 6, 9 runs out of memory: the query is handed back and retried on the reloaded engine.
-            var events = Run(router, request with { QueryId = $"q{i}" });
-            Assert.IsType<QueryCompleted>(events[^1]);
-            AwaitReady(router, restarts: i);
-        }
-        // One reading right after the last restart failed once in CI (+70 MiB, then fine on the next runs): freed
-        // native memory does not always leave RSS at once. An engine that was kept would never leave, so reading
-        // again for up to 5 s still catches a leak.
-        long tolerance = Math.Max(postLoad / 10, 64L << 20);
+        for (int i = 2; i <= 4; i++) RestartOnce(router, request, i);
+        // Freed native memory does not always leave RSS at once; an engine that was kept would never leave, so
+        // reading again for up to 5 s still catches a leak.
+        long tolerance = Math.Max(baseline / 10, 64L << 20);
         long afterRestarts = 0;
         for (int attempt = 0; attempt < 20; attempt++)
         {
             NativeMemory.CollectAndTrim();
             afterRestarts = NativeMemory.ResidentBytes();
-            if (Math.Abs(afterRestarts - postLoad) <= tolerance) break;
+            if (Math.Abs(afterRestarts - baseline) <= tolerance) break;
             Thread.Sleep(250);
         }
 
-        _output.WriteLine($"RSS after load {postLoad >> 20} MiB, after 3 restarts {afterRestarts >> 20} MiB (tolerance {tolerance >> 20} MiB); " +
+        _output.WriteLine($"RSS after the first restart {baseline >> 20} MiB, after 3 more {afterRestarts >> 20} MiB (tolerance {tolerance >> 20} MiB); " +
                           $"weights {RouterStatusOf(router).Workers[0].TensorBytes >> 20} MiB");
-        Assert.Equal(3, RouterStatusOf(router).Workers[0].OomCount);
-        Assert.True(Math.Abs(afterRestarts - postLoad) <= tolerance,
-            $"RSS moved from {postLoad >> 20} MiB to {afterRestarts >> 20} MiB over 3 restarts (tolerance {tolerance >> 20} MiB)");
+        Assert.Equal(4, RouterStatusOf(router).Workers[0].OomCount);
+        Assert.True(Math.Abs(afterRestarts - baseline) <= tolerance,
+            $"RSS moved from {baseline >> 20} MiB to {afterRestarts >> 20} MiB over 3 restarts (tolerance {tolerance >> 20} MiB)");
+    }
+
+    /// <summary>Step 3i runs out of memory: the query is handed back and retried on the reloaded engine.</summary>
+    private void RestartOnce(IActorRef router, QueryRequest request, int i)
+    {
+        var events = Run(router, request with { QueryId = $"q{i}" });
+        Assert.IsType<QueryCompleted>(events[^1]);
+        AwaitReady(router, restarts: i);
     }
 
     public new void Dispose()
