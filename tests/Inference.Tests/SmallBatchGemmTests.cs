@@ -5,8 +5,23 @@ using static TorchSharp.torch;
 namespace ActorQuery.Inference.Tests;
 
 /// <summary>The hand-written float32 projection kernel agrees with libtorch and does not depend on the batch.</summary>
-public class SmallBatchGemmTests
+public sealed class SmallBatchGemmTests : IDisposable
 {
+    private readonly List<GemmTeam> _teams = new();
+
+    /// <summary>A team of that many threads, stopped after the test (1: the calling thread alone).</summary>
+    private GemmTeam Team(int threads)
+    {
+        var team = new GemmTeam(threads);
+        _teams.Add(team);
+        return team;
+    }
+
+    public void Dispose()
+    {
+        foreach (var t in _teams) t.Dispose();
+    }
+
     public static TheoryData<int, int, int, bool, int> Shapes => new()
     {
         // rows, out, in, bias, threads: odd rows (the one-row tail), out not a multiple of 4 (the column tail),
@@ -32,7 +47,7 @@ public class SmallBatchGemmTests
         var w = randn(outFeatures, inFeatures, generator: gen);
         var b = hasBias ? randn(outFeatures, generator: gen) : null;
         var expected = nn.functional.linear(x, w, b).to(ScalarType.Float64);
-        var got = SmallBatchGemm.Linear(x, w, b, threads);
+        var got = SmallBatchGemm.Linear(x, w, b, Team(threads));
         Assert.Equal(new long[] { rows, outFeatures }, got.shape);
         // Sums of up to 4,864 products of unit normals: float32 rounding differs by order, not by more.
         double err = (got.to(ScalarType.Float64) - expected).abs().max().item<double>();
@@ -49,13 +64,36 @@ public class SmallBatchGemmTests
         var x = randn(16, 896, generator: gen);
         var w = randn(1152, 896, generator: gen);
         var b = randn(1152, generator: gen);
-        var batch = SmallBatchGemm.Linear(x, w, b, 2);
+        var batch = SmallBatchGemm.Linear(x, w, b, Team(2));
         for (int i = 0; i < 16; i++)
         {
-            var alone = SmallBatchGemm.Linear(x.narrow(0, i, 1), w, b, 1);
+            var alone = SmallBatchGemm.Linear(x.narrow(0, i, 1), w, b, Team(1));
             Assert.True(alone.eq(batch.narrow(0, i, 1)).all().item<bool>(), $"row {i} differs alone");
         }
-        Assert.True(SmallBatchGemm.Linear(x, w, b, 3).eq(batch).all().item<bool>());
+        Assert.True(SmallBatchGemm.Linear(x, w, b, Team(3)).eq(batch).all().item<bool>());
+    }
+
+    [Fact]
+    public void A_team_runs_every_chunk_once_and_reports_a_failed_one()
+    {
+        using var team = new GemmTeam(3);
+        for (int round = 0; round < 200; round++)       // many calls: a worker that missed a wake-up would hang here
+        {
+            var hits = new int[1 + round % 40];
+            team.Run(hits.Length, c => Interlocked.Increment(ref hits[c]));
+            Assert.All(hits, h => Assert.Equal(1, h));
+        }
+        // Two callers at once: the second runs its chunks on its own thread instead of waiting or mixing them.
+        var a = new int[5000];
+        var b = new int[5000];
+        Parallel.Invoke(() => team.Run(a.Length, c => a[c]++), () => team.Run(b.Length, c => b[c]++));
+        Assert.All(a.Concat(b), h => Assert.Equal(1, h));
+
+        var e = Assert.ThrowsAny<Exception>(() => team.Run(100, c => { if (c == 57) throw new InvalidOperationException("chunk 57"); }));
+        Assert.Contains("chunk 57", e.ToString());
+        var after = new int[100];
+        team.Run(after.Length, c => Interlocked.Increment(ref after[c]));  // the team still works after a failure
+        Assert.All(after, h => Assert.Equal(1, h));
     }
 
     [Fact]
@@ -68,6 +106,6 @@ public class SmallBatchGemmTests
         var x = wide.narrow(1, 40, 40); // a view with a row stride of 80
         var w = randn(12, 40, generator: gen);
         var expected = nn.functional.linear(x.contiguous(), w);
-        Assert.True(SmallBatchGemm.Linear(x, w, null, 2).allclose(expected, rtol: 1e-5, atol: 1e-5));
+        Assert.True(SmallBatchGemm.Linear(x, w, null, Team(2)).allclose(expected, rtol: 1e-5, atol: 1e-5));
     }
 }

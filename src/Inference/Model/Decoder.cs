@@ -22,7 +22,7 @@ public sealed class Decoder : IDisposable
 {
     private readonly RotaryEmbedding _rope;
     private readonly int _heads, _kvHeads, _headDim, _groups;
-    private readonly int _kernelThreads;
+    private readonly GemmTeam? _team;     // set when projections go through SmallBatchGemm
 
     public DecoderWeights Weights { get; }
 
@@ -32,7 +32,7 @@ public sealed class Decoder : IDisposable
     {
         Weights = weights;
         bool contiguous = weights.lm_head.is_contiguous() && weights.layers.All(l => l.All().All(t => t.is_contiguous()));
-        _kernelThreads = contiguous ? kernelThreads : 0;
+        _team = contiguous && kernelThreads > 0 ? new GemmTeam(kernelThreads) : null;
         var c = weights.Config;
         _rope = new RotaryEmbedding(c, weights.Dtype, weights.Device);
         _heads = c.NumAttentionHeads;
@@ -233,7 +233,7 @@ public sealed class Decoder : IDisposable
     internal Tensor Linear(Tensor x, Tensor weight, Tensor? bias = null)
     {
         long rows = x.shape[0];
-        if (_kernelThreads > 0) return SmallBatchGemm.Linear(x, weight, bias, _kernelThreads);
+        if (_team is not null) return SmallBatchGemm.Linear(x, weight, bias, _team);
         if (rows < 2 || rows > SmallBatchRows) return F.linear(x, weight, bias);
         var y = bias is null ? mm(weight, x.t()) : addmm(bias.unsqueeze(1), weight, x.t(), 1, 1);     // [out, M]
         return y.t().contiguous();                                                              // [M, out]
@@ -250,5 +250,9 @@ public sealed class Decoder : IDisposable
         return normed.to(x.dtype).mul_(weight);
     }
 
-    public void Dispose() => Weights.Dispose();
+    public void Dispose()
+    {
+        _team?.Dispose();
+        Weights.Dispose();
+    }
 }

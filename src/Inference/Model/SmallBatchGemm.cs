@@ -1,5 +1,4 @@
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using static TorchSharp.torch;
@@ -12,78 +11,74 @@ namespace ActorQuery.Inference.Model;
 /// matrix and then reads the copy: profiling a 16-stream step of the 0.5B shape showed as many samples in that copy
 /// (<c>mkl_blas_def_sgemm_scopy_right4_bdz</c>) as in the multiply kernel, so each weight was read from memory
 /// twice and written once. Here each block of four weight rows is read from memory once and, while it sits in L1,
-/// multiplied with every row of x (x, a few KB per row, stays in L2). The weight rows are split between threads.
+/// multiplied with every row of x (x, a few KB per row, stays in L2). The weight rows go in chunks to the threads
+/// of a <see cref="GemmTeam"/>.
 /// Every output element is summed in the same order whatever the number of rows, so a sequence's logits do not
 /// depend on which others share its step.
 /// </summary>
-internal static unsafe partial class SmallBatchGemm
+internal static unsafe class SmallBatchGemm
 {
     /// <summary>True where the kernel can run (x86-64 with AVX2 and FMA).</summary>
     public static bool Supported => Avx2.IsSupported && Fma.IsSupported;
 
-    /// <summary>x [M, K] · weight [N, K]ᵀ (+ bias [N]) → [M, N]; all float32, CPU, weight and bias contiguous; any M.</summary>
-    public static Tensor Linear(Tensor x, Tensor weight, Tensor? bias, int threads)
+    /// <summary>x [M, K] · weight [N, K]ᵀ (+ bias [N]) → [M, N]; all float32, CPU, weight and bias contiguous; any M.
+    /// The columns are computed in chunks by <paramref name="team"/>'s threads (the calling thread alone when null).</summary>
+    public static Tensor Linear(Tensor x, Tensor weight, Tensor? bias, GemmTeam? team)
     {
         int m = (int)x.shape[0], k = (int)x.shape[1], n = (int)weight.shape[0];
         using var xc = x.contiguous(); // a new handle on the same storage when x already is
         var y = empty(m, n, ScalarType.Float32);
-        var px = (nint)Data(xc);
-        var pw = (nint)Data(weight);
-        var py = (nint)Data(y);
-        var pb = bias is null ? 0 : (nint)Data(bias);
-        int blocks = (n + 3) / 4;
-        threads = Math.Clamp(threads, 1, Math.Max(1, blocks / 16));
+        var px = (nint)TensorData.Floats(xc);
+        var pw = (nint)TensorData.Floats(weight);
+        var py = (nint)TensorData.Floats(y);
+        var pb = bias is null ? 0 : (nint)TensorData.Floats(bias);
+        int chunks = (n + ChunkColumns - 1) / ChunkColumns;
         // More rows (a long prefill) go in slices of ChunkRows, each one pass over the weights: with that many rows
         // the arithmetic outweighs reading the weights again, and each slice of x stays near the cores.
         for (int r0 = 0; r0 < m; r0 += ChunkRows)
         {
             int rows = Math.Min(ChunkRows, m - r0);
             nint xs = px + (nint)r0 * k * sizeof(float), ys = py + (nint)r0 * n * sizeof(float);
-            if (threads == 1) Rows((float*)xs, rows, k, (float*)pw, n, (float*)ys, (float*)pb, 0, n);
-            else
-            {
-                Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
-                {
-                    int j0 = 4 * (int)((long)blocks * t / threads), j1 = Math.Min(n, 4 * (int)((long)blocks * (t + 1) / threads));
-                    Rows((float*)xs, rows, k, (float*)pw, n, (float*)ys, (float*)pb, j0, j1);
-                });
-            }
+            void Chunk(int c) =>
+                Rows((float*)xs, rows, k, (float*)pw, n, (float*)ys, (float*)pb, c * ChunkColumns, Math.Min(n, (c + 1) * ChunkColumns));
+            if (team is null || chunks == 1) for (int c = 0; c < chunks; c++) Chunk(c);
+            else team.Run(chunks, Chunk);
         }
         return y;
     }
 
+    /// <summary>Output columns (weight rows) a thread takes at a time: small enough that threads finish together,
+    /// large enough that taking one costs nothing next to computing it. A multiple of 4 (the block width).</summary>
+    public const int ChunkColumns = 64;
+
     /// <summary>Rows of x multiplied against one pass over the weights.</summary>
     public const int ChunkRows = 64;
 
-    private static float* Data(Tensor t) => (float*)THSStorage_data_ptr(t.Handle) + t.storage_offset();
-
-    [LibraryImport("LibTorchSharp")]
-    private static partial IntPtr THSStorage_data_ptr(IntPtr tensor);
-
-    /// <summary>Output columns [j0, j1) for every row of x.</summary>
+    /// <summary>Output columns [j0, j1) for every row of x: three rows of x at a time (4×3 blocks: twelve
+    /// accumulators, so that the FMA unit's latency is hidden and each weight vector loaded serves three rows), then
+    /// a 4×2 or 4×1 block for the last rows.</summary>
     private static void Rows(float* x, int m, int k, float* w, int n, float* y, float* bias, int j0, int j1)
     {
         int j = j0;
-        int passes = (m + 1) / 2;
+        int passes = (m + 2) / 3;
         for (; j + 4 <= j1; j += 4)
         {
             float* wj = w + (long)j * k;
+            float* bj = bias == null ? null : bias + j;
             // The next block's 4 rows are contiguous: while this block is multiplied with every row of x, fetch
             // a share of them per pass, so that memory reads overlap the arithmetic (the hardware prefetcher
             // alone left the kernel waiting on memory between blocks).
             bool prefetch = passes > 1 && j + 8 <= j1;
             int share = (4 * k + passes - 1) / passes;
-            int i = 0;
-            for (; i + 2 <= m; i += 2)
+            int i = 0, pass = 0;
+            for (; i + 3 <= m; i += 3, pass++)
             {
-                if (prefetch) Prefetch(wj + 4 * k + (long)(i / 2) * share, share);
-                Block4x2(wj, k, x + (long)i * k, y + (long)i * n + j, n, bias == null ? null : bias + j);
+                if (prefetch) Prefetch(wj + 4 * k + (long)pass * share, share);
+                Block4x3(wj, k, x + (long)i * k, y + (long)i * n + j, n, bj);
             }
-            if (i < m)
-            {
-                if (prefetch) Prefetch(wj + 4 * k + (long)(i / 2) * share, Math.Max(0, 4 * k - (i / 2) * share));
-                Block4x1(wj, k, x + (long)i * k, y + (long)i * n + j, bias == null ? null : bias + j);
-            }
+            if (i < m && prefetch) Prefetch(wj + 4 * k + (long)pass * share, Math.Max(0, 4 * k - pass * share));
+            if (i + 2 == m) Block4x2(wj, k, x + (long)i * k, y + (long)i * n + j, n, bj);
+            else if (i + 1 == m) Block4x1(wj, k, x + (long)i * k, y + (long)i * n + j, bj);
         }
         for (; j < j1; j++)
             for (int i = 0; i < m; i++)
@@ -93,6 +88,40 @@ internal static unsafe partial class SmallBatchGemm
     private static void Prefetch(float* from, int floats)
     {
         for (int p = 0; p < floats; p += 16) Sse.Prefetch0(from + p);
+    }
+
+    private static void Block4x3(float* w, int k, float* x0, float* y, int ldy, float* bias)
+    {
+        Vector256<float> a00 = default, a01 = default, a02 = default, a10 = default, a11 = default, a12 = default,
+                         a20 = default, a21 = default, a22 = default, a30 = default, a31 = default, a32 = default;
+        float* w1 = w + k, w2 = w1 + k, w3 = w2 + k, x1 = x0 + k, x2 = x1 + k;
+        int kv = k & ~7;
+        for (int p = 0; p < kv; p += 8)
+        {
+            var v0 = Avx.LoadVector256(x0 + p);
+            var v1 = Avx.LoadVector256(x1 + p);
+            var v2 = Avx.LoadVector256(x2 + p);
+            var r = Avx.LoadVector256(w + p);
+            a00 = Fma.MultiplyAdd(r, v0, a00); a01 = Fma.MultiplyAdd(r, v1, a01); a02 = Fma.MultiplyAdd(r, v2, a02);
+            r = Avx.LoadVector256(w1 + p);
+            a10 = Fma.MultiplyAdd(r, v0, a10); a11 = Fma.MultiplyAdd(r, v1, a11); a12 = Fma.MultiplyAdd(r, v2, a12);
+            r = Avx.LoadVector256(w2 + p);
+            a20 = Fma.MultiplyAdd(r, v0, a20); a21 = Fma.MultiplyAdd(r, v1, a21); a22 = Fma.MultiplyAdd(r, v2, a22);
+            r = Avx.LoadVector256(w3 + p);
+            a30 = Fma.MultiplyAdd(r, v0, a30); a31 = Fma.MultiplyAdd(r, v1, a31); a32 = Fma.MultiplyAdd(r, v2, a32);
+        }
+        Store4(y, a00, a10, a20, a30, w, x0, kv, k, bias);
+        Store4(y + ldy, a01, a11, a21, a31, w, x1, kv, k, bias);
+        Store4(y + 2 * ldy, a02, a12, a22, a32, w, x2, kv, k, bias);
+    }
+
+    /// <summary>One row of x against the block's 4 weight rows: finishes the four sums into y[0..3].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Store4(float* y, Vector256<float> a0, Vector256<float> a1, Vector256<float> a2, Vector256<float> a3,
+                               float* w, float* x, int kv, int k, float* bias)
+    {
+        y[0] = Finish(a0, w, x, kv, k, bias, 0); y[1] = Finish(a1, w + k, x, kv, k, bias, 1);
+        y[2] = Finish(a2, w + 2 * k, x, kv, k, bias, 2); y[3] = Finish(a3, w + 3 * k, x, kv, k, bias, 3);
     }
 
     private static void Block4x2(float* w, int k, float* x0, float* y, int ldy, float* bias)
@@ -114,11 +143,8 @@ internal static unsafe partial class SmallBatchGemm
             r = Avx.LoadVector256(w3 + p);
             a30 = Fma.MultiplyAdd(r, v0, a30); a31 = Fma.MultiplyAdd(r, v1, a31);
         }
-        y[0] = Finish(a00, w, x0, kv, k, bias, 0); y[1] = Finish(a10, w1, x0, kv, k, bias, 1);
-        y[2] = Finish(a20, w2, x0, kv, k, bias, 2); y[3] = Finish(a30, w3, x0, kv, k, bias, 3);
-        y += ldy;
-        y[0] = Finish(a01, w, x1, kv, k, bias, 0); y[1] = Finish(a11, w1, x1, kv, k, bias, 1);
-        y[2] = Finish(a21, w2, x1, kv, k, bias, 2); y[3] = Finish(a31, w3, x1, kv, k, bias, 3);
+        Store4(y, a00, a10, a20, a30, w, x0, kv, k, bias);
+        Store4(y + ldy, a01, a11, a21, a31, w, x1, kv, k, bias);
     }
 
     private static void Block4x1(float* w, int k, float* x0, float* y, float* bias)
@@ -134,8 +160,7 @@ internal static unsafe partial class SmallBatchGemm
             a2 = Fma.MultiplyAdd(Avx.LoadVector256(w2 + p), v0, a2);
             a3 = Fma.MultiplyAdd(Avx.LoadVector256(w3 + p), v0, a3);
         }
-        y[0] = Finish(a0, w, x0, kv, k, bias, 0); y[1] = Finish(a1, w1, x0, kv, k, bias, 1);
-        y[2] = Finish(a2, w2, x0, kv, k, bias, 2); y[3] = Finish(a3, w3, x0, kv, k, bias, 3);
+        Store4(y, a0, a1, a2, a3, w, x0, kv, k, bias);
     }
 
     private static float Dot(float* w, float* x, int k)
