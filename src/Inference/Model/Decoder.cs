@@ -15,8 +15,8 @@ public readonly record struct BatchItem(int[] Tokens, KvBlockTable Cache, bool W
 /// one [N, hidden] matrix so every projection reads each weight once for the whole batch (the point of
 /// batching on a memory-bound machine). New keys and values are scattered into their slots of the shared
 /// <see cref="KvBlockPool"/> with one index_copy_ per layer. Attention: the single-token (decode) items at the
-/// head of the batch run as one padded, masked SDPA call; prefill chunks run one SDPA call each with a causal
-/// mask. Stateless apart from the weights: callers own the pool, the block tables and the dispose scope.
+/// head of the batch run as one padded, masked SDPA call (float32 on an AVX2 CPU: <see cref="DecodeAttention"/>,
+/// which reads the pool in place); prefill chunks run one SDPA call each with a causal mask. Stateless apart from the weights: callers own the pool, the block tables and the dispose scope.
 /// </summary>
 public sealed class Decoder : IDisposable
 {
@@ -80,7 +80,7 @@ public sealed class Decoder : IDisposable
                 writeSlots[o] = it.Cache.Slot(it.Cache.Length + t);
             }
         }
-        var plan = AttentionPlan.Create(items, w.Device, this);
+        var plan = AttentionPlan.Create(items, w.Device, this, handWrittenDecode: _team is not null && DecodeAttention.Supports(_headDim));
 
         var x = w.embed_tokens.index_select(0, tensor(ids, ScalarType.Int64, w.Device));           // [N, hidden]
         var (cos, sin) = _rope.For(positions);                                                       // [N, D]
@@ -102,7 +102,13 @@ public sealed class Decoder : IDisposable
             poolV.index_copy_(0, slots, v);
 
             var outs = new List<Tensor>(items.Count);
-            if (plan.DecodeCount > 0)
+            if (plan.DecodeBlocks is not null)
+            {
+                var qd = q.narrow(0, 0, plan.DecodeCount).contiguous();
+                outs.Add(DecodeAttention.Run(qd, poolK, poolV, plan.DecodeBlocks, plan.DecodeLengths!, pool.BlockSize,
+                                             _heads, _kvHeads, _headDim, _team));                 // [B, heads*D]
+            }
+            else if (plan.DecodeCount > 0)
             {
                 // Gathering a sequence's slots copies its keys/values into a temporary ([B, L, kv_heads, D]
                 // per layer): on the CPU that copy is small next to the weight reads, and it is what lets
@@ -163,12 +169,24 @@ public sealed class Decoder : IDisposable
         public Tensor? DecodeMask;                     // [B, 1, 1, L] true where a key is the item's; null if none padded
         public Tensor?[] Gather = [];                  // per prefill item: [L] slots
         public Tensor?[] Masks = [];                   // per prefill item: [groups*T, L] or null for one token
+        public int[][]? DecodeBlocks;                  // with DecodeAttention instead: per decode item, its block table
+        public int[]? DecodeLengths;                   // ... and the positions it attends to
 
-        public static AttentionPlan Create(IReadOnlyList<BatchItem> items, Device device, Decoder d)
+        public static AttentionPlan Create(IReadOnlyList<BatchItem> items, Device device, Decoder d, bool handWrittenDecode)
         {
             var p = new AttentionPlan { Gather = new Tensor?[items.Count], Masks = new Tensor?[items.Count] };
             while (p.DecodeCount < items.Count && items[p.DecodeCount].Tokens.Length == 1) p.DecodeCount++;
-            if (p.DecodeCount > 0)
+            if (p.DecodeCount > 0 && handWrittenDecode)
+            {
+                p.DecodeBlocks = new int[p.DecodeCount][];
+                p.DecodeLengths = new int[p.DecodeCount];
+                for (int i = 0; i < p.DecodeCount; i++)
+                {
+                    p.DecodeBlocks[i] = items[i].Cache.Blocks.ToArray();
+                    p.DecodeLengths[i] = items[i].Cache.Length + 1;
+                }
+            }
+            else if (p.DecodeCount > 0)
             {
                 int b = p.DecodeCount, L = 0;
                 for (int i = 0; i < b; i++) L = Math.Max(L, items[i].Cache.Length + 1);
