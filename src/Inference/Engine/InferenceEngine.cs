@@ -55,6 +55,7 @@ public sealed class InferenceEngine : IGenerationEngine
     private readonly List<Sequence> _sequences = new(); // admission order = FCFS; the last is the newest
     private readonly long _weightBytes;
     private int _preemptedThisStep;
+    private float[] _logitsRow = [];
     private bool _disposed;
 
     public ModelDescription Model { get; }
@@ -301,14 +302,15 @@ public sealed class InferenceEngine : IGenerationEngine
         var logits = _decoder.Forward(items);
         var updates = new List<SequenceUpdate>();
         if (logits is null) return updates;
-        var all = logits.data<float>().ToArray();
+        // One block copy per row into a buffer the sampler may modify (it is done with it when Update returns).
+        var host = logits.device_type == DeviceType.CPU ? logits.contiguous() : logits.cpu().contiguous();
         int vocab = (int)logits.shape[1], row = 0;
+        if (_logitsRow.Length != vocab) _logitsRow = new float[vocab];
         for (int i = 0; i < batch.Count; i++)
         {
             if (!items[i].WantLogits) continue;
-            var s = batch[i].Seq;
-            var rowLogits = all.AsSpan(row++ * vocab, vocab).ToArray();
-            updates.Add(Update(s, rowLogits));
+            TensorData.CopyRow(host, row++, _logitsRow);
+            updates.Add(Update(batch[i].Seq, _logitsRow));
         }
         return updates;
     }
