@@ -23,6 +23,7 @@ public sealed class Decoder : IDisposable
     private readonly RotaryEmbedding _rope;
     private readonly int _heads, _kvHeads, _headDim, _groups;
     private readonly GemmTeam? _team;     // set when projections go through SmallBatchGemm
+    private readonly bool _cpuOps;        // ... and then the per-token ops go through CpuLayerOps
 
     public DecoderWeights Weights { get; }
 
@@ -33,6 +34,7 @@ public sealed class Decoder : IDisposable
         Weights = weights;
         bool contiguous = weights.lm_head.is_contiguous() && weights.layers.All(l => l.All().All(t => t.is_contiguous()));
         _team = contiguous && kernelThreads > 0 ? new GemmTeam(kernelThreads) : null;
+        _cpuOps = _team is not null && weights.norm.is_contiguous();
         var c = weights.Config;
         _rope = new RotaryEmbedding(c, weights.Dtype, weights.Device);
         _heads = c.NumAttentionHeads;
@@ -83,8 +85,8 @@ public sealed class Decoder : IDisposable
         var plan = AttentionPlan.Create(items, w.Device, this, handWrittenDecode: _team is not null && DecodeAttention.Supports(_headDim));
 
         var x = w.embed_tokens.index_select(0, tensor(ids, ScalarType.Int64, w.Device));           // [N, hidden]
-        var (cos, sin) = _rope.For(positions);                                                       // [N, D]
-        cos = cos.unsqueeze(1); sin = sin.unsqueeze(1);                                              // [N, 1, D]
+        var (cos2d, sin2d) = _rope.For(positions);                                                   // [N, D]
+        var cos = cos2d.unsqueeze(1); var sin = sin2d.unsqueeze(1);                                  // [N, 1, D]
         var slots = tensor(writeSlots, ScalarType.Int64, w.Device);                                  // [N]
         long qDim = (long)_heads * _headDim, kvDim = (long)_kvHeads * _headDim;
 
@@ -93,13 +95,18 @@ public sealed class Decoder : IDisposable
             var lw = w.layers[l];
             var h = RmsNorm(x, lw.input_layernorm);
             var qkv = Linear(h, lw.qkv_proj, lw.qkv_proj_bias);                                   // [N, q+2kv]
-            var q = RotaryEmbedding.Apply(qkv.narrow(1, 0, qDim).view(n, _heads, _headDim), cos, sin);          // [N, heads, D]
-            var k = RotaryEmbedding.Apply(qkv.narrow(1, qDim, kvDim).view(n, _kvHeads, _headDim), cos, sin);    // [N, kv_heads, D]
-            var v = qkv.narrow(1, qDim + kvDim, kvDim).view(n, _kvHeads, _headDim);                             // [N, kv_heads, D]
             var poolK = pool.Keys[l];                                                                // [slots, kv_heads, D]
             var poolV = pool.Values[l];
-            poolK.index_copy_(0, slots, k);
-            poolV.index_copy_(0, slots, v);
+            Tensor q;                                                                                // [N, heads, D]
+            if (_cpuOps) q = CpuLayerOps.RopeAndStore(qkv, cos2d, sin2d, poolK, poolV, writeSlots, _heads, _kvHeads, _headDim);
+            else
+            {
+                q = RotaryEmbedding.Apply(qkv.narrow(1, 0, qDim).view(n, _heads, _headDim), cos, sin);
+                var k = RotaryEmbedding.Apply(qkv.narrow(1, qDim, kvDim).view(n, _kvHeads, _headDim), cos, sin);    // [N, kv_heads, D]
+                var v = qkv.narrow(1, qDim + kvDim, kvDim).view(n, _kvHeads, _headDim);                             // [N, kv_heads, D]
+                poolK.index_copy_(0, slots, k);
+                poolV.index_copy_(0, slots, v);
+            }
 
             var outs = new List<Tensor>(items.Count);
             if (plan.DecodeBlocks is not null)
@@ -138,7 +145,7 @@ public sealed class Decoder : IDisposable
             h = RmsNorm(x, lw.post_attention_layernorm);
             var gu = Linear(h, lw.gate_up_proj);                                                   // [N, 2*inter]
             var inter = gu.shape[1] / 2;
-            var act = F.silu(gu.narrow(1, 0, inter)).mul_(gu.narrow(1, inter, inter));
+            var act = _cpuOps ? CpuLayerOps.SiluMul(gu) : F.silu(gu.narrow(1, 0, inter)).mul_(gu.narrow(1, inter, inter));
             x = x.add_(Linear(act, lw.down_proj));
         }
         foreach (var it in items) it.Cache.Length += it.Tokens.Length;
@@ -261,6 +268,7 @@ public sealed class Decoder : IDisposable
     private Tensor RmsNorm(Tensor x, Tensor weight)
     {
         var eps = Weights.Config.RmsNormEps;
+        if (_cpuOps) return CpuLayerOps.RmsNorm(x, weight, (float)eps);
         if (x.dtype == ScalarType.Float32)
             return x.mul(x.pow(2).mean(new long[] { -1 }, keepdim: true).add_(eps).rsqrt_()).mul_(weight);
         var xf = x.to(ScalarType.Float32);
