@@ -15,8 +15,8 @@ public readonly record struct BatchItem(int[] Tokens, KvBlockTable Cache, bool W
 /// one [N, hidden] matrix so every projection reads each weight once for the whole batch (the point of
 /// batching on a memory-bound machine). New keys and values are scattered into their slots of the shared
 /// <see cref="KvBlockPool"/> with one index_copy_ per layer. Attention: the single-token (decode) items at the
-/// head of the batch run as one padded, masked SDPA call (float32 on an AVX2 CPU: <see cref="DecodeAttention"/>,
-/// which reads the pool in place); prefill chunks run one SDPA call each with a causal mask. Stateless apart from the weights: callers own the pool, the block tables and the dispose scope.
+/// head of the batch run as one padded, masked SDPA call, and prefill chunks one SDPA call each with a causal mask;
+/// float32 on an AVX2 CPU runs every token through <see cref="PagedAttention"/> instead, which reads the pool in place. Stateless apart from the weights: callers own the pool, the block tables and the dispose scope.
 /// </summary>
 public sealed class Decoder : IDisposable
 {
@@ -82,7 +82,7 @@ public sealed class Decoder : IDisposable
                 writeSlots[o] = it.Cache.Slot(it.Cache.Length + t);
             }
         }
-        var plan = AttentionPlan.Create(items, w.Device, this, handWrittenDecode: _team is not null && DecodeAttention.Supports(_headDim));
+        var plan = AttentionPlan.Create(items, w.Device, this, paged: _cpuOps && PagedAttention.Supports(_headDim));
 
         var x = w.embed_tokens.index_select(0, tensor(ids, ScalarType.Int64, w.Device));           // [N, hidden]
         var (cos2d, sin2d) = _rope.For(positions);                                                   // [N, D]
@@ -108,38 +108,10 @@ public sealed class Decoder : IDisposable
                 poolV.index_copy_(0, slots, v);
             }
 
-            var outs = new List<Tensor>(items.Count);
-            if (plan.DecodeBlocks is not null)
-            {
-                var qd = q.narrow(0, 0, plan.DecodeCount).contiguous();
-                outs.Add(DecodeAttention.Run(qd, poolK, poolV, plan.DecodeBlocks, plan.DecodeLengths!, pool.BlockSize,
-                                             _heads, _kvHeads, _headDim, _team));                 // [B, heads*D]
-            }
-            else if (plan.DecodeCount > 0)
-            {
-                // Gathering a sequence's slots copies its keys/values into a temporary ([B, L, kv_heads, D]
-                // per layer): on the CPU that copy is small next to the weight reads, and it is what lets
-                // one SDPA call serve every decode token of the step.
-                int b = plan.DecodeCount, L = plan.DecodeKeyLength;
-                var keys = poolK.index_select(0, plan.DecodeGather!).view(b, L, _kvHeads, _headDim).transpose(1, 2);   // [B, kv_heads, L, D]
-                var values = poolV.index_select(0, plan.DecodeGather!).view(b, L, _kvHeads, _headDim).transpose(1, 2);
-                // The query heads that share a KV head form that head's rows: [B, kv_heads, groups, D].
-                var qd = q.narrow(0, 0, b).view(b, _kvHeads, _groups, _headDim);
-                var attn = F.scaled_dot_product_attention(qd, keys, values, plan.DecodeMask);      // [B, kv_heads, groups, D]
-                outs.Add(attn.reshape(b, qDim));                                                     // [B, heads*D]
-            }
-            for (int i = plan.DecodeCount; i < items.Count; i++)
-            {
-                int T = items[i].Tokens.Length;
-                var keys = poolK.index_select(0, plan.Gather[i]!).transpose(0, 1);                  // [kv_heads, L, D]
-                var values = poolV.index_select(0, plan.Gather[i]!).transpose(0, 1);
-                // Grouped-query attention without repeating K/V: the query heads that share a KV head are
-                // folded into the row dimension, [kv_heads, groups*T, D], so each KV head is read once.
-                var qi = q.narrow(0, offsets[i], T).permute(1, 0, 2).reshape(_kvHeads, _groups * T, _headDim);
-                var attn = F.scaled_dot_product_attention(qi, keys, values, plan.Masks[i]);         // [kv_heads, groups*T, D]
-                outs.Add(attn.reshape(_heads, T, _headDim).transpose(0, 1).reshape(T, qDim));       // [T, heads*D]
-            }
-            var o = outs.Count == 1 ? outs[0] : cat(outs, 0);                                        // [N, heads*D]
+            Tensor o;                                                                                // [N, heads*D]
+            if (plan.TokenTables is not null)
+                o = PagedAttention.Run(q, poolK, poolV, plan.TokenTables, plan.TokenLengths!, pool.BlockSize, _heads, _kvHeads, _headDim, _team);
+            else o = LibtorchAttention(q, poolK, poolV, plan, items, offsets);
             x = x.add(Linear(o, lw.o_proj));
 
             h = RmsNorm(x, lw.post_attention_layernorm);
@@ -163,6 +135,39 @@ public sealed class Decoder : IDisposable
         return Linear(RmsNorm(last, w.norm), w.lm_head).to(ScalarType.Float32);                 // [B or T, vocab]
     }
 
+    /// <summary>Attention through libtorch (other devices and dtypes): the decode tokens in one padded, masked SDPA
+    /// call, each prefill chunk in its own with a causal mask.</summary>
+    private Tensor LibtorchAttention(Tensor q, Tensor poolK, Tensor poolV, AttentionPlan plan, IReadOnlyList<BatchItem> items, int[] offsets)
+    {
+        long qDim = (long)_heads * _headDim;
+        var outs = new List<Tensor>(items.Count);
+        if (plan.DecodeCount > 0)
+        {
+            // Gathering a sequence's slots copies its keys/values into a temporary ([B, L, kv_heads, D]
+            // per layer): on the CPU that copy is small next to the weight reads, and it is what lets
+            // one SDPA call serve every decode token of the step.
+            int b = plan.DecodeCount, L = plan.DecodeKeyLength;
+            var keys = poolK.index_select(0, plan.DecodeGather!).view(b, L, _kvHeads, _headDim).transpose(1, 2);   // [B, kv_heads, L, D]
+            var values = poolV.index_select(0, plan.DecodeGather!).view(b, L, _kvHeads, _headDim).transpose(1, 2);
+            // The query heads that share a KV head form that head's rows: [B, kv_heads, groups, D].
+            var qd = q.narrow(0, 0, b).view(b, _kvHeads, _groups, _headDim);
+            var attn = F.scaled_dot_product_attention(qd, keys, values, plan.DecodeMask);      // [B, kv_heads, groups, D]
+            outs.Add(attn.reshape(b, qDim));                                                     // [B, heads*D]
+        }
+        for (int i = plan.DecodeCount; i < items.Count; i++)
+        {
+            int T = items[i].Tokens.Length;
+            var keys = poolK.index_select(0, plan.Gather[i]!).transpose(0, 1);                  // [kv_heads, L, D]
+            var values = poolV.index_select(0, plan.Gather[i]!).transpose(0, 1);
+            // Grouped-query attention without repeating K/V: the query heads that share a KV head are
+            // folded into the row dimension, [kv_heads, groups*T, D], so each KV head is read once.
+            var qi = q.narrow(0, offsets[i], T).permute(1, 0, 2).reshape(_kvHeads, _groups * T, _headDim);
+            var attn = F.scaled_dot_product_attention(qi, keys, values, plan.Masks[i]);         // [kv_heads, groups*T, D]
+            outs.Add(attn.reshape(_heads, T, _headDim).transpose(0, 1).reshape(T, qDim));       // [T, heads*D]
+        }
+        return outs.Count == 1 ? outs[0] : cat(outs, 0);                                      // [N, heads*D]
+    }
+
     /// <summary>
     /// Which pool slots each item's attention reads, computed once per step and shared by every layer. The
     /// leading run of single-token items is padded to its longest key length and masked; the rest (prefill
@@ -176,24 +181,30 @@ public sealed class Decoder : IDisposable
         public Tensor? DecodeMask;                     // [B, 1, 1, L] true where a key is the item's; null if none padded
         public Tensor?[] Gather = [];                  // per prefill item: [L] slots
         public Tensor?[] Masks = [];                   // per prefill item: [groups*T, L] or null for one token
-        public int[][]? DecodeBlocks;                  // with DecodeAttention instead: per decode item, its block table
-        public int[]? DecodeLengths;                   // ... and the positions it attends to
+        public int[][]? TokenTables;                   // with PagedAttention instead: per token, its sequence's block table
+        public int[]? TokenLengths;                    // ... and how many positions it attends to
 
-        public static AttentionPlan Create(IReadOnlyList<BatchItem> items, Device device, Decoder d, bool handWrittenDecode)
+        public static AttentionPlan Create(IReadOnlyList<BatchItem> items, Device device, Decoder d, bool paged)
         {
             var p = new AttentionPlan { Gather = new Tensor?[items.Count], Masks = new Tensor?[items.Count] };
-            while (p.DecodeCount < items.Count && items[p.DecodeCount].Tokens.Length == 1) p.DecodeCount++;
-            if (p.DecodeCount > 0 && handWrittenDecode)
+            if (paged)
             {
-                p.DecodeBlocks = new int[p.DecodeCount][];
-                p.DecodeLengths = new int[p.DecodeCount];
-                for (int i = 0; i < p.DecodeCount; i++)
+                int n = items.Sum(i => i.Tokens.Length), o = 0;
+                p.TokenTables = new int[n][];
+                p.TokenLengths = new int[n];
+                foreach (var it in items)
                 {
-                    p.DecodeBlocks[i] = items[i].Cache.Blocks.ToArray();
-                    p.DecodeLengths[i] = items[i].Cache.Length + 1;
+                    var table = it.Cache.Blocks.ToArray();
+                    for (int t = 0; t < it.Tokens.Length; t++, o++)
+                    {
+                        p.TokenTables[o] = table;
+                        p.TokenLengths[o] = it.Cache.Length + t + 1;
+                    }
                 }
+                return p;
             }
-            else if (p.DecodeCount > 0)
+            while (p.DecodeCount < items.Count && items[p.DecodeCount].Tokens.Length == 1) p.DecodeCount++;
+            if (p.DecodeCount > 0)
             {
                 int b = p.DecodeCount, L = 0;
                 for (int i = 0; i < b; i++) L = Math.Max(L, items[i].Cache.Length + 1);

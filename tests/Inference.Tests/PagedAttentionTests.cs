@@ -5,17 +5,17 @@ using F = TorchSharp.torch.nn.functional;
 
 namespace ActorQuery.Inference.Tests;
 
-/// <summary>The hand-written decode attention agrees with libtorch's SDPA over the same keys and values.</summary>
-public sealed class DecodeAttentionTests
+/// <summary>The hand-written paged attention agrees with libtorch's SDPA over the same keys and values.</summary>
+public sealed class PagedAttentionTests
 {
     [Theory]
     [InlineData(14, 2, 64, 3)]   // Qwen2.5-0.5B's heads
     [InlineData(4, 2, 16, 1)]    // the fixtures' heads
     [InlineData(6, 3, 16, 2)]    // the Llama fixture's heads
     [InlineData(8, 8, 8, 2)]     // no grouping
-    public void Matches_sdpa_for_sequences_of_different_lengths_in_scattered_blocks(int heads, int kvHeads, int headDim, int threads)
+    public void Matches_sdpa_for_tokens_of_different_lengths_in_scattered_blocks(int heads, int kvHeads, int headDim, int threads)
     {
-        if (!DecodeAttention.Supports(headDim)) return; // not used without AVX2+FMA (xunit 2 has no runtime skip)
+        if (!PagedAttention.Supports(headDim)) return; // not used without AVX2+FMA (xunit 2 has no runtime skip)
         using var scope = NewDisposeScope();
         using var team = new GemmTeam(threads);
         var gen = new Generator(5);
@@ -28,7 +28,7 @@ public sealed class DecodeAttentionTests
         var tables = lengths.Select(len => { var t = free.Take((len + blockSize - 1) / blockSize).ToArray(); free.RemoveRange(0, t.Length); return t; }).ToArray();
         var q = randn(new long[] { lengths.Length, heads, headDim }, generator: gen);
 
-        var got = DecodeAttention.Run(q, keys, values, tables, lengths, blockSize, heads, kvHeads, headDim, team);
+        var got = PagedAttention.Run(q, keys, values, tables, lengths, blockSize, heads, kvHeads, headDim, team);
 
         Assert.Equal(new long[] { lengths.Length, heads * headDim }, got.shape);
         for (int s = 0; s < lengths.Length; s++)
@@ -42,7 +42,7 @@ public sealed class DecodeAttentionTests
             Assert.True(err < 1e-5, $"sequence {s} (length {lengths[s]}): max error {err}");
         }
         // Alone, a sequence gets the same bits as in the batch (its result never depends on the others).
-        var alone = DecodeAttention.Run(q.narrow(0, 4, 1).contiguous(), keys, values, [tables[4]], [lengths[4]], blockSize, heads, kvHeads, headDim, null);
+        var alone = PagedAttention.Run(q.narrow(0, 4, 1).contiguous(), keys, values, [tables[4]], [lengths[4]], blockSize, heads, kvHeads, headDim, null);
         Assert.True(alone[0].eq(got[4]).all().item<bool>());
     }
 }
