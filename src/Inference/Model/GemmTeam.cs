@@ -101,7 +101,9 @@ internal sealed class GemmTeam : IDisposable
             long spinUntil = Stopwatch.GetTimestamp() + SpinTicks;
             while (_generation == seen && !_stopping)
             {
-                if (Stopwatch.GetTimestamp() < spinUntil) { Thread.SpinWait(20); continue; }
+                // Yield while spinning: on a machine with as many threads busy as cores, the HTTP and actor threads
+                // that run between steps get the core at once instead of after the spinner's time slice.
+                if (Stopwatch.GetTimestamp() < spinUntil) { Thread.Yield(); continue; }
                 // Say we sleep, then look once more: Run either sees the flag and wakes us, or we see its new
                 // generation (both sides fence). The timeout is a second guard, not the mechanism.
                 Interlocked.Exchange(ref _sleeping[id], 1);
