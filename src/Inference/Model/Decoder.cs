@@ -15,8 +15,10 @@ public readonly record struct BatchItem(int[] Tokens, KvBlockTable Cache, bool W
 /// one [N, hidden] matrix so every projection reads each weight once for the whole batch (the point of
 /// batching on a memory-bound machine). New keys and values are scattered into their slots of the shared
 /// <see cref="KvBlockPool"/> with one index_copy_ per layer. Attention: the single-token (decode) items at the
-/// head of the batch run as one padded, masked SDPA call, and prefill chunks one SDPA call each with a causal mask;
-/// float32 on an AVX2 CPU runs every token through <see cref="PagedAttention"/> instead, which reads the pool in place. Stateless apart from the weights: callers own the pool, the block tables and the dispose scope.
+/// head of the batch run as one padded, masked SDPA call, and prefill chunks one SDPA call each with a causal mask.
+/// float32 on an AVX2 CPU instead runs the projections in <see cref="SmallBatchGemm"/>, the per-token ops (and the
+/// KV write) in <see cref="CpuLayerOps"/>, and every token's attention in <see cref="PagedAttention"/>, which reads
+/// the pool in place. Stateless apart from the weights: callers own the pool, the block tables and the dispose scope.
 /// </summary>
 public sealed class Decoder : IDisposable
 {
