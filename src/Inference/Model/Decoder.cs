@@ -26,6 +26,7 @@ public sealed class Decoder : IDisposable
     private readonly int _heads, _kvHeads, _headDim, _groups;
     private readonly GemmTeam? _team;     // set when projections go through SmallBatchGemm
     private readonly bool _cpuOps;        // ... and then the per-token ops go through CpuLayerOps
+    private readonly bool _paged;         // ... and attention through PagedAttention
 
     public DecoderWeights Weights { get; }
 
@@ -38,6 +39,7 @@ public sealed class Decoder : IDisposable
         _team = contiguous && kernelThreads > 0 ? new GemmTeam(kernelThreads) : null;
         _cpuOps = _team is not null && weights.norm.is_contiguous();
         var c = weights.Config;
+        _paged = _cpuOps && PagedAttention.Supports(c.HeadDim);
         _rope = new RotaryEmbedding(c, weights.Dtype, weights.Device);
         _heads = c.NumAttentionHeads;
         _kvHeads = c.NumKeyValueHeads;
@@ -84,12 +86,14 @@ public sealed class Decoder : IDisposable
                 writeSlots[o] = it.Cache.Slot(it.Cache.Length + t);
             }
         }
-        var plan = AttentionPlan.Create(items, w.Device, this, paged: _cpuOps && PagedAttention.Supports(_headDim));
+        var plan = AttentionPlan.Create(items, w.Device, this, paged: _paged);
 
         var x = w.embed_tokens.index_select(0, tensor(ids, ScalarType.Int64, w.Device));           // [N, hidden]
         var (cos2d, sin2d) = _rope.For(positions);                                                   // [N, D]
-        var cos = cos2d.unsqueeze(1); var sin = sin2d.unsqueeze(1);                                  // [N, 1, D]
-        var slots = tensor(writeSlots, ScalarType.Int64, w.Device);                                  // [N]
+        // The libtorch path's forms of the same: broadcastable cos/sin and the write slots as a tensor.
+        var cos = _cpuOps ? null : cos2d.unsqueeze(1);                                               // [N, 1, D]
+        var sin = _cpuOps ? null : sin2d.unsqueeze(1);
+        var slots = _cpuOps ? null : tensor(writeSlots, ScalarType.Int64, w.Device);                 // [N]
         long qDim = (long)_heads * _headDim, kvDim = (long)_kvHeads * _headDim;
 
         for (int l = 0; l < w.layers.Count; l++)
@@ -103,11 +107,11 @@ public sealed class Decoder : IDisposable
             if (_cpuOps) q = CpuLayerOps.RopeAndStore(qkv, cos2d, sin2d, poolK, poolV, writeSlots, _heads, _kvHeads, _headDim);
             else
             {
-                q = RotaryEmbedding.Apply(qkv.narrow(1, 0, qDim).view(n, _heads, _headDim), cos, sin);
-                var k = RotaryEmbedding.Apply(qkv.narrow(1, qDim, kvDim).view(n, _kvHeads, _headDim), cos, sin);    // [N, kv_heads, D]
+                q = RotaryEmbedding.Apply(qkv.narrow(1, 0, qDim).view(n, _heads, _headDim), cos!, sin!);
+                var k = RotaryEmbedding.Apply(qkv.narrow(1, qDim, kvDim).view(n, _kvHeads, _headDim), cos!, sin!);  // [N, kv_heads, D]
                 var v = qkv.narrow(1, qDim + kvDim, kvDim).view(n, _kvHeads, _headDim);                             // [N, kv_heads, D]
-                poolK.index_copy_(0, slots, k);
-                poolV.index_copy_(0, slots, v);
+                poolK.index_copy_(0, slots!, k);
+                poolV.index_copy_(0, slots!, v);
             }
 
             Tensor o;                                                                                // [N, heads*D]
