@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using static TorchSharp.torch;
 
 namespace ActorQuery.Inference.Model;
@@ -104,5 +105,9 @@ public sealed class KvBlockTable(KvBlockPool pool)
     public int Length { get; internal set; }
     public int Capacity => Blocks.Count * Pool.BlockSize;
 
-    public long Slot(int position) => (long)Blocks[position / Pool.BlockSize] * Pool.BlockSize + position % Pool.BlockSize;
+    public long Slot(int position) => Slot(CollectionsMarshal.AsSpan(Blocks), Pool.BlockSize, position);
+
+    /// <summary>The pool slot of <paramref name="position"/> for a sequence holding <paramref name="blocks"/>.</summary>
+    public static long Slot(ReadOnlySpan<int> blocks, int blockSize, int position) =>
+        (long)blocks[position / blockSize] * blockSize + position % blockSize;
 }

@@ -71,7 +71,7 @@ internal static unsafe class PagedAttention
             {
                 fixed (float* p = rented)
                 {
-                    for (int t = 0; t < len; t++) rows[t] = (nint)((table[t / BlockSize] * (long)BlockSize + t % BlockSize) * rowStride + (long)g * d);
+                    for (int t = 0; t < len; t++) rows[t] = (nint)(KvBlockTable.Slot(table, BlockSize, t) * rowStride + (long)g * d);
                     Scores(q, groups, d, K, rows, len, p, scale);
                     // Softmax per query head: subtract the max, exponentiate; the sum divides at the end.
                     var inverse = stackalloc float[groups];
