@@ -55,8 +55,7 @@ internal sealed class GemmTeam : IDisposable
     /// <summary>Runs <paramref name="body"/>(0..count-1), each index once, on the team; returns when all are done.</summary>
     public void Run(int count, Action<int> body)
     {
-        int workers = Math.Min(_workers.Length, count - 1);
-        if (workers <= 0 || !Monitor.TryEnter(_busy))
+        if (_workers.Length == 0 || count <= 1 || !Monitor.TryEnter(_busy))
         {
             for (int c = 0; c < count; c++) body(c);
             return;
