@@ -156,10 +156,6 @@ internal static class StreamsBench
         return Pct(times, 50);
     }
 
-    private static double Pct(List<double> xs, double pct)
-    {
-        if (xs.Count == 0) return double.NaN;
-        var s = xs.Order().ToList();
-        return s[Math.Clamp((int)Math.Ceiling(pct / 100 * s.Count) - 1, 0, s.Count - 1)];
-    }
+    /// <summary>The same percentile as the HTTP benchmark's (linear interpolation), so the two reports agree.</summary>
+    private static double Pct(List<double> xs, double pct) => Load.LatencyStats.Percentile(xs, pct);
 }
