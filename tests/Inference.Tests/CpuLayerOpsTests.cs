@@ -33,6 +33,21 @@ public sealed class CpuLayerOpsTests
         Assert.True(CpuLayerOps.SiluMul(gu).allclose(expected, rtol: 1e-5, atol: 1e-6));
     }
 
+    [Theory]
+    [InlineData(64, 4864)]
+    [InlineData(9, 19)]
+    public void SiluMul_on_a_team_gives_every_row_the_same_bits_as_alone(int rows, int inter)
+    {
+        using var scope = NewDisposeScope();
+        using var team = new GemmTeam(2);
+        var gu = randn(rows, 2 * inter, generator: new Generator(3)) * 4;
+        var alone = CpuLayerOps.SiluMul(gu);
+        var together = CpuLayerOps.SiluMul(gu, team);
+        Assert.True(alone.eq(together).all().item<bool>());
+        // And row by row: a row computed on its own matches the same row of the batch.
+        Assert.True(CpuLayerOps.SiluMul(gu.narrow(0, rows - 1, 1), team).eq(together.narrow(0, rows - 1, 1)).all().item<bool>());
+    }
+
     [Fact]
     public void RopeAndStore_rotates_like_RotaryEmbedding_and_writes_each_token_to_its_slot()
     {

@@ -43,25 +43,40 @@ internal static unsafe class CpuLayerOps
         return y;
     }
 
-    /// <summary>gate_up [N, 2I] (gate, then up) → silu(gate) · up, [N, I].</summary>
-    public static Tensor SiluMul(Tensor gateUp)
+    /// <summary>gate_up [N, 2I] (gate, then up) → silu(gate) · up, [N, I]. With a team, rows go to its threads
+    /// <see cref="SiluRowsPerChunk"/> at a time: at 64 rows of the 0.5B shape this was 19 ms of a 535 ms prefill step on
+    /// one thread (the exponential is most of it), while the projections around it use both cores. A row's result is
+    /// the same on any thread.</summary>
+    public static Tensor SiluMul(Tensor gateUp, GemmTeam? team = null)
     {
         int n = (int)gateUp.shape[0], inter = (int)gateUp.shape[1] / 2;
         using var gc = gateUp.contiguous();
         var y = empty(n, inter, ScalarType.Float32);
-        float* pg = TensorData.Floats(gc), py = TensorData.Floats(y);
-        int iv = inter & ~7;
-        for (int r = 0; r < n; r++)
+        nint pg = (nint)TensorData.Floats(gc), py = (nint)TensorData.Floats(y);
+        int chunks = (n + SiluRowsPerChunk - 1) / SiluRowsPerChunk;
+        void Chunk(int c)
         {
-            float* g = pg + (long)r * 2 * inter, u = g + inter, yr = py + (long)r * inter;
-            for (int i = 0; i < iv; i += 8)
-            {
-                var gv = Vector256.Load(g + i);
-                Vector256.Store(gv / (Vector256<float>.One + Vector256.Exp(-gv)) * Vector256.Load(u + i), yr + i);
-            }
-            for (int i = iv; i < inter; i++) yr[i] = g[i] / (1f + MathF.Exp(-g[i])) * u[i];
+            for (int r = c * SiluRowsPerChunk; r < Math.Min(n, (c + 1) * SiluRowsPerChunk); r++)
+                SiluMulRow((float*)pg + (long)r * 2 * inter, (float*)py + (long)r * inter, inter);
         }
+        if (team is null) for (int c = 0; c < chunks; c++) Chunk(c);
+        else team.Run(chunks, Chunk);
         return y;
+    }
+
+    /// <summary>Rows of SiLU·up a team thread takes at a time (a row of the 0.5B shape is ~12 µs).</summary>
+    public const int SiluRowsPerChunk = 4;
+
+    private static void SiluMulRow(float* g, float* yr, int inter)
+    {
+        float* u = g + inter;
+        int iv = inter & ~7;
+        for (int i = 0; i < iv; i += 8)
+        {
+            var gv = Vector256.Load(g + i);
+            Vector256.Store(gv / (Vector256<float>.One + Vector256.Exp(-gv)) * Vector256.Load(u + i), yr + i);
+        }
+        for (int i = iv; i < inter; i++) yr[i] = g[i] / (1f + MathF.Exp(-g[i])) * u[i];
     }
 
     /// <summary>

@@ -123,7 +123,7 @@ public sealed class Decoder : IDisposable
             h = RmsNorm(x, lw.post_attention_layernorm);
             var gu = Linear(h, lw.gate_up_proj);                                                   // [N, 2*inter]
             var inter = gu.shape[1] / 2;
-            var act = _cpuOps ? CpuLayerOps.SiluMul(gu) : F.silu(gu.narrow(1, 0, inter)).mul_(gu.narrow(1, inter, inter));
+            var act = _cpuOps ? CpuLayerOps.SiluMul(gu, _team) : F.silu(gu.narrow(1, 0, inter)).mul_(gu.narrow(1, inter, inter));
             x = x.add_(Linear(act, lw.down_proj));
         }
         foreach (var it in items) it.Cache.Length += it.Tokens.Length;
