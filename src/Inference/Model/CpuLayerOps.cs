@@ -64,7 +64,7 @@ internal static unsafe class CpuLayerOps
         return y;
     }
 
-    /// <summary>Rows of SiLU·up a team thread takes at a time (a row of the 0.5B shape is ~12 µs).</summary>
+    /// <summary>Rows of SiLU·up a team thread takes at a time (a row of the 0.5B shape is ~6 µs).</summary>
     public const int SiluRowsPerChunk = 4;
 
     private static void SiluMulRow(float* g, float* yr, int inter)
