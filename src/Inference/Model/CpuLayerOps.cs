@@ -59,8 +59,7 @@ internal static unsafe class CpuLayerOps
             for (int r = c * SiluRowsPerChunk; r < Math.Min(n, (c + 1) * SiluRowsPerChunk); r++)
                 SiluMulRow((float*)pg + (long)r * 2 * inter, (float*)py + (long)r * inter, inter);
         }
-        if (team is null) for (int c = 0; c < chunks; c++) Chunk(c);
-        else team.Run(chunks, Chunk);
+        GemmTeam.Run(team, chunks, Chunk);
         return y;
     }
 

@@ -3,15 +3,16 @@ using System.Diagnostics;
 namespace ActorQuery.Inference.Model;
 
 /// <summary>
-/// The threads that run one <see cref="SmallBatchGemm"/> call together: the calling thread and
-/// <c>threads - 1</c> workers of its own, which take chunks of output columns from a shared counter.
+/// The threads that run one kernel call together (<see cref="SmallBatchGemm"/>, <see cref="PagedAttention"/>,
+/// <see cref="CpuLayerOps.SiluMul"/>): the calling thread and <c>threads - 1</c> workers of its own, which take
+/// chunks of the call's work from a shared counter.
 /// <para>
 /// Written by hand instead of <c>Parallel.For</c>, which cost 1.3–1.5× the wall time on the 0.5B shape
 /// (2 cores; 16 rows: 248–256 against 329–349 ms per step's projections; 1 row: 98–109 against 162–163 ms).
 /// A step makes ~100 calls of 0.5–10 ms each: <c>Parallel.For</c> queued a task per call for a thread-pool thread
 /// that first had to wake, and split the columns into fixed halves, so the caller finished its half and then idled
 /// while the late worker did the other. Here a worker spins for a short while after each call (the next projection
-/// of a step follows within a millisecond, after libtorch's norms and attention) and then sleeps, and the columns go
+/// of a step follows within a millisecond) and then sleeps, and the columns go
 /// in small chunks to whichever thread is free, so a late start costs one chunk, not half the call.
 /// </para>
 /// <para>
@@ -50,6 +51,14 @@ internal sealed class GemmTeam : IDisposable
             _workers[i] = new Thread(() => Loop(id)) { IsBackground = true, Name = $"actorquery-gemm-{id + 1}" };
             _workers[i].Start();
         }
+    }
+
+    /// <summary>Runs <paramref name="body"/>(0..count-1), each index once, on <paramref name="team"/>, or on the calling
+    /// thread alone when there is no team; returns when all are done.</summary>
+    public static void Run(GemmTeam? team, int count, Action<int> body)
+    {
+        if (team is null) for (int c = 0; c < count; c++) body(c);
+        else team.Run(count, body);
     }
 
     /// <summary>Runs <paramref name="body"/>(0..count-1), each index once, on the team; returns when all are done.</summary>

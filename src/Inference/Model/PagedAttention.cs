@@ -44,8 +44,7 @@ internal static unsafe class PagedAttention
             Tables = tables, Lengths = lengths, BlockSize = blockSize, Heads = heads, KvHeads = kvHeads, HeadDim = headDim,
         };
         int tasks = n * kvHeads;
-        if (team is null) for (int i = 0; i < tasks; i++) job.Task(i);
-        else team.Run(tasks, job.Task);
+        GemmTeam.Run(team, tasks, job.Task);
         return output;
     }
 

@@ -41,8 +41,7 @@ internal static unsafe class SmallBatchGemm
             nint xs = px + (nint)r0 * k * sizeof(float), ys = py + (nint)r0 * n * sizeof(float);
             void Chunk(int c) =>
                 Rows((float*)xs, rows, k, (float*)pw, n, (float*)ys, (float*)pb, c * ChunkColumns, Math.Min(n, (c + 1) * ChunkColumns));
-            if (team is null) for (int c = 0; c < chunks; c++) Chunk(c);
-            else team.Run(chunks, Chunk);
+            GemmTeam.Run(team, chunks, Chunk);
         }
         return y;
     }
