@@ -69,7 +69,7 @@ public sealed class RealEngineSpecs : ActorSpec, IDisposable
     {
         // The tiny fixture model's ids (< 512) are byte-level tokens of the Qwen tokenizer, so its output has text.
         var (prompt, greedy) = RepoFixtures.FirstCase("qwen2-tiny-f32");
-        var tokenizer = HfTokenizer.FromPath(Path.Combine(RepoFixtures.Root, "tests", "fixtures", "tokenizers", "qwen3"));
+        var tokenizer = HfTokenizer.FromPath(Path.Combine(RepoFixtures.Root, "models", "shapes", "qwen2.5-0.5b"));
         var router = StartNode(new InferenceEngineFactory(
             new EngineOptions { ModelPath = RepoFixtures.Model("qwen2-tiny-f32"), Device = "cpu", Dtype = "float32", KvCacheBytes = 8 << 20 },
             tokenizer));

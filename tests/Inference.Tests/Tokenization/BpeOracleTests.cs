@@ -14,7 +14,7 @@ public sealed class BpeOracleTests
 {
     private static BpeTokenizer BuildOracle()
     {
-        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(QwenFolder, "tokenizer.json")));
+        using var doc = JsonDocument.Parse(File.ReadAllText(QwenTokenizerJson));
         var root = doc.RootElement;
         var model = root.GetProperty("model");
         var vocab = model.GetProperty("vocab").EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetInt32());

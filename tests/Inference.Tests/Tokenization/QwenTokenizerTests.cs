@@ -85,7 +85,7 @@ public sealed class QwenTokenizerTests
     [Fact]
     public void Loads_from_a_tokenizer_json_path_as_well_as_from_its_folder()
     {
-        var fromFile = HfTokenizer.FromPath(Path.Combine(QwenFolder, "tokenizer.json"));
+        var fromFile = HfTokenizer.FromPath(QwenTokenizerJson);
         Assert.True(fromFile.HasChatTemplate);
         Assert.Equal(Cases[1].Ids, fromFile.Encode(Cases[1].Text));
     }

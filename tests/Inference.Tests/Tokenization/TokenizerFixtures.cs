@@ -3,19 +3,24 @@ using ActorQuery.Inference.Tokenization;
 
 namespace ActorQuery.Inference.Tests.Tokenization;
 
-/// <summary>The Qwen3 tokenizer and Hugging Face's reference outputs, from tests/fixtures (loaded once: ~1 s).</summary>
+/// <summary>The Qwen3 tokenizer and Hugging Face's reference outputs (loaded once: ~1 s). The tokenizer's files are the ones
+/// the Qwen2.5-0.5B shape ships (models/shapes/qwen2.5-0.5b, the same 11 MB tokenizer.json, kept once in the repository);
+/// the reference outputs are in tests/fixtures/tokenizer-reference.</summary>
 public static class TokenizerFixtures
 {
     /// <summary>tests/fixtures, found by walking up from the test binaries.</summary>
     public static string Root { get; } = FindRoot();
 
-    private static readonly Lazy<HfTokenizer> QwenTokenizer = new(() => HfTokenizer.FromPath(Path.Combine(Root, "tokenizers", "qwen3")));
+    /// <summary>The Qwen3 tokenizer's folder (its tokenizer.json and tokenizer_config.json with the chat template).</summary>
+    public static string QwenFolder { get; } = Path.GetFullPath(Path.Combine(Root, "..", "..", "models", "shapes", "qwen2.5-0.5b"));
+
+    public static string QwenTokenizerJson => Path.Combine(QwenFolder, "tokenizer.json");
+
+    private static readonly Lazy<HfTokenizer> QwenTokenizer = new(() => HfTokenizer.FromPath(QwenFolder));
     private static readonly Lazy<JsonElement> Reference = new(() =>
         JsonDocument.Parse(File.ReadAllText(Path.Combine(Root, "tokenizer-reference", "qwen3.json"))).RootElement);
 
     public static HfTokenizer Qwen => QwenTokenizer.Value;
-
-    public static string QwenFolder => Path.Combine(Root, "tokenizers", "qwen3");
 
     public sealed record Case(string Text, int[] Ids, string Decoded)
     {

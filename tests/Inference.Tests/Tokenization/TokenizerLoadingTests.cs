@@ -30,7 +30,7 @@ public sealed class TokenizerLoadingTests
     public void A_chat_template_beyond_the_supported_jinja_keeps_plain_prompts_working_and_explains_itself_on_chat()
     {
         var files = new TokenizerFiles(
-            File.ReadAllText(Path.Combine(TokenizerFixtures.QwenFolder, "tokenizer.json")),
+            File.ReadAllText(TokenizerFixtures.QwenTokenizerJson),
             """{"chat_template": "{% include 'other.jinja' %}", "eos_token": "<|im_end|>"}""");
         var withBadTemplate = new HfTokenizer(files);
         Assert.False(withBadTemplate.HasChatTemplate);
