@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # CUDA checks, run on a machine with an NVIDIA GPU and a CUDA build of PyTorch but no .NET (see README, "Running
-# on a GPU"). Here: bash ../shared/gpu/pack.sh src/Host; there: bash scripts/gpu-check.sh (with .gpu/ beside it).
+# on a GPU"). Here: bash scripts/gpu-pack.sh; there (carry [".gpu"]): bash scripts/gpu-check.sh.
 # Prints each step and writes its logs to $OUT (or /tmp/gpu-check):
 #   1. the default model's answers on CUDA (float32) are the CPU's;
 #   2. engine throughput of the Qwen2.5-0.5B shape (random weights, bfloat16) at 1, 16 and 64 streams;
@@ -12,9 +12,15 @@ cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/gpu-check}; mkdir -p "$out"
 . scripts/serve-common.sh                  # start_server / stop_server; each server's logs go to a folder under $out
 export TMPDIR=$out
+[ -d .gpu/app ] || tar xJf .gpu/app.tar.xz -C .gpu   # gpu-pack.sh compresses the app to fit the 64 MiB that travel
 HOST=(bash .gpu/device-run.sh)
-app() { "${HOST[@]}" "$@"; }
+app() { timeout "${STEP_LIMIT:-120}" "${HOST[@]}" "$@"; }   # no step may eat the device time of the others
 ask() { curl -s "$SERVER_URL/query" -H 'Content-Type: application/json' -d "$1"; echo; }
+
+echo "== 0. the CUDA libraries' exported cache and memory calls (CudaMemory reads cudaMemGetInfo)"
+torchlib=$(python3 -c 'import torch,os;print(os.path.dirname(torch.__file__)+"/lib")' 2> /dev/null)
+nm -DC --defined-only "$torchlib/libc10_cuda.so" 2> /dev/null | grep -i -E "emptyCache|getDeviceStats" | cut -c1-200 | head -6
+python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)' 2> /dev/null
 
 echo "== 1. default model, CUDA float32 vs CPU"
 for q in "37 + 58 =" "What is 912 - 45?" "7 times 8?"; do
@@ -24,7 +30,7 @@ for q in "37 + 58 =" "What is 912 - 45?" "7 times 8?"; do
 done
 
 echo "== 2. engine bench, 0.5B shape, bfloat16, CUDA"
-app bench --device cuda --dtypes bfloat16 --streams 1,16,64 --prompt-tokens 128 --output-tokens 128 --rounds 1 2>&1 | tee "$out/bench.txt" | tail -12
+STEP_LIMIT=200 app bench --device cuda --dtypes bfloat16 --streams 1,16,64 --prompt-tokens 128 --output-tokens 128 --rounds 1 2>&1 | tee "$out/bench.txt" | tail -12
 
 echo "== 3. serve the default model on CUDA"
 start_server --device cuda --dtype float32
