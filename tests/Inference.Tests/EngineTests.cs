@@ -1,5 +1,8 @@
+using ActorQuery.Inference.Checkpoint;
 using ActorQuery.Inference.Engine;
 using ActorQuery.Inference.Memory;
+using ActorQuery.Inference.Model;
+using static TorchSharp.torch;
 
 namespace ActorQuery.Inference.Tests;
 
@@ -144,11 +147,12 @@ public class EngineTests
     }
 
     [Fact]
-    public void Bfloat16_compute_stays_close_to_float32()
+    public void Bfloat16_keeps_bf16_weights_and_where_the_cpu_lacks_bf16_arithmetic_computes_as_float32()
     {
         using var f32 = Load("qwen2-tiny-bf16");
         using var bf16 = Load("qwen2-tiny-bf16", dtype: "bfloat16");
         Assert.Equal("bfloat16", bf16.Model.Dtype);
+        Assert.Equal(ScalarType.BFloat16, bf16.Dtypes.Matrices);
         var ids = Fixtures.Cases("qwen2-tiny-bf16")[1].InputIds;
         var a = f32.ScoreAllPositions(ids);
         var b = bf16.ScoreAllPositions(ids);
@@ -156,7 +160,51 @@ public class EngineTests
         for (int t = 0; t < a.GetLength(0); t++)
             for (int v = 0; v < a.GetLength(1); v++)
                 max = Math.Max(max, Math.Abs(a[t, v] - b[t, v]));
-        Assert.InRange(max, 1e-6, 0.25); // bf16 has 8 bits of mantissa: close, but not identical
+        if (bf16.Dtypes.Compute == ScalarType.Float32)
+        {
+            // bf16 matrices, float32 arithmetic (this CPU has no bf16 instructions): the checkpoint's values are bf16,
+            // so widening them is exact and the logits are float32's, bit for bit, from weights half the size.
+            Assert.Equal(0, max);
+            Assert.InRange(bf16.MemoryUsage.WeightBytes, f32.MemoryUsage.WeightBytes * 0.45, f32.MemoryUsage.WeightBytes * 0.55);
+        }
+        else
+        {
+            Assert.InRange(max, 1e-6, 0.25); // bf16 arithmetic has 8 bits of mantissa: close, but not identical
+        }
+    }
+
+    [Fact]
+    public void Auto_keeps_a_bfloat16_checkpoint_in_bf16_and_a_float32_one_in_float32()
+    {
+        var f32 = ScalarType.Float32;
+        var bf16 = ScalarType.BFloat16;
+        if (DeviceAndDtype.CpuHasFastBFloat16())
+        {
+            Assert.Equal((bf16, bf16), DeviceAndDtype.ResolveDtypes("auto", CPU, "float32", cpuKernel: true));
+            return;
+        }
+        // A CPU without bf16 instructions: bf16 matrices under float32 arithmetic where the kernel runs.
+        Assert.Equal((f32, bf16), DeviceAndDtype.ResolveDtypes("auto", CPU, "bfloat16", cpuKernel: true));
+        Assert.Equal((f32, f32), DeviceAndDtype.ResolveDtypes("auto", CPU, "float32", cpuKernel: true));
+        Assert.Equal((f32, f32), DeviceAndDtype.ResolveDtypes("auto", CPU, null, cpuKernel: true));
+        Assert.Equal((f32, bf16), DeviceAndDtype.ResolveDtypes("bfloat16", CPU, "float32", cpuKernel: true));
+        Assert.Equal((f32, f32), DeviceAndDtype.ResolveDtypes("float32", CPU, "bfloat16", cpuKernel: true));
+        // Without the kernel (ACTORQUERY_GEMM=torch, a CPU without AVX2): libtorch's own dtypes, as asked.
+        Assert.Equal((bf16, bf16), DeviceAndDtype.ResolveDtypes("bfloat16", CPU, null, cpuKernel: false));
+        Assert.Equal((f32, f32), DeviceAndDtype.ResolveDtypes("auto", CPU, "bfloat16", cpuKernel: false));
+    }
+
+    [Fact]
+    public void Bfloat16_weights_under_float32_arithmetic_without_the_kernel_are_refused_by_name()
+    {
+        var config = ModelConfig.Load(Path.Combine(Fixtures.Dir("qwen2-tiny-f32"), "config.json"));
+        var weights = DecoderWeights.Random(config, ScalarType.Float32, CPU, matrixDtype: ScalarType.BFloat16);
+        try
+        {
+            var e = Assert.Throws<NotSupportedException>(() => new Decoder(weights, kernelThreads: 0));
+            Assert.Contains("bfloat16 weights under float32", e.Message);
+        }
+        finally { weights.Dispose(); }
     }
 
     [Fact]
@@ -186,10 +234,10 @@ public class EngineTests
             if (i % 4 == 0) { e.Step(); e.Remove(i); }                // some are cancelled mid-way
             else Drain(e);
         }
-        for (int i = 0; i < 20; i++) Cycle(i);                        // warm-up: allocator pools, JIT
+        for (int i = 0; i < 100; i++) Cycle(i);                       // warm-up: allocator pools, JIT, tiered recompiles
         NativeMemory.CollectAndTrim();
         long baseline = NativeMemory.ResidentBytes();
-        for (int i = 20; i < 220; i++) Cycle(i);
+        for (int i = 100; i < 300; i++) Cycle(i);
         NativeMemory.CollectAndTrim();
         long after = NativeMemory.ResidentBytes();
         Assert.Equal(0, e.ActiveSequences);

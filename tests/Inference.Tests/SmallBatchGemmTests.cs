@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 
 namespace ActorQuery.Inference.Tests;
 
-/// <summary>The hand-written float32 projection kernel agrees with libtorch and does not depend on the batch.</summary>
+/// <summary>The hand-written float32 projection kernel (float32 or bfloat16 weights) agrees with libtorch and does not depend on the batch.</summary>
 public sealed class SmallBatchGemmTests : IDisposable
 {
     private readonly List<GemmTeam> _teams = new();
@@ -34,6 +34,7 @@ public sealed class SmallBatchGemmTests : IDisposable
         { 64, 130, 64, true, 3 },
         { 150, 260, 72, true, 2 },        // more rows than one pass takes (ChunkRows)
         { 5, 3, 7, false, 2 },
+        { 1, 10, 19, true, 2 },           // one row with the scalar tail
     };
 
     [Theory]
@@ -55,6 +56,22 @@ public sealed class SmallBatchGemmTests : IDisposable
         Assert.True(err <= 1e-5 * Math.Max(1, scale) * Math.Sqrt(inFeatures), $"max error {err} (scale {scale})");
     }
 
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void A_bfloat16_weight_gives_the_float32_result_of_its_widened_values_bit_for_bit(int rows, int outFeatures, int inFeatures, bool hasBias, int threads)
+    {
+        if (!SmallBatchGemm.Supported) return; // not used without AVX2+FMA (xunit 2 has no runtime skip)
+        using var scope = NewDisposeScope();
+        var gen = new Generator(5);
+        var x = randn(rows, inFeatures, generator: gen);
+        var w = randn(outFeatures, inFeatures, generator: gen).to(ScalarType.BFloat16);
+        var b = hasBias ? randn(outFeatures, generator: gen) : null;
+        var widened = SmallBatchGemm.Linear(x, w.to(ScalarType.Float32), b, Team(threads));
+        var got = SmallBatchGemm.Linear(x, w, b, Team(threads));
+        Assert.Equal(new long[] { rows, outFeatures }, got.shape);
+        Assert.True(got.eq(widened).all().item<bool>(), $"max difference {(got - widened).abs().max().item<float>()}");
+    }
+
     [Fact]
     public void Each_row_is_the_same_alone_or_in_a_batch_and_with_any_thread_count()
     {
@@ -71,6 +88,12 @@ public sealed class SmallBatchGemmTests : IDisposable
             Assert.True(alone.eq(batch.narrow(0, i, 1)).all().item<bool>(), $"row {i} differs alone");
         }
         Assert.True(SmallBatchGemm.Linear(x, w, b, Team(3)).eq(batch).all().item<bool>());
+
+        // bfloat16 weights: one row alone (widened in registers) and the same row in a batch (through the buffer).
+        var w16 = w.to(ScalarType.BFloat16);
+        var batch16 = SmallBatchGemm.Linear(x, w16, b, Team(2));
+        for (int i = 0; i < 16; i++)
+            Assert.True(SmallBatchGemm.Linear(x.narrow(0, i, 1), w16, b, Team(1)).eq(batch16.narrow(0, i, 1)).all().item<bool>(), $"bf16 row {i} differs alone");
     }
 
     [Fact]

@@ -100,7 +100,7 @@ internal static class StreamsBench
     public static string Profile(InferenceEngine engine, Settings s)
     {
         var c = engine.Config;
-        var dtype = engine.Model.Dtype == "bfloat16" ? ScalarType.BFloat16 : ScalarType.Float32;
+        var (dtype, matrixDtype) = engine.Dtypes;
         long q = (long)c.NumAttentionHeads * c.HeadDim, kv = (long)c.NumKeyValueHeads * c.HeadDim;
         (long In, long Out)[] perLayer = [(c.HiddenSize, q + 2 * kv), (q, c.HiddenSize), (c.HiddenSize, 2L * c.IntermediateSize), (c.IntermediateSize, c.HiddenSize)];
         var md = new StringBuilder();
@@ -109,8 +109,8 @@ internal static class StreamsBench
         using (var scope = NewDisposeScope())
         using (no_grad())
         {
-            var weights = perLayer.Select(d => randn(d.Out, d.In, dtype: dtype)).ToArray();
-            var head = randn(c.VocabSize, c.HiddenSize, dtype: dtype);
+            var weights = perLayer.Select(d => randn(d.Out, d.In, dtype: matrixDtype)).ToArray();
+            var head = randn(c.VocabSize, c.HiddenSize, dtype: matrixDtype);
             var rng = new Random(2);
             long id = 1_000_000;
             foreach (var n in s.Streams)

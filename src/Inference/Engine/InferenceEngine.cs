@@ -93,7 +93,7 @@ public sealed class InferenceEngine : IGenerationEngine
         _eos = new HashSet<int>(config.EosTokenIds.Concat(defaults?.EosTokenIds ?? []));
         _weightBytes = decoder.Weights.ByteSize();
         Model = new ModelDescription(name, config.Architecture, config.MaxPositionEmbeddings, config.VocabSize,
-            _eos.Order().ToArray(), DeviceAndDtype.Name(decoder.Weights.Dtype), decoder.Weights.Device.ToString(),
+            _eos.Order().ToArray(), DeviceAndDtype.Name(decoder.Weights.MatrixDtype), decoder.Weights.Device.ToString(),
             config.ParameterCount());
     }
 
@@ -111,14 +111,16 @@ public sealed class InferenceEngine : IGenerationEngine
         var config = ModelConfig.Load(Path.Combine(folder, "config.json"));
         var defaults = GenerationDefaults.Load(folder);
         var device = DeviceAndDtype.ResolveDevice(options.Device);
-        var dtype = DeviceAndDtype.ResolveDtype(options.Dtype, device);
+        // bf16 weight matrices under float32 arithmetic on CPUs without bf16 instructions: see ResolveDtypes.
+        var (dtype, matrices) = DeviceAndDtype.ResolveDtypes(options.Dtype, device, config.TorchDtype,
+            Decoder.SmallBatchGemmAvailable(ScalarType.Float32, device));
         if (device.type == DeviceType.CUDA) CudaMemory.Use(device.index);
         DecoderWeights weights;
-        if (options.DummyWeights) weights = DecoderWeights.Random(config, dtype, device, options.DummySeed);
+        if (options.DummyWeights) weights = DecoderWeights.Random(config, dtype, device, options.DummySeed, matrices);
         else
         {
             using var ckpt = new Checkpoint.Checkpoint(folder);
-            weights = DecoderWeights.Load(ckpt, config, dtype, device);
+            weights = DecoderWeights.Load(ckpt, config, dtype, device, matrices);
         }
         KvBlockPool pool;
         try { pool = KvBlockPool.ForBudget(weights, options.KvCacheBytes, options.KvBlockSize); }
@@ -331,6 +333,10 @@ public sealed class InferenceEngine : IGenerationEngine
 
     /// <summary>For the bench's profile: x·Wᵀ computed exactly as this engine's projections are (kernel or libtorch).</summary>
     public Tensor Project(Tensor x, Tensor weight) => _decoder.Linear(x, weight);
+
+    /// <summary>The dtype of activations and the KV cache, and the dtype the weight matrices are stored in (the two
+    /// differ for bfloat16 on a CPU without bf16 instructions: bf16 weights, float32 arithmetic).</summary>
+    public (ScalarType Compute, ScalarType Matrices) Dtypes => (_decoder.Weights.Dtype, _decoder.Weights.MatrixDtype);
 
     /// <summary>For tests and tools: logits of every position of <paramref name="ids"/> run as one fresh sequence, [T, vocab].</summary>
     public float[,] ScoreAllPositions(IReadOnlyList<int> ids)

@@ -37,6 +37,9 @@ public sealed class Decoder : IDisposable
         Weights = weights;
         bool contiguous = weights.lm_head.is_contiguous() && weights.layers.All(l => l.All().All(t => t.is_contiguous()));
         _team = contiguous && kernelThreads > 0 ? new GemmTeam(kernelThreads) : null;
+        if (weights.MatrixDtype != weights.Dtype && _team is null)
+            throw new NotSupportedException($"{DeviceAndDtype.Name(weights.MatrixDtype)} weights under {DeviceAndDtype.Name(weights.Dtype)} " +
+                                            "arithmetic need the hand-written CPU kernel (an AVX2/FMA CPU, kernel threads > 0, contiguous weights)");
         _cpuOps = _team is not null && weights.norm.is_contiguous();
         var c = weights.Config;
         _paged = _cpuOps && PagedAttention.Supports(c.HeadDim);
@@ -89,6 +92,7 @@ public sealed class Decoder : IDisposable
         var plan = AttentionPlan.Create(items, w.Device, this, paged: _paged);
 
         var x = w.embed_tokens.index_select(0, tensor(ids, ScalarType.Int64, w.Device));           // [N, hidden]
+        if (x.dtype != w.Dtype) x = x.to(w.Dtype);                                                   // bf16 rows, float32 arithmetic
         var (cos2d, sin2d) = _rope.For(positions);                                                   // [N, D]
         // The libtorch path's forms of the same: broadcastable cos/sin and the write slots as a tensor.
         var cos = _cpuOps ? null : cos2d.unsqueeze(1);                                               // [N, 1, D]

@@ -39,7 +39,11 @@ public sealed class LayerWeights : IDisposable
 public sealed class DecoderWeights : IDisposable
 {
     public ModelConfig Config { get; }
+    /// <summary>The compute dtype: activations, norms, biases and the KV cache.</summary>
     public ScalarType Dtype { get; }
+    /// <summary>The dtype the weight matrices (projections, embedding, lm_head) are stored in: <see cref="Dtype"/>, or
+    /// bfloat16 under float32 arithmetic on a CPU without bf16 instructions (see <see cref="SmallBatchGemm"/>).</summary>
+    public ScalarType MatrixDtype { get; }
     public Device Device { get; }
     public Tensor embed_tokens { get; }
     public Tensor norm { get; }
@@ -47,35 +51,38 @@ public sealed class DecoderWeights : IDisposable
     public Tensor lm_head { get; }
     public IReadOnlyList<LayerWeights> layers { get; }
 
-    private DecoderWeights(ModelConfig config, ScalarType dtype, Device device, Tensor embed, Tensor norm, Tensor lmHead, LayerWeights[] layers)
+    private DecoderWeights(ModelConfig config, ScalarType dtype, ScalarType matrixDtype, Device device, Tensor embed, Tensor norm, Tensor lmHead, LayerWeights[] layers)
     {
-        Config = config; Dtype = dtype; Device = device;
+        Config = config; Dtype = dtype; MatrixDtype = matrixDtype; Device = device;
         embed_tokens = embed; this.norm = norm; lm_head = lmHead; this.layers = layers;
     }
 #pragma warning restore IDE1006
 
     public long ByteSize()
     {
-        long n = embed_tokens.NumberOfElements + norm.NumberOfElements
-                 + (ReferenceEquals(lm_head, embed_tokens) ? 0 : lm_head.NumberOfElements)
-                 + layers.Sum(l => l.All().Sum(t => t.NumberOfElements));
-        return n * DeviceAndDtype.ElementSize(Dtype);
+        static long Bytes(Tensor t) => t.NumberOfElements * DeviceAndDtype.ElementSize(t.dtype);
+        return Bytes(embed_tokens) + Bytes(norm) + (ReferenceEquals(lm_head, embed_tokens) ? 0 : Bytes(lm_head))
+               + layers.Sum(l => l.All().Sum(Bytes));
     }
 
     /// <summary>
     /// Loads every tensor the architecture needs, checking names and shapes; extra tensors in the file
     /// (other than rotary caches some exporters write) are refused, so that a wrong checkpoint cannot load silently.
     /// </summary>
-    public static DecoderWeights Load(Checkpoint.Checkpoint ckpt, ModelConfig c, ScalarType dtype, Device device)
+    /// <param name="matrixDtype">The weight matrices' dtype (<see cref="MatrixDtype"/>); null: <paramref name="dtype"/>.</param>
+    public static DecoderWeights Load(Checkpoint.Checkpoint ckpt, ModelConfig c, ScalarType dtype, Device device, ScalarType? matrixDtype = null)
     {
         var expected = new HashSet<string>(StringComparer.Ordinal);
-        Tensor Get(string name, params long[] shape)
+        var md = matrixDtype ?? dtype;
+        Tensor Read(string name, ScalarType to, long[] shape)
         {
             expected.Add(name);
             var raw = ckpt.Read(name, shape);
-            if (raw.dtype == dtype && device.type == DeviceType.CPU) return raw.DetachFromDisposeScope();
-            using (raw) return raw.to(dtype, device).DetachFromDisposeScope();
+            if (raw.dtype == to && device.type == DeviceType.CPU) return raw.DetachFromDisposeScope();
+            using (raw) return raw.to(to, device).DetachFromDisposeScope();
         }
+        Tensor Get(string name, params long[] shape) => Read(name, dtype, shape);
+        Tensor Matrix(string name, params long[] shape) => Read(name, md, shape);
         Tensor Cat(params Tensor[] parts)
         {
             var t = cat(parts, 0).DetachFromDisposeScope();
@@ -88,10 +95,10 @@ public sealed class DecoderWeights : IDisposable
         var built = new List<IDisposable>();
         try
         {
-            var embed = Get("model.embed_tokens.weight", c.VocabSize, h); built.Add(embed);
+            var embed = Matrix("model.embed_tokens.weight", c.VocabSize, h); built.Add(embed);
             var finalNorm = Get("model.norm.weight", h); built.Add(finalNorm);
             Tensor lmHead = embed;
-            if (!c.TieWordEmbeddings) { lmHead = Get("lm_head.weight", c.VocabSize, h); built.Add(lmHead); }
+            if (!c.TieWordEmbeddings) { lmHead = Matrix("lm_head.weight", c.VocabSize, h); built.Add(lmHead); }
             else if (ckpt.Contains("lm_head.weight"))
             {
                 // Some exporters write the tied head anyway; it must equal the embedding, so it is not read twice.
@@ -105,14 +112,14 @@ public sealed class DecoderWeights : IDisposable
                 var layer = new LayerWeights
                 {
                     input_layernorm = Get(p + "input_layernorm.weight", h),
-                    qkv_proj = Cat(Get(p + "self_attn.q_proj.weight", q, h), Get(p + "self_attn.k_proj.weight", kv, h), Get(p + "self_attn.v_proj.weight", kv, h)),
+                    qkv_proj = Cat(Matrix(p + "self_attn.q_proj.weight", q, h), Matrix(p + "self_attn.k_proj.weight", kv, h), Matrix(p + "self_attn.v_proj.weight", kv, h)),
                     qkv_proj_bias = c.AttentionBias
                         ? Cat(Get(p + "self_attn.q_proj.bias", q), Get(p + "self_attn.k_proj.bias", kv), Get(p + "self_attn.v_proj.bias", kv))
                         : null,
-                    o_proj = Get(p + "self_attn.o_proj.weight", h, q),
+                    o_proj = Matrix(p + "self_attn.o_proj.weight", h, q),
                     post_attention_layernorm = Get(p + "post_attention_layernorm.weight", h),
-                    gate_up_proj = Cat(Get(p + "mlp.gate_proj.weight", inter, h), Get(p + "mlp.up_proj.weight", inter, h)),
-                    down_proj = Get(p + "mlp.down_proj.weight", h, inter),
+                    gate_up_proj = Cat(Matrix(p + "mlp.gate_proj.weight", inter, h), Matrix(p + "mlp.up_proj.weight", inter, h)),
+                    down_proj = Matrix(p + "mlp.down_proj.weight", h, inter),
                 };
                 layers[i] = layer;
                 built.Add(layer);
@@ -123,7 +130,7 @@ public sealed class DecoderWeights : IDisposable
                 throw new InvalidDataException($"{ckpt.Folder}: unexpected tensor '{unexpected[0]}'" +
                                                (unexpected.Count > 1 ? $" (and {unexpected.Count - 1} more)" : "") +
                                                $" for {c.Architecture}");
-            return new DecoderWeights(c, dtype, device, embed, finalNorm, lmHead, layers);
+            return new DecoderWeights(c, dtype, md, device, embed, finalNorm, lmHead, layers);
         }
         catch
         {
@@ -133,31 +140,34 @@ public sealed class DecoderWeights : IDisposable
     }
 
     /// <summary>Random weights of the config's shape (like vLLM's dummy load format), for benchmarks without a download.</summary>
-    public static DecoderWeights Random(ModelConfig c, ScalarType dtype, Device device, long seed = 0)
+    public static DecoderWeights Random(ModelConfig c, ScalarType dtype, Device device, long seed = 0, ScalarType? matrixDtype = null)
     {
         using var noGrad = no_grad();
         var gen = new Generator((ulong)seed);
-        Tensor Rand(params long[] shape)
+        var md = matrixDtype ?? dtype;
+        Tensor RandAs(ScalarType to, long[] shape)
         {
             var f = randn(shape, ScalarType.Float32, CPU, generator: gen).mul_(0.02f);
-            if (dtype == ScalarType.Float32 && device.type == DeviceType.CPU) return f.DetachFromDisposeScope();
-            using (f) return f.to(dtype, device).DetachFromDisposeScope();
+            if (to == ScalarType.Float32 && device.type == DeviceType.CPU) return f.DetachFromDisposeScope();
+            using (f) return f.to(to, device).DetachFromDisposeScope();
         }
+        Tensor Rand(params long[] shape) => RandAs(dtype, shape);
+        Tensor RandMatrix(params long[] shape) => RandAs(md, shape);
         Tensor Ones(long n) => ones(n, dtype, device).DetachFromDisposeScope();
         long h = c.HiddenSize, q = (long)c.NumAttentionHeads * c.HeadDim, kv = (long)c.NumKeyValueHeads * c.HeadDim, inter = c.IntermediateSize;
-        var embed = Rand(c.VocabSize, h);
-        var lmHead = c.TieWordEmbeddings ? embed : Rand(c.VocabSize, h);
+        var embed = RandMatrix(c.VocabSize, h);
+        var lmHead = c.TieWordEmbeddings ? embed : RandMatrix(c.VocabSize, h);
         var layers = Enumerable.Range(0, c.NumHiddenLayers).Select(_ => new LayerWeights
         {
             input_layernorm = Ones(h),
-            qkv_proj = Rand(q + 2 * kv, h),
+            qkv_proj = RandMatrix(q + 2 * kv, h),
             qkv_proj_bias = c.AttentionBias ? Rand(q + 2 * kv) : null,
-            o_proj = Rand(h, q),
+            o_proj = RandMatrix(h, q),
             post_attention_layernorm = Ones(h),
-            gate_up_proj = Rand(2 * inter, h),
-            down_proj = Rand(h, inter),
+            gate_up_proj = RandMatrix(2 * inter, h),
+            down_proj = RandMatrix(h, inter),
         }).ToArray();
-        return new DecoderWeights(c, dtype, device, embed, Ones(h), lmHead, layers);
+        return new DecoderWeights(c, dtype, md, device, embed, Ones(h), lmHead, layers);
     }
 
     public void Dispose()

@@ -43,6 +43,25 @@ public static class DeviceAndDtype
         _ => throw new ArgumentException($"unknown dtype '{name}' (use float32, bfloat16 or auto)", "dtype"),
     };
 
+    /// <summary>
+    /// The compute dtype (activations, norms, the KV cache) and the dtype the weight matrices are stored in. They
+    /// differ on a CPU without bf16 instructions where the hand-written float32 kernel runs
+    /// (<paramref name="cpuKernel"/>): there libtorch would emulate bf16 arithmetic, several times slower than
+    /// float32, so bfloat16 keeps the matrices bf16 (half the memory, half the bytes a decode step reads) and computes
+    /// in float32. "auto" does the same for a checkpoint saved in bfloat16 (config.json's torch_dtype, as Qwen2.5 and
+    /// Llama 3.2 are): its values widen to float32 exactly, so the answers are float32's, bit for bit, from half the
+    /// memory; other checkpoints stay float32 there.
+    /// </summary>
+    public static (ScalarType Compute, ScalarType Matrices) ResolveDtypes(string name, Device device, string? checkpointDtype, bool cpuKernel)
+    {
+        var dtype = ResolveDtype(name, device);
+        bool slowBf16Cpu = device.type == DeviceType.CPU && cpuKernel && !CpuHasFastBFloat16();
+        if (!slowBf16Cpu) return (dtype, dtype);
+        bool bf16Matrices = dtype == ScalarType.BFloat16
+                            || (name.Equals("auto", StringComparison.OrdinalIgnoreCase) && checkpointDtype is "bfloat16");
+        return (ScalarType.Float32, bf16Matrices ? ScalarType.BFloat16 : ScalarType.Float32);
+    }
+
     private static bool? _cpuBf16;
 
     public static bool CpuHasFastBFloat16()

@@ -15,6 +15,13 @@ namespace ActorQuery.Inference.Model;
 /// of a <see cref="GemmTeam"/>.
 /// Every output element is summed in the same order whatever the number of rows, so a sequence's logits do not
 /// depend on which others share its step.
+/// <para>
+/// A bfloat16 weight (the "bfloat16 weights, float32 arithmetic" mode on CPUs without bf16 instructions) is read as
+/// such, half the bytes of float32, which is what a memory-bound decode step waits on: each block of four weight rows
+/// is widened to float32 into a per-thread buffer (exact: a bf16 value is the top half of its float32) and then
+/// multiplied exactly as a float32 block, so the result is bit-identical to the float32 kernel given the widened
+/// weights.
+/// </para>
 /// </summary>
 internal static unsafe class SmallBatchGemm
 {
@@ -29,7 +36,8 @@ internal static unsafe class SmallBatchGemm
         using var xc = x.contiguous(); // a new handle on the same storage when x already is
         var y = empty(m, n, ScalarType.Float32);
         var px = (nint)TensorData.Floats(xc);
-        var pw = (nint)TensorData.Floats(weight);
+        bool bf16 = weight.dtype == ScalarType.BFloat16;
+        var pw = bf16 ? (nint)TensorData.BFloat16s(weight) : (nint)TensorData.Floats(weight);
         var py = (nint)TensorData.Floats(y);
         var pb = bias is null ? 0 : (nint)TensorData.Floats(bias);
         int chunks = (n + ChunkColumns - 1) / ChunkColumns;
@@ -39,8 +47,12 @@ internal static unsafe class SmallBatchGemm
         {
             int rows = Math.Min(ChunkRows, m - r0);
             nint xs = px + (nint)r0 * k * sizeof(float), ys = py + (nint)r0 * n * sizeof(float);
-            void Chunk(int c) =>
-                Rows((float*)xs, rows, k, (float*)pw, n, (float*)ys, (float*)pb, c * ChunkColumns, Math.Min(n, (c + 1) * ChunkColumns));
+            void Chunk(int c)
+            {
+                int j0 = c * ChunkColumns, j1 = Math.Min(n, (c + 1) * ChunkColumns);
+                if (bf16) RowsBFloat16((float*)xs, rows, k, (ushort*)pw, n, (float*)ys, (float*)pb, j0, j1);
+                else Rows((float*)xs, rows, k, (float*)pw, n, (float*)ys, (float*)pb, j0, j1);
+            }
             GemmTeam.Run(team, chunks, Chunk);
         }
         return y;
@@ -82,6 +94,88 @@ internal static unsafe class SmallBatchGemm
         for (; j < j1; j++)
             for (int i = 0; i < m; i++)
                 y[(long)i * n + j] = Dot(w + (long)j * k, x + (long)i * k, k) + (bias == null ? 0f : bias[j]);
+    }
+
+    /// <summary><see cref="Rows"/> for a bfloat16 weight: each block of four weight rows (or a last single row) is
+    /// widened into this thread's buffer, then multiplied by the float32 blocks in the same order as there. One row
+    /// of x (a single stream's decode step) instead widens each vector in registers as it multiplies it: there the
+    /// step only streams the weights, and a round trip through the buffer would cost as much as the read.</summary>
+    private static void RowsBFloat16(float* x, int m, int k, ushort* w, int n, float* y, float* bias, int j0, int j1)
+    {
+        float* buf = WidenBuffer(4 * k);
+        int j = j0;
+        int passes = (m + 2) / 3;
+        for (; j + 4 <= j1; j += 4)
+        {
+            ushort* wj = w + (long)j * k;
+            float* bj = bias == null ? null : bias + j;
+            if (m == 1 && k % 8 == 0)
+            {
+                Block4x1BFloat16(wj, k, x, y + j, bj, j + 8 <= j1 ? (byte*)(wj + 4 * k) : null);
+                continue;
+            }
+            Widen(wj, buf, 4 * k);
+            // The next block, a share per pass as in Rows (in half the bytes: 4k bf16 = 2k floats' worth).
+            bool prefetch = passes > 1 && j + 8 <= j1;
+            int share = (2 * k + passes - 1) / passes;
+            int i = 0, pass = 0;
+            for (; i + 3 <= m; i += 3, pass++)
+            {
+                if (prefetch) Prefetch((float*)(wj + 4 * k) + (long)pass * share, share);
+                Block4x3(buf, k, x + (long)i * k, y + (long)i * n + j, n, bj);
+            }
+            if (i < m && prefetch) Prefetch((float*)(wj + 4 * k) + (long)pass * share, Math.Max(0, 2 * k - pass * share));
+            if (i + 2 == m) Block4x2(buf, k, x + (long)i * k, y + (long)i * n + j, n, bj);
+            else if (i + 1 == m) Block4x1(buf, k, x + (long)i * k, y + (long)i * n + j, bj);
+        }
+        for (; j < j1; j++)
+        {
+            Widen(w + (long)j * k, buf, k);
+            for (int i = 0; i < m; i++)
+                y[(long)i * n + j] = Dot(buf, x + (long)i * k, k) + (bias == null ? 0f : bias[j]);
+        }
+    }
+
+    /// <summary><see cref="Block4x1"/> reading bfloat16 weights, widened in registers (k a multiple of 8: no tail, so
+    /// <see cref="Finish"/> never reads the weights); the same sums in the same order.</summary>
+    private static void Block4x1BFloat16(ushort* w, int k, float* x0, float* y, float* bias, byte* next)
+    {
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        ushort* w1 = w + k, w2 = w1 + k, w3 = w2 + k;
+        for (int p = 0; p < k; p += 8)
+        {
+            // The next block (4k bf16 = k/8 cache lines) one line per iteration, so that the reads stay spread out.
+            if (next != null) Sse.Prefetch0(next + p * 8);
+            var v0 = Avx.LoadVector256(x0 + p);
+            a0 = Fma.MultiplyAdd(Wide(w + p), v0, a0);
+            a1 = Fma.MultiplyAdd(Wide(w1 + p), v0, a1);
+            a2 = Fma.MultiplyAdd(Wide(w2 + p), v0, a2);
+            a3 = Fma.MultiplyAdd(Wide(w3 + p), v0, a3);
+        }
+        y[0] = Finish(a0, null, x0, k, k, bias, 0); y[1] = Finish(a1, null, x0, k, k, bias, 1);
+        y[2] = Finish(a2, null, x0, k, k, bias, 2); y[3] = Finish(a3, null, x0, k, k, bias, 3);
+    }
+
+    /// <summary>Eight bfloat16 values as float32 (each one's 16 bits become the float's top half; exact).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Wide(ushort* from) => Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32(from), 16).AsSingle();
+
+    /// <summary>bfloat16 → float32 (the 16 bits become the float's top half; exact).</summary>
+    private static void Widen(ushort* from, float* to, int count)
+    {
+        int p = 0;
+        for (; p + 8 <= count; p += 8) Avx.Store(to + p, Wide(from + p));
+        for (; p < count; p++) ((uint*)to)[p] = (uint)from[p] << 16;
+    }
+
+    [ThreadStatic] private static float[]? _widened;
+
+    /// <summary>This thread's widening buffer, at least <paramref name="floats"/> long. Pinned: it was allocated on the
+    /// pinned object heap and never moves.</summary>
+    private static float* WidenBuffer(int floats)
+    {
+        if (_widened is null || _widened.Length < floats) _widened = GC.AllocateUninitializedArray<float>(floats, pinned: true);
+        return (float*)Unsafe.AsPointer(ref _widened[0]);
     }
 
     private static void Prefetch(float* from, int floats)
