@@ -14,7 +14,8 @@ public sealed class ServeOptions
 
     /// <summary>A Hugging Face checkpoint folder (config.json, tokenizer.json, *.safetensors).</summary>
     public string ModelFolder { get; set; } = "models/default";
-    /// <summary>float32, float16, bfloat16 or auto (the checkpoint's dtype where the device supports it).</summary>
+    /// <summary>float32, bfloat16 or auto (DeviceAndDtype.ResolveDtypes: bf16 where the device computes it fast, bf16
+    /// weights under float32 arithmetic for a bf16 checkpoint on a CPU without bf16 instructions, else float32).</summary>
     public string Dtype { get; set; } = "auto";
     /// <summary>cpu, cuda, cuda:N, mps or auto.</summary>
     public string Device { get; set; } = "auto";

@@ -59,7 +59,10 @@ internal static unsafe class SmallBatchGemm
     }
 
     /// <summary>Output columns (weight rows) a thread takes at a time: small enough that threads finish together,
-    /// large enough that taking one costs nothing next to computing it. A multiple of 4 (the block width).</summary>
+    /// large enough that taking one costs nothing next to computing it. A multiple of 4 (the block width).
+    /// The kernels below each stay a call of their own (NoInlining): when tier-1 PGO inlined the bf16 rows and their
+    /// blocks into the chunk's lambda, a 16-stream step of the 0.5B shape took 513 ms instead of 342 (medians); a
+    /// call per block of 4 × K weights costs nothing next to the block.</summary>
     public const int ChunkColumns = 64;
 
     /// <summary>Rows of x multiplied against one pass over the weights.</summary>
@@ -68,6 +71,7 @@ internal static unsafe class SmallBatchGemm
     /// <summary>Output columns [j0, j1) for every row of x: three rows of x at a time (4×3 blocks: twelve
     /// accumulators, so that the FMA unit's latency is hidden and each weight vector loaded serves three rows), then
     /// a 4×2 or 4×1 block for the last rows.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)] // see ChunkColumns
     private static void Rows(float* x, int m, int k, float* w, int n, float* y, float* bias, int j0, int j1)
     {
         int j = j0;
@@ -100,6 +104,7 @@ internal static unsafe class SmallBatchGemm
     /// widened into this thread's buffer, then multiplied by the float32 blocks in the same order as there. One row
     /// of x (a single stream's decode step) instead widens each vector in registers as it multiplies it: there the
     /// step only streams the weights, and a round trip through the buffer would cost as much as the read.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)] // see ChunkColumns
     private static void RowsBFloat16(float* x, int m, int k, ushort* w, int n, float* y, float* bias, int j0, int j1)
     {
         float* buf = WidenBuffer(4 * k);
@@ -138,6 +143,7 @@ internal static unsafe class SmallBatchGemm
 
     /// <summary><see cref="Block4x1"/> reading bfloat16 weights, widened in registers (k a multiple of 8: no tail, so
     /// <see cref="Finish"/> never reads the weights); the same sums in the same order.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)] // see ChunkColumns
     private static void Block4x1BFloat16(ushort* w, int k, float* x0, float* y, float* bias, byte* next)
     {
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
@@ -183,6 +189,7 @@ internal static unsafe class SmallBatchGemm
         for (int p = 0; p < floats; p += 16) Sse.Prefetch0(from + p);
     }
 
+    [MethodImpl(MethodImplOptions.NoInlining)] // see ChunkColumns
     private static void Block4x3(float* w, int k, float* x0, float* y, int ldy, float* bias)
     {
         Vector256<float> a00 = default, a01 = default, a02 = default, a10 = default, a11 = default, a12 = default,
@@ -217,6 +224,7 @@ internal static unsafe class SmallBatchGemm
         y[2] = Finish(a2, w + 2 * k, x, kv, k, bias, 2); y[3] = Finish(a3, w + 3 * k, x, kv, k, bias, 3);
     }
 
+    [MethodImpl(MethodImplOptions.NoInlining)] // see ChunkColumns
     private static void Block4x2(float* w, int k, float* x0, float* y, int ldy, float* bias)
     {
         Vector256<float> a00 = default, a01 = default, a10 = default, a11 = default,
@@ -240,6 +248,7 @@ internal static unsafe class SmallBatchGemm
         Store4(y + ldy, a01, a11, a21, a31, w, x1, kv, k, bias);
     }
 
+    [MethodImpl(MethodImplOptions.NoInlining)] // see ChunkColumns
     private static void Block4x1(float* w, int k, float* x0, float* y, float* bias)
     {
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
