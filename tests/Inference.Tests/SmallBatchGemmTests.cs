@@ -37,16 +37,22 @@ public sealed class SmallBatchGemmTests : IDisposable
         { 1, 10, 19, true, 2 },           // one row with the scalar tail
     };
 
+    /// <summary>x [rows, in], a weight [out, in] and a bias [out] (or null) of unit normals.</summary>
+    private static (Tensor X, Tensor W, Tensor? B) Inputs(int rows, int outFeatures, int inFeatures, bool hasBias, ulong seed)
+    {
+        var gen = new Generator(seed);
+        var x = randn(rows, inFeatures, generator: gen);
+        var w = randn(outFeatures, inFeatures, generator: gen);
+        return (x, w, hasBias ? randn(outFeatures, generator: gen) : null);
+    }
+
     [Theory]
     [MemberData(nameof(Shapes))]
     public void Matches_libtorch_linear(int rows, int outFeatures, int inFeatures, bool hasBias, int threads)
     {
         if (!SmallBatchGemm.Supported) return; // not used without AVX2+FMA (xunit 2 has no runtime skip)
         using var scope = NewDisposeScope();
-        var gen = new Generator(7);
-        var x = randn(rows, inFeatures, generator: gen);
-        var w = randn(outFeatures, inFeatures, generator: gen);
-        var b = hasBias ? randn(outFeatures, generator: gen) : null;
+        var (x, w, b) = Inputs(rows, outFeatures, inFeatures, hasBias, seed: 7);
         var expected = nn.functional.linear(x, w, b).to(ScalarType.Float64);
         var got = SmallBatchGemm.Linear(x, w, b, Team(threads));
         Assert.Equal(new long[] { rows, outFeatures }, got.shape);
@@ -62,10 +68,8 @@ public sealed class SmallBatchGemmTests : IDisposable
     {
         if (!SmallBatchGemm.Supported) return; // not used without AVX2+FMA (xunit 2 has no runtime skip)
         using var scope = NewDisposeScope();
-        var gen = new Generator(5);
-        var x = randn(rows, inFeatures, generator: gen);
-        var w = randn(outFeatures, inFeatures, generator: gen).to(ScalarType.BFloat16);
-        var b = hasBias ? randn(outFeatures, generator: gen) : null;
+        var (x, w32, b) = Inputs(rows, outFeatures, inFeatures, hasBias, seed: 5);
+        var w = w32.to(ScalarType.BFloat16);
         var widened = SmallBatchGemm.Linear(x, w.to(ScalarType.Float32), b, Team(threads));
         var got = SmallBatchGemm.Linear(x, w, b, Team(threads));
         Assert.Equal(new long[] { rows, outFeatures }, got.shape);
