@@ -49,9 +49,7 @@ internal static unsafe class SmallBatchGemm
             nint xs = px + (nint)r0 * k * sizeof(float), ys = py + (nint)r0 * n * sizeof(float);
             void Chunk(int c)
             {
-                int j0 = c * ChunkColumns, j1 = Math.Min(n, (c + 1) * ChunkColumns);
-                if (bf16) RowsBFloat16((float*)xs, rows, k, (ushort*)pw, n, (float*)ys, (float*)pb, j0, j1);
-                else Rows((float*)xs, rows, k, (float*)pw, n, (float*)ys, (float*)pb, j0, j1);
+                Rows((float*)xs, rows, k, (void*)pw, bf16, n, (float*)ys, (float*)pb, c * ChunkColumns, Math.Min(n, (c + 1) * ChunkColumns));
             }
             GemmTeam.Run(team, chunks, Chunk);
         }
@@ -60,8 +58,8 @@ internal static unsafe class SmallBatchGemm
 
     /// <summary>Output columns (weight rows) a thread takes at a time: small enough that threads finish together,
     /// large enough that taking one costs nothing next to computing it. A multiple of 4 (the block width).
-    /// The kernels below each stay a call of their own (NoInlining): when tier-1 PGO inlined the bf16 rows and their
-    /// blocks into the chunk's lambda, a 16-stream step of the 0.5B shape took 513 ms instead of 342 (medians); a
+    /// The kernels below each stay a call of their own (NoInlining): when tier-1 PGO inlined the rows of a bf16 weight
+    /// and their blocks into the chunk's lambda, a 16-stream step of the 0.5B shape took 513 ms instead of 342 (medians); a
     /// call per block of 4 × K weights costs nothing next to the block.</summary>
     public const int ChunkColumns = 64;
 
@@ -70,74 +68,52 @@ internal static unsafe class SmallBatchGemm
 
     /// <summary>Output columns [j0, j1) for every row of x: three rows of x at a time (4×3 blocks: twelve
     /// accumulators, so that the FMA unit's latency is hidden and each weight vector loaded serves three rows), then
-    /// a 4×2 or 4×1 block for the last rows.</summary>
+    /// a 4×2 or 4×1 block for the last rows. <paramref name="w"/> holds float32 values, or bfloat16 ones when
+    /// <paramref name="bf16"/>: then each block of four weight rows (or a last single row) is first widened into this
+    /// thread's buffer and multiplied from there, the same sums in the same order; one row of x (a single stream's
+    /// decode step) instead widens each vector in registers as it multiplies it, since that step only streams the
+    /// weights and a round trip through the buffer would cost as much as the read.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)] // see ChunkColumns
-    private static void Rows(float* x, int m, int k, float* w, int n, float* y, float* bias, int j0, int j1)
+    private static void Rows(float* x, int m, int k, void* w, bool bf16, int n, float* y, float* bias, int j0, int j1)
     {
+        int elementBytes = bf16 ? sizeof(ushort) : sizeof(float);
+        int blockFloats = 4 * k * elementBytes / sizeof(float);   // a block's bytes, in floats (for the prefetch)
+        float* buf = bf16 ? WidenBuffer(4 * k) : null;
         int j = j0;
         int passes = (m + 2) / 3;
         for (; j + 4 <= j1; j += 4)
         {
-            float* wj = w + (long)j * k;
+            byte* source = (byte*)w + (long)j * k * elementBytes;
+            float* next = (float*)(source + 4L * k * elementBytes);
             float* bj = bias == null ? null : bias + j;
+            if (bf16 && m == 1 && k % 8 == 0)
+            {
+                Block4x1BFloat16((ushort*)source, k, x, y + j, bj, j + 8 <= j1 ? (byte*)next : null);
+                continue;
+            }
+            float* wj = (float*)source;
+            if (bf16) Widen((ushort*)source, wj = buf, 4 * k);
             // The next block's 4 rows are contiguous: while this block is multiplied with every row of x, fetch
             // a share of them per pass, so that memory reads overlap the arithmetic (the hardware prefetcher
             // alone left the kernel waiting on memory between blocks).
             bool prefetch = passes > 1 && j + 8 <= j1;
-            int share = (4 * k + passes - 1) / passes;
+            int share = (blockFloats + passes - 1) / passes;
             int i = 0, pass = 0;
             for (; i + 3 <= m; i += 3, pass++)
             {
-                if (prefetch) Prefetch(wj + 4 * k + (long)pass * share, share);
+                if (prefetch) Prefetch(next + (long)pass * share, share);
                 Block4x3(wj, k, x + (long)i * k, y + (long)i * n + j, n, bj);
             }
-            if (i < m && prefetch) Prefetch(wj + 4 * k + (long)pass * share, Math.Max(0, 4 * k - pass * share));
+            if (i < m && prefetch) Prefetch(next + (long)pass * share, Math.Max(0, blockFloats - pass * share));
             if (i + 2 == m) Block4x2(wj, k, x + (long)i * k, y + (long)i * n + j, n, bj);
             else if (i + 1 == m) Block4x1(wj, k, x + (long)i * k, y + (long)i * n + j, bj);
         }
         for (; j < j1; j++)
-            for (int i = 0; i < m; i++)
-                y[(long)i * n + j] = Dot(w + (long)j * k, x + (long)i * k, k) + (bias == null ? 0f : bias[j]);
-    }
-
-    /// <summary><see cref="Rows"/> for a bfloat16 weight: each block of four weight rows (or a last single row) is
-    /// widened into this thread's buffer, then multiplied by the float32 blocks in the same order as there. One row
-    /// of x (a single stream's decode step) instead widens each vector in registers as it multiplies it: there the
-    /// step only streams the weights, and a round trip through the buffer would cost as much as the read.</summary>
-    [MethodImpl(MethodImplOptions.NoInlining)] // see ChunkColumns
-    private static void RowsBFloat16(float* x, int m, int k, ushort* w, int n, float* y, float* bias, int j0, int j1)
-    {
-        float* buf = WidenBuffer(4 * k);
-        int j = j0;
-        int passes = (m + 2) / 3;
-        for (; j + 4 <= j1; j += 4)
         {
-            ushort* wj = w + (long)j * k;
-            float* bj = bias == null ? null : bias + j;
-            if (m == 1 && k % 8 == 0)
-            {
-                Block4x1BFloat16(wj, k, x, y + j, bj, j + 8 <= j1 ? (byte*)(wj + 4 * k) : null);
-                continue;
-            }
-            Widen(wj, buf, 4 * k);
-            // The next block, a share per pass as in Rows (in half the bytes: 4k bf16 = 2k floats' worth).
-            bool prefetch = passes > 1 && j + 8 <= j1;
-            int share = (2 * k + passes - 1) / passes;
-            int i = 0, pass = 0;
-            for (; i + 3 <= m; i += 3, pass++)
-            {
-                if (prefetch) Prefetch((float*)(wj + 4 * k) + (long)pass * share, share);
-                Block4x3(buf, k, x + (long)i * k, y + (long)i * n + j, n, bj);
-            }
-            if (i < m && prefetch) Prefetch((float*)(wj + 4 * k) + (long)pass * share, Math.Max(0, 2 * k - pass * share));
-            if (i + 2 == m) Block4x2(buf, k, x + (long)i * k, y + (long)i * n + j, n, bj);
-            else if (i + 1 == m) Block4x1(buf, k, x + (long)i * k, y + (long)i * n + j, bj);
-        }
-        for (; j < j1; j++)
-        {
-            Widen(w + (long)j * k, buf, k);
+            float* wj = (float*)w + (long)j * k;
+            if (bf16) Widen((ushort*)w + (long)j * k, wj = buf, k);
             for (int i = 0; i < m; i++)
-                y[(long)i * n + j] = Dot(buf, x + (long)i * k, k) + (bias == null ? 0f : bias[j]);
+                y[(long)i * n + j] = Dot(wj, x + (long)i * k, k) + (bias == null ? 0f : bias[j]);
         }
     }
 

@@ -13,20 +13,16 @@ internal static unsafe partial class TensorData
 {
     /// <summary>The address of <paramref name="t"/>'s first element; t must be a float32 CPU tensor, and the caller
     /// keeps it alive (and, for the layout it assumes, contiguous) while it uses the pointer.</summary>
-    public static float* Floats(Tensor t)
-    {
-        if (t.dtype != ScalarType.Float32 || t.device_type != DeviceType.CPU)
-            throw new ArgumentException($"expected a float32 CPU tensor, got {t.dtype} on {t.device}", nameof(t));
-        return (float*)THSStorage_data_ptr(t.Handle) + t.storage_offset();
-    }
+    public static float* Floats(Tensor t) => (float*)Address(t, ScalarType.Float32, sizeof(float));
 
-    /// <summary>The address of <paramref name="t"/>'s first element; t must be a bfloat16 CPU tensor (as
-    /// <see cref="Floats"/>: the caller keeps it alive and contiguous while it uses the pointer).</summary>
-    public static ushort* BFloat16s(Tensor t)
+    /// <summary>As <see cref="Floats"/>, for a bfloat16 CPU tensor.</summary>
+    public static ushort* BFloat16s(Tensor t) => (ushort*)Address(t, ScalarType.BFloat16, sizeof(ushort));
+
+    private static byte* Address(Tensor t, ScalarType dtype, int elementBytes)
     {
-        if (t.dtype != ScalarType.BFloat16 || t.device_type != DeviceType.CPU)
-            throw new ArgumentException($"expected a bfloat16 CPU tensor, got {t.dtype} on {t.device}", nameof(t));
-        return (ushort*)THSStorage_data_ptr(t.Handle) + t.storage_offset();
+        if (t.dtype != dtype || t.device_type != DeviceType.CPU)
+            throw new ArgumentException($"expected a {DeviceAndDtype.Name(dtype)} CPU tensor, got {t.dtype} on {t.device}", nameof(t));
+        return (byte*)THSStorage_data_ptr(t.Handle) + t.storage_offset() * elementBytes;
     }
 
     /// <summary>Row <paramref name="row"/> of a contiguous float32 CPU matrix copied into <paramref name="destination"/>.</summary>
