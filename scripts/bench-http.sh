@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # HTTP load benchmark of issue 8: builds once (Release), starts `serve` with the Qwen2.5-0.5B shape (random weights,
-# dtype auto: the faster one, bf16 weights under float32 arithmetic on an AVX2 CPU) on a free loopback port with router and batch limits for 64 streams, runs `bench-http` against it
-# (concurrency 1, 4, 16, 64; 128 tokens in, 128 out), stops the server and prints where the results are.
+# dtype auto: the faster one, bf16 weights under float32 arithmetic on an AVX2 CPU) on a free loopback port with
+# router and batch limits for 64 streams, runs `bench-http` against it (concurrency 1, 4, 16, 64; 128 tokens in,
+# 128 out), stops the server and prints where the results are.
 #
 #   scripts/bench-http.sh [serve options] [-- bench-http options]
 #   scripts/bench-http.sh --dtype float32 -- --concurrency 1,4,16 --requests-per-stream 2
