@@ -4,7 +4,7 @@ using ActorQuery.Inference.Training;
 namespace ActorQuery.Host.Cli;
 
 /// <summary>
-/// <c>train --out DIR [--steps N] [--seed S] [--threads T] [--batch B] [--lr X] [--eval-every N]</c>: trains the
+/// <c>train --out DIR [--steps N] [--seed S] [--threads T] [--batch B] [--lr X] [--eval-every N] [--digit-loss W]</c>: trains the
 /// default arithmetic model on the CPU and writes a Hugging Face folder. Same arguments, same weights.
 /// </summary>
 internal static class TrainCommand
@@ -26,6 +26,7 @@ internal static class TrainCommand
             InitFrom = args.String("init-from"),
             WarmupSteps = args.Int("warmup", 0) ?? defaults.WarmupSteps,
             NumberInit = !args.Flag("no-number-init"),
+            DigitLossWeight = args.Float("digit-loss", 0f, 100f) ?? defaults.DigitLossWeight,
         };
         var baseConfig = new TrainingModelConfig(VocabSize: 0);
         int hidden = args.Int("hidden", 16, 4096) ?? baseConfig.HiddenSize;

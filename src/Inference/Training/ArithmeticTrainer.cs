@@ -17,7 +17,8 @@ public sealed record TrainingOptions(
     int EvalCount = 200,
     int? StopAt = null,
     string? InitFrom = null,
-    bool NumberInit = true);
+    bool NumberInit = true,
+    double DigitLossWeight = 3);
 
 /// <summary>
 /// Trains the default model on <see cref="ArithmeticTask"/>: AdamW with linear warmup and cosine decay, loss on
@@ -45,12 +46,15 @@ public sealed class ArithmeticTrainer
         if (o.InitFrom is not null) model.LoadFrom(o.InitFrom);
         else if (o.NumberInit) model.InitNumberEmbeddings(_tok.NumberTokens());
         _log($"model: {HfFolderWriter.Describe(model)}");
-        var optimizer = torch.optim.AdamW(model.parameters(), o.LearningRate, 0.9, 0.98, 1e-8, o.WeightDecay);
+        var digits = o.DigitLossWeight > 0 ? new DigitSupervision(config.HiddenSize) : null;
+        var parameters = digits is null ? model.parameters().ToList() : model.parameters().Concat(digits.parameters()).ToList();
+        var stateIndices = DigitSupervision.StateIndices(config.NumLayers);
+        var optimizer = torch.optim.AdamW(parameters, o.LearningRate, 0.9, 0.98, 1e-8, o.WeightDecay);
         var rng = new Random(o.Seed);
         var probe = ArithmeticTask.HeldOutSet(o.EvalCount, o.Seed + 1);
         var sw = Stopwatch.StartNew();
         var pending = new Queue<List<Encoded>>();
-        double lossSum = 0;
+        double lossSum = 0, digitSum = 0;
         int lossN = 0;
         // StopAt ends the run early without changing the schedule, so step k of an N-step run is reproducible.
         int last = Math.Min(o.Steps, o.StopAt ?? o.Steps);
@@ -62,23 +66,32 @@ public sealed class ArithmeticTrainer
             {
                 if (pending.Count == 0) pending = NextBuckets(rng, o.BatchSize);
                 var batch = pending.Dequeue();
-                var (inputs, labels) = MakeBatch(batch);
+                var (inputs, labels, targets) = MakeBatch(batch);
                 optimizer.zero_grad();
-                var hidden = model.Hidden(inputs); // [b, t, hidden]
+                var states = model.HiddenStates(inputs); // each [b, t, hidden]
                 var flatLabels = labels.view(-1);
                 var answered = flatLabels.ne(IgnoreIndex).nonzero().squeeze(1); // positions with a label
-                var logits = model.Logits(hidden.view(-1, hidden.shape[2]).index_select(0, answered)); // [n, vocab]
-                var loss = nn.functional.cross_entropy(logits, flatLabels.index_select(0, answered));
+                Tensor At(Tensor s) => s.view(-1, s.shape[2]).index_select(0, answered); // [n, hidden]
+                var logits = model.Logits(At(states[^1])); // [n, vocab]
+                var answerLoss = nn.functional.cross_entropy(logits, flatLabels.index_select(0, answered));
+                var loss = answerLoss;
+                if (digits is not null)
+                {
+                    var aux = digits.Loss(stateIndices.Select(i => At(states[i])).ToList(), targets.index_select(0, answered));
+                    digitSum += aux.item<float>();
+                    loss = loss + o.DigitLossWeight * aux;
+                }
                 loss.backward();
-                nn.utils.clip_grad_norm_(model.parameters(), 1.0);
+                nn.utils.clip_grad_norm_(parameters, 1.0);
                 optimizer.step();
-                lossSum += loss.item<float>();
+                lossSum += answerLoss.item<float>();
                 lossN++;
             }
             if (step % 100 == 0)
             {
-                _log(string.Create(CultureInfo.InvariantCulture, $"step {step}/{o.Steps} loss {lossSum / lossN:F4} lr {lr:E2} elapsed {sw.Elapsed.TotalMinutes:F1} min"));
+                _log(string.Create(CultureInfo.InvariantCulture, $"step {step}/{o.Steps} loss {lossSum / lossN:F4}{(digits is null ? "" : $" digit loss {digitSum / lossN:F4}")} lr {lr:E2} elapsed {sw.Elapsed.TotalMinutes:F1} min"));
                 lossSum = 0;
+                digitSum = 0;
                 lossN = 0;
             }
             if (step % o.EvalEvery == 0 || step == last)
@@ -98,7 +111,7 @@ public sealed class ArithmeticTrainer
     {
         const int Buckets = 16;
         var pool = Enumerable.Range(0, batchSize * Buckets).Select(_ => ArithmeticTask.NextTraining(rng))
-            .Select((e, i) => (e: new Encoded(_tok.Encode(e.Prompt), _tok.Encode(e.Completion)), i))
+            .Select((e, i) => (e: new Encoded(e.Problem, _tok.Encode(e.Prompt), _tok.Encode(e.Completion)), i))
             .OrderBy(x => x.e.Prompt.Count + x.e.Completion.Count).ThenBy(x => x.i).Select(x => x.e).ToList();
         var batches = pool.Chunk(batchSize).Select(c => c.ToList()).ToList();
         rng.Shuffle(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(batches));
@@ -106,7 +119,7 @@ public sealed class ArithmeticTrainer
     }
 
     /// <summary>An example's prompt and completion as token ids, encoded once for bucketing and batching.</summary>
-    private sealed record Encoded(IReadOnlyList<int> Prompt, IReadOnlyList<int> Completion);
+    private sealed record Encoded(ArithmeticProblem Problem, IReadOnlyList<int> Prompt, IReadOnlyList<int> Completion);
 
     private static double LearningRateAt(int step, TrainingOptions o)
     {
@@ -117,11 +130,12 @@ public sealed class ArithmeticTrainer
 
     /// <summary>Inputs and next-token labels, right-padded; labels are <see cref="IgnoreIndex"/> except on the
     /// completion (answer digits and the end-of-turn token).</summary>
-    private (Tensor Inputs, Tensor Labels) MakeBatch(IReadOnlyList<Encoded> seqs)
+    private (Tensor Inputs, Tensor Labels, Tensor DigitTargets) MakeBatch(IReadOnlyList<Encoded> seqs)
     {
         int t = seqs.Max(s => s.Prompt.Count + s.Completion.Count) - 1;
         var inputs = new long[seqs.Count * t];
         var labels = new long[seqs.Count * t];
+        var targets = new long[seqs.Count * t * DigitSupervision.Columns];
         Array.Fill(inputs, _tok.EndOfTextId);
         Array.Fill(labels, IgnoreIndex);
         for (int i = 0; i < seqs.Count; i++)
@@ -130,10 +144,12 @@ public sealed class ArithmeticTrainer
             for (int j = 0; j + 1 < ids.Length; j++)
             {
                 inputs[i * t + j] = ids[j];
-                if (j + 1 >= seqs[i].Prompt.Count) labels[i * t + j] = ids[j + 1];
+                if (j + 1 < seqs[i].Prompt.Count) continue;
+                labels[i * t + j] = ids[j + 1];
+                DigitSupervision.Targets(seqs[i].Problem).CopyTo(targets, (i * t + j) * DigitSupervision.Columns);
             }
         }
-        return (tensor(inputs, [seqs.Count, t]), tensor(labels, [seqs.Count, t]));
+        return (tensor(inputs, [seqs.Count, t]), tensor(labels, [seqs.Count, t]), tensor(targets, [seqs.Count * t, DigitSupervision.Columns]));
     }
 
     /// <summary>Greedy answers of the training model (no KV cache: the whole buffer each step), in input order.</summary>

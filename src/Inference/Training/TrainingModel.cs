@@ -55,14 +55,22 @@ public sealed class Qwen2TrainingModel : Module<Tensor, Tensor>
     public override Tensor forward(Tensor inputIds) => Logits(Hidden(inputIds));
 
     /// <summary>The final hidden states [batch, seq, hidden] (after the last norm).</summary>
-    public Tensor Hidden(Tensor inputIds)
+    public Tensor Hidden(Tensor inputIds) => HiddenStates(inputIds)[^1];
+
+    /// <summary>The residual stream after each decoder layer, then the final hidden states (after the last
+    /// norm): <see cref="TrainingModelConfig.NumLayers"/> + 1 tensors [batch, seq, hidden]. Training reads the
+    /// intermediate ones for its auxiliary losses.</summary>
+    public Tensor[] HiddenStates(Tensor inputIds)
     {
         using var scope = NewDisposeScope();
         long seq = inputIds.shape[1];
         var (cos, sin) = Rope(seq, inputIds.device);
         var h = embed_tokens.forward(inputIds);
-        foreach (var layer in layers) h = layer.forward(h, cos, sin);
-        return norm.forward(h).MoveToOuterDisposeScope();
+        var states = new Tensor[layers.Count + 1];
+        for (int i = 0; i < layers.Count; i++) states[i] = h = layers[i].forward(h, cos, sin);
+        states[^1] = norm.forward(h);
+        foreach (var s in states) s.MoveToOuterDisposeScope();
+        return states;
     }
 
     /// <summary>Logits for hidden states of any leading shape (tied lm_head). Training applies it only to the
