@@ -7,8 +7,8 @@ namespace ActorQuery.Host.Cli;
 
 /// <summary>
 /// <c>eval --model DIR [--count N] [--seed S] [--threads T]</c>: greedy accuracy of the arithmetic model, through the
-/// serving engine, on + and − problems that training never saw (plain prompts and chats), and on the
-/// multiplication table (all 169 facts, which are trained).
+/// serving engine, on + and − problems that training never saw (plain prompts and chats; operands 0–999, then
+/// a quarter as many with operands 0–99), and on the multiplication table (all 169 facts, which are trained).
 /// </summary>
 internal static class EvalCommand
 {
@@ -31,9 +31,12 @@ internal static class EvalCommand
         Console.WriteLine(Line($"held-out + and - problems never seen in training (seed {seed})", heldOut));
         Console.WriteLine(Line("  plain prompts", heldOut.Only(PromptFormat.Plain)));
         Console.WriteLine(Line("  chat (ChatML)", heldOut.Only(PromptFormat.Chat)));
+        // Users mostly ask about short numbers ("What is 37 + 58?"), which are rare among uniform 3-digit operands.
+        var small = evaluator.Grade(ArithmeticTask.HeldOutSet(Math.Min(300, Math.Max(1, count / 4)), seed, maxOperand: 99));
+        Console.WriteLine(Line("held-out + and - problems with both operands 0-99", small));
         var table = evaluator.Grade(ArithmeticTask.MultiplicationTable(seed));
         Console.WriteLine(Line("multiplication table 0-12 (all 169 facts; trained, not held out)", table));
-        foreach (var miss in heldOut.Answers.Concat(table.Answers).Where(a => !a.Correct).Take(40))
+        foreach (var miss in heldOut.Answers.Concat(small.Answers).Concat(table.Answers).Where(a => !a.Correct).Take(40))
             Console.WriteLine($"  wrong: {miss.Example.Format} {Quote(miss.Example.Question)} -> {Quote(miss.Answer)} (expected {miss.Example.Problem.AnswerText})");
         return 0;
     }

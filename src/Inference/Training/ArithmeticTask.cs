@@ -110,16 +110,19 @@ public static class ArithmeticTask
         }
     }
 
-    /// <summary>The eval set: <paramref name="count"/> distinct held-out + / − problems (uniform operands),
-    /// each in a random phrasing, half plain and half chat. Same seed, same set.</summary>
-    public static IReadOnlyList<ArithmeticExample> HeldOutSet(int count, int seed)
+    /// <summary>The eval set: <paramref name="count"/> distinct held-out + / − problems (operands uniform in
+    /// 0–<paramref name="maxOperand"/>), each in a random phrasing, half plain and half chat. Same seed, same set.
+    /// With operands up to 99 there are about 400 held-out problems; asking for more than 300 is refused.</summary>
+    public static IReadOnlyList<ArithmeticExample> HeldOutSet(int count, int seed, int maxOperand = MaxAddend)
     {
+        if (maxOperand is < 99 or > MaxAddend) throw new ArgumentOutOfRangeException(nameof(maxOperand), maxOperand, $"must be 99..{MaxAddend}");
+        if (maxOperand < MaxAddend && count > 300) throw new ArgumentOutOfRangeException(nameof(count), count, "at most 300 problems with small operands");
         var rng = new Random(seed);
         var seen = new HashSet<ArithmeticProblem>();
         var list = new List<ArithmeticExample>(count);
         while (list.Count < count)
         {
-            var p = new ArithmeticProblem(rng.Next(MaxAddend + 1), rng.Next(2) == 0 ? ArithmeticOp.Add : ArithmeticOp.Subtract, rng.Next(MaxAddend + 1));
+            var p = new ArithmeticProblem(rng.Next(maxOperand + 1), rng.Next(2) == 0 ? ArithmeticOp.Add : ArithmeticOp.Subtract, rng.Next(maxOperand + 1));
             if (!IsHeldOut(p) || !seen.Add(p)) continue;
             list.Add(Render(p, rng, list.Count % 2 == 0 ? PromptFormat.Plain : PromptFormat.Chat));
         }
