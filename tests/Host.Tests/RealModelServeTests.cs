@@ -3,14 +3,15 @@ using System.Net;
 using System.Text;
 using System.Text.Json;
 using OpenAI;
+using ActorQuery.Inference.Training;
 using OpenAI.Chat;
 
 namespace ActorQuery.Host.Tests;
 
 /// <summary>
 /// The shipped server end to end: Kestrel on 127.0.0.1, the real actors, the TorchSharp engine and the embedded
-/// default model, asked with the official OpenAI client and plain HTTP. Questions are from the multiplication
-/// table, which the default model answers exactly.
+/// default model, asked with the official OpenAI client and plain HTTP. Questions are sums, differences and
+/// products, most of them held out from the default model's training.
 /// </summary>
 [Collection(ServeCollection.Name)]
 public sealed class RealModelServeTests : IAsyncLifetime
@@ -36,12 +37,16 @@ public sealed class RealModelServeTests : IAsyncLifetime
         return JsonDocument.Parse(await r.Content.ReadAsStringAsync()).RootElement.Clone();
     }
 
-    [Fact]
-    public async Task The_openai_client_gets_the_right_product_and_a_stop_finish()
+    [Theory]
+    [InlineData("What is 7 times 8?", "56")]
+    [InlineData("What is 37 + 58?", "95")]
+    [InlineData("Compute 912 - 945.", "-33")]
+    [InlineData("608 加 397 等于多少？", "1005")]
+    public async Task The_openai_client_gets_the_right_answer_and_a_stop_finish(string question, string answer)
     {
-        var completion = (await Chat().CompleteChatAsync([new UserChatMessage("What is 7 times 8?")],
+        var completion = (await Chat().CompleteChatAsync([new UserChatMessage(question)],
             new ChatCompletionOptions { Temperature = 0 })).Value;
-        Assert.Equal("56", completion.Content[0].Text);
+        Assert.Equal(answer, completion.Content[0].Text);
         Assert.Equal(ChatFinishReason.Stop, completion.FinishReason);
         Assert.True(completion.Usage.InputTokenCount > 5);
     }
@@ -69,13 +74,19 @@ public sealed class RealModelServeTests : IAsyncLifetime
     [Fact]
     public async Task Answers_under_load_batched_with_other_queries_are_the_same_as_alone()
     {
-        var facts = Enumerable.Range(0, 12).Select(i => (A: 2 + i % 11, B: 12 - i % 7)).ToList();
-        string Body((int A, int B) f) => JsonSerializer.Serialize(new { prompt = $"What is {f.A} times {f.B}?", max_new_tokens = 8 });
+        // Sums and differences the model never saw in training, in every phrasing and both formats, and products.
+        var rng = new Random(3);
+        var examples = ArithmeticTask.HeldOutSet(20, seed: 77)
+            .Concat(Enumerable.Range(0, 4).Select(i => ArithmeticTask.Render(new ArithmeticProblem(2 + i, ArithmeticOp.Multiply, 12 - i), rng)))
+            .ToList();
+        string Body(ArithmeticExample e) => e.Format == PromptFormat.Plain
+            ? JsonSerializer.Serialize(new { prompt = e.Prompt, max_new_tokens = 8 })
+            : JsonSerializer.Serialize(new { messages = e.Messages.Select(m => new { role = m.Role, content = m.Content }), max_new_tokens = 8 });
         var alone = new List<string>();
-        foreach (var f in facts) alone.Add((await Query(Body(f))).GetProperty("text").GetString()!);
-        var together = await Task.WhenAll(facts.Select(async f => (await Query(Body(f))).GetProperty("text").GetString()!));
+        foreach (var e in examples) alone.Add((await Query(Body(e))).GetProperty("text").GetString()!);
+        var together = await Task.WhenAll(examples.Select(async e => (await Query(Body(e))).GetProperty("text").GetString()!));
         Assert.Equal(alone, together);
-        Assert.Equal(facts.Select(f => (f.A * f.B).ToString()), alone);
+        Assert.Equal(examples.Select(e => e.Problem.AnswerText), alone);
     }
 
     [Fact]
