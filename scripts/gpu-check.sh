@@ -15,6 +15,7 @@ export TMPDIR=$out
 [ -d .gpu/app ] || tar xJf .gpu/app.tar.xz -C .gpu   # gpu-pack.sh compresses the app to fit the 64 MiB that travel
 HOST=(bash .gpu/device-run.sh)
 app() { timeout "${STEP_LIMIT:-120}" "${HOST[@]}" "$@"; }   # no step may eat the device time of the others
+export READY_LIMIT=${STEP_LIMIT:-120}                     # nor may a server that never gets ready
 ask() { curl -s "$SERVER_URL/query" -H 'Content-Type: application/json' -d "$1"; echo; }
 
 echo "== 0. the CUDA libraries' exported cache and memory calls (CudaMemory reads cudaMemGetInfo)"

@@ -59,7 +59,8 @@ split_serve_args() {
 }
 
 # start_server ARGS...: starts `serve ARGS --urls http://127.0.0.1:PORT` in the background; sets SERVER_PID and
-# SERVER_URL; waits up to 10 minutes for /health/ready (loading the 0.5B shape takes a while on 2 busy cores).
+# SERVER_URL; waits up to READY_LIMIT seconds (600) for /health/ready (loading the 0.5B shape takes a while on 2
+# busy cores).
 start_server() {
   local port; port=$(free_port)
   SERVER_URL="http://127.0.0.1:$port"
@@ -70,14 +71,14 @@ start_server() {
   trap stop_server EXIT
   trap 'stop_server; exit 143' INT TERM
   local i
-  for i in $(seq 1 600); do
+  for i in $(seq 1 "${READY_LIMIT:-600}"); do
     if curl -sf "$SERVER_URL/health/ready" >/dev/null 2>&1; then echo "server ready (pid $SERVER_PID) after ${i} s" >&2; return 0; fi
     if ! kill -0 "$SERVER_PID" 2>/dev/null; then
       echo "error: the server exited during start-up; its output:" >&2; tail -20 "$SERVER_LOG/stdout.txt" >&2; exit 2
     fi
     sleep 1
   done
-  echo "error: the server was not ready after 600 s" >&2; exit 2
+  echo "error: the server was not ready after ${READY_LIMIT:-600} s" >&2; exit 2
 }
 
 # Graceful stop (SIGTERM drains running queries), then waits for that PID only.
