@@ -16,7 +16,7 @@ export TMPDIR=$out
 HOST=(bash .gpu/device-run.sh)
 app() { timeout "${STEP_LIMIT:-120}" "${HOST[@]}" "$@"; }   # no step may eat the device time of the others
 export READY_LIMIT=${STEP_LIMIT:-120}                     # nor may a server that never gets ready
-ask() { curl -s "$SERVER_URL/query" -H 'Content-Type: application/json' -d "$1"; echo; }
+ask() { curl -s --max-time 60 "$SERVER_URL/query" -H 'Content-Type: application/json' -d "$1"; echo; }
 
 echo "== 0. the CUDA libraries' exported cache and memory calls (CudaMemory reads cudaMemGetInfo)"
 torchlib=$(python3 -c 'import torch,os;print(os.path.dirname(torch.__file__)+"/lib")' 2> /dev/null)

@@ -62,6 +62,8 @@ split_serve_args() {
 # SERVER_URL; waits up to READY_LIMIT seconds (600) for /health/ready (loading the 0.5B shape takes a while on 2
 # busy cores).
 start_server() {
+  local limit=${READY_LIMIT:-600}
+  [[ $limit =~ ^[0-9]+$ ]] || { echo "error: READY_LIMIT must be a number of seconds, not '$limit'" >&2; exit 2; }
   local port; port=$(free_port)
   SERVER_URL="http://127.0.0.1:$port"
   SERVER_LOG=$(mktemp -d "${TMPDIR:-/tmp}/actorquery-bench.XXXXXX")
@@ -70,15 +72,15 @@ start_server() {
   SERVER_PID=$!
   trap stop_server EXIT
   trap 'stop_server; exit 143' INT TERM
-  local i
-  for i in $(seq 1 "${READY_LIMIT:-600}"); do
-    if curl -sf "$SERVER_URL/health/ready" >/dev/null 2>&1; then echo "server ready (pid $SERVER_PID) after ${i} s" >&2; return 0; fi
+  local deadline=$((SECONDS + limit))
+  while ((SECONDS < deadline)); do
+    if curl -sf --max-time 2 "$SERVER_URL/health/ready" >/dev/null 2>&1; then echo "server ready (pid $SERVER_PID) after $((SECONDS + limit - deadline)) s" >&2; return 0; fi
     if ! kill -0 "$SERVER_PID" 2>/dev/null; then
       echo "error: the server exited during start-up; its output:" >&2; tail -20 "$SERVER_LOG/stdout.txt" >&2; exit 2
     fi
     sleep 1
   done
-  echo "error: the server was not ready after ${READY_LIMIT:-600} s" >&2; exit 2
+  echo "error: the server was not ready after $limit s" >&2; exit 2
 }
 
 # Graceful stop (SIGTERM drains running queries), then waits for that PID only.

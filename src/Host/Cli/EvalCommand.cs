@@ -8,7 +8,7 @@ namespace ActorQuery.Host.Cli;
 /// <summary>
 /// <c>eval --model DIR [--count N] [--seed S] [--threads T]</c>: greedy accuracy of the arithmetic model, through the
 /// serving engine, on + and − problems that training never saw (plain prompts and chats; operands 0–999, then
-/// a quarter as many with operands 0–99), and on the multiplication table (all 169 facts, which are trained).
+/// count / 4, at least 1 and at most 300, with operands 0–99), and on the multiplication table (all 169 facts, which are trained).
 /// </summary>
 internal static class EvalCommand
 {
@@ -18,7 +18,7 @@ internal static class EvalCommand
     {
         var args = new CliArgs(argv, new HashSet<string>());
         string model = args.RequiredString("model");
-        int count = args.Int("count", 1, 100_000) ?? 2000;
+        int count = args.Int("count", 1, ArithmeticTask.MaxHeldOutCount) ?? 2000;
         int seed = args.Int("seed", 0) ?? DefaultSeed;
         int threads = args.Int("threads", 0, 256) ?? 1;
         args.EnsureAllUsed();

@@ -5,6 +5,10 @@ using static TorchSharp.torch;
 
 namespace ActorQuery.Inference.Training;
 
+/// <summary>Options of <see cref="ArithmeticTrainer.Train"/> (the <c>train</c> verb's flags).</summary>
+/// <param name="StopAt">Ends the run at this step without changing the learning-rate schedule of <paramref name="Steps"/>.</param>
+/// <param name="NumberInit">Starts number tokens' embeddings from their digits (<see cref="Qwen2TrainingModel.InitNumberEmbeddings"/>).</param>
+/// <param name="DigitLossWeight">Weight of the <see cref="DigitSupervision"/> probes' loss; 0 trains on the answer tokens alone.</param>
 public sealed record TrainingOptions(
     int Steps = 8000,
     int BatchSize = 64,
@@ -21,8 +25,9 @@ public sealed record TrainingOptions(
     double DigitLossWeight = 3);
 
 /// <summary>
-/// Trains the default model on <see cref="ArithmeticTask"/>: AdamW with linear warmup and cosine decay, loss on
-/// the answer tokens only (the prompt is masked), batches padded to their longest sequence. Deterministic for a
+/// Trains the default model on <see cref="ArithmeticTask"/>: AdamW with linear warmup and cosine decay, batches padded
+/// to their longest sequence. The loss is at the answer positions only (the prompt is masked): the next answer token,
+/// plus <see cref="TrainingOptions.DigitLossWeight"/> × the <see cref="DigitSupervision"/> probes' loss. Deterministic for a
 /// given seed and thread count: data come from <see cref="Random"/>(seed), weights from torch.manual_seed(seed).
 /// </summary>
 public sealed class ArithmeticTrainer
@@ -46,7 +51,7 @@ public sealed class ArithmeticTrainer
         if (o.InitFrom is not null) model.LoadFrom(o.InitFrom);
         else if (o.NumberInit) model.InitNumberEmbeddings(_tok.NumberTokens());
         _log($"model: {HfFolderWriter.Describe(model)}");
-        var digits = o.DigitLossWeight > 0 ? new DigitSupervision(config.HiddenSize) : null;
+        using var digits = o.DigitLossWeight > 0 ? new DigitSupervision(config.HiddenSize) : null;
         var parameters = digits is null ? model.parameters().ToList() : model.parameters().Concat(digits.parameters()).ToList();
         var stateIndices = DigitSupervision.StateIndices(config.NumLayers);
         var optimizer = torch.optim.AdamW(parameters, o.LearningRate, 0.9, 0.98, 1e-8, o.WeightDecay);

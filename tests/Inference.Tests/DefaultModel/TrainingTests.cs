@@ -1,5 +1,6 @@
 using ActorQuery.Inference.Checkpoint;
 using ActorQuery.Inference.Training;
+using static TorchSharp.torch;
 
 namespace ActorQuery.Inference.Tests.DefaultModel;
 
@@ -32,8 +33,8 @@ public class TrainingTests
         var dirs = Enumerable.Range(0, 3).Select(_ => Directory.CreateTempSubdirectory("aq-train-").FullName).ToArray();
         try
         {
-            // Twice with the digit losses, once without: the same seed gives the same weights, and the probes'
-            // gradients do reach the model.
+            // Twice with the digit losses, once without: the same seed gives the same weights, and the digit
+            // losses change training (that their gradients reach the first layer is the next test's).
             for (int run = 0; run < 3; run++)
             {
                 using var model = new ArithmeticTrainer(tokenizer, _ => { }).Train(config, run < 2 ? options : options with { DigitLossWeight = 0 });
@@ -48,7 +49,8 @@ public class TrainingTests
                 {
                     using var a = x.Read(e.Value);
                     using var b = y.Read(y.Entries[e.Key]);
-                    return a.eq(b).all().item<bool>();
+                    using var equal = a.eq(b).all();
+                    return equal.item<bool>();
                 });
                 Assert.True(Same(files[0], files[1]), "two runs with the same seed and options differ");
                 Assert.False(Same(files[0], files[2]), "the digit losses changed no weight");
@@ -62,5 +64,44 @@ public class TrainingTests
         {
             foreach (var dir in dirs) Directory.Delete(dir, recursive: true);
         }
+    }
+
+    [Fact]
+    public void The_probes_gradients_reach_the_embedding_and_the_first_layer()
+    {
+        var tokenizer = TrainingTokenizer.CreateDefault();
+        manual_seed(11);
+        var config = new TrainingModelConfig(tokenizer.VocabSize, HiddenSize: 48, NumLayers: 4, NumHeads: 2, NumKeyValueHeads: 1, IntermediateSize: 96);
+        using var model = new Qwen2TrainingModel(config);
+        using var digits = new DigitSupervision(config.HiddenSize);
+        using var scope = NewDisposeScope();
+        var problem = new ArithmeticProblem(957, ArithmeticOp.Add, 68);
+        var ids = tokenizer.Encode("957 + 68 =");
+        var states = model.HiddenStates(tensor(ids.Select(i => (long)i).ToArray(), [1, ids.Count]));
+        var last = states.Select(s => s[0, ^1].unsqueeze(0)).ToArray(); // the position that predicts the answer
+        var wanted = DigitSupervision.StateIndices(config.NumLayers).Select(i => last[i]).ToList();
+        digits.Loss(wanted, tensor(DigitSupervision.Targets(problem), [1, DigitSupervision.Columns])).backward();
+        foreach (var name in new[] { "embed_tokens.weight", "layers.0.self_attn.q_proj.weight", "layers.0.mlp.up_proj.weight" })
+        {
+            var grad = model.named_parameters().Single(p => p.name == name).parameter.grad;
+            Assert.True(grad is not null && grad.abs().sum().item<float>() > 0, $"no gradient reached {name}");
+        }
+    }
+
+    [Theory]
+    [InlineData(1, new[] { 0, 0, 1 })]
+    [InlineData(4, new[] { 1, 2, 4 })] // the default model: after layer 2, after layer 3, after the final norm
+    [InlineData(8, new[] { 3, 6, 8 })]
+    public void Probe_groups_read_halfway_up_one_below_the_top_and_the_top(int layers, int[] expected) =>
+        Assert.Equal(expected, DigitSupervision.StateIndices(layers));
+
+    [Fact]
+    public void Held_out_sets_refuse_sizes_they_could_not_draw()
+    {
+        Assert.Throws<ArgumentOutOfRangeException>(() => ArithmeticTask.HeldOutSet(ArithmeticTask.MaxHeldOutCount + 1, 1));
+        Assert.Throws<ArgumentOutOfRangeException>(() => ArithmeticTask.HeldOutSet(301, 1, maxOperand: 99));
+        Assert.Throws<ArgumentOutOfRangeException>(() => ArithmeticTask.HeldOutSet(10, 1, maxOperand: 98));
+        Assert.Throws<ArgumentOutOfRangeException>(() => ArithmeticTask.HeldOutSet(0, 1));
+        Assert.Equal(300, ArithmeticTask.HeldOutSet(300, 1, maxOperand: 99).Select(e => e.Problem).Distinct().Count());
     }
 }
