@@ -29,10 +29,10 @@ internal static class Usage
                          mixed requests with client disconnects; counts and RSS (scripts/soak.sh runs it all)
               tokenize   --tokenizer PATH (--text TEXT | --messages-file FILE) [--add-special-tokens] [--json]
               bench-tokenizer --tokenizer PATH [--mb N] [--seed S] [--json]
-              train      --out DIR [--steps 8000] [--batch 64] [--lr 2e-3] [--warmup 200] [--seed 1234] [--threads 1]
+              train      --out DIR [--steps 9000] [--batch 128] [--lr 1e-3] [--warmup 200] [--seed 1234] [--threads 1]
                          [--eval-every 500] [--stop-at N] [--init-from DIR] [--hidden 128] [--layers 4] [--heads 4]
                          [--kv-heads 2] [--intermediate 4*hidden] [--no-number-init] [--digit-loss 3]
-                         trains the default arithmetic model on the CPU; writes a Hugging Face folder
+                         trains the default arithmetic model on the CPU (defaults: the shipped recipe); writes a Hugging Face folder
               eval       --model DIR [--count 2000] [--seed 2026] [--threads 1]
                          greedy accuracy on held-out + and - problems (at most 20000) and the multiplication table
             """);

@@ -5,14 +5,15 @@ using static TorchSharp.torch;
 
 namespace ActorQuery.Inference.Training;
 
-/// <summary>Options of <see cref="ArithmeticTrainer.Train"/> (the <c>train</c> verb's flags).</summary>
+/// <summary>Options of <see cref="ArithmeticTrainer.Train"/> (the <c>train</c> verb's flags). The defaults are the
+/// recipe of the shipped <c>models/default</c>, so <c>train --out DIR</c> alone trains it again.</summary>
 /// <param name="StopAt">Ends the run at this step without changing the learning-rate schedule of <paramref name="Steps"/>.</param>
 /// <param name="NumberInit">Starts number tokens' embeddings from their digits (<see cref="Qwen2TrainingModel.InitNumberEmbeddings"/>).</param>
 /// <param name="DigitLossWeight">Weight of the <see cref="DigitSupervision"/> probes' loss; 0 trains on the answer tokens alone.</param>
 public sealed record TrainingOptions(
-    int Steps = 8000,
-    int BatchSize = 64,
-    double LearningRate = 2e-3,
+    int Steps = 9000,
+    int BatchSize = 128,
+    double LearningRate = 1e-3,
     int WarmupSteps = 200,
     double WeightDecay = 0.01,
     int Seed = 1234,
