@@ -13,7 +13,7 @@ namespace ActorQuery.Inference.Training;
 public sealed record TrainingOptions(
     int Steps = 9000,
     int BatchSize = 128,
-    double LearningRate = 1e-3,
+    double LearningRate = 1e-3f, // the CLI reads --lr as a float: the same value bit for bit as "train --lr 0.001"
     int WarmupSteps = 200,
     double WeightDecay = 0.01,
     int Seed = 1234,
