@@ -32,7 +32,7 @@ internal static class EvalCommand
         Console.WriteLine(Line("  plain prompts", heldOut.Only(PromptFormat.Plain)));
         Console.WriteLine(Line("  chat (ChatML)", heldOut.Only(PromptFormat.Chat)));
         // Users mostly ask about short numbers ("What is 37 + 58?"), which are rare among uniform 3-digit operands.
-        var small = evaluator.Grade(ArithmeticTask.HeldOutSet(Math.Min(300, Math.Max(1, count / 4)), seed, maxOperand: 99));
+        var small = evaluator.Grade(ArithmeticTask.HeldOutSet(Math.Clamp(count / 4, 1, ArithmeticTask.MaxSmallHeldOutCount), seed, maxOperand: 99));
         Console.WriteLine(Line("held-out + and - problems with both operands 0-99", small));
         var table = evaluator.Grade(ArithmeticTask.MultiplicationTable(seed));
         Console.WriteLine(Line("multiplication table 0-12 (all 169 facts; trained, not held out)", table));

@@ -47,10 +47,8 @@ internal static unsafe class SmallBatchGemm
         {
             int rows = Math.Min(ChunkRows, m - r0);
             nint xs = px + (nint)r0 * k * sizeof(float), ys = py + (nint)r0 * n * sizeof(float);
-            void Chunk(int c)
-            {
+            void Chunk(int c) =>
                 Rows((float*)xs, rows, k, (void*)pw, bf16, n, (float*)ys, (float*)pb, c * ChunkColumns, Math.Min(n, (c + 1) * ChunkColumns));
-            }
             GemmTeam.Run(team, chunks, Chunk);
         }
         return y;

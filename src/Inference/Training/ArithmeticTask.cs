@@ -88,6 +88,9 @@ public static class ArithmeticTask
     /// <summary>The most problems <see cref="HeldOutSet"/> draws with operands 0–999 (half of those held out).</summary>
     public const int MaxHeldOutCount = 20_000;
 
+    /// <summary>The most problems <see cref="HeldOutSet"/> draws with smaller operands (0–99 has 406 held out).</summary>
+    public const int MaxSmallHeldOutCount = 300;
+
     /// <summary>True when the problem belongs to the held-out set. Only + and − are held out: × of 0–12 is a
     /// 169-fact table the model learns by heart, so every fact is trained (and reported separately by eval).</summary>
     public static bool IsHeldOut(ArithmeticProblem p)
@@ -116,12 +119,12 @@ public static class ArithmeticTask
     /// <summary>The eval set: <paramref name="count"/> distinct held-out + / − problems (operands uniform in
     /// 0–<paramref name="maxOperand"/>), each in a random phrasing, half plain and half chat. Same seed, same set.
     /// Held out are 39,818 problems with operands up to 999 and 406 with operands up to 99; drawing distinct ones at
-    /// random slows down near the end, so at most <see cref="MaxHeldOutCount"/> (300 with operands below 999) are
-    /// asked for.</summary>
+    /// random slows down near the end, so at most <see cref="MaxHeldOutCount"/> (<see cref="MaxSmallHeldOutCount"/> with
+    /// operands below 999) are asked for.</summary>
     public static IReadOnlyList<ArithmeticExample> HeldOutSet(int count, int seed, int maxOperand = MaxAddend)
     {
         if (maxOperand is < 99 or > MaxAddend) throw new ArgumentOutOfRangeException(nameof(maxOperand), maxOperand, $"must be 99..{MaxAddend}");
-        int most = maxOperand < MaxAddend ? 300 : MaxHeldOutCount;
+        int most = maxOperand < MaxAddend ? MaxSmallHeldOutCount : MaxHeldOutCount;
         if (count is < 1 || count > most) throw new ArgumentOutOfRangeException(nameof(count), count, $"must be 1..{most} with operands up to {maxOperand}");
         var rng = new Random(seed);
         var seen = new HashSet<ArithmeticProblem>();

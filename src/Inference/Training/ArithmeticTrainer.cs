@@ -147,12 +147,13 @@ public sealed class ArithmeticTrainer
         for (int i = 0; i < seqs.Count; i++)
         {
             var ids = seqs[i].Prompt.Concat(seqs[i].Completion).ToArray();
+            var digitTargets = DigitSupervision.Targets(seqs[i].Problem); // the same at each of its answer positions
             for (int j = 0; j + 1 < ids.Length; j++)
             {
                 inputs[i * t + j] = ids[j];
                 if (j + 1 < seqs[i].Prompt.Count) continue;
                 labels[i * t + j] = ids[j + 1];
-                DigitSupervision.Targets(seqs[i].Problem).CopyTo(targets, (i * t + j) * DigitSupervision.Columns);
+                digitTargets.CopyTo(targets, (i * t + j) * DigitSupervision.Columns);
             }
         }
         return (tensor(inputs, [seqs.Count, t]), tensor(labels, [seqs.Count, t]), tensor(targets, [seqs.Count * t, DigitSupervision.Columns]));

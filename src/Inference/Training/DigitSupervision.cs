@@ -24,6 +24,7 @@ public sealed class DigitSupervision : Module
 
     private static readonly int[] Classes = [10, 10, 10, 10, 10, 10, 3, 2, 2, 2, 2, 10, 10, 10, 10];
     private static readonly (int First, int Count)[] Groups = [(0, 7), (7, 3), (10, 5)];
+    private const int FirstCarry = 8, LastCarry = 9; // the only columns that can be None (products have no carries)
 
 #pragma warning disable IDE1006, SA1300 // module field names are parameter names
     private readonly ModuleList<Linear> probes;
@@ -78,8 +79,9 @@ public sealed class DigitSupervision : Module
             for (int c = Groups[g].First; c < Groups[g].First + Groups[g].Count; c++)
             {
                 var t = targets[.., c];
-                // A batch of products only has no carry target; cross_entropy would average over nothing (NaN).
-                if (t.ne(-100).any().item<bool>())
+                // A batch of products only has no carry target; cross_entropy would average over nothing (NaN). Other
+                // columns always have targets, so only the carries pay for this check's wait on the result.
+                if (c is < FirstCarry or > LastCarry || t.ne(-100).any().item<bool>())
                     total = total + functional.cross_entropy(logits.narrow(1, offset, Classes[c]), t, ignore_index: -100);
                 offset += Classes[c];
             }
