@@ -2,8 +2,9 @@
 # CUDA checks, run on a machine with an NVIDIA GPU and a CUDA build of PyTorch but no .NET (see README, "Running
 # on a GPU"). Here: bash scripts/gpu-pack.sh; there (carry [".gpu"]): bash scripts/gpu-check.sh.
 # Prints each step and writes its logs to $OUT (or /tmp/gpu-check):
-#   1. the default model's answers on CUDA (float32) are the CPU's;
-#   2. engine throughput of the Qwen2.5-0.5B shape (random weights, bfloat16) at 1, 16 and 64 streams;
+#   1. the default model's answers on CUDA (float32) are the CPU's; its answers on CUDA in bfloat16;
+#   2. engine throughput of the Qwen2.5-0.5B shape (random weights, bfloat16 and float32) at 1, 16 and 64 streams,
+#      and bfloat16 at one stream with libtorch's cuDNN attention kept on (see CudnnAttention.cs);
 #   3. serve on CUDA: /query, /v1/chat/completions, and device memory in /memory;
 #   4. a real CUDA out-of-memory while loading (a KV budget far over the GPU) degrades, then serves;
 #   5. injected out-of-memory errors mid-serving: the worker restarts and every query is answered.
@@ -23,15 +24,18 @@ torchlib=$(python3 -c 'import torch,os;print(os.path.dirname(torch.__file__)+"/l
 nm -DC --defined-only "$torchlib/libc10_cuda.so" 2> /dev/null | grep -i -E "emptyCache|getDeviceStats" | cut -c1-200 | head -6
 python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)' 2> /dev/null
 
-echo "== 1. default model, CUDA float32 vs CPU"
+echo "== 1. default model, CUDA float32 vs CPU, and CUDA bfloat16"
 for q in "37 + 58 =" "What is 912 - 45?" "7 times 8?"; do
-  gpu=$(app generate --model models/default --device cuda --dtype float32 --prompt "$q" --max-new-tokens 8 2> "$out/gen.err" | tr "\n" " ")
-  cpu=$(app generate --model models/default --device cpu --dtype float32 --prompt "$q" --max-new-tokens 8 2>> "$out/gen.err" | tr "\n" " ")
-  echo "$q  cuda: $gpu  cpu: $cpu  $([ "$gpu" = "$cpu" ] && echo same || echo DIFFERENT)"
+  gpu=$(app generate --model models/default --device cuda --dtype float32 --prompt "$q" --max-new-tokens 8 2> "$out/gen.err" | grep -v " MiB, " | tr "\n" " ")
+  cpu=$(app generate --model models/default --device cpu --dtype float32 --prompt "$q" --max-new-tokens 8 2>> "$out/gen.err" | grep -v " MiB, " | tr "\n" " ")
+  bf16=$(app generate --model models/default --device cuda --dtype bfloat16 --prompt "$q" --max-new-tokens 8 2>> "$out/gen.err" | grep -v " MiB, " | tr "\n" " ")
+  echo "$q  cuda: $gpu  cpu: $cpu  $([ "$gpu" = "$cpu" ] && echo same || echo DIFFERENT)  cuda bfloat16: $bf16"
 done
 
-echo "== 2. engine bench, 0.5B shape, bfloat16, CUDA"
-STEP_LIMIT=200 app bench --device cuda --dtypes bfloat16 --streams 1,16,64 --prompt-tokens 128 --output-tokens 128 --rounds 1 2>&1 | tee "$out/bench.txt" | tail -12
+echo "== 2. engine bench, 0.5B shape, CUDA, bfloat16 and float32 (cuDNN attention off, the default)"
+STEP_LIMIT=240 app bench --device cuda --dtypes bfloat16,float32 --streams 1,16,64 --prompt-tokens 128 --output-tokens 128 --rounds 1 2>&1 | tee "$out/bench.txt" | grep -E "^\| [0-9]|^Engine"
+echo "== 2b. the same, one stream of bfloat16, with cuDNN attention kept (ACTORQUERY_CUDNN_ATTENTION=1)"
+ACTORQUERY_CUDNN_ATTENTION=1 app bench --device cuda --dtypes bfloat16 --streams 1 --prompt-tokens 128 --output-tokens 128 --rounds 1 2>&1 | tee "$out/bench-cudnn.txt" | grep -E "^\| [0-9]"
 
 echo "== 3. serve the default model on CUDA"
 start_server --device cuda --dtype float32

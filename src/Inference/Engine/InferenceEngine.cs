@@ -114,7 +114,11 @@ public sealed class InferenceEngine : IGenerationEngine
         // bf16 weight matrices under float32 arithmetic on CPUs without bf16 instructions: see ResolveDtypes.
         var (dtype, matrices) = DeviceAndDtype.ResolveDtypes(options.Dtype, device, config.TorchDtype,
             Decoder.SmallBatchGemmAvailable(ScalarType.Float32, device));
-        if (device.type == DeviceType.CUDA) CudaMemory.Use(device.index);
+        if (device.type == DeviceType.CUDA)
+        {
+            CudaMemory.Use(device.index);
+            CudnnAttention.ApplyDefault();   // its per-call host cost made bfloat16 decoding 2.7× slower (see there)
+        }
         DecoderWeights weights;
         if (options.DummyWeights) weights = DecoderWeights.Random(config, dtype, device, options.DummySeed, matrices);
         else
