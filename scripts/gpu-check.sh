@@ -18,6 +18,8 @@ HOST=(bash .gpu/device-run.sh)
 app() { timeout "${STEP_LIMIT:-120}" "${HOST[@]}" "$@"; }   # no step may eat the device time of the others
 export READY_LIMIT=${STEP_LIMIT:-120}                     # nor may a server that never gets ready
 ask() { curl -s --max-time 60 "$SERVER_URL/query" -H 'Content-Type: application/json' -d "$1"; echo; }
+# answer PROMPT ARGS...: the default model's greedy answer on one line, without the GPU line device-run.sh prints first.
+answer() { app generate --model models/default --prompt "$1" --max-new-tokens 8 "${@:2}" 2>> "$out/gen.err" | grep -v " MiB, " | tr "\n" " "; }
 
 echo "== 0. the CUDA libraries' exported cache and memory calls (CudaMemory reads cudaMemGetInfo)"
 torchlib=$(python3 -c 'import torch,os;print(os.path.dirname(torch.__file__)+"/lib")' 2> /dev/null)
@@ -25,10 +27,11 @@ nm -DC --defined-only "$torchlib/libc10_cuda.so" 2> /dev/null | grep -i -E "empt
 python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)' 2> /dev/null
 
 echo "== 1. default model, CUDA float32 vs CPU, and CUDA bfloat16"
+: > "$out/gen.err"
 for q in "37 + 58 =" "What is 912 - 45?" "7 times 8?"; do
-  gpu=$(app generate --model models/default --device cuda --dtype float32 --prompt "$q" --max-new-tokens 8 2> "$out/gen.err" | grep -v " MiB, " | tr "\n" " ")
-  cpu=$(app generate --model models/default --device cpu --dtype float32 --prompt "$q" --max-new-tokens 8 2>> "$out/gen.err" | grep -v " MiB, " | tr "\n" " ")
-  bf16=$(app generate --model models/default --device cuda --dtype bfloat16 --prompt "$q" --max-new-tokens 8 2>> "$out/gen.err" | grep -v " MiB, " | tr "\n" " ")
+  gpu=$(answer "$q" --device cuda --dtype float32)
+  cpu=$(answer "$q" --device cpu --dtype float32)
+  bf16=$(answer "$q" --device cuda --dtype bfloat16)
   echo "$q  cuda: $gpu  cpu: $cpu  $([ "$gpu" = "$cpu" ] && echo same || echo DIFFERENT)  cuda bfloat16: $bf16"
 done
 

@@ -25,7 +25,7 @@ public static class CudnnAttention
 {
     private static readonly object Gate = new();
     private static bool _resolved;
-    private static nint _context;
+    private static nint _context;           // set last, and only when every name was found: non-zero means usable
     private static SetFlag? _set;
     private static GetFlag? _get;
 
@@ -64,7 +64,7 @@ public static class CudnnAttention
 
     private static bool Resolve()
     {
-        if (_resolved) return _set is not null;
+        if (_resolved) return _context != 0;
         _resolved = true;
         EnsureTorchLoaded();
         // libtorch_cpu is already loaded by TorchSharp (or, for CUDA, from PyTorch's folder on LD_LIBRARY_PATH);
@@ -73,9 +73,9 @@ public static class CudnnAttention
         if (!NativeLibrary.TryGetExport(lib, "_ZN2at13globalContextEv", out var context)
             || !NativeLibrary.TryGetExport(lib, "_ZN2at7Context14setSDPUseCuDNNEb", out var set)
             || !NativeLibrary.TryGetExport(lib, "_ZNK2at7Context19userEnabledCuDNNSDPEv", out var get)) return false;
-        _context = Marshal.GetDelegateForFunctionPointer<GlobalContext>(context)();
         _set = Marshal.GetDelegateForFunctionPointer<SetFlag>(set);
         _get = Marshal.GetDelegateForFunctionPointer<GetFlag>(get);
+        _context = Marshal.GetDelegateForFunctionPointer<GlobalContext>(context)();
         return _context != 0;
     }
 
