@@ -1,4 +1,4 @@
-using ActorQuery.Inference.Engine;
+using ActorQuery.Contracts;
 
 namespace ActorQuery.Actors;
 

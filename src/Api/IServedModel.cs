@@ -1,4 +1,4 @@
-using ActorQuery.Inference.Tokenization;
+using ActorQuery.Tokenization;
 
 namespace ActorQuery.Api;
 

@@ -1,6 +1,8 @@
 using System.Collections.Concurrent;
 using Akka.Actor;
 using Akka.Hosting;
+using ActorQuery.TestSupport;
+using ActorQuery.Contracts;
 using ActorQuery.Actors.Cluster;
 using ActorQuery.Actors.Hosting;
 using ActorQuery.Actors.Routing;
@@ -104,7 +106,7 @@ public sealed class ClusterSpecs(ITestOutputHelper output) : IAsyncLifetime
             .ConfigureServices(services => services.AddAkka("actorquery", (akka, _) =>
             {
                 akka.AddHocon(FastCluster + (crashable ? "\n" + Crashable : ""), HoconAddMode.Prepend);
-                akka.AddActorQueryClusterNode(options, cluster, engines, new QuietMemory());
+                akka.AddActorQueryClusterNode(options, cluster, _ => FaultInjectingEngineFactory.Wrap(engines, options.Faults), new QuietMemory());
             }))
             .Build();
         _hosts.Add(host);

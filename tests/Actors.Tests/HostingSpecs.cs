@@ -1,5 +1,7 @@
 using Akka.Actor;
 using Akka.Hosting;
+using ActorQuery.TestSupport;
+using ActorQuery.Contracts;
 using ActorQuery.Actors.Hosting;
 using ActorQuery.Actors.Memory;
 using ActorQuery.Actors.Routing;
@@ -40,7 +42,7 @@ public sealed class HostingSpecs : IAsyncLifetime
             {
                 services.AddAkka("actorquery-test", (akka, _) => akka
                     .AddHocon("akka.loglevel = WARNING", HoconAddMode.Prepend)
-                    .AddActorQueryNode(options, _engines, new QuietMemory()));
+                    .AddActorQueryNode(options, _ => FaultInjectingEngineFactory.Wrap(_engines, options.Faults), new QuietMemory()));
                 services.AddActorQueryClient();
             })
             .Build();

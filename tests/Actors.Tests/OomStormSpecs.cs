@@ -1,4 +1,5 @@
 using Akka.Actor;
+using ActorQuery.Contracts;
 using ActorQuery.Actors.Routing;
 using ActorQuery.Actors.Tests.Support;
 using ActorQuery.Actors.Workers;

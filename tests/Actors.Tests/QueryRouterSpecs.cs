@@ -1,5 +1,6 @@
 using Akka.Actor;
 using Akka.TestKit;
+using ActorQuery.Contracts;
 using ActorQuery.Actors.Routing;
 using ActorQuery.Inference.Engine;
 using Xunit.Abstractions;

@@ -1,11 +1,12 @@
 using System.Text.Json.Nodes;
 using Akka.Actor;
+using ActorQuery.Contracts;
 using ActorQuery.Actors.Routing;
 using ActorQuery.Actors.Tests.Support;
 using ActorQuery.Actors.Workers;
 using ActorQuery.Inference.Engine;
 using ActorQuery.Inference.Memory;
-using ActorQuery.Inference.Tokenization;
+using ActorQuery.Tokenization;
 using Xunit.Abstractions;
 
 namespace ActorQuery.Actors.Tests;

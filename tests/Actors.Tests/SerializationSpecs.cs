@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Akka.Actor;
 using Akka.Configuration;
+using ActorQuery.Contracts;
 using ActorQuery.Actors.Cluster;
 using ActorQuery.Actors.Hosting;
 using ActorQuery.Actors.Routing;

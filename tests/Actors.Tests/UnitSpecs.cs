@@ -1,3 +1,4 @@
+using ActorQuery.Contracts;
 using ActorQuery.Actors.Routing;
 using ActorQuery.Actors.Workers;
 using ActorQuery.Inference.Engine;

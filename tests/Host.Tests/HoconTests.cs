@@ -51,7 +51,7 @@ public sealed class ServedModelsTests
     [Fact]
     public void Served_model_takes_its_name_from_the_folder_and_its_context_from_config_json()
     {
-        var model = ServedModels.FromFolder(Path.Combine(AppContext.BaseDirectory, "fixtures", "qwen2-tiny-f32"), new ActorQuery.Api.Tests.Fakes.ByteTokenizer());
+        var model = ServedModels.FromFolder(Path.Combine(AppContext.BaseDirectory, "fixtures", "qwen2-tiny-f32"), new ActorQuery.TestSupport.ByteTokenizer());
         Assert.Equal("qwen2-tiny-f32", model.Name);
         Assert.Equal(4096, model.ContextLength);
     }

@@ -2,7 +2,7 @@ using System.ClientModel;
 using System.Net;
 using System.Text;
 using System.Text.Json;
-using ActorQuery.Inference.Training;
+using ActorQuery.DefaultModel.Training;
 using OpenAI;
 using OpenAI.Chat;
 

@@ -7,7 +7,6 @@ using Microsoft.Extensions.Hosting;
 using Akka.Hosting;
 using ActorQuery.Actors;
 using ActorQuery.Api;
-using ActorQuery.Api.Tests.Fakes;
 using ActorQuery.Host.Cli;
 using ActorQuery.Host.Serve;
 using Microsoft.AspNetCore.Builder;

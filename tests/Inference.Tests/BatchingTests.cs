@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using ActorQuery.Contracts;
 using ActorQuery.Inference.Engine;
 using ActorQuery.Inference.Model;
 using static TorchSharp.torch;
@@ -124,7 +125,7 @@ public class BatchingTests
         var c = Fixtures.Cases("qwen2-tiny-f32")[1];
         e.TryAdd(new GenerationRequest(1, c.InputIds, SamplingParams.Greedy(24) with { IgnoreEos = true }));
         var ex = Assert.Throws<ExternalException>(() => e.Step());
-        Assert.True(Memory.OutOfMemory.IsOutOfMemory(ex));
+        Assert.True(ActorQuery.Contracts.OutOfMemory.IsOutOfMemory(ex));
         fail = false;
         var got = new List<int>();
         while (e.HasPendingWork) got.AddRange(e.Step().Updates.Select(u => u.TokenId));

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using ActorQuery.Contracts;
 using ActorQuery.Inference.Checkpoint;
 using ActorQuery.Inference.Engine;
 using static TorchSharp.torch;

@@ -1,3 +1,4 @@
+using ActorQuery.Contracts;
 using ActorQuery.Inference.Checkpoint;
 using ActorQuery.Inference.Engine;
 using ActorQuery.Inference.Memory;

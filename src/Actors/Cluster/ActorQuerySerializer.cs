@@ -1,7 +1,7 @@
 using System.Text;
 using Akka.Actor;
 using Akka.Serialization;
-using ActorQuery.Inference.Engine;
+using ActorQuery.Contracts;
 
 namespace ActorQuery.Actors.Cluster;
 

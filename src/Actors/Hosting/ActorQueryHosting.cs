@@ -8,6 +8,7 @@ using ActorQuery.Actors.Cluster;
 using ActorQuery.Actors.Memory;
 using ActorQuery.Actors.Routing;
 using ActorQuery.Actors.Workers;
+using ActorQuery.Contracts;
 
 namespace ActorQuery.Actors.Hosting;
 
@@ -26,18 +27,17 @@ public static class ActorQueryHosting
     public static Config ClusterHocon { get; } = LoadEmbeddedHocon("ActorQuery.Actors.cluster.hocon");
 
     /// <summary>
-    /// Router, <see cref="WorkerOptions.Count"/> workers (each loading through <paramref name="engines"/>, with
-    /// <see cref="ActorQueryNodeOptions.Faults"/> applied when set), and the watchdog (when enabled).
+    /// Router, <see cref="WorkerOptions.Count"/> workers (worker i loading through <paramref name="engines"/>(i)), and
+    /// the watchdog (when enabled).
     /// </summary>
     public static AkkaConfigurationBuilder AddActorQueryNode(this AkkaConfigurationBuilder builder,
-        ActorQueryNodeOptions options, IEngineFactory engines, IMemoryReader? memory = null)
+        ActorQueryNodeOptions options, Func<int, IEngineFactory> engines, IMemoryReader? memory = null)
     {
-        options.Faults.Validate();
         builder.AddHocon(DefaultHocon, HoconAddMode.Append);
         builder.AddQueryRouter(options.Node, options.Router, options.Cache);
         if (options.Watchdog.Enabled) builder.AddMemoryWatchdog(options.Watchdog, memory ?? new ProcessMemoryReader());
         // One fault schedule (and its counters) per worker, so that "first N loads fail" holds for each.
-        builder.AddModelWorkers(options.Node, options.Workers, _ => FaultInjectingEngineFactory.Wrap(engines, options.Faults));
+        builder.AddModelWorkers(options.Node, options.Workers, engines);
         return builder;
     }
 
@@ -48,11 +48,10 @@ public static class ActorQueryHosting
     /// runs <see cref="WorkerOptions.Count"/> workers and publishes their load. With no seed nodes the node joins itself.
     /// </summary>
     public static AkkaConfigurationBuilder AddActorQueryClusterNode(this AkkaConfigurationBuilder builder,
-        ActorQueryNodeOptions options, ClusterNodeOptions cluster, IEngineFactory engines, IMemoryReader? memory = null,
+        ActorQueryNodeOptions options, ClusterNodeOptions cluster, Func<int, IEngineFactory> engines, IMemoryReader? memory = null,
         bool joinSelfWithoutSeeds = true)
     {
         cluster.Validate();
-        options.Faults.Validate();
         builder.AddHocon(DefaultHocon, HoconAddMode.Append);
         builder.AddHocon(ClusterHocon, HoconAddMode.Append);
         builder.WithRemoting(cluster.Hostname, cluster.Port, cluster.PublicHostname);
@@ -70,7 +69,7 @@ public static class ActorQueryHosting
         {
             builder.WithActors((system, registry) => registry.Register<WorkerLoadPublisher>(system.ActorOf(
                 WorkerLoadPublisher.Props(cluster.LoadPublishInterval, cluster.HeartbeatInterval), "worker-load-publisher")));
-            builder.AddModelWorkers(options.Node, options.Workers, _ => FaultInjectingEngineFactory.Wrap(engines, options.Faults));
+            builder.AddModelWorkers(options.Node, options.Workers, engines);
         }
         if (cluster.SeedNodes.Count == 0 && joinSelfWithoutSeeds)
             builder.AddStartup((system, _) =>

@@ -1,6 +1,6 @@
 using Akka.Actor;
 using Akka.Event;
-using ActorQuery.Inference.Memory;
+using ActorQuery.Contracts;
 
 namespace ActorQuery.Actors.Memory;
 
@@ -18,10 +18,11 @@ public interface IMemoryReader
 }
 
 /// <summary>The process as the OS sees it: VmRSS, the managed heap, the machine's (or cgroup's) memory; and the
-/// CUDA device's used bytes once an engine runs there (<see cref="CudaMemory"/>, the default).</summary>
+/// accelerator's used bytes from <paramref name="deviceBytes"/>, which the Host wires to the engine's device reading
+/// (none: no device reading).</summary>
 public sealed class ProcessMemoryReader(Func<long?>? deviceBytes = null) : IMemoryReader
 {
-    private readonly Func<long?> _deviceBytes = deviceBytes ?? CudaMemory.UsedBytes;
+    private readonly Func<long?> _deviceBytes = deviceBytes ?? (() => null);
 
     public MemoryReading Read() => new(NativeMemory.ResidentBytes(), GC.GetTotalMemory(false), _deviceBytes());
 

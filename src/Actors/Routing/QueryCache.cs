@@ -1,7 +1,7 @@
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
-using ActorQuery.Inference.Engine;
+using ActorQuery.Contracts;
 
 namespace ActorQuery.Actors.Routing;
 

@@ -2,7 +2,7 @@ using System.Text;
 using Akka.Actor;
 using Akka.Event;
 using ActorQuery.Actors.Cluster;
-using ActorQuery.Inference.Engine;
+using ActorQuery.Contracts;
 
 namespace ActorQuery.Actors.Routing;
 

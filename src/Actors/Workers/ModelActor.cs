@@ -1,8 +1,7 @@
 using Akka.Actor;
 using Akka.Event;
-using ActorQuery.Inference.Engine;
-using ActorQuery.Inference.Memory;
-using ActorQuery.Inference.Tokenization;
+using ActorQuery.Contracts;
+using ActorQuery.Tokenization;
 
 namespace ActorQuery.Actors.Workers;
 

@@ -1,6 +1,6 @@
 using Akka.Actor;
 using Akka.Event;
-using ActorQuery.Inference.Memory;
+using ActorQuery.Contracts;
 
 namespace ActorQuery.Actors.Workers;
 

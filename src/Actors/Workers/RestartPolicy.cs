@@ -1,3 +1,5 @@
+using ActorQuery.Contracts;
+
 namespace ActorQuery.Actors.Workers;
 
 /// <summary>

@@ -5,8 +5,8 @@ using ActorQuery.Actors;
 using ActorQuery.Api.Dtos;
 using ActorQuery.Api.Errors;
 using ActorQuery.Api.Generation;
-using ActorQuery.Inference.Engine;
-using ActorQuery.Inference.Tokenization;
+using ActorQuery.Contracts;
+using ActorQuery.Tokenization;
 
 namespace ActorQuery.Api.Endpoints;
 

@@ -2,8 +2,8 @@ using System.Text;
 using System.Text.Json;
 using ActorQuery.Api.Dtos;
 using ActorQuery.Api.Errors;
-using ActorQuery.Inference.Engine;
-using ActorQuery.Inference.Tokenization;
+using ActorQuery.Contracts;
+using ActorQuery.Tokenization;
 
 namespace ActorQuery.Api.Generation;
 

@@ -5,7 +5,7 @@ using System.Text;
 using ActorQuery.Actors;
 using ActorQuery.Api.Errors;
 using ActorQuery.Api.Observability;
-using ActorQuery.Inference.Engine;
+using ActorQuery.Contracts;
 using Microsoft.AspNetCore.Http;
 
 namespace ActorQuery.Api.Generation;

@@ -3,14 +3,16 @@ using System.Globalization;
 namespace ActorQuery.Host.Cli;
 
 /// <summary>A bad command line: printed as one line, exit code 2.</summary>
-public sealed class CliException(string message) : Exception(message);
+internal sealed class CliException(string message) : Exception(message);
 
 /// <summary>
-/// Options of one verb, "--name value" or "--flag". Written by hand because System.CommandLine is not served
-/// by our package feed and the grammar we need is tiny; what matters is the error on every bad value.
-/// Every option must be read (or declared with <see cref="Known"/>) before <see cref="EnsureAllUsed"/>.
+/// Options of one verb, "--name value" or "--flag". Written by hand rather than with System.CommandLine: the
+/// grammar is this small, serve's options come from one table (src/Host/Serve) that also drives
+/// configuration binding, help and the README, and what matters is a one-line error naming the option on every bad
+/// value. Every option must be read (or declared with <see cref="Known"/>) before <see cref="EnsureAllUsed"/>.
+/// Compiled into each executable (src/Host and the tools) as an internal type.
 /// </summary>
-public sealed class CliArgs
+internal sealed class CliArgs
 {
     private readonly Dictionary<string, string?> _values = new(StringComparer.Ordinal);
     private readonly HashSet<string> _used = new(StringComparer.Ordinal);

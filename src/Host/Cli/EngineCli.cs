@@ -1,10 +1,17 @@
+using System.Text.Encodings.Web;
+using System.Text.Json;
+using ActorQuery.Tokenization;
+using ActorQuery.Contracts;
 using ActorQuery.Inference.Engine;
 
 namespace ActorQuery.Host.Cli;
 
-/// <summary>Options shared by the verbs that load a model directly (generate, bench).</summary>
+/// <summary>Options shared by the verbs that load a model or a tokenizer directly (generate, tokenize and the bench tool).</summary>
 internal static class EngineCli
 {
+    /// <summary>JSON output of the CLI verbs: non-ASCII text stays readable.</summary>
+    public static readonly JsonSerializerOptions Json = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
     public static readonly string[] Flags = ["dummy-weights", "json", "ignore-eos"];
 
     public static EngineOptions Options(CliArgs a, string? model = null) => new()
@@ -23,6 +30,20 @@ internal static class EngineCli
         catch (Exception e) when (e is IOException or InvalidDataException or NotSupportedException or ArgumentException or UnauthorizedAccessException)
         {
             throw new CliException(e.Message);
+        }
+    }
+
+    /// <summary>Loads a tokenizer, turning every way a path can be wrong into a one-line CLI error.</summary>
+    public static HfTokenizer LoadTokenizer(string path)
+    {
+        try
+        {
+            return HfTokenizer.FromPath(path);
+        }
+        catch (Exception e) when (e is IOException or InvalidDataException or NotSupportedException or UnauthorizedAccessException
+                                   or JsonException or KeyNotFoundException or InvalidOperationException or ChatTemplateException)
+        {
+            throw new CliException($"--tokenizer: {e.Message}");
         }
     }
 }

@@ -1,6 +1,7 @@
 using System.Text.Json;
+using ActorQuery.Contracts;
 using ActorQuery.Inference.Engine;
-using ActorQuery.Inference.Tokenization;
+using ActorQuery.Tokenization;
 
 namespace ActorQuery.Host.Cli;
 
@@ -40,7 +41,7 @@ public static class GenerateCommand
         // Text in needs the model's tokenizer; ids in use it only to print text when the folder has one.
         bool textIn = givenIds is null;
         HfTokenizer? tokenizer = textIn || File.Exists(Path.Combine(options.ModelPath, "tokenizer.json"))
-            ? TokenizeCommand.LoadTokenizer(options.ModelPath) : null;
+            ? EngineCli.LoadTokenizer(options.ModelPath) : null;
         IReadOnlyList<int> inputIds;
         try
         {
@@ -84,7 +85,7 @@ public static class GenerateCommand
                 ["input_ids"] = inputIds, ["output_ids"] = output, ["finish_reason"] = reason,
             };
             if (detokenizer is not null) result["text"] = text.ToString();
-            stdout.WriteLine(JsonSerializer.Serialize(result, TokenizeCommand.Json));
+            stdout.WriteLine(JsonSerializer.Serialize(result, EngineCli.Json));
         }
         else
             stdout.WriteLine(detokenizer is null

@@ -1,6 +1,6 @@
 using System.Text.Encodings.Web;
 using System.Text.Json;
-using ActorQuery.Inference.Tokenization;
+using ActorQuery.Tokenization;
 
 namespace ActorQuery.Host.Cli;
 
@@ -11,7 +11,6 @@ namespace ActorQuery.Host.Cli;
 public static class TokenizeCommand
 {
     /// <summary>Compact JSON that keeps "&lt;|im_start|&gt;" and Chinese readable.</summary>
-    internal static readonly JsonSerializerOptions Json = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     public static int Run(string[] args) => Run(args, Console.Out);
 
@@ -28,7 +27,7 @@ public static class TokenizeCommand
             throw new CliException("give exactly one of --text TEXT or --messages-file FILE");
 
         var messages = messagesFile is null ? null : ReadMessages(messagesFile);
-        var tokenizer = LoadTokenizer(path);
+        var tokenizer = EngineCli.LoadTokenizer(path);
         string prompt;
         try
         {
@@ -40,27 +39,13 @@ public static class TokenizeCommand
         }
         var ids = tokenizer.Encode(prompt, addSpecial);
 
-        if (json) output.WriteLine(JsonSerializer.Serialize(new { ids, text = prompt }, Json));
+        if (json) output.WriteLine(JsonSerializer.Serialize(new { ids, text = prompt }, EngineCli.Json));
         else
         {
             output.WriteLine($"{ids.Count} tokens: {string.Join(' ', ids)}");
             output.WriteLine(prompt);
         }
         return 0;
-    }
-
-    /// <summary>Loads a tokenizer, turning every way a path can be wrong into a one-line CLI error.</summary>
-    internal static HfTokenizer LoadTokenizer(string path)
-    {
-        try
-        {
-            return HfTokenizer.FromPath(path);
-        }
-        catch (Exception e) when (e is IOException or InvalidDataException or NotSupportedException or UnauthorizedAccessException
-                                   or JsonException or KeyNotFoundException or InvalidOperationException or ChatTemplateException)
-        {
-            throw new CliException($"--tokenizer: {e.Message}");
-        }
     }
 
     /// <summary>A JSON array of {"role": ..., "content": ...}; errors name the message and the field.</summary>

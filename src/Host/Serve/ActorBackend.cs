@@ -1,11 +1,14 @@
 using Akka.Hosting;
+using ActorQuery.Contracts;
 using ActorQuery.Actors;
 using ActorQuery.Actors.Cluster;
 using ActorQuery.Actors.Hosting;
+using ActorQuery.Actors.Memory;
 using ActorQuery.Actors.Workers;
 using ActorQuery.Api;
 using ActorQuery.Inference.Engine;
-using ActorQuery.Inference.Tokenization;
+using ActorQuery.Inference.Memory;
+using ActorQuery.Tokenization;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -44,7 +47,10 @@ internal sealed class ActorBackend : IServeBackend
             KvCacheBytes = options.KvCacheBytes,
             MaxBatchSequences = options.MaxBatch,
         };
-        akka.AddActorQueryClusterNode(node, ClusterOptions(options), new InferenceEngineFactory(engine, _tokenizer));
+        var inference = new InferenceEngineFactory(engine, _tokenizer);
+        // One fault schedule (and its counters) per worker, so that "first N loads fail" holds for each.
+        akka.AddActorQueryClusterNode(node, ClusterOptions(options), _ => FaultInjectingEngineFactory.Wrap(inference, node.Faults),
+            new ProcessMemoryReader(CudaMemory.UsedBytes));
     }
 
     internal static ClusterNodeOptions ClusterOptions(ServeOptions o) => new()

@@ -1,6 +1,6 @@
 using ActorQuery.Api;
 using ActorQuery.Inference.Checkpoint;
-using ActorQuery.Inference.Tokenization;
+using ActorQuery.Tokenization;
 
 namespace ActorQuery.Host.Serve;
 

@@ -1,60 +1,8 @@
 using System.Runtime.InteropServices;
+using ActorQuery.Tokenization;
 using TorchSharp;
 
 namespace ActorQuery.Inference.Engine;
-
-/// <summary>
-/// Faults to inject for tests and chaos runs (configuration section <c>ActorQuery:Faults</c>, e.g.
-/// <c>ACTORQUERY__FAULTS__OOMEVERYNTHSTEP=40</c>). Everything is off by default.
-/// </summary>
-public sealed record FaultOptions
-{
-    /// <summary>Every Nth engine step (counted across restarts of the worker) raises an out-of-memory; 0 = never.</summary>
-    public int OomEveryNthStep { get; init; }
-
-    /// <summary>The first N load attempts of each worker fail with an out-of-memory; 0 = never.</summary>
-    public int OomOnLoadAttempts { get; init; }
-
-    /// <summary>Every Nth engine step raises a non-OOM exception (a crash); 0 = never.</summary>
-    public int CrashEveryNthStep { get; init; }
-
-    /// <summary>Each step sleeps this long first (simulates a slow model); 0 = no delay.</summary>
-    public int StepDelayMs { get; init; }
-
-    /// <summary>Exact 1-based step numbers (counted across restarts) that raise an out-of-memory; for deterministic specs.</summary>
-    public IReadOnlyList<int> OomAtSteps { get; init; } = Array.Empty<int>();
-
-    public bool Enabled => OomEveryNthStep > 0 || OomOnLoadAttempts > 0 || CrashEveryNthStep > 0 || StepDelayMs > 0
-                           || OomAtSteps.Count > 0;
-
-    /// <summary>Throws <see cref="ArgumentException"/> naming the field at fault.</summary>
-    public void Validate()
-    {
-        if (OomEveryNthStep < 0) throw new ArgumentException("must be >= 0", nameof(OomEveryNthStep));
-        if (OomOnLoadAttempts < 0) throw new ArgumentException("must be >= 0", nameof(OomOnLoadAttempts));
-        if (CrashEveryNthStep < 0) throw new ArgumentException("must be >= 0", nameof(CrashEveryNthStep));
-        if (StepDelayMs < 0) throw new ArgumentException("must be >= 0", nameof(StepDelayMs));
-        if (OomAtSteps.Any(s => s < 1)) throw new ArgumentException("step numbers start at 1", nameof(OomAtSteps));
-    }
-}
-
-/// <summary>
-/// Counters that outlive one engine: a restarted worker gets a fresh engine, but the fault schedule goes on
-/// (otherwise "every 40th step" would hit the same step of every incarnation forever). Thread-safe.
-/// </summary>
-public sealed class FaultState
-{
-    private long _steps;
-    private long _loads;
-
-    public long Steps => Interlocked.Read(ref _steps);
-    public long Loads => Interlocked.Read(ref _loads);
-    public long InjectedOoms;
-    public long InjectedCrashes;
-
-    internal long NextStep() => Interlocked.Increment(ref _steps);
-    internal long NextLoad() => Interlocked.Increment(ref _loads);
-}
 
 /// <summary>The non-OOM failure that <see cref="FaultOptions.CrashEveryNthStep"/> injects.</summary>
 public sealed class InjectedCrashException(string message) : Exception(message);
@@ -125,4 +73,20 @@ public sealed class FaultInjectingEngine(IGenerationEngine inner, FaultOptions f
         // Only reached if the allocator overcommits lazily and hands out the pages anyway.
         throw new ExternalException("DefaultCPUAllocator: can't allocate memory (injected: the allocation unexpectedly succeeded)");
     }
+}
+
+/// <summary>Applies <see cref="FaultOptions"/> to every engine a factory loads (load faults and step faults).</summary>
+public sealed class FaultInjectingEngineFactory(IEngineFactory inner, FaultOptions faults, FaultState? state = null) : IEngineFactory
+{
+    public FaultState State { get; } = state ?? new FaultState();
+
+    public IGenerationEngine Load(EngineLoadSettings settings) =>
+        FaultInjectingEngine.Load(() => inner.Load(settings), faults, State);
+
+    public ITokenizer? Tokenizer => inner.Tokenizer;
+    public bool CanFallBackToCpu => inner.CanFallBackToCpu;
+
+    /// <summary>Wraps <paramref name="factory"/> only when some fault is configured.</summary>
+    public static IEngineFactory Wrap(IEngineFactory factory, FaultOptions? faults) =>
+        faults is { Enabled: true } ? new FaultInjectingEngineFactory(factory, faults) : factory;
 }

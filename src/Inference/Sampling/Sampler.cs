@@ -1,3 +1,4 @@
+using ActorQuery.Contracts;
 using ActorQuery.Inference.Engine;
 
 namespace ActorQuery.Inference.Sampling;

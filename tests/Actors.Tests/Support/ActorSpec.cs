@@ -1,4 +1,5 @@
 using Akka.Configuration;
+using ActorQuery.Contracts;
 using ActorQuery.Actors.Hosting;
 using ActorQuery.Inference.Engine;
 using Xunit.Abstractions;

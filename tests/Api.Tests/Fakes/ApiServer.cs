@@ -1,3 +1,4 @@
+using ActorQuery.TestSupport;
 using ActorQuery.Actors;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;

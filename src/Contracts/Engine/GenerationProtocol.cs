@@ -1,0 +1,51 @@
+namespace ActorQuery.Contracts;
+
+/// <summary>A sequence to generate for: its id (chosen by the caller, unique per engine), prompt and sampling.</summary>
+public sealed record GenerationRequest(long SequenceId, IReadOnlyList<int> PromptIds, SamplingParams Sampling);
+
+/// <summary>Why a sequence ended: its token budget (<c>Length</c>) or a stop/EOS token (<c>Stop</c>).</summary>
+public enum FinishReason { Length, Stop }
+
+/// <summary>Log-probability of the chosen token, and the most likely alternatives when asked for.</summary>
+public sealed record TokenLogprob(int TokenId, float Logprob, IReadOnlyList<TopLogprob> Top);
+
+public readonly record struct TopLogprob(int TokenId, float Logprob);
+
+/// <summary>One new token of one sequence, produced by a <see cref="IGenerationEngine.Step"/>.</summary>
+/// <param name="Finished">Set on the sequence's last token; the engine has already freed the sequence.</param>
+public sealed record SequenceUpdate(long SequenceId, int TokenId, TokenLogprob? Logprob, FinishReason? Finished);
+
+/// <summary>What one step did.</summary>
+/// <param name="Updates">At most one token per running sequence (prefill chunks produce none).</param>
+/// <param name="Preempted">Sequences whose KV cache was dropped (KV pool full, or out of memory); they rejoin and are recomputed.</param>
+public sealed record StepResult(IReadOnlyList<SequenceUpdate> Updates, int Preempted)
+{
+    public static readonly StepResult Idle = new(Array.Empty<SequenceUpdate>(), 0);
+}
+
+public enum AdmitOutcome
+{
+    Admitted,
+    /// <summary>The sequence could never fit (prompt + max new tokens over the context or the whole KV pool).</summary>
+    TooLarge,
+    /// <summary>It fits the engine, but not now: the free KV blocks do not hold its prompt.</summary>
+    NoRoomNow,
+}
+
+public sealed record AdmitResult(AdmitOutcome Outcome, int TokensNeeded, int TokensFree, string? Reason = null)
+{
+    public bool Admitted => Outcome == AdmitOutcome.Admitted;
+}
+
+/// <summary>What a model is, for status pages and the router's admission.</summary>
+public sealed record ModelDescription(
+    string Name, string Architecture, int ContextLength, int VocabSize,
+    IReadOnlyList<int> EosTokenIds, string Dtype, string Device, long ParameterCount);
+
+/// <summary>Bytes the engine holds: weights and its KV cache (a pool allocated at load, used or not).</summary>
+public readonly record struct EngineMemory(long WeightBytes, long KvCacheBytes)
+{
+    public long TotalBytes => WeightBytes + KvCacheBytes;
+    /// <summary>The part of <see cref="KvCacheBytes"/> that live sequences hold (blocks in use × block bytes).</summary>
+    public long KvUsedBytes { get; init; }
+}

@@ -1,0 +1,44 @@
+namespace ActorQuery.Tokenization;
+
+/// <summary>One chat message; roles are "system", "user" and "assistant".</summary>
+public sealed record ChatMessage(string Role, string Content);
+
+/// <summary>
+/// Text ↔ token ids for one model, as Hugging Face's tokenizer.json + tokenizer_config.json define them.
+/// Thread-safe for encode/decode; a streaming detokenizer belongs to one sequence.
+/// </summary>
+public interface ITokenizer
+{
+    int VocabSize { get; }
+
+    /// <summary>Encodes text; special tokens written in it (<c>&lt;|im_start|&gt;</c>) become single ids. Adds BOS only when
+    /// <paramref name="addSpecialTokens"/> and the model's config asks for it.</summary>
+    IReadOnlyList<int> Encode(string text, bool addSpecialTokens = false);
+
+    string Decode(IEnumerable<int> ids, bool skipSpecialTokens = false);
+
+    /// <summary>A decoder for one sequence's token stream that never splits a UTF-8 character.</summary>
+    IStreamingDetokenizer CreateStreamingDetokenizer(bool skipSpecialTokens = true);
+
+    /// <summary>True when tokenizer_config.json carries a chat template this tokenizer can render.</summary>
+    bool HasChatTemplate { get; }
+
+    /// <summary>Renders messages as the model was trained on (apply_chat_template). Throws
+    /// <see cref="ChatTemplateException"/> when the model has no usable template or a message is invalid.</summary>
+    string ApplyChatTemplate(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt = true);
+
+    /// <summary>Tokens that end a turn or the text (<c>&lt;|im_end|&gt;</c>, <c>&lt;|eot_id|&gt;</c>, <c>&lt;|endoftext|&gt;</c>), as far as the tokenizer knows them.</summary>
+    IReadOnlyList<int> EndOfTurnTokenIds { get; }
+}
+
+/// <summary>Turns one sequence's tokens into text chunks as they arrive.</summary>
+public interface IStreamingDetokenizer
+{
+    /// <summary>Adds a token; returns the text that is now complete (possibly empty while a character is partial).</summary>
+    string Push(int tokenId);
+
+    /// <summary>Whatever text is still held back at the end of the sequence.</summary>
+    string Flush();
+}
+
+public sealed class ChatTemplateException(string message) : Exception(message);

@@ -1,0 +1,156 @@
+using System.Collections.Concurrent;
+using ActorQuery.Actors.Workers;
+using ActorQuery.Contracts;
+using ActorQuery.Tokenization;
+
+namespace ActorQuery.TestSupport;
+
+/// <summary>What every engine a <see cref="FakeEngineFactory"/> made has seen, across restarts. Thread-safe.</summary>
+public sealed class FakeEngineLog
+{
+    private int _loads, _steps, _disposes;
+    public int Loads => Volatile.Read(ref _loads);
+    public int Steps => Volatile.Read(ref _steps);
+    public int Disposes => Volatile.Read(ref _disposes);
+    public ConcurrentQueue<EngineLoadSettings> LoadSettings { get; } = new();
+    public ConcurrentDictionary<int, bool> Threads { get; } = new();
+    public ConcurrentQueue<long> Removed { get; } = new();
+    /// <summary>First prompt token of every sequence admitted (cluster specs number their queries with it).</summary>
+    public ConcurrentQueue<int> AdmittedPrompts { get; } = new();
+    internal void Loaded(EngineLoadSettings s) { Interlocked.Increment(ref _loads); LoadSettings.Enqueue(s); Threads[Environment.CurrentManagedThreadId] = true; }
+    internal void Stepped() { Interlocked.Increment(ref _steps); Threads[Environment.CurrentManagedThreadId] = true; }
+    internal void Disposed() => Interlocked.Increment(ref _disposes);
+}
+
+/// <summary>
+/// A deterministic stand-in for the TorchSharp engine, for actor logic: the next token is a hash of the
+/// prompt and the tokens so far (so a "greedy answer" is reproducible and checkable), one token per sequence
+/// per step (prefill included, as vLLM's first step), KV budget in tokens promised at admission.
+/// </summary>
+public sealed class FakeEngine(int kvCapacity, FakeEngineLog log, ISet<int>? preemptAtSteps = null) : IGenerationEngine
+{
+    private sealed record Seq(long Id, IReadOnlyList<int> Prompt, SamplingParams Sampling, List<int> Generated)
+    {
+        public int Need => Prompt.Count + Sampling.MaxNewTokens;
+    }
+
+    private readonly Dictionary<long, Seq> _seqs = new();
+    private int _free = kvCapacity;
+    private readonly int _capacity = kvCapacity;
+    private int _step;
+    private bool _disposed;
+
+    public static int Next(IReadOnlyList<int> prompt, IReadOnlyList<int> generated)
+    {
+        int h = 17;
+        foreach (var t in prompt) h = (h * 31 + t) % 9973;
+        foreach (var t in generated) h = (h * 31 + t) % 9973;
+        return 1 + h % 997; // 1..997, never the EOS id 0
+    }
+
+    /// <summary>The tokens a fault-free greedy run gives.</summary>
+    public static IReadOnlyList<int> GreedyAnswer(IReadOnlyList<int> prompt, int maxNewTokens)
+    {
+        var g = new List<int>();
+        while (g.Count < maxNewTokens) g.Add(Next(prompt, g));
+        return g;
+    }
+
+    public ModelDescription Model { get; } = new("fake-model", "Fake", 4096, 1000, new[] { 0 }, "float32", "cpu", 1234);
+    public int KvCapacityTokens => _capacity;
+    public int KvFreeTokens => _free;
+    public int ActiveSequences => _seqs.Count;
+    public bool HasPendingWork => _seqs.Count > 0;
+    public EngineMemory MemoryUsage => new(1000, _seqs.Values.Sum(s => (long)(s.Prompt.Count + s.Generated.Count) * 8));
+
+    public AdmitResult TryAdd(GenerationRequest request)
+    {
+        Check();
+        if (request.PromptIds.Count == 0) throw new ArgumentException("must not be empty", "prompt");
+        int need = request.PromptIds.Count + request.Sampling.MaxNewTokens;
+        if (need > _capacity) return new AdmitResult(AdmitOutcome.TooLarge, need, _free, $"needs {need} tokens, the KV budget holds {_capacity}");
+        if (need > _free) return new AdmitResult(AdmitOutcome.NoRoomNow, need, _free);
+        _seqs.Add(request.SequenceId, new Seq(request.SequenceId, request.PromptIds, request.Sampling, new List<int>()));
+        _free -= need;
+        log.AdmittedPrompts.Enqueue(request.PromptIds[0]);
+        return new AdmitResult(AdmitOutcome.Admitted, need, _free);
+    }
+
+    public bool Remove(long sequenceId)
+    {
+        Check();
+        if (!_seqs.Remove(sequenceId, out var s)) return false;
+        _free += s.Need;
+        log.Removed.Enqueue(sequenceId);
+        return true;
+    }
+
+    public StepResult Step()
+    {
+        Check();
+        log.Stepped();
+        _step++;
+        if (preemptAtSteps?.Contains(_step) == true) return new StepResult(Array.Empty<SequenceUpdate>(), _seqs.Count);
+        var updates = new List<SequenceUpdate>();
+        foreach (var s in _seqs.Values.ToList())
+        {
+            int token = Next(s.Prompt, s.Generated);
+            s.Generated.Add(token);
+            FinishReason? finish = s.Sampling.StopTokenIds.Contains(token) ? FinishReason.Stop
+                : s.Generated.Count >= s.Sampling.MaxNewTokens ? FinishReason.Length : null;
+            if (finish is not null) { _seqs.Remove(s.Id); _free += s.Need; }
+            updates.Add(new SequenceUpdate(s.Id, token, null, finish));
+        }
+        return new StepResult(updates, 0);
+    }
+
+    public void ReleaseIdleMemory() => Check();
+
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        log.Disposed();
+    }
+
+    private void Check()
+    {
+        if (_disposed) throw new ObjectDisposedException(nameof(FakeEngine));
+    }
+}
+
+/// <summary>Loads <see cref="FakeEngine"/>s; KV capacity scales with the load settings' budget fraction, as the real one's would.</summary>
+public sealed class FakeEngineFactory(int kvCapacity = 4096, ITokenizer? tokenizer = null, bool gpu = false,
+    Func<EngineLoadSettings, Exception?>? loadFault = null, ISet<int>? preemptAtSteps = null) : IEngineFactory
+{
+    public FakeEngineLog Log { get; } = new();
+
+    public IGenerationEngine Load(EngineLoadSettings settings)
+    {
+        if (loadFault?.Invoke(settings) is { } e) throw e;
+        Log.Loaded(settings);
+        return new FakeEngine((int)(kvCapacity * settings.KvBudgetFraction), Log, preemptAtSteps);
+    }
+
+    public ITokenizer? Tokenizer => tokenizer;
+    public bool CanFallBackToCpu => gpu;
+}
+
+/// <summary>Token id → one letter ('a' + id % 26): enough text for streaming and stop-string specs.</summary>
+public sealed class LetterTokenizer : ITokenizer
+{
+    public static string TextOf(IEnumerable<int> ids) => string.Concat(ids.Select(i => (char)('a' + i % 26)));
+    public int VocabSize => 1000;
+    public IReadOnlyList<int> Encode(string text, bool addSpecialTokens = false) => text.Select(c => (int)(c - 'a')).ToArray();
+    public string Decode(IEnumerable<int> ids, bool skipSpecialTokens = false) => TextOf(ids);
+    public IStreamingDetokenizer CreateStreamingDetokenizer(bool skipSpecialTokens = true) => new Detok();
+    public bool HasChatTemplate => false;
+    public string ApplyChatTemplate(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt = true) => throw new ChatTemplateException("none");
+    public IReadOnlyList<int> EndOfTurnTokenIds => new[] { 0 };
+
+    private sealed class Detok : IStreamingDetokenizer
+    {
+        public string Push(int tokenId) => TextOf(new[] { tokenId });
+        public string Flush() => "";
+    }
+}
