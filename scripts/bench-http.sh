@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# HTTP load benchmark of issue 8: builds once (Release), starts `serve` with the Qwen2.5-0.5B shape (random weights,
+# HTTP load benchmark: builds once (Release), starts `serve` with the Qwen2.5-0.5B shape (random weights,
 # dtype auto: the faster one, bf16 weights under float32 arithmetic on an AVX2 CPU) on a free loopback port with
-# router and batch limits for 64 streams, runs `bench-http` against it (concurrency 1, 4, 16, 64; 128 tokens in,
+# router and batch limits for 64 streams, runs the bench tool's `http` verb against it (concurrency 1, 4, 16, 64; 128 tokens in,
 # 128 out), stops the server and prints where the results are.
 #
-#   scripts/bench-http.sh [serve options] [-- bench-http options]
+#   scripts/bench-http.sh [serve options] [-- http options]
 #   scripts/bench-http.sh --dtype float32 -- --concurrency 1,4,16 --requests-per-stream 2
 #
-# Serve options given here replace the defaults below; bench-http options go after "--" (see `actorquery help`).
+# Serve options given here replace the defaults below; http options go after "--"
+# (see `dotnet run --project tools/ActorQuery.Bench -- help`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/serve-common.sh
@@ -30,4 +31,4 @@ engine=(--model "$model" --dtype "$dtype")
 has_option dummy-weights "${args[@]}" && engine+=(--dummy-weights)
 has_option device "${args[@]}" && engine+=(--device "$(option_value device "${args[@]}")")
 
-run_verb bench-http 'results: ' --url "$SERVER_URL" "${engine[@]}" --server-args "${args[*]}" "${rest[@]}"
+run_verb http 'results: ' --url "$SERVER_URL" "${engine[@]}" --server-args "${args[*]}" "${rest[@]}"

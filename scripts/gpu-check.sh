@@ -15,7 +15,9 @@ out=${OUT:-/tmp/gpu-check}; mkdir -p "$out"
 export TMPDIR=$out
 [ -d .gpu/app ] || tar xJf .gpu/app.tar.xz -C .gpu   # gpu-pack.sh compresses the app to fit the 64 MiB that travel
 HOST=(bash .gpu/device-run.sh)
+BENCH=(bash .gpu/bench-run.sh)
 app() { timeout "${STEP_LIMIT:-120}" "${HOST[@]}" "$@"; }   # no step may eat the device time of the others
+bench() { timeout "${STEP_LIMIT:-120}" "${BENCH[@]}" engine "$@"; }
 export READY_LIMIT=${STEP_LIMIT:-120}                     # nor may a server that never gets ready
 ask() { curl -s --max-time 60 "$SERVER_URL/query" -H 'Content-Type: application/json' -d "$1"; echo; }
 # answer PROMPT ARGS...: the default model's greedy answer on one line, without the GPU line device-run.sh prints first.
@@ -36,9 +38,9 @@ for q in "37 + 58 =" "What is 912 - 45?" "7 times 8?"; do
 done
 
 echo "== 2. engine bench, 0.5B shape, CUDA, bfloat16 and float32 (cuDNN attention off, the default)"
-STEP_LIMIT=240 app bench --device cuda --dtypes bfloat16,float32 --streams 1,16,64 --prompt-tokens 128 --output-tokens 128 --rounds 1 2>&1 | tee "$out/bench.txt" | grep -E "^\| [0-9]|^Engine"
+STEP_LIMIT=240 bench --device cuda --dtypes bfloat16,float32 --streams 1,16,64 --prompt-tokens 128 --output-tokens 128 --rounds 1 2>&1 | tee "$out/bench.txt" | grep -E "^\| [0-9]|^Engine"
 echo "== 2b. the same, one stream of bfloat16, with cuDNN attention kept (ACTORQUERY_CUDNN_ATTENTION=1)"
-ACTORQUERY_CUDNN_ATTENTION=1 app bench --device cuda --dtypes bfloat16 --streams 1 --prompt-tokens 128 --output-tokens 128 --rounds 1 2>&1 | tee "$out/bench-cudnn.txt" | grep -E "^\| [0-9]"
+ACTORQUERY_CUDNN_ATTENTION=1 bench --device cuda --dtypes bfloat16 --streams 1 --prompt-tokens 128 --output-tokens 128 --rounds 1 2>&1 | tee "$out/bench-cudnn.txt" | grep -E "^\| [0-9]"
 
 echo "== 3. serve the default model on CUDA"
 start_server --device cuda --dtype float32

@@ -4,7 +4,10 @@
 #   bash scripts/gpu-pack.sh
 # then call the device tool with carry [".gpu"] and the command `bash scripts/gpu-check.sh` (it unpacks .gpu/app.tar.xz).
 # Beyond pack.sh this
-#   - drops the plotting libraries (SkiaSharp, HarfBuzzSharp, ScottPlot: ~13 MiB), which only `bench-http` loads;
+#   - publishes the bench tool (tools/ActorQuery.Bench) into the same folder (it shares every library with the server)
+#     and writes .gpu/bench-run.sh, device-run.sh for that tool;
+#   - drops the plotting libraries (SkiaSharp, HarfBuzzSharp, ScottPlot: ~13 MiB), which only the bench tool's `http`
+#     verb loads;
 #   - re-packs the .NET runtime at xz -9e without the debugger's and diagnostics' libraries and the alternative GCs
 #     (libmscordaccore, libmscordbi, createdump, libclrgc*, libcoreclrtraceptprovider) and without
 #     Microsoft.VisualBasic.Core: a `generate` and a `serve` ran here on the runtime so packed;
@@ -12,6 +15,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash ../shared/gpu/pack.sh src/Host
+dotnet publish tools/ActorQuery.Bench -c Release -r linux-x64 --self-contained false -o .gpu/app -p:UseAppHost=false > /dev/null
+find .gpu/app -type f \( -name 'libtorch*.so*' -o -name 'libc10*.so*' -o -name 'libgomp*.so*' -o -name 'libshm*.so*' \) -delete
+sed 's#\$(cat "\$here/main")#actorquery-bench.dll#' .gpu/device-run.sh > .gpu/bench-run.sh
 rm -f .gpu/app/libSkiaSharp.so .gpu/app/libHarfBuzzSharp.so .gpu/app/SkiaSharp.dll .gpu/app/HarfBuzzSharp.dll .gpu/app/ScottPlot.dll
 root=$(dirname "$(readlink -f "$(command -v dotnet)")")
 tar cf - -C "$root" --exclude=libmscordaccore.so --exclude=libmscordbi.so --exclude=createdump \

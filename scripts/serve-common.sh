@@ -1,18 +1,24 @@
-# Shared by bench-http.sh and soak.sh (sourced, not run): build once in Release, start `serve` on a free loopback
-# port, wait for readiness, run the verb against it, and stop it by its PID when the script exits.
+# Shared by bench-http.sh and soak.sh (sourced, not run): build the server (src/Host) and the bench tool
+# (tools/ActorQuery.Bench) once in Release, start `serve` on a free loopback port, wait for readiness, run the bench
+# tool's verb against it, and stop the server by its PID when the script exits.
 
 # ACTORQUERY_NO_BUILD=1 reuses the last Release build (e.g. while another run's server still uses its files).
 build_host() {
   if [ "${ACTORQUERY_NO_BUILD:-0}" != 1 ]; then
-    echo "building src/Host (Release) ..." >&2
+    echo "building src/Host and tools/ActorQuery.Bench (Release) ..." >&2
     dotnet build src/Host -c Release -nologo -v q >&2
+    dotnet build tools/ActorQuery.Bench -c Release -nologo -v q >&2
   fi
   HOST_DLL=$(find src/Host/bin/Release -name actorquery.dll -path '*net10.0*' | head -1)
   [ -n "$HOST_DLL" ] || { echo "error: no actorquery.dll under src/Host/bin/Release after the build" >&2; exit 2; }
+  BENCH_DLL=$(find tools/ActorQuery.Bench/bin/Release -name actorquery-bench.dll -path '*net10.0*' | head -1)
+  [ -n "$BENCH_DLL" ] || { echo "error: no actorquery-bench.dll under tools/ActorQuery.Bench/bin/Release after the build" >&2; exit 2; }
   HOST=(dotnet "$HOST_DLL")
+  BENCH=(dotnet "$BENCH_DLL")
 }
 
-# HOST: the command that runs actorquery (build_host sets it; gpu-check.sh sets the packed app's launcher).
+# HOST: the command that runs actorquery; BENCH: the bench tool (build_host sets both; gpu-check.sh sets the packed
+# apps' launchers).
 
 # A port nobody listens on: bash's /dev/tcp connect fails on a free one (no python or ss needed).
 free_port() {
@@ -95,13 +101,13 @@ stop_server() {
 
 command -v curl >/dev/null || { echo "error: curl is needed to wait for the server" >&2; exit 2; }
 
-# run_verb NAME PREFIX ARGS...: runs `actorquery NAME ARGS...` against the server, its output also kept in
+# run_verb NAME PREFIX ARGS...: runs the bench tool's `NAME ARGS...` against the server, its output also kept in
 # $SERVER_LOG/NAME.txt; then stops the server, prints the verb's line that starts with PREFIX (where it wrote its
 # results) or says that none came, and exits with the verb's exit code.
 run_verb() {
   local name=$1 prefix=$2; shift 2
   set +e
-  "${HOST[@]}" "$name" "$@" | tee "$SERVER_LOG/$name.txt"
+  "${BENCH[@]}" "$name" "$@" | tee "$SERVER_LOG/$name.txt"
   local status=${PIPESTATUS[0]}
   set -e
   stop_server

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Soak of issue 8: builds once (Release), starts `serve` (by default the embedded arithmetic model, models/default,
-# small enough that 5,000 requests take minutes) on a free loopback port, runs `soak` against it (5,000 requests of
+# Soak: builds once (Release), starts `serve` (by default the embedded arithmetic model, models/default,
+# small enough that 5,000 requests take minutes) on a free loopback port, runs the bench tool's `soak` against it (5,000 requests of
 # mixed lengths at concurrency 16, 10% of the clients hanging up mid-stream), reading the server's RSS from
 # /proc/PID, stops the server and prints where the result is. Exit code 0 when every request was answered,
 # cancelled or refused and RSS stayed within 5% of its level after the warm-up.
