@@ -9,7 +9,7 @@ using ActorQuery.Host.Tests;
 namespace ActorQuery.Bench.Tests;
 
 /// <summary>
-/// <c>bench-http</c> and <c>soak</c> against the shipped server (real Kestrel on 127.0.0.1, real actors and engine,
+/// The bench tool's <c>http</c> and <c>soak</c> against the shipped server (real Kestrel on 127.0.0.1, real actors and engine,
 /// the default model), at a tiny size: what they count and the files they write. No timing is asserted.
 /// </summary>
 [Collection(ServeCollection.Name)]

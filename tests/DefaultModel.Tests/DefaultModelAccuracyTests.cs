@@ -26,7 +26,7 @@ public class DefaultModelAccuracyTests
         return examples;
     }
 
-    // Issue 6's bar: 196 of 200 problems the training never saw, in each prompt format.
+    // The bar: 196 of 200 problems the training never saw, in each prompt format.
     [Theory]
     [InlineData(PromptFormat.Plain)]
     [InlineData(PromptFormat.Chat)]

@@ -42,7 +42,7 @@ internal static class BenchCommand
         {
             if (streams.Any(n => n < 1)) throw new CliException("option --streams: every count must be >= 1");
             var report = new StringBuilder();
-            // The comparison is in the faster dtype; on an AVX2-only CPU that is float32 (see Benchmarks).
+            // Without --dtypes, float32: the dtype whose many-stream figures docs/performance.md compares.
             foreach (var dtype in a.Has("dtypes") ? dtypes : ["float32"])
             {
                 var options = new EngineOptions

@@ -11,7 +11,7 @@ using ActorQuery.Tokenization;
 namespace ActorQuery.Bench;
 
 /// <summary>
-/// <c>bench-http</c>: drives a running server over real HTTP with streaming <c>/v1/completions</c> requests of fixed
+/// <c>http</c> (the bench tool's verb): drives a running server over real HTTP with streaming <c>/v1/completions</c> requests of fixed
 /// prompt and output lengths (a prompt of exactly N token ids built with the model's tokenizer; <c>max_tokens</c>
 /// with <c>ignore_eos</c>), closed loop at each concurrency level, and reports throughput and latency percentiles
 /// as a markdown table, a PNG plot and JSON. With <c>--model</c> it first measures the engine alone in this process

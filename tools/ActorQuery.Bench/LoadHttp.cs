@@ -1,6 +1,6 @@
 namespace ActorQuery.Bench;
 
-/// <summary>The HTTP client of the load verbs (bench-http, soak): one server, as many connections as clients.</summary>
+/// <summary>The HTTP client of the load verbs (http, soak): one server, as many connections as clients.</summary>
 internal static class LoadHttp
 {
     /// <summary>A client for <paramref name="url"/>; a URL that is not http(s) is a bad --url (one line, exit 2).</summary>

@@ -7,7 +7,7 @@ namespace ActorQuery.Bench;
 
 /// <summary>
 /// <c>soak</c>: many requests of mixed lengths against a running server, some of whose clients hang up mid-stream,
-/// then the two checks: every request answered, cancelled by its client or refused (none errored, none left
+/// then two checks: every request answered, cancelled by its client or refused (none errored, none left
 /// without an answer), and the server's resident memory after the run within 5% of its level after the warm-up.
 /// Writes a markdown result; exit code 0 when both checks pass, 1 when not.
 /// </summary>

@@ -7,7 +7,7 @@ using System.Text.Json.Nodes;
 
 namespace ActorQuery.Bench.Load;
 
-/// <summary>How one request of the load generator ended, in the terms of the soak rule: every request is
+/// <summary>How one request of the load generator ended, in the terms of the soak's rule: every request is
 /// answered, cancelled by its client, or refused; errors and unanswered requests are failures.</summary>
 public enum RequestOutcome
 {

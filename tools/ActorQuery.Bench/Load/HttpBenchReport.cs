@@ -5,7 +5,7 @@ using ActorQuery.Host.Cli;
 
 namespace ActorQuery.Bench.Load;
 
-/// <summary>The markdown and JSON of one <c>bench-http</c> run: machine, server, load, the table and the issue's targets.</summary>
+/// <summary>The markdown and JSON of one <c>http</c> run of the bench tool: machine, server, load, the table and its targets.</summary>
 internal sealed record HttpBenchReport(
     DateTime Started, string Url, JsonElement? Health, string? ServerArgs, string? Model, string Dtype, bool DummyWeights,
     string Tokenizer, int InputTokens, int OutputTokens, float Temperature, int Warmup, int RequestsPerStream,
@@ -44,7 +44,7 @@ internal sealed record HttpBenchReport(
                                $"(prefill included), decode alone {e.DecodeTokensPerSecond:F2} tok/s.").AppendLine();
         else
             md.AppendLine("Engine alone: not measured in this run (give `--model` and leave out `--no-engine`).").AppendLine();
-        md.AppendLine("Targets of issue 8:").AppendLine();
+        md.AppendLine("Targets:").AppendLine();
         foreach (var line in Targets()) md.AppendLine(Inv, $"- {line}");
         foreach (var l in Levels.Where(l => l.FirstError is not null))
             md.AppendLine(Inv, $"- {l.Concurrency} streams, first failure: {l.FirstError}");
