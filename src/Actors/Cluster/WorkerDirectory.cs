@@ -7,13 +7,13 @@ using static Akka.Cluster.ClusterEvent;
 namespace ActorQuery.Actors.Cluster;
 
 /// <summary>
-/// One per gateway node, next to its QueryRouter: turns the cluster into the router's list of workers.
+/// One per node, next to its QueryRouter. On a gateway it turns the cluster into the router's list of workers; on
+/// every node (a worker-only node too) it answers <see cref="GetClusterView"/> for <c>GET /cluster</c>.
 /// It subscribes to the workers' published load (Distributed Pub/Sub) and to membership and reachability events,
 /// passes on the load of workers on reachable members, and tells the router <see cref="WorkerNodeLost"/> as soon as a
 /// node becomes unreachable (not only when the split-brain resolver downs it, which takes stable-after longer), so
 /// that the lost node's queries are retried or failed at once. A node that becomes reachable again, or a restarted
 /// node (a new incarnation at the same address), comes back with its next heartbeat.
-/// Also answers <see cref="GetClusterView"/> for <c>GET /cluster</c>.
 /// </summary>
 public sealed class WorkerDirectory : ReceiveActor
 {
