@@ -3,25 +3,13 @@ using ActorQuery.Host.Cli;
 
 // The measuring tools: engine (the engine alone: one stream, many streams, a profile), http (streaming load on a
 // running server), soak (mixed requests with disconnects), tokenizer (encoding speed).
-var verb = args.Length > 0 && !args[0].StartsWith("--", StringComparison.Ordinal) ? args[0] : "help";
-var rest = args.Length > 0 && verb == args[0] ? args[1..] : args;
-try
+return Verbs.Run(args, "help", new Dictionary<string, Func<string[], int>>
 {
-    return verb switch
-    {
-        "engine" => BenchCommand.Run(rest),
-        "http" => HttpBenchCommand.Run(rest),
-        "soak" => SoakCommand.Run(rest),
-        "tokenizer" => TokenizerBenchCommand.Run(rest),
-        "help" or "--help" or "-h" => Usage(),
-        _ => throw new CliException($"unknown verb '{verb}' (try: engine, http, soak, tokenizer, help)"),
-    };
-}
-catch (CliException e)
-{
-    Console.Error.WriteLine($"error: {e.Message}");
-    return 2;
-}
+    ["engine"] = BenchCommand.Run,
+    ["http"] = HttpBenchCommand.Run,
+    ["soak"] = SoakCommand.Run,
+    ["tokenizer"] = TokenizerBenchCommand.Run,
+}, Usage);
 
 static int Usage()
 {

@@ -2,23 +2,11 @@ using ActorQuery.DefaultModel;
 using ActorQuery.Host.Cli;
 
 // The default model (models/default): train writes a Hugging Face folder, eval measures its greedy accuracy.
-var verb = args.Length > 0 && !args[0].StartsWith("--", StringComparison.Ordinal) ? args[0] : "help";
-var rest = args.Length > 0 && verb == args[0] ? args[1..] : args;
-try
+return Verbs.Run(args, "help", new Dictionary<string, Func<string[], int>>
 {
-    return verb switch
-    {
-        "train" => TrainCommand.Run(rest),
-        "eval" => EvalCommand.Run(rest),
-        "help" or "--help" or "-h" => Usage(),
-        _ => throw new CliException($"unknown verb '{verb}' (try: train, eval, help)"),
-    };
-}
-catch (CliException e)
-{
-    Console.Error.WriteLine($"error: {e.Message}");
-    return 2;
-}
+    ["train"] = TrainCommand.Run,
+    ["eval"] = EvalCommand.Run,
+}, Usage);
 
 static int Usage()
 {

@@ -97,3 +97,28 @@ internal sealed class CliArgs
         if (unknown.Count > 0) throw new CliException($"unknown option --{unknown[0]}");
     }
 }
+
+/// <summary>
+/// The verb dispatch of every executable (actorquery and the tools): the first argument names the verb unless it is
+/// an option; <c>help</c>, <c>--help</c> and <c>-h</c> print the usage; a <see cref="CliException"/> is one line on
+/// standard error and exit code 2.
+/// </summary>
+internal static class Verbs
+{
+    public static int Run(string[] args, string defaultVerb, IReadOnlyDictionary<string, Func<string[], int>> verbs, Func<int> usage)
+    {
+        var verb = args.Length > 0 && !args[0].StartsWith("--", StringComparison.Ordinal) ? args[0] : defaultVerb;
+        var rest = args.Length > 0 && verb == args[0] ? args[1..] : args;
+        try
+        {
+            if (verb is "help" or "--help" or "-h") return usage();
+            if (verbs.TryGetValue(verb, out var run)) return run(rest);
+            throw new CliException($"unknown verb '{verb}' (try: {string.Join(", ", verbs.Keys)}, help)");
+        }
+        catch (CliException e)
+        {
+            Console.Error.WriteLine($"error: {e.Message}");
+            return 2;
+        }
+    }
+}
