@@ -29,7 +29,7 @@ public sealed class ClusterSpecs(ITestOutputHelper output) : IAsyncLifetime
     // (allow-unregistered-types = off, also set in hocon/cluster.hocon) makes any cross-node message without an explicit
     // binding fail instead of falling back to JSON. akka.actor.serialize-messages = on cannot be used on a cluster
     // node: Akka.NET's own cluster events (ReachabilityChanged) fail it (akkadotnet/akka.net#4120), which drops them
-    // and breaks the split-brain resolver. LocalSerializationSpecs runs a node's actors with it on instead.
+    // and breaks the split-brain resolver. SerializationSpecs runs a node's actors with it on instead.
     private const string FastCluster = """
         akka.loglevel = WARNING
         akka.actor.serialization-settings.allow-unregistered-types = off
