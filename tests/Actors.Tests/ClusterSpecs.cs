@@ -29,7 +29,7 @@ public sealed class ClusterSpecs(ITestOutputHelper output) : IAsyncLifetime
     // (allow-unregistered-types = off, also set in hocon/cluster.hocon) makes any cross-node message without an explicit
     // binding fail instead of falling back to JSON. akka.actor.serialize-messages = on cannot be used on a cluster
     // node: Akka.NET's own cluster events (ReachabilityChanged) fail it (akkadotnet/akka.net#4120), which drops them
-    // and breaks the split-brain resolver. LocalSerializationSpecs runs a node's actors with it on instead.
+    // and breaks the split-brain resolver. SerializationSpecs runs a node's actors with it on instead.
     private const string FastCluster = """
         akka.loglevel = WARNING
         akka.actor.serialization-settings.allow-unregistered-types = off
@@ -116,20 +116,10 @@ public sealed class ClusterSpecs(ITestOutputHelper output) : IAsyncLifetime
 
     private static IActorRef RouterOf(Node node) => node.Host.Services.GetRequiredService<ActorRegistry>().Get<QueryRouter>();
 
-    private static async Task<RouterStatus> WaitForReadyWorkers(Node gateway, int count, TimeSpan within)
-    {
-        var until = DateTime.UtcNow + within;
-        RouterStatus status;
-        do
-        {
-            status = await RouterOf(gateway).Ask<RouterStatus>(GetStatus.Instance, TimeSpan.FromSeconds(5));
-            if (status.Workers.Count(w => w.State == WorkerState.Ready) == count) return status;
-            await Task.Delay(50);
-        }
-        while (DateTime.UtcNow < until);
-        throw new TimeoutException($"the gateway saw {status.Workers.Count(w => w.State == WorkerState.Ready)} ready workers, not {count}: "
-                                   + string.Join(", ", status.Workers.Select(w => $"{w.Node}/{w.Worker}:{w.State}")));
-    }
+    private static Task<RouterStatus> WaitForReadyWorkers(Node gateway, int count, TimeSpan within) =>
+        Eventually.Until(() => RouterOf(gateway).Ask<RouterStatus>(GetStatus.Instance, TimeSpan.FromSeconds(5)),
+            status => status.Workers.Count(w => w.State == WorkerState.Ready) == count, within, $"the gateway to see {count} ready workers",
+            status => string.Join(", ", status.Workers.Select(w => $"{w.Node}/{w.Worker}:{w.State}")), interval: TimeSpan.FromMilliseconds(50));
 
     /// <summary>Query <paramref name="index"/> has prompt [index, 1, 2], so that each node's engine log says which queries it ran.</summary>
     private static QueryRequest Query(string id, int index, int maxNewTokens) => new()
@@ -149,11 +139,12 @@ public sealed class ClusterSpecs(ITestOutputHelper output) : IAsyncLifetime
     private async Task<List<QueryEvent>> Terminals(string prefix, int first, int count, TimeSpan within)
     {
         var ids = Enumerable.Range(first, count).Select(i => $"{prefix}-{i}").ToList();
-        var until = DateTime.UtcNow + within;
-        while (DateTime.UtcNow < until && !ids.All(id => _events.TryGetValue(id, out var q) && q.Any(e => e.IsTerminal)))
-            await Task.Delay(50);
-        await Task.Delay(300); // a second terminal event, if any, would arrive now
-        var missing = ids.Where(id => !_events.TryGetValue(id, out var q) || !q.Any(e => e.IsTerminal)).ToList();
+        List<string> Missing() => ids.Where(id => !_events.TryGetValue(id, out var q) || !q.Any(e => e.IsTerminal)).ToList();
+        await Eventually.Until(() => Missing().Count == 0, within, $"a terminal event for each of the {count} {prefix} queries",
+            () => $"{Missing().Count} got none: {string.Join(", ", Missing().Take(10))}", interval: TimeSpan.FromMilliseconds(50));
+        // Not a wait for something to happen but a quiet window, as ExpectNoMsg: a second terminal event, if any, would arrive in it.
+        await Task.Delay(300);
+        var missing = Missing();
         Assert.True(missing.Count == 0, $"{missing.Count} queries got no terminal event: {string.Join(", ", missing.Take(10))}");
         foreach (var id in ids)
         {
@@ -180,6 +171,11 @@ public sealed class ClusterSpecs(ITestOutputHelper output) : IAsyncLifetime
     private static int Served(Node node, int first, int count) =>
         node.Engines.Log.AdmittedPrompts.Count(p => p >= first && p < first + count);
 
+    /// <summary>Whether a query that <paramref name="node"/> admitted has streamed tokens back to the recorder.</summary>
+    private bool StreamedFrom(Node node, string prefix, int first, int count) =>
+        node.Engines.Log.AdmittedPrompts.Any(p => p >= first && p < first + count
+            && _events.TryGetValue($"{prefix}-{p}", out var q) && q.Any(e => e is TokensGenerated));
+
     [Fact]
     public async Task Should_spread_queries_over_every_node_and_survive_losing_one_mid_load_then_use_it_again_after_restart()
     {
@@ -205,9 +201,8 @@ public sealed class ClusterSpecs(ITestOutputHelper output) : IAsyncLifetime
 
         // 2. Node C dies mid-load (no leave): every query ends exactly once, well before its 20 s deadline.
         Submit(a, recorder, "crash", 2000, 45, maxNewTokens: 60);
-        var until = DateTime.UtcNow + TimeSpan.FromSeconds(10);
-        while (Served(c, 2000, 45) == 0 && DateTime.UtcNow < until) await Task.Delay(10);
-        await Task.Delay(100); // C streams some tokens
+        await Eventually.Until(() => StreamedFrom(c, "crash", 2000, 45), TimeSpan.FromSeconds(10),
+            "tokens of a second-load query on node C to stream back through A");
         Assert.True(Served(c, 2000, 45) > 0, "node C got none of the second load");
         var crashedAt = DateTime.UtcNow;
         await Crash(c);

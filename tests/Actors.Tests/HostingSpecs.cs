@@ -57,16 +57,14 @@ public sealed class HostingSpecs : IAsyncLifetime
 
     private IQueryClient Client => _host.Services.GetRequiredService<IQueryClient>();
 
-    private async Task<RouterStatus> ReadyStatus()
-    {
-        for (int i = 0; i < 200; i++)
-        {
-            var s = await Client.GetStatusAsync(TimeSpan.FromSeconds(5), CancellationToken.None);
-            if (s.Workers.Count == 2 && s.Workers.All(w => w.State == WorkerState.Ready)) return s;
-            await Task.Delay(25);
-        }
-        throw new TimeoutException("the node's workers did not become ready");
-    }
+    private Task<RouterStatus> Status() => Client.GetStatusAsync(TimeSpan.FromSeconds(5), CancellationToken.None);
+
+    private static string Describe(RouterStatus s) =>
+        $"in flight {s.InFlight}; " + string.Join(", ", s.Workers.Select(w => $"{w.Worker}:{w.State} running {w.Running}"));
+
+    private Task<RouterStatus> ReadyStatus() =>
+        Eventually.Until(Status, s => s.Workers.Count == 2 && s.Workers.All(w => w.State == WorkerState.Ready),
+            TimeSpan.FromSeconds(10), "the node's two workers to become ready", Describe, interval: TimeSpan.FromMilliseconds(25));
 
     [Fact]
     public async Task Should_wire_router_workers_and_watchdog_and_stream_a_query_through_the_client()
@@ -88,12 +86,8 @@ public sealed class HostingSpecs : IAsyncLifetime
         Assert.Same(events[^1], events.Single(e => e.IsTerminal));
         // The watchdog's reading reaches the router's status. Its first reading, taken at start, can be published
         // before the router has subscribed; the next one comes one interval (5 s) later.
-        RouterStatus after = null!;
-        for (int i = 0; i < 120 && after?.Memory is null; i++)
-        {
-            if (i > 0) await Task.Delay(100);
-            after = await Client.GetStatusAsync(TimeSpan.FromSeconds(5), CancellationToken.None);
-        }
+        var after = await Eventually.Until(Status, s => s.Memory is not null, TimeSpan.FromSeconds(12),
+            "the watchdog's memory reading in the router's status", interval: TimeSpan.FromMilliseconds(100));
         Assert.NotNull(after.Memory);
     }
 
@@ -110,19 +104,11 @@ public sealed class HostingSpecs : IAsyncLifetime
                 if (e is TokensGenerated && ++tokens == 3) cts.Cancel();
         });
 
-        RouterStatus status;
-        int tries = 0;
-        do status = await Client.GetStatusAsync(TimeSpan.FromSeconds(5), CancellationToken.None);
-        while ((status.InFlight > 0 || status.Workers.Any(w => w.Running > 0)) && ++tries < 200 && await Delay());
+        var status = await Eventually.Until(Status, s => s.InFlight == 0 && s.Workers.All(w => w.Running == 0), TimeSpan.FromSeconds(10),
+            "the cancelled query to leave the router and its worker", Describe, interval: TimeSpan.FromMilliseconds(25));
         Assert.Equal(1, status.Counters!.Cancelled);
         Assert.Equal(0, status.InFlight);
         Assert.All(status.Workers, w => Assert.Equal(0, w.Running)); // the worker freed the sequence too
         Assert.Single(_engines.Log.Removed);
-    }
-
-    private static async Task<bool> Delay()
-    {
-        await Task.Delay(25);
-        return true;
     }
 }

@@ -37,7 +37,7 @@ public sealed class ConcurrencyTests
         await using var server = await ApiServer.StartAsync();
         using var cts = new CancellationTokenSource();
         var call = server.Http.PostAsync("/query", Json.Body("""{"prompt": "x #hang"}"""), cts.Token);
-        while (server.Fake.Active == 0) await Task.Delay(10);
+        await Eventually.Until(() => server.Fake.Active > 0, TimeSpan.FromSeconds(10), "the query to reach the fake router");
         cts.Cancel();
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => call);
         await server.Fake.CancellationSeen.WaitAsync(TimeSpan.FromSeconds(20));
@@ -75,11 +75,11 @@ public sealed class ConcurrencyTests
     {
         await using var server = await ApiServer.StartAsync(configure: o => o.DrainTimeout = TimeSpan.FromSeconds(20));
         var running = Json.PostAsync(server.Http, "/query", """{"prompt": "finish me #hold", "max_new_tokens": 6}""");
-        while (server.Fake.Active == 0) await Task.Delay(10);
+        await Eventually.Until(() => server.Fake.Active > 0, TimeSpan.FromSeconds(10), "the query to reach the fake router");
 
         var stopping = server.App.StopAsync(); // what SIGTERM does
         var gate = server.App.Services.GetService(typeof(Shutdown.DrainGate)) as Shutdown.DrainGate;
-        while (!gate!.IsDraining) await Task.Delay(10);
+        await Eventually.Until(() => gate!.IsDraining, TimeSpan.FromSeconds(10), "the API to start draining after StopAsync");
 
         var ready = await server.Http.GetAsync("/health/ready");
         Assert.Equal(HttpStatusCode.ServiceUnavailable, ready.StatusCode);

@@ -40,8 +40,20 @@ internal sealed class DefaultModelServer : IAsyncDisposable
         var app = ServeApp.Build(overrides, ServeBackends.Default());
         await app.StartAsync();
         var server = new DefaultModelServer(app, app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
-        for (int i = 0; i < 300 && (await server.Http.GetAsync("/health/ready")).StatusCode != HttpStatusCode.OK; i++)
-            await Task.Delay(100);
+        try
+        {
+            await Eventually.Until(async () =>
+                {
+                    using var ready = await server.Http.GetAsync("/health/ready");
+                    return ready.StatusCode;
+                }, status => status == HttpStatusCode.OK, TimeSpan.FromSeconds(60), "the default model server to answer /health/ready with 200",
+                status => $"{(int)status} {status}", interval: TimeSpan.FromMilliseconds(100));
+        }
+        catch
+        {
+            await server.DisposeAsync();
+            throw;
+        }
         return server;
     }
 

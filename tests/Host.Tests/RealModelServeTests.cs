@@ -117,13 +117,12 @@ public sealed class RealModelServeTests : IAsyncLifetime
         Assert.True(await stream.ReadAsync(buffer, cts.Token) > 0);       // tokens are flowing
         cts.Cancel();
         response.Dispose();
-        int inFlight = -1;
-        for (int i = 0; i < 100 && inFlight != 0; i++)
-        {
-            await Task.Delay(100);
-            using var h = JsonDocument.Parse(await _http.GetStringAsync("/health"));
-            inFlight = h.RootElement.GetProperty("in_flight").GetInt32();
-        }
+        int inFlight = await Eventually.Until(async () =>
+            {
+                using var h = JsonDocument.Parse(await _http.GetStringAsync("/health"));
+                return h.RootElement.GetProperty("in_flight").GetInt32();
+            }, n => n == 0, TimeSpan.FromSeconds(15), "/health to report no query in flight after the disconnect", n => $"in_flight {n}",
+            interval: TimeSpan.FromMilliseconds(100));
         Assert.Equal(0, inFlight);
         Assert.Equal("25", (await Query("""{"prompt": "What is 5 times 5?", "max_new_tokens": 8}""")).GetProperty("text").GetString());
     }
@@ -131,15 +130,13 @@ public sealed class RealModelServeTests : IAsyncLifetime
     [Fact]
     public async Task A_single_node_is_a_cluster_of_one_that_joined_itself_with_both_roles()
     {
-        JsonElement body = default;
-        for (int i = 0; i < 100; i++)
-        {
-            var r = await _http.GetAsync("/cluster");
-            Assert.Equal(HttpStatusCode.OK, r.StatusCode);
-            body = JsonDocument.Parse(await r.Content.ReadAsStringAsync()).RootElement.Clone();
-            if (body.GetProperty("members").GetArrayLength() == 1 && body.GetProperty("workers").GetArrayLength() == 1) break;
-            await Task.Delay(100);
-        }
+        var body = await Eventually.Until(async () =>
+            {
+                var r = await _http.GetAsync("/cluster");
+                Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+                return JsonDocument.Parse(await r.Content.ReadAsStringAsync()).RootElement.Clone();
+            }, b => b.GetProperty("members").GetArrayLength() == 1 && b.GetProperty("workers").GetArrayLength() == 1,
+            TimeSpan.FromSeconds(15), "/cluster to list one member and one worker", b => b.GetRawText(), interval: TimeSpan.FromMilliseconds(100));
         Assert.True(body.GetProperty("enabled").GetBoolean());
         var self = body.GetProperty("self").GetString()!;
         Assert.StartsWith("akka.tcp://actorquery@127.0.0.1:", self); // remoting on loopback, a free port by default

@@ -107,7 +107,10 @@ public sealed class ServeAppTests
             Assert.False(system.Settings.Config.GetBoolean("akka.coordinated-shutdown.run-by-clr-shutdown-hook"));
             Assert.Contains(system.Settings.Loggers, l => l.Contains("SerilogLogger"));
             system.Log.Warning("akka says {0}", "hello-from-akka");
-            await Task.Delay(500); // Akka logs asynchronously through its logger actor
+            // Akka logs asynchronously through its logger actor: wait for the line to reach the file before stopping.
+            string appLog = Path.Combine(logs, $"app-{DateTime.Now:yyyyMMdd}.log");
+            await Eventually.Until(() => File.Exists(appLog) && ReadShared(appLog).Contains("hello-from-akka"), TimeSpan.FromSeconds(10),
+                "Akka's warning to reach the app log through Serilog", interval: TimeSpan.FromMilliseconds(25));
         }
         finally
         {
@@ -127,7 +130,7 @@ public sealed class ServeAppTests
         var system = app.Services.GetRequiredService<ActorSystem>();
 
         var running = http.PostAsync("/query", Body("""{"prompt": "drain me #hold", "max_new_tokens": 5}"""));
-        while (fake.Active == 0) await Task.Delay(10);
+        await Eventually.Until(() => fake.Active > 0, TimeSpan.FromSeconds(10), "the held query to reach the fake router");
         app.Lifetime.StopApplication(); // what SIGTERM / Ctrl+C do
         var stopped = app.WaitForShutdownAsync();
 
