@@ -7,4 +7,5 @@ return Verbs.Run(args, "serve", new Dictionary<string, Func<string[], int>>
     ["serve"] = ServeCommand.Run,
     ["generate"] = GenerateCommand.Run,
     ["tokenize"] = TokenizeCommand.Run,
-}, Usage.Print);
+}, Usage.Print, "; benchmarks, load and soak: dotnet run --project tools/ActorQuery.Bench -- help;"
+   + " training and eval of the default model: dotnet run --project tools/ActorQuery.DefaultModel -- help");

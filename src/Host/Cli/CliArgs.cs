@@ -105,7 +105,9 @@ internal sealed class CliArgs
 /// </summary>
 internal static class Verbs
 {
-    public static int Run(string[] args, string defaultVerb, IReadOnlyDictionary<string, Func<string[], int>> verbs, Func<int> usage)
+    /// <param name="elsewhere">Appended to the unknown-verb error: where the verbs of the other executables live.</param>
+    public static int Run(string[] args, string defaultVerb, IReadOnlyDictionary<string, Func<string[], int>> verbs, Func<int> usage,
+        string? elsewhere = null)
     {
         var verb = args.Length > 0 && !args[0].StartsWith("--", StringComparison.Ordinal) ? args[0] : defaultVerb;
         var rest = args.Length > 0 && verb == args[0] ? args[1..] : args;
@@ -113,7 +115,7 @@ internal static class Verbs
         {
             if (verb is "help" or "--help" or "-h") return usage();
             if (verbs.TryGetValue(verb, out var run)) return run(rest);
-            throw new CliException($"unknown verb '{verb}' (try: {string.Join(", ", verbs.Keys)}, help)");
+            throw new CliException($"unknown verb '{verb}' (try: {string.Join(", ", verbs.Keys)}, help){elsewhere}");
         }
         catch (CliException e)
         {
