@@ -11,6 +11,7 @@ try
         "serve" => ServeCommand.Run(rest),
         "generate" => GenerateCommand.Run(rest),
         "tokenize" => TokenizeCommand.Run(rest),
+        "help" when rest is ["--markdown"] => Usage.PrintMarkdown(),
         "help" or "--help" or "-h" => Usage.Print(),
         _ => throw new CliException($"unknown verb '{verb}' (try: serve, generate, tokenize, help; benchmarks: "
                                     + "dotnet run --project tools/ActorQuery.Bench; the default model's trainer: tools/ActorQuery.DefaultModel)"),
