@@ -7,9 +7,9 @@ internal sealed class CliException(string message) : Exception(message);
 
 /// <summary>
 /// Options of one verb, "--name value" or "--flag". Written by hand rather than with System.CommandLine: the
-/// grammar is this small, serve's options come from one table (src/Host/Serve) that also drives
-/// configuration binding, help and the README, and what matters is a one-line error naming the option on every bad
-/// value. Every option must be read (or declared with <see cref="Known"/>) before <see cref="EnsureAllUsed"/>.
+/// grammar is this small, serve's options come from one table (src/Host/Serve/ServeSettings.cs) that also
+/// drives the checks of every configuration layer, help and the README, and what matters is a one-line error
+/// naming the option on every bad value. Every option must be read (or declared with <see cref="Known"/>) before <see cref="EnsureAllUsed"/>.
 /// Compiled into each executable (src/Host and the tools) as an internal type.
 /// </summary>
 internal sealed class CliArgs

@@ -25,7 +25,7 @@ public sealed class ServeOptions
     /// <summary>cpu, cuda, cuda:N, mps or auto.</summary>
     public string Device { get; set; } = "auto";
     public int WorkersPerNode { get; set; } = Node.Workers.Count;
-    /// <summary>The memory budget the watchdog's marks are fractions of; "auto": the machine's (or cgroup's) memory.</summary>
+    /// <summary>The memory budget the watchdog's marks are fractions of; "auto": Watchdog:LimitFraction of the machine's (or cgroup's) memory.</summary>
     public string MemoryLimit { get; set; } = "auto";
     /// <summary>Above this fraction of the limit, workers are asked to clean up.</summary>
     public double CleanupMark { get; set; } = Node.Watchdog.CleanupMark;
