@@ -47,6 +47,19 @@ public sealed class ServeSettingsTests
         Assert.Equal(flags.Count, flags.Distinct().Count());
     }
 
+    [Fact]
+    public void Every_flag_parses_its_default_and_every_shipped_appsettings_key_is_a_definition()
+    {
+        var args = ServeSettings.All.Where(s => s.Flag is not null && s.Kind != SettingKind.Flag && s.Key != "Node" && s.Default.Length > 0)
+            .SelectMany(s => new[] { $"--{s.Flag}", s.Default }).ToArray();
+        var keys = ServeCli.Parse(args);
+        Assert.Equal(new ServeOptions().Cluster, ServeOptions.From(new ConfigurationBuilder().AddInMemoryCollection(keys).Build()).Cluster);
+
+        var shipped = new ConfigurationBuilder().AddJsonFile(Path.Combine(AppContext.BaseDirectory, "appsettings.json")).Build()
+            .GetSection(ServeOptions.Section).AsEnumerable(makePathsRelative: true).Where(kv => kv.Value is not null).Select(kv => kv.Key);
+        Assert.All(shipped, key => Assert.Contains(ServeSettings.All, s => s.Key.Equals(key, StringComparison.OrdinalIgnoreCase)));
+    }
+
     /// <summary>The README's "## Configuration" tables are the definitions, row for row: regenerate them from
     /// <see cref="ServeSettings.Markdown"/> when a setting changes.</summary>
     [Fact]
