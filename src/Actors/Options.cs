@@ -2,8 +2,9 @@ using ActorQuery.Contracts;
 
 namespace ActorQuery.Actors;
 
-// Plain records with defaults, bound by the Host from the configuration section "ActorQuery"
-// (ActorQuery:Router:MaxInFlight, ACTORQUERY__WORKERS__MAXBATCH, ACTORQUERY__FAULTS__OOMEVERYNTHSTEP, ...).
+// Plain typed records with defaults. The Host fills them from its one table of settings (src/Host/Serve/ServeSettings.cs:
+// configuration keys, environment variables, command line, limits), which validates every value once at start; the
+// actors take them as valid and do not check them again. The table's defaults are these records' defaults.
 
 /// <summary>Everything <see cref="Hosting.ActorQueryHosting.AddActorQueryNode"/> needs to wire one node.</summary>
 public sealed record ActorQueryNodeOptions
@@ -34,14 +35,6 @@ public sealed record RouterOptions
     public TimeSpan NoModelRetryAfter { get; init; } = TimeSpan.FromSeconds(10);
     /// <summary>How often a query may be dispatched in all (1 + retries); retries happen only before the first token.</summary>
     public int MaxAttempts { get; init; } = 2;
-
-    public void Validate()
-    {
-        if (MaxInFlight < 1) throw new ArgumentException("must be >= 1", nameof(MaxInFlight));
-        if (MaxQueue < 0) throw new ArgumentException("must be >= 0", nameof(MaxQueue));
-        if (DefaultTimeout <= TimeSpan.Zero) throw new ArgumentException("must be > 0", nameof(DefaultTimeout));
-        if (MaxAttempts < 1) throw new ArgumentException("must be >= 1", nameof(MaxAttempts));
-    }
 }
 
 /// <summary>The workers of a node (ModelSupervisor + ModelActor each) and their out-of-memory ladder.</summary>
@@ -50,7 +43,7 @@ public sealed record WorkerOptions
     /// <summary>Workers (model copies) on this node; 0 for a gateway-only node (router, no model).</summary>
     public int Count { get; init; } = 1;
     /// <summary>Most sequences one engine runs at once (before degradation).</summary>
-    public int MaxBatch { get; init; } = 8;
+    public int MaxBatch { get; init; } = EngineDefaults.MaxBatchSequences;
     /// <summary>Dispatcher of the ModelActors: one dedicated thread each (declared in hocon/actors.hocon).</summary>
     public string Dispatcher { get; init; } = "actorquery.model-dispatcher";
     /// <summary>First restart delay after a failure; doubles per consecutive failure up to <see cref="BackoffMax"/>.</summary>
@@ -69,17 +62,6 @@ public sealed record WorkerOptions
     public bool CpuFallback { get; init; }
     /// <summary>Loads that fail with out-of-memory before the worker is marked Failed (each one degrades first).</summary>
     public int MaxLoadAttempts { get; init; } = 4;
-
-    public void Validate()
-    {
-        if (Count < 0) throw new ArgumentException("must be >= 0", nameof(Count));
-        if (MaxBatch < 1) throw new ArgumentException("must be >= 1", nameof(MaxBatch));
-        if (BackoffMin < TimeSpan.Zero || BackoffMax < BackoffMin) throw new ArgumentException("must satisfy 0 <= BackoffMin <= BackoffMax", nameof(BackoffMax));
-        if (BackoffJitter is < 0 or > 1) throw new ArgumentException("must be in [0, 1]", nameof(BackoffJitter));
-        if (DegradeAfterOoms < 1) throw new ArgumentException("must be >= 1", nameof(DegradeAfterOoms));
-        if (MaxLoadAttempts < 1) throw new ArgumentException("must be >= 1", nameof(MaxLoadAttempts));
-        if (MaxDegradeLevels < 0) throw new ArgumentException("must be >= 0", nameof(MaxDegradeLevels));
-    }
 }
 
 /// <summary>The MemoryWatchdog's limit and marks.</summary>
@@ -94,15 +76,6 @@ public sealed record WatchdogOptions
     public double CleanupMark { get; init; } = 0.5;
     /// <summary>Above this fraction of the limit the router stops admitting until usage is back under <see cref="CleanupMark"/>.</summary>
     public double PauseMark { get; init; } = 0.7;
-
-    public void Validate()
-    {
-        if (Interval <= TimeSpan.Zero) throw new ArgumentException("must be > 0", nameof(Interval));
-        if (LimitBytes is <= 0) throw new ArgumentException("must be > 0", nameof(LimitBytes));
-        if (LimitFraction is <= 0 or > 1) throw new ArgumentException("must be in (0, 1]", nameof(LimitFraction));
-        if (CleanupMark is <= 0 or > 1) throw new ArgumentException("must be in (0, 1]", nameof(CleanupMark));
-        if (PauseMark < CleanupMark || PauseMark > 1) throw new ArgumentException("must be in [CleanupMark, 1]", nameof(PauseMark));
-    }
 }
 
 /// <summary>The QueryCache of finished deterministic answers.</summary>
@@ -111,10 +84,4 @@ public sealed record CacheOptions
     public bool Enabled { get; init; } = true;
     public int MaxEntries { get; init; } = 1024;
     public long MaxBytes { get; init; } = 64L * 1024 * 1024;
-
-    public void Validate()
-    {
-        if (MaxEntries < 0) throw new ArgumentException("must be >= 0", nameof(MaxEntries));
-        if (MaxBytes < 0) throw new ArgumentException("must be >= 0", nameof(MaxBytes));
-    }
 }

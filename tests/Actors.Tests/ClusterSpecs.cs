@@ -17,7 +17,7 @@ namespace ActorQuery.Actors.Tests;
 
 /// <summary>
 /// Three nodes in one process: separate actor systems wired as the Host wires them (Akka.Hosting +
-/// AddActorQueryClusterNode), real Akka.Remote over TCP on 127.0.0.1 with random ports, message serialization
+/// AddActorQueryNode), real Akka.Remote over TCP on 127.0.0.1 with random ports, message serialization
 /// checks on, fake engines behind the workers. Node A is gateway and worker, B and C are workers.
 /// </summary>
 [Collection(ClusterCollection.Name)]
@@ -106,7 +106,7 @@ public sealed class ClusterSpecs(ITestOutputHelper output) : IAsyncLifetime
             .ConfigureServices(services => services.AddAkka("actorquery", (akka, _) =>
             {
                 akka.AddHocon(FastCluster + (crashable ? "\n" + Crashable : ""), HoconAddMode.Prepend);
-                akka.AddActorQueryClusterNode(options, cluster, _ => FaultInjectingEngineFactory.Wrap(engines, options.Faults), new QuietMemory());
+                akka.AddActorQueryNode(RepoHocon.Node, options, cluster, _ => FaultInjectingEngineFactory.Wrap(engines, options.Faults), new QuietMemory());
             }))
             .Build();
         _hosts.Add(host);

@@ -2,6 +2,7 @@ using Akka.Actor;
 using Akka.Hosting;
 using ActorQuery.TestSupport;
 using ActorQuery.Contracts;
+using ActorQuery.Actors.Cluster;
 using ActorQuery.Actors.Hosting;
 using ActorQuery.Actors.Memory;
 using ActorQuery.Actors.Routing;
@@ -42,7 +43,7 @@ public sealed class HostingSpecs : IAsyncLifetime
             {
                 services.AddAkka("actorquery-test", (akka, _) => akka
                     .AddHocon("akka.loglevel = WARNING", HoconAddMode.Prepend)
-                    .AddActorQueryNode(options, _ => FaultInjectingEngineFactory.Wrap(_engines, options.Faults), new QuietMemory()));
+                    .AddActorQueryNode(RepoHocon.Node, options, new ClusterNodeOptions(), _ => FaultInjectingEngineFactory.Wrap(_engines, options.Faults), new QuietMemory()));
                 services.AddActorQueryClient();
             })
             .Build();

@@ -18,7 +18,7 @@ namespace ActorQuery.Actors.Tests;
 /// akka.actor.serialize-messages = on (every message that is not marked node-local is serialized and read back).
 /// </summary>
 public sealed class SerializationSpecs(ITestOutputHelper output) : ActorSpec(
-    "akka.actor.serialize-messages = on\n" + ActorQueryHosting.ClusterHocon.ToString(includeFallback: false), output)
+    "akka.actor.serialize-messages = on\n" + RepoHocon.Cluster.ToString(includeFallback: false), output)
 {
     private static readonly SamplingParams Sampling = new()
     {

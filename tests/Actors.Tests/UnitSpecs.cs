@@ -6,7 +6,10 @@ using Microsoft.Extensions.Configuration;
 
 namespace ActorQuery.Actors.Tests;
 
-/// <summary>The plain rules behind the actors: backoff, degradation levels, LRU, options.</summary>
+/// <summary>
+/// The plain rules behind the actors: backoff, degradation levels, LRU, options binding. The limits of the options are
+/// checked once by the Host's settings table (tests/Host.Tests/ServeSettingsTests.cs), not by the records.
+/// </summary>
 public sealed class UnitSpecs
 {
     [Fact]
@@ -118,13 +121,5 @@ public sealed class UnitSpecs
         {
             Environment.SetEnvironmentVariable("ACTORQUERY__FAULTS__OOMEVERYNTHSTEP", null);
         }
-    }
-
-    [Fact]
-    public void Invalid_options_are_refused_naming_the_field()
-    {
-        Assert.Equal("MaxInFlight", Assert.Throws<ArgumentException>(() => new RouterOptions { MaxInFlight = 0 }.Validate()).ParamName);
-        Assert.Equal("PauseMark", Assert.Throws<ArgumentException>(() => new WatchdogOptions { CleanupMark = 0.8, PauseMark = 0.6 }.Validate()).ParamName);
-        Assert.Equal("OomEveryNthStep", Assert.Throws<ArgumentException>(() => new FaultOptions { OomEveryNthStep = -1 }.Validate()).ParamName);
     }
 }

@@ -9,7 +9,7 @@ return Verbs.Run(args, "help", new Dictionary<string, Func<string[], int>>
     ["http"] = HttpBenchCommand.Run,
     ["soak"] = SoakCommand.Run,
     ["tokenizer"] = TokenizerBenchCommand.Run,
-}, Usage);
+}, _ => Usage());
 
 static int Usage()
 {

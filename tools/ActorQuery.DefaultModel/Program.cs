@@ -6,7 +6,7 @@ return Verbs.Run(args, "help", new Dictionary<string, Func<string[], int>>
 {
     ["train"] = TrainCommand.Run,
     ["eval"] = EvalCommand.Run,
-}, Usage);
+}, _ => Usage());
 
 static int Usage()
 {

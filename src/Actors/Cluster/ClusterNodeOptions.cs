@@ -23,19 +23,4 @@ public sealed record ClusterNodeOptions
 
     public bool IsGateway => Roles.Contains(GatewayRole, StringComparer.OrdinalIgnoreCase);
     public bool IsWorker => Roles.Contains(WorkerRole, StringComparer.OrdinalIgnoreCase);
-
-    public void Validate()
-    {
-        if (Roles.Count == 0) throw new ArgumentException($"must name at least one of {GatewayRole}, {WorkerRole}", nameof(Roles));
-        foreach (var r in Roles)
-            if (!r.Equals(GatewayRole, StringComparison.OrdinalIgnoreCase) && !r.Equals(WorkerRole, StringComparison.OrdinalIgnoreCase))
-                throw new ArgumentException($"'{r}' is not one of {GatewayRole}, {WorkerRole}", nameof(Roles));
-        if (string.IsNullOrWhiteSpace(Hostname)) throw new ArgumentException("must not be empty", nameof(Hostname));
-        if (Port is < 0 or > 65535) throw new ArgumentException("must be in [0, 65535]", nameof(Port));
-        foreach (var s in SeedNodes)
-            if (!Akka.Actor.Address.TryParse(s, out var a) || a.Host is null || a.Port is null or 0)
-                throw new ArgumentException($"'{s}' is not an address like akka.tcp://actorquery@10.0.0.1:4053", nameof(SeedNodes));
-        if (LoadPublishInterval <= TimeSpan.Zero) throw new ArgumentException("must be > 0", nameof(LoadPublishInterval));
-        if (HeartbeatInterval <= TimeSpan.Zero) throw new ArgumentException("must be > 0", nameof(HeartbeatInterval));
-    }
 }

@@ -13,47 +13,26 @@ using ActorQuery.Contracts;
 namespace ActorQuery.Actors.Hosting;
 
 /// <summary>
-/// Akka.Hosting registration of a node's actors. <c>AddActorQueryNode</c> wires everything (router, workers,
-/// watchdog, cache inside the router); the single <c>AddXxx</c> are for hosts that want a part only (a
-/// gateway-only node has a router and no workers). Top-level actors land in the <see cref="ActorRegistry"/>
+/// Akka.Hosting registration of a node's actors. <c>AddActorQueryNode</c> is the one wiring of a node, for the Host
+/// and for every spec; the single <c>AddXxx</c> are its parts. Top-level actors land in the <see cref="ActorRegistry"/>
 /// under their class (<c>registry.Get&lt;QueryRouter&gt;()</c>, <c>IRequiredActor&lt;QueryRouter&gt;</c>).
+/// The options arrive validated (the Host checks every setting once, at start); nothing here checks them again.
 /// </summary>
 public static class ActorQueryHosting
 {
-    /// <summary>hocon/actors.hocon, embedded in this assembly (the pinned model dispatcher).</summary>
-    public static Config DefaultHocon { get; } = LoadEmbeddedHocon("ActorQuery.Actors.actors.hocon");
-
-    /// <summary>hocon/cluster.hocon, embedded in this assembly (serializer bindings, split-brain resolver).</summary>
-    public static Config ClusterHocon { get; } = LoadEmbeddedHocon("ActorQuery.Actors.cluster.hocon");
-
     /// <summary>
-    /// Router, <see cref="WorkerOptions.Count"/> workers (worker i loading through <paramref name="engines"/>(i)), and
-    /// the watchdog (when enabled).
+    /// A node: the Akka configuration <paramref name="hocon"/> (hocon/*.hocon as <see cref="HoconFolder"/> loaded them:
+    /// the pinned model dispatcher, serializer bindings, split-brain resolver), Akka.Remote over TCP and Akka.Cluster
+    /// (roles, seed nodes), then this node's part by its roles. Every node has a QueryRouter (the HTTP layer's entry)
+    /// and a <see cref="WorkerDirectory"/>; a gateway's router also sees every worker in the cluster through it. A worker
+    /// node runs <see cref="WorkerOptions.Count"/> workers (worker i loading through <paramref name="engines"/>(i)) and
+    /// publishes their load. With no seed nodes the node joins itself (a cluster of one).
     /// </summary>
-    public static AkkaConfigurationBuilder AddActorQueryNode(this AkkaConfigurationBuilder builder,
-        ActorQueryNodeOptions options, Func<int, IEngineFactory> engines, IMemoryReader? memory = null)
-    {
-        builder.AddHocon(DefaultHocon, HoconAddMode.Append);
-        builder.AddQueryRouter(options.Node, options.Router, options.Cache);
-        if (options.Watchdog.Enabled) builder.AddMemoryWatchdog(options.Watchdog, memory ?? new ProcessMemoryReader());
-        // One fault schedule (and its counters) per worker, so that "first N loads fail" holds for each.
-        builder.AddModelWorkers(options.Node, options.Workers, engines);
-        return builder;
-    }
-
-    /// <summary>
-    /// A cluster node: Akka.Remote over TCP and Akka.Cluster (roles, seed nodes, split-brain resolver from
-    /// hocon/cluster.hocon), then this node's part by its roles. Every node has a QueryRouter (the HTTP layer's entry);
-    /// a gateway's router also sees every worker in the cluster through a <see cref="WorkerDirectory"/>. A worker node
-    /// runs <see cref="WorkerOptions.Count"/> workers and publishes their load. With no seed nodes the node joins itself.
-    /// </summary>
-    public static AkkaConfigurationBuilder AddActorQueryClusterNode(this AkkaConfigurationBuilder builder,
+    public static AkkaConfigurationBuilder AddActorQueryNode(this AkkaConfigurationBuilder builder, Config hocon,
         ActorQueryNodeOptions options, ClusterNodeOptions cluster, Func<int, IEngineFactory> engines, IMemoryReader? memory = null,
         bool joinSelfWithoutSeeds = true)
     {
-        cluster.Validate();
-        builder.AddHocon(DefaultHocon, HoconAddMode.Append);
-        builder.AddHocon(ClusterHocon, HoconAddMode.Append);
+        builder.AddHocon(hocon, HoconAddMode.Append);
         builder.WithRemoting(cluster.Hostname, cluster.Port, cluster.PublicHostname);
         builder.WithClustering(new ClusterOptions
         {
@@ -92,12 +71,13 @@ public static class ActorQueryHosting
             registry.Register<MemoryWatchdog>(system.ActorOf(
                 MemoryWatchdog.Props(options, memory, registry.Get<QueryRouter>()), "memory-watchdog")));
 
-    /// <summary>Workers named <c>worker-1..n</c>, announced to the router and the watchdog when those are registered.</summary>
+    /// <summary>
+    /// Workers named <c>worker-1..n</c>, announced to the router and the watchdog when those are registered. Their
+    /// dispatcher (<see cref="WorkerOptions.Dispatcher"/>) must be in the node's configuration (hocon/actors.hocon).
+    /// </summary>
     public static AkkaConfigurationBuilder AddModelWorkers(this AkkaConfigurationBuilder builder,
         string node, WorkerOptions options, Func<int, IEngineFactory> engines)
     {
-        options.Validate();
-        builder.AddHocon(DefaultHocon, HoconAddMode.Append);
         return builder.WithActors((system, registry) =>
         {
             for (int i = 1; i <= options.Count; i++)
@@ -159,13 +139,5 @@ public static class ActorQueryHosting
             var client = await Client(cts.Token).ConfigureAwait(false);
             return await client.GetStatusAsync(timeout, cancellationToken).ConfigureAwait(false);
         }
-    }
-
-    private static Config LoadEmbeddedHocon(string name)
-    {
-        using var stream = typeof(ActorQueryHosting).Assembly.GetManifestResourceStream(name)
-                           ?? throw new InvalidOperationException($"{name} is not embedded in ActorQuery.Actors");
-        using var reader = new StreamReader(stream);
-        return ConfigurationFactory.ParseString(reader.ReadToEnd());
     }
 }

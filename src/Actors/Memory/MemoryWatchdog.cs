@@ -56,7 +56,6 @@ public sealed class MemoryWatchdog : ReceiveActor, IWithTimers
 
     public MemoryWatchdog(WatchdogOptions options, IMemoryReader reader, IActorRef router)
     {
-        options.Validate();
         _options = options;
         _reader = reader;
         _router = router;

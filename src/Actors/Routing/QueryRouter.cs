@@ -69,8 +69,6 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
 
     public QueryRouter(string node, RouterOptions options, CacheOptions cache)
     {
-        options.Validate();
-        cache.Validate();
         _node = node;
         _options = options;
         _cache = new QueryCache(cache);

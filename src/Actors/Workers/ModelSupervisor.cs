@@ -36,7 +36,6 @@ public sealed class ModelSupervisor : ReceiveActor
 
     public ModelSupervisor(string worker, string node, IEngineFactory factory, WorkerOptions options, Func<double>? random = null)
     {
-        options.Validate();
         _worker = worker;
         _node = node;
         _options = options;

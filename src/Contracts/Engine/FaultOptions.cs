@@ -23,16 +23,6 @@ public sealed record FaultOptions
 
     public bool Enabled => OomEveryNthStep > 0 || OomOnLoadAttempts > 0 || CrashEveryNthStep > 0 || StepDelayMs > 0
                            || OomAtSteps.Count > 0;
-
-    /// <summary>Throws <see cref="ArgumentException"/> naming the field at fault.</summary>
-    public void Validate()
-    {
-        if (OomEveryNthStep < 0) throw new ArgumentException("must be >= 0", nameof(OomEveryNthStep));
-        if (OomOnLoadAttempts < 0) throw new ArgumentException("must be >= 0", nameof(OomOnLoadAttempts));
-        if (CrashEveryNthStep < 0) throw new ArgumentException("must be >= 0", nameof(CrashEveryNthStep));
-        if (StepDelayMs < 0) throw new ArgumentException("must be >= 0", nameof(StepDelayMs));
-        if (OomAtSteps.Any(s => s < 1)) throw new ArgumentException("step numbers start at 1", nameof(OomAtSteps));
-    }
 }
 
 /// <summary>

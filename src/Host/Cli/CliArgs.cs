@@ -7,9 +7,9 @@ internal sealed class CliException(string message) : Exception(message);
 
 /// <summary>
 /// Options of one verb, "--name value" or "--flag". Written by hand rather than with System.CommandLine: the
-/// grammar is this small, serve's options come from one table (src/Host/Serve) that also drives
-/// configuration binding, help and the README, and what matters is a one-line error naming the option on every bad
-/// value. Every option must be read (or declared with <see cref="Known"/>) before <see cref="EnsureAllUsed"/>.
+/// grammar is this small, serve's options come from one table (src/Host/Serve/ServeSettings.cs) that also
+/// drives the checks of every configuration layer, help and the README, and what matters is a one-line error
+/// naming the option on every bad value. Every option must be read (or declared with <see cref="Known"/>) before <see cref="EnsureAllUsed"/>.
 /// Compiled into each executable (src/Host and the tools) as an internal type.
 /// </summary>
 internal sealed class CliArgs
@@ -100,20 +100,20 @@ internal sealed class CliArgs
 
 /// <summary>
 /// The verb dispatch of every executable (actorquery and the tools): the first argument names the verb unless it is
-/// an option; <c>help</c>, <c>--help</c> and <c>-h</c> print the usage; a <see cref="CliException"/> is one line on
-/// standard error and exit code 2.
+/// an option; <c>help</c>, <c>--help</c> and <c>-h</c> print the usage (given the arguments after them); a
+/// <see cref="CliException"/> is one line on standard error and exit code 2.
 /// </summary>
 internal static class Verbs
 {
     /// <param name="elsewhere">Appended to the unknown-verb error: where the verbs of the other executables live.</param>
-    public static int Run(string[] args, string defaultVerb, IReadOnlyDictionary<string, Func<string[], int>> verbs, Func<int> usage,
+    public static int Run(string[] args, string defaultVerb, IReadOnlyDictionary<string, Func<string[], int>> verbs, Func<string[], int> usage,
         string? elsewhere = null)
     {
         var verb = args.Length > 0 && !args[0].StartsWith("--", StringComparison.Ordinal) ? args[0] : defaultVerb;
         var rest = args.Length > 0 && verb == args[0] ? args[1..] : args;
         try
         {
-            if (verb is "help" or "--help" or "-h") return usage();
+            if (verb is "help" or "--help" or "-h") return usage(rest);
             if (verbs.TryGetValue(verb, out var run)) return run(rest);
             throw new CliException($"unknown verb '{verb}' (try: {string.Join(", ", verbs.Keys)}, help){elsewhere}");
         }

@@ -7,7 +7,7 @@ internal static class Usage
         Console.WriteLine("""
             actorquery [verb] [options]
               serve      (default) HTTP server on http://localhost:8000; options (also in appsettings.json
-                         and ACTORQUERY__<Key> environment variables):
+                         and ACTORQUERY__<Key> environment variables; help --markdown prints them as README tables):
             """ + Environment.NewLine + Serve.ServeCli.Help() + """
 
               generate   --model DIR (--input-ids 1,2,3 | --prompt TEXT | --messages-file FILE) [--max-new-tokens N]
@@ -20,6 +20,13 @@ internal static class Usage
             benchmarks, load and soak: dotnet run --project tools/ActorQuery.Bench -- help
             training and evaluation of the default model: dotnet run --project tools/ActorQuery.DefaultModel -- help
             """);
+        return 0;
+    }
+
+    /// <summary><c>actorquery help --markdown</c>: the README's configuration tables, from the one table of settings.</summary>
+    public static int PrintMarkdown()
+    {
+        Console.Write(Serve.ServeSettings.Markdown());
         return 0;
     }
 }

@@ -1,3 +1,4 @@
+using Akka.Configuration;
 using Akka.Hosting;
 using ActorQuery.Contracts;
 using ActorQuery.Actors;
@@ -18,9 +19,9 @@ namespace ActorQuery.Host.Serve;
 /// The real backend: the model folder's tokenizer for the API, and this node's QueryRouter, model workers
 /// (ModelSupervisor → ModelActor over the TorchSharp engine) and MemoryWatchdog on Akka.
 /// The node is an Akka.Cluster member (ActorQuery:Cluster: roles, remoting, seed nodes; alone it joins itself).
-/// The main knobs come from <see cref="ServeOptions"/>; the finer ones (ActorQuery:Router:*, ActorQuery:Workers:*,
-/// ActorQuery:Watchdog:*, ActorQuery:Faults:*) bind onto <see cref="ActorQueryNodeOptions"/> from the same
-/// configuration, with the main knobs winning where both are set.
+/// Every setting is defined and checked once in <see cref="ServeSettings"/>; the main ones arrive in
+/// <see cref="ServeOptions"/>, the finer ones (ActorQuery:Router:*, Workers:*, Watchdog:*, Faults:*) bind onto
+/// <see cref="ActorQueryNodeOptions"/> from the same configuration, and a main setting fills the record field it names.
 /// </summary>
 internal sealed class ActorBackend : IServeBackend
 {
@@ -49,8 +50,8 @@ internal sealed class ActorBackend : IServeBackend
         };
         var inference = new InferenceEngineFactory(engine, _tokenizer);
         // One fault schedule (and its counters) per worker, so that "first N loads fail" holds for each.
-        akka.AddActorQueryClusterNode(node, ClusterOptions(options), _ => FaultInjectingEngineFactory.Wrap(inference, node.Faults),
-            new ProcessMemoryReader(CudaMemory.UsedBytes));
+        akka.AddActorQueryNode(services.GetRequiredService<Config>(), node, ClusterOptions(options),
+            _ => FaultInjectingEngineFactory.Wrap(inference, node.Faults), new ProcessMemoryReader(CudaMemory.UsedBytes));
     }
 
     internal static ClusterNodeOptions ClusterOptions(ServeOptions o) => new()
@@ -60,6 +61,8 @@ internal sealed class ActorBackend : IServeBackend
         Port = o.Cluster.Port,
         PublicHostname = string.IsNullOrWhiteSpace(o.Cluster.PublicHostname) ? null : o.Cluster.PublicHostname,
         SeedNodes = o.Cluster.SeedNodeList,
+        LoadPublishInterval = o.Cluster.LoadPublishInterval,
+        HeartbeatInterval = o.Cluster.HeartbeatInterval,
     };
 
     internal static ActorQueryNodeOptions NodeOptions(IConfiguration configuration, ServeOptions o)

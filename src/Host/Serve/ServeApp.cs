@@ -48,6 +48,8 @@ public static class ServeApp
         builder.Services.Configure<HostOptions>(h => h.ShutdownTimeout = options.DrainTimeout + TimeSpan.FromSeconds(30));
 
         builder.Services.AddSingleton(options);
+        // The Akka configuration as loaded from hocon/, the only source: the node wiring takes it from here.
+        builder.Services.AddSingleton(HoconFiles.Merge(hocon));
         backend.ConfigureServices(builder.Services, options);
         builder.Services.AddActorQueryApi(api =>
         {

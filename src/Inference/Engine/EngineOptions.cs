@@ -17,8 +17,8 @@ public sealed record EngineOptions
     public long KvCacheBytes { get; init; } = 1L << 30;
     /// <summary>Tokens per KV block (vLLM's default 16): the unit in which sequences take and return KV cache.</summary>
     public int KvBlockSize { get; init; } = 16;
-    /// <summary>Sequences advanced per step (one forward pass); more wait their turn (FCFS). Default 32.</summary>
-    public int MaxBatchSequences { get; init; } = 32;
+    /// <summary>Sequences advanced per step (one forward pass); more wait their turn (FCFS). Default 16, the server's --max-batch.</summary>
+    public int MaxBatchSequences { get; init; } = ActorQuery.Contracts.EngineDefaults.MaxBatchSequences;
     /// <summary>Tokens one step feeds in all (decode tokens plus prefill chunks): longer prompts are prefilled
     /// in chunks so that running streams keep flowing. Default 64: on a CPU a step's time grows with its tokens
     /// once it holds more than a few, so the budget bounds how much longer a step with a prefill chunk is than a

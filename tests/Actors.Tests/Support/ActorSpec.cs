@@ -14,7 +14,7 @@ public abstract class ActorSpec(string? extraHocon, ITestOutputHelper output)
 
     private static Config Configure(string? extra) =>
         ConfigurationFactory.ParseString((extra ?? "") + "\nakka.loglevel = WARNING\nakka.test.timefactor = 1")
-            .WithFallback(ActorQueryHosting.DefaultHocon);
+            .WithFallback(RepoHocon.Actors);
 
     protected static QueryRequest Greedy(string id, int maxNewTokens = 4, params int[] prompt) => new()
     {

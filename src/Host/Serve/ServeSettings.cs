@@ -1,0 +1,263 @@
+using System.Globalization;
+using ActorQuery.Actors;
+using ActorQuery.Actors.Cluster;
+using ActorQuery.Contracts;
+using Microsoft.Extensions.Configuration;
+
+namespace ActorQuery.Host.Serve;
+
+/// <summary>What a setting's value is: how it is read from the configuration and from the command line.</summary>
+public enum SettingKind
+{
+    Text,
+    Int,
+    Number,
+    /// <summary>Bytes, or a number with KiB, MiB, GiB, KB, MB, GB (<see cref="ByteSize"/>).</summary>
+    Size,
+    /// <summary>A size or <c>auto</c>.</summary>
+    SizeOrAuto,
+    /// <summary>true / false; on the command line, the flag present (true) or absent.</summary>
+    Flag,
+    /// <summary>A time span as .NET reads it: <c>hh:mm:ss</c> with optional fractions (<c>00:00:00.5</c>).</summary>
+    Duration,
+    /// <summary>A list of integers: <c>KEY:0</c>, <c>KEY:1</c>, ... (<c>ACTORQUERY__FAULTS__OOMATSTEPS__0=5</c>).</summary>
+    IntList,
+}
+
+/// <summary>
+/// One setting of <c>serve</c>: its configuration key under "ActorQuery", the environment variable and the command-line
+/// flag (or none) that set it, its default, its kind and its limits. <see cref="Check"/> gets the value already read
+/// as its kind (int, double, long, bool, TimeSpan, int list, or the text) and returns why it is wrong, or null.
+/// </summary>
+public sealed record ServeSetting(string Key, string? Flag, SettingKind Kind, string Default, string Limits, string Help,
+    Func<object, Func<string, string>, string?>? Check = null)
+{
+    public string ConfigKey => $"{ServeOptions.Section}:{Key}";
+    public string EnvVar => "ACTORQUERY__" + Key.Replace(":", "__", StringComparison.Ordinal).ToUpperInvariant();
+}
+
+/// <summary>
+/// The one table of serve's settings. It drives the command line (<see cref="ServeCli"/>), the defaults and the
+/// validation of every configuration layer (appsettings.json, ACTORQUERY__* environment variables, command line),
+/// <c>actorquery help</c>, and the README's configuration tables (a test keeps them equal to <see cref="Markdown"/>).
+/// Every value is checked once, here, at start; the actors receive typed options and do not check them again.
+/// Defaults are read from the typed options (<see cref="ServeOptions"/>, the Actors records), which hold each value once.
+/// </summary>
+public static class ServeSettings
+{
+    private static readonly ServeOptions S = new();
+    private static readonly ActorQueryNodeOptions N = new();
+    private static readonly ClusterNodeOptions C = new();
+    private static readonly FaultOptions F = new();
+
+    public static readonly IReadOnlyList<ServeSetting> All =
+    [
+        new("ModelFolder", "model", SettingKind.Text, S.ModelFolder, "not empty", "Hugging Face model folder (config.json, tokenizer.json, *.safetensors)",
+            (v, _) => NotEmpty(v)),
+        new("Dtype", "dtype", SettingKind.Text, S.Dtype, "auto, float32, bfloat16", "weight and compute dtype (auto: see *Models*)",
+            OneOf("auto", "float32", "bfloat16")),
+        new("Device", "device", SettingKind.Text, S.Device, "auto, cpu, cuda, cuda:N, mps", "device the model runs on",
+            (v, _) => (string)v is "auto" or "cpu" or "cuda" or "mps" || ((string)v).StartsWith("cuda:", StringComparison.Ordinal)
+                ? null : $"'{v}' is not one of auto, cpu, cuda, cuda:N, mps"),
+        new("DummyWeights", "dummy-weights", SettingKind.Flag, Flag(S.DummyWeights), "true, false", "random weights of the model folder's config (benchmarks without a download)"),
+        new("WorkersPerNode", "workers", SettingKind.Int, Int(S.WorkersPerNode), "[0, 64]; 0: a gateway-only node", "model workers on this node",
+            IntIn(0, 64, " (0: a gateway-only node)")),
+        new("KvCacheSize", "kv-cache-size", SettingKind.Size, S.KvCacheSize, "[1MiB, unlimited]", "KV-cache budget of each worker",
+            SizeIn(1 << 20)),
+        new("MaxBatch", "max-batch", SettingKind.Int, Int(S.MaxBatch), "[1, 1024]", "sequences per forward pass per worker",
+            IntIn(1, 1024)),
+        new("MemoryLimit", "memory-limit", SettingKind.SizeOrAuto, S.MemoryLimit, "auto, or [1MiB, unlimited]",
+            "memory budget the marks are fractions of; auto: Watchdog:LimitFraction of the machine's (or container's) memory", SizeIn(1 << 20)),
+        new("CleanupMark", "cleanup-mark", SettingKind.Number, Num(S.CleanupMark), "(0, 1), below PauseMark", "fraction of the memory limit where workers clean up",
+            (v, read) => (double)v is > 0 and < 1 ? (double)v < ReadDouble(read("PauseMark")) ? null : $"({Num((double)v)}) must be below PauseMark ({read("PauseMark")})"
+                : "must be in (0, 1)"),
+        new("PauseMark", "pause-mark", SettingKind.Number, Num(S.PauseMark), "(0, 1]", "fraction of the memory limit where admission pauses",
+            (v, _) => (double)v is > 0 and <= 1 ? null : "must be in (0, 1]"),
+        new("MaxInFlight", "max-in-flight", SettingKind.Int, Int(S.MaxInFlight), ">= 1", "queries running at once per node", IntIn(1)),
+        new("MaxQueue", "max-queue", SettingKind.Int, Int(S.MaxQueue), ">= 0", "queries waiting per node before 429", IntIn(0)),
+        new("DefaultDeadlineSeconds", "deadline", SettingKind.Number, Num(S.DefaultDeadlineSeconds), "> 0", "deadline in seconds of a query that names none",
+            (v, _) => (double)v > 0 && double.IsFinite((double)v) ? null : "must be > 0"),
+        new("CacheEntries", "cache-entries", SettingKind.Int, Int(S.CacheEntries), ">= 0; 0: no cache", "answer cache entries", IntIn(0, int.MaxValue, " (0 turns the cache off)")),
+        new("CacheMaxBytes", "cache-size", SettingKind.Size, S.CacheMaxBytes, "[0B, unlimited]", "answer cache size", SizeIn(0)),
+        new("Urls", "urls", SettingKind.Text, S.Urls, "http(s) URLs, ';'-separated", "where HTTP listens",
+            (v, _) => ((string)v).Split(';', StringSplitOptions.RemoveEmptyEntries).All(u => Uri.TryCreate(u.Trim(), UriKind.Absolute, out var uri)
+                && uri.Scheme is "http" or "https") ? null : $"'{v}' is not a ';'-separated list of http(s) URLs"),
+        new("LogFolder", "log-folder", SettingKind.Text, S.LogFolder, "not empty", "folder of the app- and error- log files", (v, _) => NotEmpty(v)),
+        new("LogLevel", "log-level", SettingKind.Text, S.LogLevel, string.Join(", ", ServeOptions.LogLevels), "least level logged",
+            (v, _) => ServeOptions.LogLevels.Contains((string)v, StringComparer.OrdinalIgnoreCase) ? null
+                : $"'{v}' is not one of {string.Join(", ", ServeOptions.LogLevels)}"),
+        new("DrainTimeoutSeconds", "drain-timeout", SettingKind.Number, Num(S.DrainTimeoutSeconds), "[0, 3600]", "seconds running requests get on shutdown",
+            (v, _) => (double)v is >= 0 and <= 3600 ? null : "must be in [0, 3600]"),
+        new("MaxBodyBytes", "max-body", SettingKind.Size, S.MaxBodyBytes, "[1KiB, 64MiB]", "largest request body", SizeIn(1024, 64L << 20)),
+        new("DefaultMaxTokens", "default-max-tokens", SettingKind.Int, Int(S.DefaultMaxTokens), ">= 1", "new tokens when a request names none", IntIn(1)),
+        new("Node", "node-name", SettingKind.Text, "the machine name", "any text", "this node's name in statuses"),
+        new("Cluster:Roles", "roles", SettingKind.Text, S.Cluster.Roles, "gateway, worker or both, ','-separated", "what this node does (see docs/operations.md)",
+            (v, _) => RoleList((string)v) is { Count: > 0 } roles && roles.All(r => r is "gateway" or "worker") ? null
+                : $"'{v}' is not a comma-separated list of gateway, worker"),
+        new("Cluster:Hostname", "cluster-host", SettingKind.Text, S.Cluster.Hostname, "not empty", "address Akka.Remote binds to", (v, _) => NotEmpty(v)),
+        new("Cluster:Port", "cluster-port", SettingKind.Int, Int(S.Cluster.Port), "[0, 65535]; 0: a free port", "Akka.Remote port (seed nodes need a fixed one)",
+            IntIn(0, 65535, " (0: a free port)")),
+        new("Cluster:PublicHostname", "cluster-public-host", SettingKind.Text, S.Cluster.PublicHostname, "empty: the bind address", "address the other nodes use for this one"),
+        new("Cluster:SeedNodes", "seed-nodes", SettingKind.Text, S.Cluster.SeedNodes, "','-separated akka.tcp://SYSTEM@HOST:PORT; empty: join itself",
+            "seed node addresses", SeedNodes),
+        new("Cluster:SystemName", "cluster-name", SettingKind.Text, S.Cluster.SystemName, "ASCII letters, digits, '-', '_'", "actor system name, the same on every node",
+            (v, _) => !string.IsNullOrWhiteSpace((string)v) && ((string)v).All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_') ? null
+                : $"'{v}' must be ASCII letters, digits, '-' or '_'"),
+
+        // The finer settings: no command-line flag; they bind onto the Actors' typed records.
+        new("Router:QueueFullRetryAfter", null, SettingKind.Duration, Span(N.Router.QueueFullRetryAfter), ">= 0", "Retry-After of a queue-full refusal", SpanAtLeastZero),
+        new("Router:MemoryPressureRetryAfter", null, SettingKind.Duration, Span(N.Router.MemoryPressureRetryAfter), ">= 0", "Retry-After of a memory-pressure refusal", SpanAtLeastZero),
+        new("Router:NoModelRetryAfter", null, SettingKind.Duration, Span(N.Router.NoModelRetryAfter), ">= 0", "Retry-After of a no-model-ready refusal", SpanAtLeastZero),
+        new("Router:MaxAttempts", null, SettingKind.Int, Int(N.Router.MaxAttempts), ">= 1", "dispatches of one query in all (1 + retries before its first token)", IntIn(1)),
+        new("Workers:Dispatcher", null, SettingKind.Text, N.Workers.Dispatcher, "a dispatcher of hocon/", "dispatcher of the ModelActors", (v, _) => NotEmpty(v)),
+        new("Workers:BackoffMin", null, SettingKind.Duration, Span(N.Workers.BackoffMin), ">= 0", "first restart delay after a failure", SpanAtLeastZero),
+        new("Workers:BackoffMax", null, SettingKind.Duration, Span(N.Workers.BackoffMax), ">= Workers:BackoffMin", "longest restart delay",
+            (v, read) => (TimeSpan)v >= ReadSpan(read("Workers:BackoffMin")) ? null : $"must be >= Workers:BackoffMin ({read("Workers:BackoffMin")})"),
+        new("Workers:BackoffJitter", null, SettingKind.Number, Num(N.Workers.BackoffJitter), "[0, 1]", "random extra restart delay, a fraction of the delay",
+            (v, _) => (double)v is >= 0 and <= 1 ? null : "must be in [0, 1]"),
+        new("Workers:BackoffResetAfter", null, SettingKind.Duration, Span(N.Workers.BackoffResetAfter), ">= 0", "uptime after which the backoff starts over", SpanAtLeastZero),
+        new("Workers:DegradeAfterOoms", null, SettingKind.Int, Int(N.Workers.DegradeAfterOoms), ">= 1", "out-of-memory failures within Workers:OomWindow that degrade a worker", IntIn(1)),
+        new("Workers:OomWindow", null, SettingKind.Duration, Span(N.Workers.OomWindow), "> 0", "window of Workers:DegradeAfterOoms", SpanAboveZero),
+        new("Workers:MaxDegradeLevels", null, SettingKind.Int, Int(N.Workers.MaxDegradeLevels), ">= 0", "levels of half the KV budget and batch", IntIn(0)),
+        new("Workers:CpuFallback", null, SettingKind.Flag, Flag(N.Workers.CpuFallback), "true, false", "after the last level, load a GPU model on the CPU"),
+        new("Workers:MaxLoadAttempts", null, SettingKind.Int, Int(N.Workers.MaxLoadAttempts), ">= 1", "out-of-memory loads before a worker is Failed", IntIn(1)),
+        new("Watchdog:Enabled", null, SettingKind.Flag, Flag(N.Watchdog.Enabled), "true, false", "the memory watchdog"),
+        new("Watchdog:Interval", null, SettingKind.Duration, Span(N.Watchdog.Interval), "> 0", "how often the watchdog reads memory", SpanAboveZero),
+        new("Watchdog:LimitFraction", null, SettingKind.Number, Num(N.Watchdog.LimitFraction), "(0, 1]", "memory limit of MemoryLimit auto, a fraction of the machine's",
+            (v, _) => (double)v is > 0 and <= 1 ? null : "must be in (0, 1]"),
+        new("Faults:OomEveryNthStep", null, SettingKind.Int, Int(F.OomEveryNthStep), ">= 0; 0: never", "every Nth engine step raises an out-of-memory", IntIn(0)),
+        new("Faults:OomOnLoadAttempts", null, SettingKind.Int, Int(F.OomOnLoadAttempts), ">= 0; 0: never", "the first N loads of each worker fail with an out-of-memory", IntIn(0)),
+        new("Faults:CrashEveryNthStep", null, SettingKind.Int, Int(F.CrashEveryNthStep), ">= 0; 0: never", "every Nth engine step raises a crash", IntIn(0)),
+        new("Faults:StepDelayMs", null, SettingKind.Int, Int(F.StepDelayMs), ">= 0", "milliseconds each engine step sleeps first", IntIn(0)),
+        new("Faults:OomAtSteps", null, SettingKind.IntList, "none", "step numbers >= 1, one key each (`__0`, `__1`, ...)", "engine steps that raise an out-of-memory",
+            (v, _) => ((IReadOnlyList<int>)v).All(s => s >= 1) ? null : "step numbers start at 1"),
+        new("Cluster:LoadPublishInterval", null, SettingKind.Duration, Span(C.LoadPublishInterval), "> 0", "coalescing window of workers' load reports", SpanAboveZero),
+        new("Cluster:HeartbeatInterval", null, SettingKind.Duration, Span(C.HeartbeatInterval), "> 0", "how often every worker's status is re-published", SpanAboveZero),
+    ];
+
+    public static ServeSetting Get(string key) => All.Single(s => s.Key == key);
+
+    /// <summary>
+    /// Checks every setting of the "ActorQuery" section (missing ones take their defaults); throws
+    /// <see cref="OptionsException"/> naming the first setting at fault, in one line.
+    /// </summary>
+    public static void Validate(IConfiguration configuration)
+    {
+        var section = configuration.GetSection(ServeOptions.Section);
+        string Read(string key)
+        {
+            var setting = Get(key);
+            return section[key] ?? setting.Default;
+        }
+        foreach (var s in All)
+        {
+            object? value = Parse(s, section);
+            if (value is null || s.Check is null) continue;
+            var error = s.Check(value, Read);
+            if (error is not null) throw new OptionsException($"{s.ConfigKey} {error}");
+        }
+    }
+
+    /// <summary>The value as its kind; null where it takes no check (unset node name, auto memory limit).</summary>
+    private static object? Parse(ServeSetting s, IConfigurationSection section)
+    {
+        if (s.Kind == SettingKind.IntList)
+        {
+            var list = new List<int>();
+            foreach (var child in section.GetSection(s.Key).GetChildren())
+            {
+                if (!int.TryParse(child.Value, NumberStyles.Integer, CultureInfo.InvariantCulture, out int i))
+                    throw new OptionsException($"{s.ConfigKey} '{child.Value}' is not an integer");
+                list.Add(i);
+            }
+            return list;
+        }
+        string? text = section[s.Key];
+        if (text is null && s.Key == "Node") return null;
+        text ??= s.Default;
+        switch (s.Kind)
+        {
+            case SettingKind.Int:
+                return int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out int i) ? i
+                    : throw new OptionsException($"{s.ConfigKey} '{text}' is not an integer");
+            case SettingKind.Number:
+                return double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out double d) ? d
+                    : throw new OptionsException($"{s.ConfigKey} '{text}' is not a number");
+            case SettingKind.Flag:
+                return bool.TryParse(text, out bool b) ? b : throw new OptionsException($"{s.ConfigKey} '{text}' is not true or false");
+            case SettingKind.Duration:
+                return TimeSpan.TryParse(text, CultureInfo.InvariantCulture, out var t) ? t
+                    : throw new OptionsException($"{s.ConfigKey} '{text}' is not a time span like 00:00:05 or 00:00:00.5");
+            case SettingKind.SizeOrAuto when text.Equals("auto", StringComparison.OrdinalIgnoreCase):
+                return null;
+            case SettingKind.Size or SettingKind.SizeOrAuto:
+                try { return ByteSize.Parse(text); }
+                catch (FormatException e) { throw new OptionsException($"{s.ConfigKey} {e.Message}"); }
+            default:
+                return text;
+        }
+    }
+
+    /// <summary><c>actorquery help</c>: the flags, then the finer settings by environment variable.</summary>
+    public static string Help()
+    {
+        var lines = All.Where(s => s.Flag is not null)
+            .Select(s => $"             --{s.Flag,-20} {s.Help} ({s.Limits}; default {s.Default})").ToList();
+        lines.Add("             finer settings (no flag; appsettings.json or the environment):");
+        lines.AddRange(All.Where(s => s.Flag is null)
+            .Select(s => $"               {s.EnvVar,-40} {s.Help} ({s.Limits}; default {s.Default})"));
+        return string.Join(Environment.NewLine, lines);
+    }
+
+    /// <summary>The README's configuration tables: the settings with a command-line flag, then the finer ones.</summary>
+    public static string Markdown()
+    {
+        const string header = "| setting | env var | command line | default | limits |\n| --- | --- | --- | --- | --- |\n";
+        string Rows(IEnumerable<ServeSetting> settings) => string.Concat(settings.Select(MarkdownRow).Select(r => r + "\n"));
+        return header + Rows(All.Where(s => s.Flag is not null)) + "\n" + header + Rows(All.Where(s => s.Flag is null));
+    }
+
+    public static string MarkdownRow(ServeSetting s) =>
+        $"| {s.Help} (`{s.Key}`) | `{s.EnvVar}` | {(s.Flag is null ? "none" : $"`--{s.Flag}`")} | {(s.Default.Length == 0 ? "empty" : s.Default == "the machine name" || s.Default == "none" ? s.Default : $"`{s.Default}`")} | {s.Limits} |";
+
+    // ---- formatting of defaults and the rules ----
+
+    private static string Int(int v) => v.ToString(CultureInfo.InvariantCulture);
+    private static string Num(double v) => v.ToString("R", CultureInfo.InvariantCulture);
+    private static string Flag(bool v) => v ? "true" : "false";
+
+    /// <summary>hh:mm:ss and the fraction without trailing zeros (00:00:00.5), which TimeSpan.Parse reads back.</summary>
+    private static string Span(TimeSpan t) => t.ToString(t.Ticks % TimeSpan.TicksPerSecond == 0 ? @"hh\:mm\:ss" : @"hh\:mm\:ss\.FFFFFFF", CultureInfo.InvariantCulture);
+
+    private static double ReadDouble(string s) => double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out var d) ? d : double.NaN;
+    private static TimeSpan ReadSpan(string s) => TimeSpan.TryParse(s, CultureInfo.InvariantCulture, out var t) ? t : TimeSpan.MaxValue;
+
+    private static string? NotEmpty(object v) => string.IsNullOrWhiteSpace((string)v) ? "must not be empty" : null;
+
+    private static Func<object, Func<string, string>, string?> OneOf(params string[] values) =>
+        (v, _) => values.Contains((string)v) ? null : $"'{v}' is not one of {string.Join(", ", values)}";
+
+    private static Func<object, Func<string, string>, string?> IntIn(int min, int max = int.MaxValue, string note = "") =>
+        (v, _) => (int)v >= min && (int)v <= max ? null : (max == int.MaxValue ? $"must be >= {min}" : $"must be in [{min}, {max}]") + note;
+
+    private static Func<object, Func<string, string>, string?> SizeIn(long min, long max = long.MaxValue) =>
+        (v, _) => (long)v >= min && (long)v <= max ? null : $"must be in [{ByteSize.Format(min)}, {ByteSize.Format(max)}]";
+
+    private static string? SpanAtLeastZero(object v, Func<string, string> _) => (TimeSpan)v >= TimeSpan.Zero ? null : "must be >= 0";
+    private static string? SpanAboveZero(object v, Func<string, string> _) => (TimeSpan)v > TimeSpan.Zero ? null : "must be > 0";
+
+    internal static List<string> RoleList(string s) =>
+        s.Split([',', ';'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(r => r.ToLowerInvariant()).Distinct().ToList();
+
+    private static string? SeedNodes(object v, Func<string, string> read)
+    {
+        string system = read("Cluster:SystemName");
+        foreach (var seed in ((string)v).Split([',', ';'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            if (!Akka.Actor.Address.TryParse(seed, out var a) || a.Host is null || a.Port is not > 0)
+                return $"'{seed}' is not an address like akka.tcp://{system}@10.0.0.1:4053";
+            if (a.System != system) return $"'{seed}' names system '{a.System}', this node is '{system}'";
+        }
+        return null;
+    }
+}
