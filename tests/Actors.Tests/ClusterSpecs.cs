@@ -178,7 +178,7 @@ public sealed class ClusterSpecs(ITestOutputHelper output) : IAsyncLifetime
     }
 
     private static int Served(Node node, int first, int count) =>
-        node.Engines.Log.AdmittedPrompts.Count(p => p >= first && p < first + count);
+        node.Engines.Log.AddedPrompts.Count(p => p >= first && p < first + count);
 
     [Fact]
     public async Task Should_spread_queries_over_every_node_and_survive_losing_one_mid_load_then_use_it_again_after_restart()

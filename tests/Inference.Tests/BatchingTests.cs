@@ -25,7 +25,7 @@ public class BatchingTests
     private static Dictionary<long, List<int>> Run(InferenceEngine e, IEnumerable<(long Id, int[] Prompt)> seqs, int tokens)
     {
         var p = SamplingParams.Greedy(tokens) with { IgnoreEos = true };
-        foreach (var (id, prompt) in seqs) Assert.True(e.TryAdd(new GenerationRequest(id, prompt, p)).Admitted);
+        foreach (var (id, prompt) in seqs) Assert.True(e.TryAdd(new GenerationRequest(id, prompt, p)).Added);
         var result = new Dictionary<long, List<int>>();
         while (e.HasPendingWork)
             foreach (var u in e.Step().Updates)

@@ -36,7 +36,7 @@ public class EngineTests
     {
         using var e = Load();
         var r = e.TryAdd(new GenerationRequest(1, Prompt, SamplingParams.Greedy(5000)));
-        Assert.Equal(AdmitOutcome.TooLarge, r.Outcome);
+        Assert.Equal(AddOutcome.TooLarge, r.Outcome);
         Assert.Contains("context of 4096 tokens", r.Reason);
     }
 

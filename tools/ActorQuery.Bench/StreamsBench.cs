@@ -69,8 +69,8 @@ internal static class StreamsBench
         {
             while (submitted < total && submitted - finished < streams)
             {
-                var admit = engine.TryAdd(new GenerationRequest(++id, prompt(), p));
-                if (!admit.Admitted) throw new CliException($"stream not admitted: {admit.Reason}");
+                var added = engine.TryAdd(new GenerationRequest(++id, prompt(), p));
+                if (!added.Added) throw new CliException($"stream not added: {added.Reason}");
                 lastToken[id] = clock.Elapsed.TotalSeconds;
                 submitted++;
             }
@@ -120,8 +120,8 @@ internal static class StreamsBench
                 var p = new SamplingParams { MaxNewTokens = Math.Clamp(c.MaxPositionEmbeddings - s.PromptTokens, 1, 1000), IgnoreEos = true };
                 for (int i = 0; i < n; i++)
                 {
-                    var admit = engine.TryAdd(new GenerationRequest(++id, Enumerable.Range(0, s.PromptTokens).Select(_ => rng.Next(c.VocabSize)).ToArray(), p));
-                    if (!admit.Admitted) throw new CliException($"stream not admitted: {admit.Reason}");
+                    var added = engine.TryAdd(new GenerationRequest(++id, Enumerable.Range(0, s.PromptTokens).Select(_ => rng.Next(c.VocabSize)).ToArray(), p));
+                    if (!added.Added) throw new CliException($"stream not added: {added.Reason}");
                 }
                 while (engine.Step().Updates.Count < n) { }          // prefill done: every step is n decode tokens
                 var step = CpuMedian(() => engine.Step());

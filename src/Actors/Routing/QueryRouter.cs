@@ -23,7 +23,7 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
         public IActorRef Client { get; } = client;
         public TimeSpan Timeout { get; } = timeout;
         public string? CacheKey { get; } = cacheKey;
-        public int KvNeed => Request.PromptTokenIds.Count + Request.Sampling.MaxNewTokens;
+        public int KvNeed => ActorQuery.Contracts.KvNeed.Tokens(Request.PromptTokenIds.Count, Request.Sampling.MaxNewTokens);
         public int Attempts { get; set; }
         public int TokensSent { get; set; }
         public long? Ticket { get; set; }
@@ -176,7 +176,7 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
             Refuse(r, client, RefusalReason.InvalidRequest, $"model: '{model}' is not served here (served: {served})", null);
             return;
         }
-        int need = r.PromptTokenIds.Count + r.Sampling.MaxNewTokens;
+        int need = KvNeed.Tokens(r.PromptTokenIds.Count, r.Sampling.MaxNewTokens);
         int largest = _workers.Values.Where(w => w.MayBecomeReady).Select(w => w.Status?.KvCapacityTokens ?? 0).DefaultIfEmpty(0).Max();
         if (largest > 0 && need > largest)
         {

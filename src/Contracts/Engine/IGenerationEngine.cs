@@ -3,7 +3,7 @@ namespace ActorQuery.Contracts;
 /// <summary>
 /// A loaded model that advances many sequences, one <see cref="Step"/> at a time (schedule → one forward
 /// pass → update, as vLLM's loop). Not thread-safe: one owner (the ModelActor's pinned thread) calls it.
-/// Expected trouble is a result (<see cref="AdmitResult"/>); an out-of-memory that survives preemption is
+/// Expected trouble is a result (<see cref="AddResult"/>); an out-of-memory that survives preemption is
 /// thrown (see <see cref="Memory.OutOfMemory.IsOutOfMemory"/>).
 /// </summary>
 public interface IGenerationEngine : IDisposable
@@ -25,7 +25,7 @@ public interface IGenerationEngine : IDisposable
     EngineMemory MemoryUsage { get; }
 
     /// <summary>Admits a sequence, or says why not. Throws <see cref="ArgumentException"/> for invalid input.</summary>
-    AdmitResult TryAdd(GenerationRequest request);
+    AddResult TryAdd(GenerationRequest request);
 
     /// <summary>Ends a sequence early (cancelled, stop string matched) and frees its KV blocks. False if unknown.</summary>
     bool Remove(long sequenceId);

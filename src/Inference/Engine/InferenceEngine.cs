@@ -142,7 +142,7 @@ public sealed class InferenceEngine : IGenerationEngine
         return new InferenceEngine(new Decoder(weights, kernelThreads), pool, options, config, defaults, Path.GetFileName(folder.TrimEnd('/')), sw.Elapsed);
     }
 
-    public AdmitResult TryAdd(GenerationRequest request)
+    public AddResult TryAdd(GenerationRequest request)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         request.Sampling.Validate();
@@ -153,22 +153,22 @@ public sealed class InferenceEngine : IGenerationEngine
         if (_sequences.Any(s => s.Request.SequenceId == request.SequenceId))
             throw new ArgumentException($"sequence {request.SequenceId} is already running", "sequence_id");
 
-        int need = request.PromptIds.Count + request.Sampling.MaxNewTokens;
+        int need = KvNeed.Tokens(request);
         if (need > Config.MaxPositionEmbeddings)
-            return new AdmitResult(AdmitOutcome.TooLarge, need, KvFreeTokens,
+            return new AddResult(AddOutcome.TooLarge, need, KvFreeTokens,
                 $"prompt ({request.PromptIds.Count} tokens) + max_new_tokens ({request.Sampling.MaxNewTokens}) exceeds the model's context of {Config.MaxPositionEmbeddings} tokens");
         if (_pool.BlocksFor(need) > _pool.BlockCount)
-            return new AdmitResult(AdmitOutcome.TooLarge, need, KvFreeTokens,
+            return new AddResult(AddOutcome.TooLarge, need, KvFreeTokens,
                 $"needs {need} tokens of KV cache; the engine's whole pool holds {KvCapacityTokens} ({_pool.BlockCount} blocks of {_pool.BlockSize})");
         // Only the prompt and the first new token need blocks now; later blocks come as it decodes (and if the
         // pool runs dry then, the newest sequence is preempted and recomputed, not failed).
         int now = request.PromptIds.Count + 1;
         if (_pool.BlocksFor(now) * _pool.BlockSize > KvFreeTokens)
-            return new AdmitResult(AdmitOutcome.NoRoomNow, need, KvFreeTokens,
+            return new AddResult(AddOutcome.NoRoomNow, need, KvFreeTokens,
                 $"needs {_pool.BlocksFor(now) * _pool.BlockSize} tokens of KV cache to start; {KvFreeTokens} are free");
 
         _sequences.Add(new Sequence(request, new Sampler(request.Sampling, request.PromptIds), new KvBlockTable(_pool)));
-        return new AdmitResult(AdmitOutcome.Admitted, need, KvFreeTokens);
+        return new AddResult(AddOutcome.Added, need, KvFreeTokens);
     }
 
     /// <summary>Blocks that admitted sequences waiting for (re)prefill still need for their tokens and first new token.</summary>
