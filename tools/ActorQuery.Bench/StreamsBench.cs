@@ -101,7 +101,7 @@ internal static class StreamsBench
     public static string Profile(InferenceEngine engine, Settings s)
     {
         var c = engine.Config;
-        var (dtype, matrixDtype) = engine.Dtypes;
+        var (dtype, matrixDtype) = engine.Runner.Dtypes;
         long q = (long)c.NumAttentionHeads * c.HeadDim, kv = (long)c.NumKeyValueHeads * c.HeadDim;
         (long In, long Out)[] perLayer = [(c.HiddenSize, q + 2 * kv), (q, c.HiddenSize), (c.HiddenSize, 2L * c.IntermediateSize), (c.IntermediateSize, c.HiddenSize)];
         var md = new StringBuilder();
@@ -131,8 +131,8 @@ internal static class StreamsBench
                 {
                     using var inner = NewDisposeScope();
                     for (int l = 0; l < c.NumHiddenLayers; l++)
-                        for (int k = 0; k < weights.Length; k++) engine.Project(xs[k], weights[k]);
-                    engine.Project(xh, head);
+                        for (int k = 0; k < weights.Length; k++) engine.Runner.Project(xs[k], weights[k]);
+                    engine.Runner.Project(xh, head);
                 });
                 for (long i = id - n + 1; i <= id; i++) engine.Remove(i);
                 md.AppendLine($"| {n} | {step * 1e3:F0} | {proj * 1e3:F0} | {(step - proj) * 1e3:F0} | {(step - proj) / n * 1e3:F1} |");
