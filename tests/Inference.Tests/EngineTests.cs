@@ -7,7 +7,7 @@ using static TorchSharp.torch;
 
 namespace ActorQuery.Inference.Tests;
 
-/// <summary>The engine's step loop as a caller (the ModelActor) meets it: admission, stop rules, sampling, memory.</summary>
+/// <summary>The engine's step loop as a caller (the ModelActor) meets it: adding sequences, stop rules, sampling, memory.</summary>
 [Collection(TorchGlobalState.Name)]
 public class EngineTests
 {

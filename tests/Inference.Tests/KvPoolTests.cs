@@ -5,7 +5,7 @@ using TorchSharp;
 
 namespace ActorQuery.Inference.Tests;
 
-/// <summary>The paged KV pool: admission is bookkeeping, a full pool preempts the newest, blocks always come back.</summary>
+/// <summary>The paged KV pool: adding a sequence is bookkeeping, a full pool preempts the newest, blocks always come back.</summary>
 [Collection(TorchGlobalState.Name)]
 public class KvPoolTests
 {
@@ -41,7 +41,7 @@ public class KvPoolTests
     }
 
     [Fact]
-    public void Pool_is_allocated_once_from_the_kv_budget_and_admission_needs_only_the_prompts_blocks()
+    public void Pool_is_allocated_once_from_the_kv_budget_and_adding_needs_only_the_prompts_blocks()
     {
         using var e = Load(kvBytes: BlockBytes * 6 + 100);           // the remainder is not enough for a block
         Assert.Equal((6, 16, 96), (e.KvBlocksTotal, e.KvBlockSize, e.KvCapacityTokens));
@@ -50,7 +50,7 @@ public class KvPoolTests
 
         int[] seven = [296, 330, 186, 81, 236, 121, 267];
         Assert.True(e.TryAdd(new GenerationRequest(1, seven, Greedy(80))).Added); // 87 tokens in the end, 1 block now
-        Assert.Equal(80, e.KvFreeTokens);                            // its first block is promised
+        Assert.Equal(80, e.KvFreeTokens);                            // its first block is reserved
 
         var longPrompt = Enumerable.Repeat(5, 81).ToArray();         // 81 + 1 tokens: 6 blocks to start, 5 are free
         var later = e.TryAdd(new GenerationRequest(2, longPrompt, Greedy(4)));
@@ -110,7 +110,7 @@ public class KvPoolTests
         var got = prompts.Select(_ => new List<int>()).ToArray();
         while (waiting.Count > 0 || e.HasPendingWork)
         {
-            while (waiting.Count > 0)                                 // admit in arrival order while there is room, as the ModelActor does
+            while (waiting.Count > 0)                                 // add in arrival order while there is room, as the ModelActor does
             {
                 var r = e.TryAdd(new GenerationRequest(waiting.Peek(), prompts[waiting.Peek()], Greedy(20)));
                 Assert.NotEqual(AddOutcome.TooLarge, r.Outcome);

@@ -25,7 +25,7 @@ public sealed class FakeEngineLog
 /// <summary>
 /// A deterministic stand-in for the TorchSharp engine, for actor logic: the next token is a hash of the
 /// prompt and the tokens so far (so a "greedy answer" is reproducible and checkable), one token per sequence
-/// per step (prefill included, as vLLM's first step), KV budget in tokens promised when a sequence is added.
+/// per step (prefill included, as vLLM's first step), KV budget in tokens reserved when a sequence is added.
 /// </summary>
 public sealed class FakeEngine(int kvCapacity, FakeEngineLog log, ISet<int>? preemptAtSteps = null) : IGenerationEngine
 {

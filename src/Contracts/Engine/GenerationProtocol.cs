@@ -37,7 +37,7 @@ public sealed record AddResult(AddOutcome Outcome, int TokensNeeded, int TokensF
     public bool Added => Outcome == AddOutcome.Added;
 }
 
-/// <summary>What a model is, for status pages and the router's admission.</summary>
+/// <summary>What a model is, for status pages and the router.</summary>
 public sealed record ModelDescription(
     string Name, string Architecture, int ContextLength, int VocabSize,
     IReadOnlyList<int> EosTokenIds, string Dtype, string Device, long ParameterCount);
