@@ -42,7 +42,9 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
         public WorkerStatus? Status { get; set; }
         /// <summary>Registered directly (a local worker): its own status messages are authoritative, published copies only confirm it.</summary>
         public bool Direct { get; init; }
+        /// <summary>Queries sent to this worker and not ended: a count, not a queue (the worker holds the queries).</summary>
         public int Assigned { get; set; }
+        /// <summary>KV need of the queries sent since the worker's last status, which does not count them yet.</summary>
         public int ReservedSinceReport { get; set; }
         public bool IsReady => Status?.State == WorkerState.Ready;
         public bool MayBecomeReady => Status is null || Status.State is WorkerState.Ready or WorkerState.Loading or WorkerState.Restarting;

@@ -58,6 +58,9 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
     private readonly IEngineFactory _factory;
     private readonly ITokenizer? _tokenizer;
     private readonly ILoggingAdapter _log = Context.GetLogger();
+    // A worker's queries live in one place each: those its engine took are the engine's (its scheduler queues them
+    // for prefill and decodes them); _waiting holds only those the engine had no room for yet (NoRoomNow) or that
+    // are over the worker's batch, in arrival order. The router keeps counts of what it sent, not the queries.
     private readonly LinkedList<Job> _waiting = new();
     private readonly Dictionary<long, Job> _running = new();   // by sequence id
     private IGenerationEngine? _engine;
