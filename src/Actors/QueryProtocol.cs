@@ -51,17 +51,46 @@ public sealed record QueryCancelled(string QueryId) : QueryEvent(QueryId);
 
 public enum WorkerState { Loading, Ready, Restarting, Failed, Stopped }
 
-/// <summary>What a worker (a ModelSupervisor and its ModelActor) reports to routers and the watchdog.</summary>
-/// <param name="Preemptions">Sequences the engine preempted to survive an out-of-memory (rung 1 of the ladder).</param>
-/// <param name="DegradeLevel">0: as configured; each level halves the KV budget and batch; the CPU fallback is one level too.</param>
-/// <param name="TensorBytes">Weights + KV caches the engine holds.</param>
-/// <param name="Device">Where the engine runs ("cpu", "cuda", "mps"), once loaded.</param>
-public sealed record WorkerStatus(
-    string Worker, string Node, WorkerState State, string? Model,
-    int Running, int Queued, int KvFreeTokens, int KvCapacityTokens,
-    int Restarts, int OomCount, DateTimeOffset? LastOom, bool Degraded, string? DegradedReason, string? Error,
-    int Preemptions = 0, int DegradeLevel = 0, long TensorBytes = 0, string? Device = null, int MaxBatch = 0,
-    int Crashes = 0, int LoadAttempts = 0);
+/// <summary>What a worker (a ModelSupervisor and its ModelActor) reports to routers and the watchdog. Built with named
+/// properties: only <see cref="Worker"/>, <see cref="Node"/> and <see cref="State"/> are required, the rest default
+/// to nothing running, nothing failed.</summary>
+public sealed record WorkerStatus
+{
+    // Who and what.
+    public required string Worker { get; init; }
+    public required string Node { get; init; }
+    public required WorkerState State { get; init; }
+    public string? Model { get; init; }
+    /// <summary>Where the engine runs ("cpu", "cuda", "mps"), once loaded.</summary>
+    public string? Device { get; init; }
+    /// <summary>Why the worker is out of service (when <see cref="State"/> is Failed).</summary>
+    public string? Error { get; init; }
+
+    // Load: what the router routes by.
+    /// <summary>Sequences the engine runs.</summary>
+    public int Running { get; init; }
+    /// <summary>Queries the worker holds that the engine had no room for yet.</summary>
+    public int Queued { get; init; }
+    public int KvFreeTokens { get; init; }
+    public int KvCapacityTokens { get; init; }
+    /// <summary>Sequences one step advances (the configured batch, less what degrading took).</summary>
+    public int MaxBatch { get; init; }
+    /// <summary>Weights + KV caches the engine holds.</summary>
+    public long TensorBytes { get; init; }
+
+    // Health: the out-of-memory ladder.
+    public int Restarts { get; init; }
+    public int OomCount { get; init; }
+    public DateTimeOffset? LastOom { get; init; }
+    /// <summary>Sequences the engine preempted to survive an out-of-memory (rung 1 of the ladder).</summary>
+    public int Preemptions { get; init; }
+    public bool Degraded { get; init; }
+    public string? DegradedReason { get; init; }
+    /// <summary>0: as configured; each level halves the KV budget and batch; the CPU fallback is one level too.</summary>
+    public int DegradeLevel { get; init; }
+    public int Crashes { get; init; }
+    public int LoadAttempts { get; init; }
+}
 
 public sealed record CacheStats(int Entries, long Bytes, long Hits, long Misses);
 

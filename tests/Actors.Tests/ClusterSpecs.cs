@@ -169,11 +169,11 @@ public sealed class ClusterSpecs(ITestOutputHelper output) : IAsyncLifetime
     }
 
     private static int Served(Node node, int first, int count) =>
-        node.Engines.Log.AdmittedPrompts.Count(p => p >= first && p < first + count);
+        node.Engines.Log.AddedPrompts.Count(p => p >= first && p < first + count);
 
     /// <summary>Whether a query that <paramref name="node"/> admitted has streamed tokens back to the recorder.</summary>
     private bool StreamedFrom(Node node, string prefix, int first, int count) =>
-        node.Engines.Log.AdmittedPrompts.Any(p => p >= first && p < first + count
+        node.Engines.Log.AddedPrompts.Any(p => p >= first && p < first + count
             && _events.TryGetValue($"{prefix}-{p}", out var q) && q.Any(e => e is TokensGenerated));
 
     [Fact]

@@ -18,7 +18,8 @@ public sealed class QueryRouterSpecs(ITestOutputHelper output) : ActorSpec(Virtu
 
     private static WorkerStatus Status(string name, WorkerState state = WorkerState.Ready, int running = 0, int queued = 0,
         int free = 1000, int capacity = 1000) =>
-        new(name, "node-a", state, "fake-model", running, queued, free, capacity, 0, 0, null, false, null, null);
+        new() { Worker = name, Node = "node-a", State = state, Model = "fake-model", Running = running, Queued = queued,
+                KvFreeTokens = free, KvCapacityTokens = capacity };
 
     private TestProbe AddWorker(IActorRef router, WorkerStatus status)
     {

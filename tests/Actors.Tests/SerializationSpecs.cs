@@ -33,10 +33,13 @@ public sealed class SerializationSpecs(ITestOutputHelper output) : ActorSpec(
         StopStrings = ["\n\n", "Ende—"], Timeout = TimeSpan.FromMilliseconds(1500), Model = "qwen2.5-0.5b", SkipSpecialTokens = false, Buffered = true,
     };
 
-    private static readonly WorkerStatus Status = new("worker-2", "node-b", WorkerState.Restarting, "default",
-        Running: 3, Queued: 7, KvFreeTokens: 1234, KvCapacityTokens: 65536, Restarts: 2, OomCount: 1,
-        LastOom: new DateTimeOffset(2026, 11, 27, 17, 0, 1, TimeSpan.FromHours(2)), Degraded: true, DegradedReason: "half KV",
-        Error: null, Preemptions: 4, DegradeLevel: 1, TensorBytes: 5_000_000_000, Device: "cuda", MaxBatch: 8, Crashes: 1, LoadAttempts: 2);
+    private static readonly WorkerStatus Status = new()
+    {
+        Worker = "worker-2", Node = "node-b", State = WorkerState.Restarting, Model = "default",
+        Running = 3, Queued = 7, KvFreeTokens = 1234, KvCapacityTokens = 65536, Restarts = 2, OomCount = 1,
+        LastOom = new DateTimeOffset(2026, 11, 27, 17, 0, 1, TimeSpan.FromHours(2)), Degraded = true, DegradedReason = "half KV",
+        Error = null, Preemptions = 4, DegradeLevel = 1, TensorBytes = 5_000_000_000, Device = "cuda", MaxBatch = 8, Crashes = 1, LoadAttempts = 2,
+    };
 
     public static TheoryData<string> Messages() => new(Samples(null!).Keys);
 
@@ -59,7 +62,7 @@ public sealed class SerializationSpecs(ITestOutputHelper output) : ActorSpec(
         ["QueryCompleted"] = new QueryCompleted("q", FinishReason.Length, 1, 2, Cached: false, "w"),
         ["QueryFailed"] = new QueryFailed("q", "why"),
         ["WorkerStatus"] = Status,
-        ["WorkerStatus (loading)"] = new WorkerStatus("worker-1", "n", WorkerState.Loading, null, 0, 0, 0, 0, 0, 0, null, false, null, "e"),
+        ["WorkerStatus (loading)"] = new WorkerStatus { Worker = "worker-1", Node = "n", State = WorkerState.Loading, Error = "e" },
         ["WorkerLoadPublished"] = new WorkerLoadPublished(someActor, Status),
         ["SubscribeWorkerStatus"] = new SubscribeWorkerStatus(someActor),
         ["GetWorkerStatus"] = GetWorkerStatus.Instance,

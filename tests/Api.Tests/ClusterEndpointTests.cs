@@ -15,7 +15,8 @@ public sealed class ClusterEndpointTests
     private const string A = "akka.tcp://actorquery@127.0.0.1:9100", B = "akka.tcp://actorquery@127.0.0.1:9101";
 
     private static WorkerStatus Worker(string node, WorkerState state, int running, int queued, int kvFree) =>
-        new("worker-1", node, state, "byte-model", running, queued, kvFree, 4096, 0, 0, null, false, null, null);
+        new() { Worker = "worker-1", Node = node, State = state, Model = "byte-model", Running = running, Queued = queued,
+                KvFreeTokens = kvFree, KvCapacityTokens = 4096 };
 
     [Fact]
     public async Task Cluster_lists_members_with_roles_status_and_reachability_and_each_workers_state_and_load()

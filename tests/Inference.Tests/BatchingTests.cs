@@ -25,7 +25,7 @@ public class BatchingTests
     private static Dictionary<long, List<int>> Run(InferenceEngine e, IEnumerable<(long Id, int[] Prompt)> seqs, int tokens)
     {
         var p = SamplingParams.Greedy(tokens) with { IgnoreEos = true };
-        foreach (var (id, prompt) in seqs) Assert.True(e.TryAdd(new GenerationRequest(id, prompt, p)).Admitted);
+        foreach (var (id, prompt) in seqs) Assert.True(e.TryAdd(new GenerationRequest(id, prompt, p)).Added);
         var result = new Dictionary<long, List<int>>();
         while (e.HasPendingWork)
             foreach (var u in e.Step().Updates)
@@ -51,25 +51,25 @@ public class BatchingTests
     public void Batched_logits_are_within_1e3_of_each_sequence_alone(string model)
     {
         using var e = Load(model);
-        var decoder = (Decoder)typeof(InferenceEngine).GetField("_decoder", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)!.GetValue(e)!;
+        var decoder = e.Runner.Decoder;
         var prompts = Prompts(model);
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         using var pool = new KvBlockPool(decoder.Weights, 1024, 4); // small blocks: every sequence spans several
-        KvBlockTable Table(int tokens) { var t = new KvBlockTable(pool); Assert.True(pool.TryGrow(t, tokens)); return t; }
+        KvBlockTable Table(int tokens) { var t = new KvBlockTable(pool.Allocator); Assert.True(pool.Allocator.TryGrow(t, tokens)); return t; }
         // Batched: every prompt's tokens in one pass, then one decode token each in a second pass.
         var tables = prompts.Select(p => Table(p.Length + 1)).ToList();
-        var prefill = decoder.Forward(prompts.Select((p, i) => new BatchItem(p, tables[i], true)).ToList())!;
-        var decode = decoder.Forward(prompts.Select((p, i) => new BatchItem([7], tables[i], true)).ToList())!;
+        var prefill = decoder.Forward(pool, prompts.Select((p, i) => new BatchItem(p, tables[i], true)).ToList())!;
+        var decode = decoder.Forward(pool, prompts.Select((p, i) => new BatchItem([7], tables[i], true)).ToList())!;
         double max = 0;
         for (int i = 0; i < prompts.Count; i++)
         {
             var alone = Table(prompts[i].Length + 1);
-            var a1 = decoder.Forward([new BatchItem(prompts[i], alone, true)])!;
-            var a2 = decoder.Forward([new BatchItem([7], alone, true)])!;
+            var a1 = decoder.Forward(pool, [new BatchItem(prompts[i], alone, true)])!;
+            var a2 = decoder.Forward(pool, [new BatchItem([7], alone, true)])!;
             max = Math.Max(max, prefill[i].sub(a1[0]).abs().max().item<float>());
             max = Math.Max(max, decode[i].sub(a2[0]).abs().max().item<float>());
-            pool.Release(alone);
+            pool.Allocator.Release(alone);
         }
         Assert.True(max <= 1e-3, $"max |logit diff| batched vs alone = {max:E2}");
     }
@@ -104,7 +104,7 @@ public class BatchingTests
         using var e = Load("qwen2-tiny-f32");
         int failures = 0;
         // Any batch of more than two sequences "runs out of memory", as a real allocator failure reads.
-        e.BeforeForward = n =>
+        e.Runner.BeforeForward = n =>
         {
             if (n > 2) { failures++; throw new ExternalException("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: you tried to allocate 1099511627776 bytes."); }
         };
@@ -121,7 +121,7 @@ public class BatchingTests
     {
         using var e = Load("qwen2-tiny-f32");
         bool fail = true;
-        e.BeforeForward = _ => { if (fail) throw new ExternalException("CUDA out of memory. Tried to allocate 1024.00 GiB"); };
+        e.Runner.BeforeForward = _ => { if (fail) throw new ExternalException("CUDA out of memory. Tried to allocate 1024.00 GiB"); };
         var c = Fixtures.Cases("qwen2-tiny-f32")[1];
         e.TryAdd(new GenerationRequest(1, c.InputIds, SamplingParams.Greedy(24) with { IgnoreEos = true }));
         var ex = Assert.Throws<ExternalException>(() => e.Step());

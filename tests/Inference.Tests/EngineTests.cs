@@ -7,7 +7,7 @@ using static TorchSharp.torch;
 
 namespace ActorQuery.Inference.Tests;
 
-/// <summary>The engine's step loop as a caller (the ModelActor) meets it: admission, stop rules, sampling, memory.</summary>
+/// <summary>The engine's step loop as a caller (the ModelActor) meets it: adding sequences, stop rules, sampling, memory.</summary>
 [Collection(TorchGlobalState.Name)]
 public class EngineTests
 {
@@ -36,7 +36,7 @@ public class EngineTests
     {
         using var e = Load();
         var r = e.TryAdd(new GenerationRequest(1, Prompt, SamplingParams.Greedy(5000)));
-        Assert.Equal(AdmitOutcome.TooLarge, r.Outcome);
+        Assert.Equal(AddOutcome.TooLarge, r.Outcome);
         Assert.Contains("context of 4096 tokens", r.Reason);
     }
 
@@ -153,7 +153,7 @@ public class EngineTests
         using var f32 = Load("qwen2-tiny-bf16");
         using var bf16 = Load("qwen2-tiny-bf16", dtype: "bfloat16");
         Assert.Equal("bfloat16", bf16.Model.Dtype);
-        Assert.Equal(ScalarType.BFloat16, bf16.Dtypes.Matrices);
+        Assert.Equal(ScalarType.BFloat16, bf16.Runner.Dtypes.Matrices);
         var ids = Fixtures.Cases("qwen2-tiny-bf16")[1].InputIds;
         var a = f32.ScoreAllPositions(ids);
         var b = bf16.ScoreAllPositions(ids);
@@ -161,7 +161,7 @@ public class EngineTests
         for (int t = 0; t < a.GetLength(0); t++)
             for (int v = 0; v < a.GetLength(1); v++)
                 max = Math.Max(max, Math.Abs(a[t, v] - b[t, v]));
-        if (bf16.Dtypes.Compute == ScalarType.Float32)
+        if (bf16.Runner.Dtypes.Compute == ScalarType.Float32)
         {
             // bf16 matrices, float32 arithmetic (this CPU has no bf16 instructions): the checkpoint's values are bf16,
             // so widening them is exact and the logits are float32's, bit for bit, from weights half the size.

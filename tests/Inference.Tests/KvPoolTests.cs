@@ -5,7 +5,7 @@ using TorchSharp;
 
 namespace ActorQuery.Inference.Tests;
 
-/// <summary>The paged KV pool: admission is bookkeeping, a full pool preempts the newest, blocks always come back.</summary>
+/// <summary>The paged KV pool: adding a sequence is bookkeeping, a full pool preempts the newest, blocks always come back.</summary>
 [Collection(TorchGlobalState.Name)]
 public class KvPoolTests
 {
@@ -33,7 +33,7 @@ public class KvPoolTests
         using var e = Load(model: model);
         return prompts.Select((p, i) =>
         {
-            Assert.True(e.TryAdd(new GenerationRequest(i, p, Greedy(tokens))).Admitted);
+            Assert.True(e.TryAdd(new GenerationRequest(i, p, Greedy(tokens))).Added);
             var got = new List<int>();
             while (e.HasPendingWork) got.AddRange(e.Step().Updates.Select(u => u.TokenId));
             return got;
@@ -41,7 +41,7 @@ public class KvPoolTests
     }
 
     [Fact]
-    public void Pool_is_allocated_once_from_the_kv_budget_and_admission_needs_only_the_prompts_blocks()
+    public void Pool_is_allocated_once_from_the_kv_budget_and_adding_needs_only_the_prompts_blocks()
     {
         using var e = Load(kvBytes: BlockBytes * 6 + 100);           // the remainder is not enough for a block
         Assert.Equal((6, 16, 96), (e.KvBlocksTotal, e.KvBlockSize, e.KvCapacityTokens));
@@ -49,21 +49,21 @@ public class KvPoolTests
         Assert.Equal(0, e.MemoryUsage.KvUsedBytes);
 
         int[] seven = [296, 330, 186, 81, 236, 121, 267];
-        Assert.True(e.TryAdd(new GenerationRequest(1, seven, Greedy(80))).Admitted); // 87 tokens in the end, 1 block now
-        Assert.Equal(80, e.KvFreeTokens);                            // its first block is promised
+        Assert.True(e.TryAdd(new GenerationRequest(1, seven, Greedy(80))).Added); // 87 tokens in the end, 1 block now
+        Assert.Equal(80, e.KvFreeTokens);                            // its first block is reserved
 
         var longPrompt = Enumerable.Repeat(5, 81).ToArray();         // 81 + 1 tokens: 6 blocks to start, 5 are free
         var later = e.TryAdd(new GenerationRequest(2, longPrompt, Greedy(4)));
-        Assert.Equal(AdmitOutcome.NoRoomNow, later.Outcome);
+        Assert.Equal(AddOutcome.NoRoomNow, later.Outcome);
         Assert.Contains("96 tokens of KV cache to start; 80 are free", later.Reason);
 
         var huge = e.TryAdd(new GenerationRequest(3, seven, Greedy(90)));  // 97 tokens > the whole pool
-        Assert.Equal(AdmitOutcome.TooLarge, huge.Outcome);
+        Assert.Equal(AddOutcome.TooLarge, huge.Outcome);
         Assert.Contains("whole pool holds 96", huge.Reason);
 
         while (e.HasPendingWork) e.Step();
         AssertAllBlocksFree(e);
-        Assert.True(e.TryAdd(new GenerationRequest(2, longPrompt, Greedy(4))).Admitted);
+        Assert.True(e.TryAdd(new GenerationRequest(2, longPrompt, Greedy(4))).Added);
     }
 
     [Fact]
@@ -74,7 +74,7 @@ public class KvPoolTests
         var alone = Alone(prompts, 24);
         // Five blocks: all three prompts fit (one block each) but not all three grown to their second block.
         using var e = Load(kvBytes: BlockBytes * 5);
-        for (int i = 0; i < 3; i++) Assert.True(e.TryAdd(new GenerationRequest(i, prompts[i], Greedy(24))).Admitted);
+        for (int i = 0; i < 3; i++) Assert.True(e.TryAdd(new GenerationRequest(i, prompts[i], Greedy(24))).Added);
         var got = prompts.Select(_ => new List<int>()).ToArray();
         int preemptedInSteps = 0;
         while (e.HasPendingWork)
@@ -110,11 +110,11 @@ public class KvPoolTests
         var got = prompts.Select(_ => new List<int>()).ToArray();
         while (waiting.Count > 0 || e.HasPendingWork)
         {
-            while (waiting.Count > 0)                                 // admit in arrival order while there is room, as the ModelActor does
+            while (waiting.Count > 0)                                 // add in arrival order while there is room, as the ModelActor does
             {
                 var r = e.TryAdd(new GenerationRequest(waiting.Peek(), prompts[waiting.Peek()], Greedy(20)));
-                Assert.NotEqual(AdmitOutcome.TooLarge, r.Outcome);
-                if (!r.Admitted) break;
+                Assert.NotEqual(AddOutcome.TooLarge, r.Outcome);
+                if (!r.Added) break;
                 waiting.Dequeue();
             }
             foreach (var u in e.Step().Updates) got[u.SequenceId].Add(u.TokenId);
@@ -131,7 +131,7 @@ public class KvPoolTests
         using var e = Load(kvBytes: BlockBytes * 5, maxTokensPerStep: 8);
 
         // Cancelled mid-prefill: a 64-token prompt fed 8 tokens a step.
-        Assert.True(e.TryAdd(new GenerationRequest(1, cases[2].InputIds, Greedy(4))).Admitted);
+        Assert.True(e.TryAdd(new GenerationRequest(1, cases[2].InputIds, Greedy(4))).Added);
         e.Step(); e.Step();
         Assert.True(e.KvBlocksFree < 5);
         Assert.True(e.Remove(1));
@@ -171,7 +171,7 @@ public class KvPoolTests
             for (int i = 0; i < 8; i++)
             {
                 var prompt = cases[i % cases.Count].InputIds[..Math.Max(1, cases[i % cases.Count].InputIds.Length - 7 * i)];
-                if (e.TryAdd(new GenerationRequest(next, prompt, Greedy(4 + i))).Admitted) ids.Add(next);
+                if (e.TryAdd(new GenerationRequest(next, prompt, Greedy(4 + i))).Added) ids.Add(next);
                 next++;
             }
             for (int s = 0; s < 3; s++) e.Step();

@@ -51,7 +51,7 @@ public class ReferenceFixtureTests
         var c = Fixtures.Cases(model)[index];
         var engine = Engine(model);
         var p = SamplingParams.Greedy(c.GreedyIds.Length) with { IgnoreEos = true };
-        Assert.True(engine.TryAdd(new GenerationRequest(1000 + index, c.InputIds, p)).Admitted);
+        Assert.True(engine.TryAdd(new GenerationRequest(1000 + index, c.InputIds, p)).Added);
         var got = new List<int>();
         FinishReason? finish = null;
         while (finish is null)

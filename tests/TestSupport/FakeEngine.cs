@@ -15,8 +15,8 @@ public sealed class FakeEngineLog
     public ConcurrentQueue<EngineLoadSettings> LoadSettings { get; } = new();
     public ConcurrentDictionary<int, bool> Threads { get; } = new();
     public ConcurrentQueue<long> Removed { get; } = new();
-    /// <summary>First prompt token of every sequence admitted (cluster specs number their queries with it).</summary>
-    public ConcurrentQueue<int> AdmittedPrompts { get; } = new();
+    /// <summary>First prompt token of every sequence added (cluster specs number their queries with it).</summary>
+    public ConcurrentQueue<int> AddedPrompts { get; } = new();
     internal void Loaded(EngineLoadSettings s) { Interlocked.Increment(ref _loads); LoadSettings.Enqueue(s); Threads[Environment.CurrentManagedThreadId] = true; }
     internal void Stepped() { Interlocked.Increment(ref _steps); Threads[Environment.CurrentManagedThreadId] = true; }
     internal void Disposed() => Interlocked.Increment(ref _disposes);
@@ -25,7 +25,7 @@ public sealed class FakeEngineLog
 /// <summary>
 /// A deterministic stand-in for the TorchSharp engine, for actor logic: the next token is a hash of the
 /// prompt and the tokens so far (so a "greedy answer" is reproducible and checkable), one token per sequence
-/// per step (prefill included, as vLLM's first step), KV budget in tokens promised at admission.
+/// per step (prefill included, as vLLM's first step), KV budget in tokens reserved when a sequence is added.
 /// </summary>
 public sealed class FakeEngine(int kvCapacity, FakeEngineLog log, ISet<int>? preemptAtSteps = null) : IGenerationEngine
 {
@@ -63,17 +63,17 @@ public sealed class FakeEngine(int kvCapacity, FakeEngineLog log, ISet<int>? pre
     public bool HasPendingWork => _seqs.Count > 0;
     public EngineMemory MemoryUsage => new(1000, _seqs.Values.Sum(s => (long)(s.Prompt.Count + s.Generated.Count) * 8));
 
-    public AdmitResult TryAdd(GenerationRequest request)
+    public AddResult TryAdd(GenerationRequest request)
     {
         Check();
         if (request.PromptIds.Count == 0) throw new ArgumentException("must not be empty", "prompt");
         int need = request.PromptIds.Count + request.Sampling.MaxNewTokens;
-        if (need > _capacity) return new AdmitResult(AdmitOutcome.TooLarge, need, _free, $"needs {need} tokens, the KV budget holds {_capacity}");
-        if (need > _free) return new AdmitResult(AdmitOutcome.NoRoomNow, need, _free);
+        if (need > _capacity) return new AddResult(AddOutcome.TooLarge, need, _free, $"needs {need} tokens, the KV budget holds {_capacity}");
+        if (need > _free) return new AddResult(AddOutcome.NoRoomNow, need, _free);
         _seqs.Add(request.SequenceId, new Seq(request.SequenceId, request.PromptIds, request.Sampling, new List<int>()));
         _free -= need;
-        log.AdmittedPrompts.Enqueue(request.PromptIds[0]);
-        return new AdmitResult(AdmitOutcome.Admitted, need, _free);
+        log.AddedPrompts.Enqueue(request.PromptIds[0]);
+        return new AddResult(AddOutcome.Added, need, _free);
     }
 
     public bool Remove(long sequenceId)

@@ -111,8 +111,12 @@ public sealed class FakeQueryClient : IQueryClient
 
     public Task<RouterStatus> GetStatusAsync(TimeSpan timeout, CancellationToken cancellationToken)
     {
-        var worker = new WorkerStatus("worker-0", "fake-node", Ready ? WorkerState.Ready : WorkerState.Loading, "byte-model",
-            Active, 0, 900, 1000, Restarts: 2, OomCount: 1, LastOom: DateTimeOffset.Parse("2026-11-27T10:00:00Z"), false, null, null);
+        var worker = new WorkerStatus
+        {
+            Worker = "worker-0", Node = "fake-node", State = Ready ? WorkerState.Ready : WorkerState.Loading, Model = "byte-model",
+            Running = Active, KvFreeTokens = 900, KvCapacityTokens = 1000,
+            Restarts = 2, OomCount = 1, LastOom = DateTimeOffset.Parse("2026-11-27T10:00:00Z"),
+        };
         var memory = new MemoryStatus(ResidentBytes: 1_000_000, ManagedBytes: 200_000, TensorBytes: 300_000, DeviceBytes: null,
             LimitBytes: 10_000_000, CleanupMark: 0.5, PauseMark: 0.7, Cleanups: 3, Pauses: 1, Paused: false, At: DateTimeOffset.UtcNow);
         return Task.FromResult(new RouterStatus("fake-node", false, false, Active, 0, MaxInFlight ?? 8, MaxQueue,

@@ -120,8 +120,8 @@ internal static class BenchCommand
     /// produced a token, the first one including every prefill step before it.</summary>
     internal static List<double> Run(InferenceEngine engine, long id, int[] prompt, int tokens, out double toFirstToken)
     {
-        var admit = engine.TryAdd(new GenerationRequest(id, prompt, new SamplingParams { MaxNewTokens = tokens, IgnoreEos = true }));
-        if (!admit.Admitted) throw new CliException(admit.Reason ?? "not admitted");
+        var added = engine.TryAdd(new GenerationRequest(id, prompt, new SamplingParams { MaxNewTokens = tokens, IgnoreEos = true }));
+        if (!added.Added) throw new CliException(added.Reason ?? "not added");
         var times = new List<double>();
         var sw = Stopwatch.StartNew();
         while (engine.HasPendingWork)

@@ -69,8 +69,8 @@ internal static class StreamsBench
         {
             while (submitted < total && submitted - finished < streams)
             {
-                var admit = engine.TryAdd(new GenerationRequest(++id, prompt(), p));
-                if (!admit.Admitted) throw new CliException($"stream not admitted: {admit.Reason}");
+                var added = engine.TryAdd(new GenerationRequest(++id, prompt(), p));
+                if (!added.Added) throw new CliException($"stream not added: {added.Reason}");
                 lastToken[id] = clock.Elapsed.TotalSeconds;
                 submitted++;
             }
@@ -101,7 +101,7 @@ internal static class StreamsBench
     public static string Profile(InferenceEngine engine, Settings s)
     {
         var c = engine.Config;
-        var (dtype, matrixDtype) = engine.Dtypes;
+        var (dtype, matrixDtype) = engine.Runner.Dtypes;
         long q = (long)c.NumAttentionHeads * c.HeadDim, kv = (long)c.NumKeyValueHeads * c.HeadDim;
         (long In, long Out)[] perLayer = [(c.HiddenSize, q + 2 * kv), (q, c.HiddenSize), (c.HiddenSize, 2L * c.IntermediateSize), (c.IntermediateSize, c.HiddenSize)];
         var md = new StringBuilder();
@@ -120,8 +120,8 @@ internal static class StreamsBench
                 var p = new SamplingParams { MaxNewTokens = Math.Clamp(c.MaxPositionEmbeddings - s.PromptTokens, 1, 1000), IgnoreEos = true };
                 for (int i = 0; i < n; i++)
                 {
-                    var admit = engine.TryAdd(new GenerationRequest(++id, Enumerable.Range(0, s.PromptTokens).Select(_ => rng.Next(c.VocabSize)).ToArray(), p));
-                    if (!admit.Admitted) throw new CliException($"stream not admitted: {admit.Reason}");
+                    var added = engine.TryAdd(new GenerationRequest(++id, Enumerable.Range(0, s.PromptTokens).Select(_ => rng.Next(c.VocabSize)).ToArray(), p));
+                    if (!added.Added) throw new CliException($"stream not added: {added.Reason}");
                 }
                 while (engine.Step().Updates.Count < n) { }          // prefill done: every step is n decode tokens
                 var step = CpuMedian(() => engine.Step());
@@ -131,8 +131,8 @@ internal static class StreamsBench
                 {
                     using var inner = NewDisposeScope();
                     for (int l = 0; l < c.NumHiddenLayers; l++)
-                        for (int k = 0; k < weights.Length; k++) engine.Project(xs[k], weights[k]);
-                    engine.Project(xh, head);
+                        for (int k = 0; k < weights.Length; k++) engine.Runner.Project(xs[k], weights[k]);
+                    engine.Runner.Project(xh, head);
                 });
                 for (long i = id - n + 1; i <= id; i++) engine.Remove(i);
                 md.AppendLine($"| {n} | {step * 1e3:F0} | {proj * 1e3:F0} | {(step - proj) * 1e3:F0} | {(step - proj) / n * 1e3:F1} |");

@@ -267,19 +267,22 @@ public sealed class ActorQuerySerializer(ExtendedActorSystem system) : Serialize
         w.Write7BitEncodedInt(s.LoadAttempts);
     }
 
-    private static WorkerStatus ReadStatus(BinaryReader r) => new(
-        Worker: r.ReadString(), Node: r.ReadString(), State: (WorkerState)r.ReadByte(), Model: ReadNullableString(r),
-        Running: r.Read7BitEncodedInt(), Queued: r.Read7BitEncodedInt(), KvFreeTokens: r.Read7BitEncodedInt(),
-        KvCapacityTokens: r.Read7BitEncodedInt(), Restarts: r.Read7BitEncodedInt(), OomCount: r.Read7BitEncodedInt(),
-        LastOom: ReadNullable(r, x =>
+    // Fields in the order WriteStatus writes them.
+    private static WorkerStatus ReadStatus(BinaryReader r) => new()
+    {
+        Worker = r.ReadString(), Node = r.ReadString(), State = (WorkerState)r.ReadByte(), Model = ReadNullableString(r),
+        Running = r.Read7BitEncodedInt(), Queued = r.Read7BitEncodedInt(), KvFreeTokens = r.Read7BitEncodedInt(),
+        KvCapacityTokens = r.Read7BitEncodedInt(), Restarts = r.Read7BitEncodedInt(), OomCount = r.Read7BitEncodedInt(),
+        LastOom = ReadNullable(r, x =>
         {
             long ticks = x.ReadInt64();
             var offset = TimeSpan.FromMinutes(x.ReadInt16());
             return new DateTimeOffset(ticks + offset.Ticks, offset);
         }),
-        Degraded: r.ReadBoolean(), DegradedReason: ReadNullableString(r), Error: ReadNullableString(r),
-        Preemptions: r.Read7BitEncodedInt(), DegradeLevel: r.Read7BitEncodedInt(), TensorBytes: r.Read7BitEncodedInt64(),
-        Device: ReadNullableString(r), MaxBatch: r.Read7BitEncodedInt(), Crashes: r.Read7BitEncodedInt(), LoadAttempts: r.Read7BitEncodedInt());
+        Degraded = r.ReadBoolean(), DegradedReason = ReadNullableString(r), Error = ReadNullableString(r),
+        Preemptions = r.Read7BitEncodedInt(), DegradeLevel = r.Read7BitEncodedInt(), TensorBytes = r.Read7BitEncodedInt64(),
+        Device = ReadNullableString(r), MaxBatch = r.Read7BitEncodedInt(), Crashes = r.Read7BitEncodedInt(), LoadAttempts = r.Read7BitEncodedInt(),
+    };
 
     // ---- primitives ----
 

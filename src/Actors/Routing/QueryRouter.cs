@@ -23,7 +23,7 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
         public IActorRef Client { get; } = client;
         public TimeSpan Timeout { get; } = timeout;
         public string? CacheKey { get; } = cacheKey;
-        public int KvNeed => Request.PromptTokenIds.Count + Request.Sampling.MaxNewTokens;
+        public int KvNeed => ActorQuery.Contracts.KvNeed.Tokens(Request.PromptTokenIds.Count, Request.Sampling.MaxNewTokens);
         public int Attempts { get; set; }
         public int TokensSent { get; set; }
         public long? Ticket { get; set; }
@@ -42,7 +42,9 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
         public WorkerStatus? Status { get; set; }
         /// <summary>Registered directly (a local worker): its own status messages are authoritative, published copies only confirm it.</summary>
         public bool Direct { get; init; }
+        /// <summary>Queries sent to this worker and not ended: a count, not a queue (the worker holds the queries).</summary>
         public int Assigned { get; set; }
+        /// <summary>KV need of the queries sent since the worker's last status, which does not count them yet.</summary>
         public int ReservedSinceReport { get; set; }
         public bool IsReady => Status?.State == WorkerState.Ready;
         public bool MayBecomeReady => Status is null || Status.State is WorkerState.Ready or WorkerState.Loading or WorkerState.Restarting;
@@ -174,7 +176,7 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
             Refuse(r, client, RefusalReason.InvalidRequest, $"model: '{model}' is not served here (served: {served})", null);
             return;
         }
-        int need = r.PromptTokenIds.Count + r.Sampling.MaxNewTokens;
+        int need = KvNeed.Tokens(r.PromptTokenIds.Count, r.Sampling.MaxNewTokens);
         int largest = _workers.Values.Where(w => w.MayBecomeReady).Select(w => w.Status?.KvCapacityTokens ?? 0).DefaultIfEmpty(0).Max();
         if (largest > 0 && need > largest)
         {

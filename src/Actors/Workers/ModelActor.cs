@@ -47,7 +47,7 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
         public long Ticket { get; } = ticket;
         public IActorRef Router { get; } = router;
         public QueryRequest Request { get; } = request;
-        public int KvNeed => Request.PromptTokenIds.Count + Request.Sampling.MaxNewTokens;
+        public int KvNeed => ActorQuery.Contracts.KvNeed.Tokens(Request.PromptTokenIds.Count, Request.Sampling.MaxNewTokens);
         public long SequenceId { get; set; } = -1;
         public int Tokens { get; set; }
         public IStreamingDetokenizer? Detokenizer { get; set; }
@@ -58,6 +58,9 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
     private readonly IEngineFactory _factory;
     private readonly ITokenizer? _tokenizer;
     private readonly ILoggingAdapter _log = Context.GetLogger();
+    // A worker's queries live in one place each: those its engine took are the engine's (its scheduler queues them
+    // for prefill and decodes them); _waiting holds only those the engine had no room for yet (NoRoomNow) or that
+    // are over the worker's batch, in arrival order. The router keeps counts of what it sent, not the queries.
     private readonly LinkedList<Job> _waiting = new();
     private readonly Dictionary<long, Job> _running = new();   // by sequence id
     private IGenerationEngine? _engine;
@@ -103,7 +106,7 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
         Receive<RunQuery>(m =>
         {
             _waiting.AddLast(new Job(m.Ticket, Sender, m.Request));
-            Admit();
+            AddWaitingToEngine();
             Report();
             ScheduleStep();
         });
@@ -120,7 +123,7 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
                     _running.Remove(job.SequenceId);
                 }
             }
-            Admit();
+            AddWaitingToEngine();
             Report();
             ScheduleStep();
         });
@@ -151,7 +154,7 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
         _settings = settings;
         Context.Parent.Tell(new Loaded(_engine.Model, _engine.KvCapacityTokens, settings));
         Become(Ready);
-        Admit();
+        AddWaitingToEngine();
         Report();
         ScheduleStep();
     }
@@ -175,7 +178,7 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
         }
         foreach (var update in result.Updates)
             if (_running.TryGetValue(update.SequenceId, out var job)) Deliver(job, update);
-        Admit();
+        AddWaitingToEngine();
         Report();
         ScheduleStep();
     }
@@ -211,13 +214,13 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
     }
 
     /// <summary>Moves waiting jobs into the engine while the batch and the KV budget allow, in arrival order.</summary>
-    private void Admit()
+    private void AddWaitingToEngine()
     {
         var engine = _engine!;
         while (_waiting.First is { } node && _running.Count < _settings!.MaxBatch)
         {
             var job = node.Value;
-            AdmitResult result;
+            AddResult result;
             long sequenceId = _nextSequenceId++;
             try
             {
@@ -230,9 +233,9 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
                 Reply(job, new QueryRefused(job.Request.QueryId, RefusalReason.InvalidRequest, e.Message, null));
                 continue;
             }
-            if (result.Outcome == AdmitOutcome.NoRoomNow) break;
+            if (result.Outcome == AddOutcome.NoRoomNow) break;
             _waiting.RemoveFirst();
-            if (result.Outcome == AdmitOutcome.TooLarge)
+            if (result.Outcome == AddOutcome.TooLarge)
             {
                 Reply(job, new QueryRefused(job.Request.QueryId, RefusalReason.TooLarge,
                     result.Reason ?? $"needs {result.TokensNeeded} KV tokens; the model holds {engine.KvCapacityTokens}", null));

@@ -161,11 +161,15 @@ public sealed class ModelSupervisor : ReceiveActor
     private WorkerStatus Status()
     {
         var s = _policy.Settings;
-        return new WorkerStatus(_worker, _node, _state, _modelName,
-            _load.Running, _load.Queued, _load.KvFreeTokens, _load.KvCapacityTokens,
-            _restarts, _ooms, _lastOom, _policy.DegradeLevel > 0, _policy.DegradedReason, _error,
-            Preemptions: _preemptions, DegradeLevel: _policy.DegradeLevel, TensorBytes: _load.TensorBytes,
-            Device: _device, MaxBatch: s.MaxBatch, Crashes: _crashes, LoadAttempts: _failedLoads);
+        return new WorkerStatus
+        {
+            Worker = _worker, Node = _node, State = _state, Model = _modelName, Device = _device, Error = _error,
+            Running = _load.Running, Queued = _load.Queued, KvFreeTokens = _load.KvFreeTokens, KvCapacityTokens = _load.KvCapacityTokens,
+            MaxBatch = s.MaxBatch, TensorBytes = _load.TensorBytes,
+            Restarts = _restarts, OomCount = _ooms, LastOom = _lastOom, Preemptions = _preemptions,
+            Degraded = _policy.DegradeLevel > 0, DegradedReason = _policy.DegradedReason, DegradeLevel = _policy.DegradeLevel,
+            Crashes = _crashes, LoadAttempts = _failedLoads,
+        };
     }
 
     private void Publish()

@@ -128,9 +128,9 @@ internal static class PromptBuilder
         if (promptTokens >= context)
             throw new ApiException(413, promptField,
                 $"{promptField}: is {promptTokens} tokens; the model's context is {context} tokens", "context_length_exceeded");
-        if (maxTokens is { } m && (long)promptTokens + m > context)
+        if (maxTokens is { } m && KvNeed.Tokens((long)promptTokens, m) > context)
             throw new ApiException(413, maxField,
-                $"{maxField}: prompt ({promptTokens} tokens) + {maxField} ({m}) = {(long)promptTokens + m} exceeds the model's context of {context} tokens",
+                $"{maxField}: prompt ({promptTokens} tokens) + {maxField} ({m}) = {KvNeed.Tokens((long)promptTokens, m)} exceeds the model's context of {context} tokens",
                 "context_length_exceeded");
         int maxNew = maxTokens ?? Math.Min(options.DefaultMaxTokens, context - promptTokens);
 

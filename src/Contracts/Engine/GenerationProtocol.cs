@@ -23,21 +23,21 @@ public sealed record StepResult(IReadOnlyList<SequenceUpdate> Updates, int Preem
     public static readonly StepResult Idle = new(Array.Empty<SequenceUpdate>(), 0);
 }
 
-public enum AdmitOutcome
+public enum AddOutcome
 {
-    Admitted,
+    Added,
     /// <summary>The sequence could never fit (prompt + max new tokens over the context or the whole KV pool).</summary>
     TooLarge,
     /// <summary>It fits the engine, but not now: the free KV blocks do not hold its prompt.</summary>
     NoRoomNow,
 }
 
-public sealed record AdmitResult(AdmitOutcome Outcome, int TokensNeeded, int TokensFree, string? Reason = null)
+public sealed record AddResult(AddOutcome Outcome, int TokensNeeded, int TokensFree, string? Reason = null)
 {
-    public bool Admitted => Outcome == AdmitOutcome.Admitted;
+    public bool Added => Outcome == AddOutcome.Added;
 }
 
-/// <summary>What a model is, for status pages and the router's admission.</summary>
+/// <summary>What a model is, for status pages and the router.</summary>
 public sealed record ModelDescription(
     string Name, string Architecture, int ContextLength, int VocabSize,
     IReadOnlyList<int> EosTokenIds, string Dtype, string Device, long ParameterCount);

@@ -3,7 +3,7 @@ namespace ActorQuery.Contracts;
 /// <summary>
 /// A loaded model that advances many sequences, one <see cref="Step"/> at a time (schedule → one forward
 /// pass → update, as vLLM's loop). Not thread-safe: one owner (the ModelActor's pinned thread) calls it.
-/// Expected trouble is a result (<see cref="AdmitResult"/>); an out-of-memory that survives preemption is
+/// Expected trouble is a result (<see cref="AddResult"/>); an out-of-memory that survives preemption is
 /// thrown (see <see cref="Memory.OutOfMemory.IsOutOfMemory"/>).
 /// </summary>
 public interface IGenerationEngine : IDisposable
@@ -13,19 +13,19 @@ public interface IGenerationEngine : IDisposable
     /// <summary>Tokens the KV cache holds in all (for the paged pool: blocks × block size).</summary>
     int KvCapacityTokens { get; }
 
-    /// <summary>Tokens of KV cache free for new sequences (for the paged pool: free blocks, less those promised to
-    /// admitted sequences still waiting for prefill, × block size). Running sequences take more as they decode.</summary>
+    /// <summary>Tokens of KV cache free for new sequences (for the paged pool: free blocks, less those reserved for
+    /// sequences added and still waiting for prefill, × block size). Running sequences take more as they decode.</summary>
     int KvFreeTokens { get; }
 
-    /// <summary>Sequences admitted and not yet finished or removed.</summary>
+    /// <summary>Sequences added and not yet finished or removed.</summary>
     int ActiveSequences { get; }
 
     bool HasPendingWork { get; }
 
     EngineMemory MemoryUsage { get; }
 
-    /// <summary>Admits a sequence, or says why not. Throws <see cref="ArgumentException"/> for invalid input.</summary>
-    AdmitResult TryAdd(GenerationRequest request);
+    /// <summary>Adds a sequence, or says why not. Throws <see cref="ArgumentException"/> for invalid input.</summary>
+    AddResult TryAdd(GenerationRequest request);
 
     /// <summary>Ends a sequence early (cancelled, stop string matched) and frees its KV blocks. False if unknown.</summary>
     bool Remove(long sequenceId);

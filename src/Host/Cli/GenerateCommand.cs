@@ -56,10 +56,10 @@ public static class GenerateCommand
             sampling = sampling with { StopTokenIds = tokenizer.EndOfTurnTokenIds }; // <|im_end|>, <|eot_id|> end a turn
 
         using var engine = EngineCli.Load(options);
-        AdmitResult admit;
-        try { admit = engine.TryAdd(new GenerationRequest(1, inputIds, sampling)); }
+        AddResult added;
+        try { added = engine.TryAdd(new GenerationRequest(1, inputIds, sampling)); }
         catch (ArgumentException e) { throw new CliException($"option --input-ids: {e.Message.Split(" (Parameter")[0]}"); }
-        if (!admit.Admitted) throw new CliException(admit.Reason ?? admit.Outcome.ToString());
+        if (!added.Added) throw new CliException(added.Reason ?? added.Outcome.ToString());
 
         var output = new List<int>();
         var text = new System.Text.StringBuilder();

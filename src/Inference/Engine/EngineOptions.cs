@@ -1,32 +1,37 @@
 namespace ActorQuery.Inference.Engine;
 
-/// <summary>How to load a model and how much it may hold. Every field has the default the README names.</summary>
+/// <summary>How <see cref="ModelLoader"/> loads a model and how much the engine may hold and run at once. The
+/// defaults are the engine's own; the server and the CLI verbs set the fields they expose.</summary>
 public sealed record EngineOptions
 {
     /// <summary>A Hugging Face model folder (config.json + safetensors).</summary>
     public required string ModelPath { get; init; }
-    /// <summary>float32, bfloat16 or auto (bfloat16 only where it is fast: CUDA, MPS, CPUs with AVX-512 BF16/AMX).</summary>
+    /// <summary>float32, bfloat16 or auto (see DeviceAndDtype.ResolveDtypes: bfloat16 where it is fast, that is CUDA,
+    /// MPS and CPUs with AVX-512 BF16/AMX; on an AVX2 CPU a bfloat16 checkpoint keeps bf16 matrices under float32
+    /// arithmetic; float32 elsewhere).</summary>
     public string Dtype { get; init; } = "auto";
     /// <summary>cpu, cuda, mps or auto (CUDA, then MPS, then CPU).</summary>
     public string Device { get; init; } = "auto";
     /// <summary>Random weights of the config's shape instead of the checkpoint (benchmarks; no download).</summary>
     public bool DummyWeights { get; init; }
+    /// <summary>Seed of the random weights, so that two dummy loads hold the same numbers.</summary>
     public long DummySeed { get; init; }
     /// <summary>Bytes of KV cache the engine holds for all sequences together, allocated once at load as a pool
     /// of blocks. Default 1 GiB.</summary>
     public long KvCacheBytes { get; init; } = 1L << 30;
     /// <summary>Tokens per KV block (vLLM's default 16): the unit in which sequences take and return KV cache.</summary>
     public int KvBlockSize { get; init; } = 16;
-    /// <summary>Sequences advanced per step (one forward pass); more wait their turn (FCFS). Default 16, the server's --max-batch.</summary>
+    /// <summary>Sequences one step (one forward pass) advances; the scheduler keeps the others waiting, first come
+    /// first served. Default 16, the server's --max-batch.</summary>
     public int MaxBatchSequences { get; init; } = ActorQuery.Contracts.EngineDefaults.MaxBatchSequences;
     /// <summary>Tokens one step feeds in all (decode tokens plus prefill chunks): longer prompts are prefilled
     /// in chunks so that running streams keep flowing. Default 64: on a CPU a step's time grows with its tokens
     /// once it holds more than a few, so the budget bounds how much longer a step with a prefill chunk is than a
     /// decode-only one (the inter-token latency p99 ÷ p50 of running streams); where libtorch multiplies (bfloat16,
-    /// GPUs), 64 rows is also the largest batch that takes its faster W·xᵀ form (see Decoder.Linear).</summary>
+    /// GPUs), 64 rows is also the largest batch that takes its faster W·xᵀ form (see TorchLayerOps.Linear).</summary>
     public int MaxTokensPerStep { get; init; } = 64;
-    /// <summary>Compute threads; 0: one per core. float32 on an AVX2 CPU runs its projections on this many threads of
-    /// the small-batch kernel and gives libtorch one thread; elsewhere they are libtorch's intra-op threads (0 keeps
-    /// libtorch's default).</summary>
+    /// <summary>Compute threads; 0: one per core. float32 on an AVX2 CPU runs its layers on this many threads of the
+    /// hand-written kernels (CpuKernelLayerOps) and gives libtorch one thread; elsewhere they are libtorch's
+    /// intra-op threads (0 keeps libtorch's default).</summary>
     public int Threads { get; init; }
 }

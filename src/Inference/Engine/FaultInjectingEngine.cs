@@ -22,7 +22,7 @@ public sealed class FaultInjectingEngine(IGenerationEngine inner, FaultOptions f
     public bool HasPendingWork => inner.HasPendingWork;
     public EngineMemory MemoryUsage => inner.MemoryUsage;
 
-    public AdmitResult TryAdd(GenerationRequest request) => inner.TryAdd(request);
+    public AddResult TryAdd(GenerationRequest request) => inner.TryAdd(request);
     public bool Remove(long sequenceId) => inner.Remove(sequenceId);
     public void ReleaseIdleMemory() => inner.ReleaseIdleMemory();
     public void Dispose() => inner.Dispose();

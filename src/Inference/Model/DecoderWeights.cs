@@ -33,7 +33,7 @@ public sealed class LayerWeights : IDisposable
 }
 
 /// <summary>
-/// A decoder's immutable weights (Qwen2 / Llama). Per-sequence state lives in a <see cref="KvBlockTable"/> of the engine's <see cref="KvBlockPool"/>, never here,
+/// A decoder's immutable weights (Qwen2 / Llama). Per-sequence state lives in a <see cref="KvBlockTable"/> over the engine's <see cref="KvBlockPool"/>, never here,
 /// so one set of weights serves many sequences.
 /// </summary>
 public sealed class DecoderWeights : IDisposable

@@ -42,9 +42,9 @@ public sealed class ArithmeticEvaluator(IGenerationEngine engine, Func<Arithmeti
             // Keep the engine's queue topped up, so it batches as it would under load.
             while (next < examples.Count)
             {
-                var admit = engine.TryAdd(new GenerationRequest(next, encodePrompt(examples[next]), SamplingParams.Greedy(MaxNewTokens)));
-                if (admit.Outcome == AdmitOutcome.NoRoomNow) break;
-                if (!admit.Admitted) throw new InvalidOperationException($"example {next} refused: {admit.Reason}");
+                var added = engine.TryAdd(new GenerationRequest(next, encodePrompt(examples[next]), SamplingParams.Greedy(MaxNewTokens)));
+                if (added.Outcome == AddOutcome.NoRoomNow) break;
+                if (!added.Added) throw new InvalidOperationException($"example {next} refused: {added.Reason}");
                 next++;
             }
             foreach (var u in engine.Step().Updates)

@@ -1,0 +1,67 @@
+using TorchSharp;
+using ActorQuery.Inference.Checkpoint;
+using ActorQuery.Inference.Memory;
+using ActorQuery.Inference.Model;
+using System.Diagnostics;
+using static TorchSharp.torch;
+
+namespace ActorQuery.Inference.Engine;
+
+/// <summary>What <see cref="ModelLoader.Load"/> gives the engine: the decoder (weights and its ops backend), the KV
+/// pool allocated for it, the model's config and generation defaults, its name and how long loading took.</summary>
+public sealed record LoadedModel(Decoder Decoder, KvBlockPool Pool, ModelConfig Config, GenerationDefaults? Defaults,
+    string Name, TimeSpan LoadTime);
+
+/// <summary>
+/// Loads a model for an engine: checks the options, reads config.json and generation_config.json, resolves the
+/// device and dtypes, loads the checkpoint (or random weights of its shape), allocates the KV pool from the budget,
+/// and chooses the decoder's ops backend and thread split for the device. Errors name the file and tensor.
+/// </summary>
+public static class ModelLoader
+{
+    public static LoadedModel Load(EngineOptions options)
+    {
+        if (options.KvCacheBytes <= 0) throw new ArgumentException("must be > 0", "kv_cache_bytes");
+        if (options.MaxBatchSequences < 1) throw new ArgumentException("must be >= 1", "max_batch_sequences");
+        if (options.MaxTokensPerStep < 1) throw new ArgumentException("must be >= 1", "max_tokens_per_step");
+        if (options.KvBlockSize is < 1 or > 1024) throw new ArgumentException("must be in [1, 1024]", "kv_block_size");
+        if (options.Threads > 0) set_num_threads(options.Threads);
+        var sw = Stopwatch.StartNew();
+        var folder = Path.GetFullPath(options.ModelPath);
+        if (!Directory.Exists(folder)) throw new DirectoryNotFoundException($"model folder '{options.ModelPath}' not found");
+        var config = ModelConfig.Load(Path.Combine(folder, "config.json"));
+        var defaults = GenerationDefaults.Load(folder);
+        var device = DeviceAndDtype.ResolveDevice(options.Device);
+        // bf16 weight matrices under float32 arithmetic on CPUs without bf16 instructions: see ResolveDtypes.
+        var (dtype, matrices) = DeviceAndDtype.ResolveDtypes(options.Dtype, device, config.TorchDtype,
+            LayerOps.CpuKernelsAvailable(ScalarType.Float32, device));
+        if (device.type == DeviceType.CUDA)
+        {
+            CudaMemory.Use(device.index);
+            CudnnAttention.ApplyDefault();   // its per-call host cost made bfloat16 decoding 2.7× slower (see there)
+        }
+        DecoderWeights weights;
+        if (options.DummyWeights) weights = DecoderWeights.Random(config, dtype, device, options.DummySeed, matrices);
+        else
+        {
+            using var ckpt = new Checkpoint.Checkpoint(folder);
+            weights = DecoderWeights.Load(ckpt, config, dtype, device, matrices);
+        }
+        KvBlockPool pool;
+        try { pool = KvBlockPool.ForBudget(weights, options.KvCacheBytes, options.KvBlockSize); }
+        catch { weights.Dispose(); throw; }
+        // float32 on an AVX2 CPU: the projections go through the hand-written kernel on its own threads, and
+        // libtorch keeps one thread for the rest, so that its OpenMP workers (which spin between ops) do not
+        // compete with the kernel's threads for the cores.
+        int kernelThreads = 0;
+        if (LayerOps.CpuKernelsAvailable(dtype, device))
+        {
+            kernelThreads = options.Threads > 0 ? options.Threads : Environment.ProcessorCount;
+            set_num_threads(1);
+        }
+        Decoder decoder;
+        try { decoder = new Decoder(weights, kernelThreads); }
+        catch { pool.Dispose(); weights.Dispose(); throw; }
+        return new LoadedModel(decoder, pool, config, defaults, Path.GetFileName(folder.TrimEnd('/')), sw.Elapsed);
+    }
+}

@@ -1,0 +1,228 @@
+using ActorQuery.Inference.Model;
+
+namespace ActorQuery.Inference.Engine;
+
+/// <summary>One sequence as the scheduler tracks it: its request, its tokens so far and its KV blocks.</summary>
+public sealed class SequenceState
+{
+    internal SequenceState(GenerationRequest request, KvBlockTable table)
+    {
+        Request = request;
+        Table = table;
+        Tokens = new List<int>(request.PromptIds);
+    }
+
+    public GenerationRequest Request { get; }
+    public long Id => Request.SequenceId;
+    /// <summary>Prompt, then generated tokens; the block table holds the first Table.Length of them.</summary>
+    public List<int> Tokens { get; }
+    public int Generated { get; internal set; }
+    public KvBlockTable Table { get; }
+    /// <summary>Set when preempted: waits until another sequence leaves before it is recomputed.</summary>
+    public bool Parked { get; internal set; }
+    /// <summary>Its prompt (and any generated tokens) are cached; each step feeds one new token.</summary>
+    public bool IsDecoding => Table.Length > 0 && Tokens.Count - Table.Length == 1;
+}
+
+/// <summary>What one sequence feeds in a step: <paramref name="Count"/> of its tokens from position
+/// <paramref name="Start"/> (one decode token, or a prefill chunk). <paramref name="Samples"/>: the chunk reaches
+/// the last known token, so the step samples the sequence's next one.</summary>
+public readonly record struct ScheduledChunk(SequenceState Sequence, int Start, int Count, bool Samples);
+
+/// <summary>
+/// The engine's bookkeeping, as vLLM v1's scheduler: which sequences are waiting, running or preempted (parked),
+/// their block tables, each step's token budget, whether a new sequence fits, and which sequence to preempt. It
+/// holds no tensors: the model runner executes what <see cref="Schedule"/> returns, and <see cref="Update"/>
+/// records the token each sequence got.
+/// <para>
+/// Policy (one <see cref="Schedule"/>):
+/// 1. decode first: every running sequence (prompt cached) gets one token, oldest first, up to the step's
+///    sequence limit; one whose next token needs a block when none is free preempts the newest sequence holding
+///    blocks (itself, if it is the newest);
+/// 2. then prefill (new prompts and recomputes), first come first served, in chunks, while the step's token budget
+///    lasts and free blocks allow; prefill never preempts, and a sequence that cannot get a block stops the
+///    prefill queue (no overtaking);
+/// 3. preemption drops the victim's blocks and parks it: it is recomputed from its prompt + generated tokens
+///    (same answer) once another sequence leaves, or at once when only parked sequences are left.
+/// </para>
+/// <para>
+/// Adding a sequence (<see cref="TryAdd"/>) needs blocks for its prompt and first new token, after the blocks
+/// reserved for sequences already added and still waiting for prefill; a sequence whose prompt + max new tokens
+/// exceeds the whole pool or the model's context is refused as too large.
+/// </para>
+/// </summary>
+public sealed class Scheduler
+{
+    private readonly KvBlockAllocator _blocks;
+    private readonly int _maxBatchSequences, _maxTokensPerStep, _contextLength;
+    private readonly IReadOnlySet<int> _eos;
+    private readonly List<SequenceState> _sequences = new(); // order added = FCFS; the last is the newest
+
+    /// <param name="contextLength">The model's context: no sequence may hold more tokens.</param>
+    /// <param name="eosTokenIds">Tokens that end a sequence (unless its sampling ignores EOS).</param>
+    public Scheduler(KvBlockAllocator blocks, int maxBatchSequences, int maxTokensPerStep, int contextLength, IEnumerable<int> eosTokenIds)
+    {
+        if (maxBatchSequences < 1) throw new ArgumentException("must be >= 1", "max_batch_sequences");
+        if (maxTokensPerStep < 1) throw new ArgumentException("must be >= 1", "max_tokens_per_step");
+        _blocks = blocks;
+        _maxBatchSequences = maxBatchSequences;
+        _maxTokensPerStep = maxTokensPerStep;
+        _contextLength = contextLength;
+        _eos = new HashSet<int>(eosTokenIds);
+    }
+
+    public KvBlockAllocator Blocks => _blocks;
+    /// <summary>Every sequence added and not finished or removed, oldest first.</summary>
+    public IReadOnlyList<SequenceState> Sequences => _sequences;
+    public int MaxTokensPerStep => _maxTokensPerStep;
+    public long PreemptionsTotal { get; private set; }
+    /// <summary>Free blocks, less those reserved for sequences still waiting for (re)prefill, in tokens.</summary>
+    public int FreeTokens => Math.Max(0, _blocks.FreeBlocks - ReservedBlocks()) * _blocks.BlockSize;
+
+    /// <summary>Adds a sequence, or says why not. The request's tokens and sampling must already be valid.</summary>
+    public AddResult TryAdd(GenerationRequest request)
+    {
+        if (_sequences.Any(s => s.Id == request.SequenceId))
+            throw new ArgumentException($"sequence {request.SequenceId} is already running", "sequence_id");
+        int need = KvNeed.Tokens(request);
+        if (need > _contextLength)
+            return new AddResult(AddOutcome.TooLarge, need, FreeTokens,
+                $"prompt ({request.PromptIds.Count} tokens) + max_new_tokens ({request.Sampling.MaxNewTokens}) exceeds the model's context of {_contextLength} tokens");
+        if (_blocks.BlocksFor(need) > _blocks.BlockCount)
+            return new AddResult(AddOutcome.TooLarge, need, FreeTokens,
+                $"needs {need} tokens of KV cache; the engine's whole pool holds {_blocks.CapacityTokens} ({_blocks.BlockCount} blocks of {_blocks.BlockSize})");
+        // Only the prompt and the first new token need blocks now; later blocks come as it decodes (and if the
+        // pool runs dry then, the newest sequence is preempted and recomputed, not failed).
+        int now = request.PromptIds.Count + 1;
+        if (_blocks.BlocksFor(now) * _blocks.BlockSize > FreeTokens)
+            return new AddResult(AddOutcome.NoRoomNow, need, FreeTokens,
+                $"needs {_blocks.BlocksFor(now) * _blocks.BlockSize} tokens of KV cache to start; {FreeTokens} are free");
+
+        _sequences.Add(new SequenceState(request, new KvBlockTable(_blocks)));
+        return new AddResult(AddOutcome.Added, need, FreeTokens);
+    }
+
+    /// <summary>Blocks that sequences waiting for (re)prefill still need for their tokens and first new token.</summary>
+    private int ReservedBlocks()
+    {
+        int sum = 0;
+        foreach (var s in _sequences)
+            if (!s.IsDecoding) sum += Math.Max(0, _blocks.BlocksFor(s.Tokens.Count + 1) - s.Table.Blocks.Count);
+        return sum;
+    }
+
+    /// <summary>Ends a sequence and frees its blocks. False if unknown.</summary>
+    public bool Remove(long sequenceId)
+    {
+        var s = _sequences.Find(x => x.Id == sequenceId);
+        if (s is null) return false;
+        Release(s);
+        return true;
+    }
+
+    /// <summary>Forgets every sequence (the engine is going away with its pool).</summary>
+    public void Clear() => _sequences.Clear();
+
+    private void Release(SequenceState s)
+    {
+        _blocks.Release(s.Table);
+        _sequences.Remove(s);
+        foreach (var p in _sequences) p.Parked = false; // room was made: parked sequences may run again
+    }
+
+    /// <summary>Which sequences run this step and how many of their uncached tokens each feeds; grows their
+    /// block tables to hold them. Empty only when no sequence is left.</summary>
+    public IReadOnlyList<ScheduledChunk> Schedule()
+    {
+        if (_sequences.Count == 0) return [];
+        while (true)
+        {
+            var batch = TrySchedule();
+            if (batch.Count > 0) return batch;
+            // Nothing could run: no stream is decoding and the oldest waiting prompt (say, a recompute) needs
+            // blocks that newer, partly prefilled sequences hold. Take them back, newest first, so the queue moves.
+            var head = _sequences.FirstOrDefault(x => !x.Parked && !x.IsDecoding);
+            if (head is null) { foreach (var x in _sequences) x.Parked = false; continue; }
+            var victim = _sequences.LastOrDefault(x => x != head && x.Table.Blocks.Count > 0)
+                ?? throw new InvalidOperationException("KV pool accounting is off: nothing holds blocks, yet nothing can run");
+            Preempt(victim);
+        }
+    }
+
+    private List<ScheduledChunk> TrySchedule()
+    {
+        if (_sequences.All(s => s.Parked))
+            foreach (var s in _sequences) s.Parked = false;     // only parked ones left: recompute them now
+        var batch = new List<ScheduledChunk>();
+        int budget = _maxTokensPerStep;
+        foreach (var s in _sequences)                           // decode: one token each, oldest first (preempting only parks)
+        {
+            if (batch.Count == _maxBatchSequences) break;
+            if (s.Parked || !s.IsDecoding) continue;
+            if (!GrowOrPreempt(s)) continue;                     // s was the newest: it was preempted
+            batch.Add(Chunk(s, 1));
+            budget--;
+        }
+        foreach (var s in _sequences)                           // prefill (and recompute), FCFS, chunked
+        {
+            if (batch.Count == _maxBatchSequences || (budget <= 0 && batch.Count > 0)) break;
+            if (s.Parked || s.IsDecoding) continue;
+            int pending = s.Tokens.Count - s.Table.Length;
+            int take = Math.Min(pending, Math.Max(budget, 1));
+            // Prefill takes free blocks only (never preempts): shrink the chunk to what they hold.
+            take = Math.Min(take, s.Table.Capacity + _blocks.FreeBlocks * _blocks.BlockSize - s.Table.Length);
+            if (take <= 0) break;                                // FCFS: no later prompt overtakes this one
+            if (!_blocks.TryGrow(s.Table, s.Table.Length + take)) throw new InvalidOperationException("KV pool accounting is off");
+            batch.Add(Chunk(s, take));
+            budget -= take;
+        }
+        return batch;
+    }
+
+    private static ScheduledChunk Chunk(SequenceState s, int count) =>
+        new(s, s.Table.Length, count, s.Table.Length + count == s.Tokens.Count);
+
+    /// <summary>Makes room for a decoding sequence's next token, preempting the newest sequences holding blocks
+    /// while the pool is dry. False when <paramref name="s"/> itself was the newest and got preempted.</summary>
+    private bool GrowOrPreempt(SequenceState s)
+    {
+        while (!_blocks.TryGrow(s.Table, s.Table.Length + 1))
+        {
+            var victim = _sequences.FindLast(x => x.Table.Blocks.Count > 0)!;
+            Preempt(victim);
+            if (victim == s) return false;
+        }
+        return true;
+    }
+
+    /// <summary>Preempts the newest sequence of <paramref name="batch"/> (a step that ran out of memory is retried
+    /// without it).</summary>
+    public void PreemptNewest(IReadOnlyList<ScheduledChunk> batch) =>
+        Preempt(batch.Select(b => b.Sequence).MaxBy(_sequences.IndexOf)!);
+
+    /// <summary>
+    /// Drops a sequence's blocks and parks it; it is rebuilt from its tokens once another sequence leaves,
+    /// as vLLM's recompute preemption does (same tokens in, same answer out).
+    /// </summary>
+    private void Preempt(SequenceState victim)
+    {
+        _blocks.Release(victim.Table);
+        victim.Parked = true;
+        PreemptionsTotal++;
+    }
+
+    /// <summary>Records the token a sequence got and applies its stop rules: EOS (unless ignored) and its stop
+    /// tokens once it has its minimum, its token budget in any case. A finished sequence's blocks are freed.</summary>
+    public FinishReason? Update(SequenceState s, int token)
+    {
+        s.Tokens.Add(token);
+        s.Generated++;
+        FinishReason? finish = null;
+        var p = s.Request.Sampling;
+        bool isStop = (!p.IgnoreEos && _eos.Contains(token)) || p.StopTokenIds.Contains(token);
+        if (isStop && s.Generated >= p.MinNewTokens) finish = FinishReason.Stop;
+        else if (s.Generated >= p.MaxNewTokens) finish = FinishReason.Length;
+        if (finish is not null) Release(s);
+        return finish;
+    }
+}
