@@ -33,10 +33,9 @@ public sealed class SequenceState
 public readonly record struct ScheduledChunk(SequenceState Sequence, int Start, int Count, bool Samples);
 
 /// <summary>
-/// The engine's bookkeeping, as vLLM v1's scheduler, and the one queue of a worker: which sequences are waiting,
-/// running or preempted (parked),
-/// their block tables, each step's token budget, whether a new sequence fits, and which sequence to preempt. It
-/// holds no tensors: the model runner executes what <see cref="Schedule"/> returns, and <see cref="Update"/>
+/// The engine's bookkeeping, as vLLM v1's scheduler, and a worker's one queue: which sequences are waiting,
+/// running or preempted (parked), their block tables, each step's token budget, whether a new sequence can be
+/// reserved, and which sequence to preempt. It holds no tensors: the model runner executes what <see cref="Schedule"/> returns, and <see cref="Update"/>
 /// records the token each sequence got.
 /// <para>
 /// Policy (one <see cref="Schedule"/>):
