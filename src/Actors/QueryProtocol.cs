@@ -67,9 +67,9 @@ public sealed record WorkerStatus
     public string? Error { get; init; }
 
     // Load: what the router routes by.
-    /// <summary>Sequences the engine runs.</summary>
+    /// <summary>Sequences the engine runs (KV blocks reserved: decoding, prefilling, or preempted to be recomputed).</summary>
     public int Running { get; init; }
-    /// <summary>Queries the worker holds that the engine had no room for yet.</summary>
+    /// <summary>Queries waiting in the engine's queue (or for the engine to load) for KV blocks or a place in the batch.</summary>
     public int Queued { get; init; }
     public int KvFreeTokens { get; init; }
     public int KvCapacityTokens { get; init; }

@@ -229,6 +229,26 @@ public sealed class ModelWorkerSpecs(ITestOutputHelper output) : ActorSpec(null,
     }
 
     [Fact]
+    public void Should_leave_queries_the_engine_has_no_room_for_queued_in_it_first_come_first_served_and_drop_a_cancelled_one()
+    {
+        var factory = new FakeEngineFactory(kvCapacity: 200);
+        var slow = new FaultInjectingEngineFactory(factory, new FaultOptions { StepDelayMs = 20 });
+        var (worker, router) = StartWorker(slow);
+        AwaitState(router, WorkerState.Ready);
+
+        worker.Tell(new RunQuery(1, Greedy("q1", 97)), router);   // 100 KV tokens: runs, 100 are left
+        worker.Tell(new RunQuery(2, Greedy("q2", 147)), router);  // 150: waits
+        worker.Tell(new RunQuery(3, Greedy("q3", 17)), router);   // 20 would fit, but it is behind q2
+        // Both wait in the engine, and the free KV the router sees counts them: 100 − 150 − 20, at least 0.
+        AwaitState(router, WorkerState.Ready, s => s is { Running: 1, Queued: 2, KvFreeTokens: 0 });
+
+        worker.Tell(new CancelRun(2), router);
+        AwaitState(router, WorkerState.Ready, s => s is { Running: 2, Queued: 0, KvFreeTokens: 80 });
+        Assert.Equal(FakeEngine.GreedyAnswer(new[] { 5, 6, 7 }, 17), Tokens(Collect(router, 3)));
+        Assert.Equal(new long[] { 1 }, factory.Log.Removed);      // q2's sequence left the engine's queue
+    }
+
+    [Fact]
     public void Should_remove_a_cancelled_sequence_from_the_engine_at_the_next_step()
     {
         var factory = new FakeEngineFactory();

@@ -48,7 +48,7 @@ public class EngineTests
         Assert.Equal("prompt", Assert.Throws<ArgumentException>(() => e.TryAdd(new GenerationRequest(1, [9999], SamplingParams.Greedy(4)))).ParamName);
         Assert.Equal("top_p", Assert.Throws<ArgumentException>(() => e.TryAdd(new GenerationRequest(1, Prompt, new SamplingParams { TopP = 1.5f }))).ParamName);
         Assert.Equal("temperature", Assert.Throws<ArgumentException>(() => e.TryAdd(new GenerationRequest(1, Prompt, new SamplingParams { Temperature = -1 }))).ParamName);
-        Assert.Equal(0, e.ActiveSequences);
+        Assert.Equal((0, 0), (e.RunningSequences, e.WaitingSequences));
     }
 
     [Fact]
@@ -243,7 +243,7 @@ public class EngineTests
         for (int i = 100; i < 300; i++) Cycle(i);
         NativeMemory.CollectAndTrim();
         long after = NativeMemory.ResidentBytes();
-        Assert.Equal(0, e.ActiveSequences);
+        Assert.Equal((0, 0), (e.RunningSequences, e.WaitingSequences));
         Assert.Equal(0, e.MemoryUsage.KvUsedBytes);
         Assert.Equal(e.KvCapacityTokens, e.KvFreeTokens);
         Assert.True(after - baseline < 16L << 20, $"RSS grew by {(after - baseline) >> 20} MB over 200 cycles (baseline {baseline >> 20} MB)");

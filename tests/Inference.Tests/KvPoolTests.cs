@@ -43,6 +43,8 @@ public class KvPoolTests
     [Fact]
     public void Pool_is_allocated_once_from_the_kv_budget_and_adding_needs_only_the_prompts_blocks()
     {
+        var longPrompt = Enumerable.Repeat(5, 81).ToArray();
+        var longAlone = Alone([longPrompt], 4)[0];
         using var e = Load(kvBytes: BlockBytes * 6 + 100);           // the remainder is not enough for a block
         Assert.Equal((6, 16, 96), (e.KvBlocksTotal, e.KvBlockSize, e.KvCapacityTokens));
         Assert.Equal(6 * BlockBytes, e.MemoryUsage.KvCacheBytes);    // the pool is held from load on
@@ -52,18 +54,27 @@ public class KvPoolTests
         Assert.True(e.TryAdd(new GenerationRequest(1, seven, Greedy(80))).Added); // 87 tokens in the end, 1 block now
         Assert.Equal(80, e.KvFreeTokens);                            // its first block is reserved
 
-        var longPrompt = Enumerable.Repeat(5, 81).ToArray();         // 81 + 1 tokens: 6 blocks to start, 5 are free
-        var later = e.TryAdd(new GenerationRequest(2, longPrompt, Greedy(4)));
-        Assert.Equal(AddOutcome.NoRoomNow, later.Outcome);
-        Assert.Contains("96 tokens of KV cache to start; 80 are free", later.Reason);
+        // 81 + 1 tokens: 6 blocks to start, 5 are free. It is added, to wait with no block reserved.
+        Assert.True(e.TryAdd(new GenerationRequest(2, longPrompt, Greedy(4))).Added);
+        Assert.Equal((1, 1), (e.RunningSequences, e.WaitingSequences));
+        Assert.False(e.Scheduler.Sequences.Single(q => q.Id == 2).Reserved);
+        Assert.Equal(0, e.KvFreeTokens);                             // 80 free, less its whole need of 85
 
         var huge = e.TryAdd(new GenerationRequest(3, seven, Greedy(90)));  // 97 tokens > the whole pool
         Assert.Equal(AddOutcome.TooLarge, huge.Outcome);
         Assert.Contains("whole pool holds 96", huge.Reason);
 
-        while (e.HasPendingWork) e.Step();
+        // The waiting one runs once the first has ended, and gives the answer it gives alone.
+        var got = new List<int>();
+        while (e.HasPendingWork)
+        {
+            bool firstLeft = e.Scheduler.Sequences.All(q => q.Id != 1);
+            var updates = e.Step().Updates.Where(u => u.SequenceId == 2).Select(u => u.TokenId).ToList();
+            Assert.True(firstLeft || updates.Count == 0, "the waiting sequence ran before the first one ended");
+            got.AddRange(updates);
+        }
+        Assert.Equal(longAlone, got);
         AssertAllBlocksFree(e);
-        Assert.True(e.TryAdd(new GenerationRequest(2, longPrompt, Greedy(4))).Added);
     }
 
     [Fact]
@@ -110,12 +121,10 @@ public class KvPoolTests
         var got = prompts.Select(_ => new List<int>()).ToArray();
         while (waiting.Count > 0 || e.HasPendingWork)
         {
-            while (waiting.Count > 0)                                 // add in arrival order while there is room, as the ModelActor does
+            while (waiting.Count > 0)                                 // the engine queues what does not fit yet
             {
-                var r = e.TryAdd(new GenerationRequest(waiting.Peek(), prompts[waiting.Peek()], Greedy(20)));
-                Assert.NotEqual(AddOutcome.TooLarge, r.Outcome);
-                if (!r.Added) break;
-                waiting.Dequeue();
+                var id = waiting.Dequeue();
+                Assert.True(e.TryAdd(new GenerationRequest(id, prompts[id], Greedy(20))).Added);
             }
             foreach (var u in e.Step().Updates) got[u.SequenceId].Add(u.TokenId);
         }
@@ -152,10 +161,10 @@ public class KvPoolTests
         int guard = 0;
         while (e.Step().Preempted == 0) Assert.True(++guard < 100, "no preemption");
         Assert.True(e.Remove(12));
-        Assert.Equal(2, e.ActiveSequences);
+        Assert.Equal((2, 0), (e.RunningSequences, e.WaitingSequences));
         while (e.HasPendingWork) e.Step();
         AssertAllBlocksFree(e);
-        Assert.Equal(0, e.ActiveSequences);
+        Assert.Equal((0, 0), (e.RunningSequences, e.WaitingSequences));
     }
 
     [Fact]

@@ -64,6 +64,6 @@ public class ReferenceFixtureTests
         }
         Assert.Equal(c.GreedyIds, got);
         Assert.Equal(FinishReason.Length, finish);
-        Assert.Equal(0, engine.ActiveSequences);
+        Assert.Equal((0, 0), (engine.RunningSequences, engine.WaitingSequences));
     }
 }

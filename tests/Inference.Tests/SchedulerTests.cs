@@ -150,10 +150,76 @@ public class SchedulerTests
         Add(wide, 3, 7, 8);                                        // 15 tokens in the end; 2 blocks reserved now
         Assert.Equal(8, wide.FreeTokens);
         var later = wide.TryAdd(Request(4, 8, 1));                 // 8 + 1 tokens: 3 blocks to start, 2 are free
-        Assert.Equal(AddOutcome.NoRoomNow, later.Outcome);
-        Assert.Equal(8, later.TokensFree);
-        Assert.Single(wide.Sequences);
+        Assert.Equal(AddOutcome.Added, later.Outcome);             // added, to wait with nothing reserved
+        var waiting = wide.Sequences[1];
+        Assert.Equal((4L, false), (waiting.Id, waiting.Reserved));
+        Assert.Equal((1, 1), (wide.RunningCount, wide.WaitingCount));
+        Assert.Equal(8, wide.FreeTokens);
+        Assert.Equal(0, later.TokensFree);                         // 8 free, less its whole need of 9
         Assert.Throws<ArgumentException>(() => wide.TryAdd(Request(3, 1, 1)));  // the id is taken
+        Assert.Throws<ArgumentException>(() => wide.TryAdd(Request(4, 1, 1)));  // by a waiting sequence too
+
+        // It runs once the earlier one has ended, and not before.
+        while (wide.Sequences.Any(q => q.Id == 3))
+        {
+            var step = wide.Schedule();
+            Assert.DoesNotContain(step, c => c.Sequence.Id == 4);
+            Execute(wide, step);
+        }
+        Assert.True(waiting.Reserved);
+        var first = wide.Schedule();
+        Assert.Equal([(4L, 8)], Shape(first));
+        Assert.Equal((4L, (FinishReason?)FinishReason.Length), Assert.Single(Execute(wide, first)));
+        Assert.Equal(4, wide.Blocks.FreeBlocks);
+    }
+
+    [Fact]
+    public void Waiting_sequences_are_reserved_first_come_first_served_and_a_small_one_never_overtakes_the_head()
+    {
+        var s = Create(blocks: 4, blockSize: 4);
+        Add(s, 1, 7, 4);                                           // 2 blocks reserved, 2 free
+        Add(s, 2, 11, 4);                                          // 11 + 1 tokens: 3 blocks to start, so it waits
+        Add(s, 3, 2, 4);                                           // one block would do, but it is behind 2
+        Assert.Equal([true, false, false], s.Sequences.Select(q => q.Reserved));
+        Assert.Equal(0, s.UnclaimedTokens);                        // 8 free, less 15 and 6 waiting
+        while (s.Sequences.Any(q => q.Id == 1))
+        {
+            Assert.False(s.Sequences.Single(q => q.Id == 3).Reserved, "a later sequence overtook the head of the queue");
+            var step = s.Schedule();
+            Assert.Equal([1L], step.Select(c => c.Sequence.Id));
+            Execute(s, step);
+        }
+        Assert.Equal([true, true], s.Sequences.Select(q => q.Reserved));
+        Assert.Equal([(2L, 11), (3L, 2)], Shape(s.Schedule()));    // prefilled in arrival order
+    }
+
+    [Fact]
+    public void A_waiting_sequence_can_be_removed_and_the_one_behind_it_moves_up()
+    {
+        var s = Create(blocks: 4, blockSize: 4);
+        Add(s, 1, 7, 4);                                           // 2 blocks reserved, 2 free
+        Add(s, 2, 11, 4);                                          // waits: 3 blocks to start
+        Add(s, 3, 2, 4);                                           // waits behind it
+        Assert.True(s.Remove(2));
+        Assert.False(s.Remove(2));
+        Assert.Equal([1L, 3L], s.Sequences.Select(q => q.Id));
+        Assert.True(s.Sequences[1].Reserved);                      // it fits the two free blocks: one is promised to it
+        Assert.Equal(4, s.FreeTokens);
+        Assert.Equal(4, s.Blocks.FreeBlocks);                      // a waiting sequence never held a block
+        Assert.Equal([(1L, 7), (3L, 2)], Shape(s.Schedule()));
+    }
+
+    [Fact]
+    public void Sequences_beyond_the_step_limit_wait_unreserved_until_one_leaves()
+    {
+        var s = Create(blocks: 16, blockSize: 4, maxBatch: 2);
+        Add(s, 1, 2, 1);
+        Add(s, 2, 2, 3);
+        Add(s, 3, 2, 3);
+        Assert.Equal((2, 1), (s.RunningCount, s.WaitingCount));
+        Execute(s, s.Schedule());                                  // 1 ends with its one token
+        Assert.Equal((2, 0), (s.RunningCount, s.WaitingCount));
+        Assert.Equal([(2L, 1), (3L, 2)], Shape(s.Schedule()));
     }
 
     [Fact]

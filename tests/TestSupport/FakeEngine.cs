@@ -15,7 +15,7 @@ public sealed class FakeEngineLog
     public ConcurrentQueue<EngineLoadSettings> LoadSettings { get; } = new();
     public ConcurrentDictionary<int, bool> Threads { get; } = new();
     public ConcurrentQueue<long> Removed { get; } = new();
-    /// <summary>First prompt token of every sequence added (cluster specs number their queries with it).</summary>
+    /// <summary>First prompt token of every sequence started (cluster specs number their queries with it).</summary>
     public ConcurrentQueue<int> AddedPrompts { get; } = new();
     internal void Loaded(EngineLoadSettings s) { Interlocked.Increment(ref _loads); LoadSettings.Enqueue(s); Threads[Environment.CurrentManagedThreadId] = true; }
     internal void Stepped() { Interlocked.Increment(ref _steps); Threads[Environment.CurrentManagedThreadId] = true; }
@@ -25,16 +25,19 @@ public sealed class FakeEngineLog
 /// <summary>
 /// A deterministic stand-in for the TorchSharp engine, for actor logic: the next token is a hash of the
 /// prompt and the tokens so far (so a "greedy answer" is reproducible and checkable), one token per sequence
-/// per step (prefill included, as vLLM's first step), KV budget in tokens reserved when a sequence is added.
+/// per step (prefill included, as vLLM's first step). Like the real engine it is the worker's one queue: every
+/// sequence that could ever fit is added, and it runs once its whole KV need (in tokens) is free and fewer than
+/// <paramref name="maxBatch"/> run; until then it waits, first come first served.
 /// </summary>
-public sealed class FakeEngine(int kvCapacity, FakeEngineLog log, ISet<int>? preemptAtSteps = null) : IGenerationEngine
+public sealed class FakeEngine(int kvCapacity, FakeEngineLog log, ISet<int>? preemptAtSteps = null, int maxBatch = int.MaxValue) : IGenerationEngine
 {
     private sealed record Seq(long Id, IReadOnlyList<int> Prompt, SamplingParams Sampling, List<int> Generated)
     {
         public int Need => Prompt.Count + Sampling.MaxNewTokens;
     }
 
-    private readonly Dictionary<long, Seq> _seqs = new();
+    private readonly Dictionary<long, Seq> _seqs = new();     // running: their KV need is taken from _free
+    private readonly LinkedList<Seq> _waiting = new();         // arrival order
     private int _free = kvCapacity;
     private readonly int _capacity = kvCapacity;
     private int _step;
@@ -58,31 +61,47 @@ public sealed class FakeEngine(int kvCapacity, FakeEngineLog log, ISet<int>? pre
 
     public ModelDescription Model { get; } = new("fake-model", "Fake", 4096, 1000, new[] { 0 }, "float32", "cpu", 1234);
     public int KvCapacityTokens => _capacity;
-    public int KvFreeTokens => _free;
-    public int ActiveSequences => _seqs.Count;
-    public bool HasPendingWork => _seqs.Count > 0;
+    public int KvFreeTokens => Math.Max(0, _free - _waiting.Sum(s => s.Need));
+    public int RunningSequences => _seqs.Count;
+    public int WaitingSequences => _waiting.Count;
+    public bool HasPendingWork => _seqs.Count > 0 || _waiting.Count > 0;
     public EngineMemory MemoryUsage => new(1000, _seqs.Values.Sum(s => (long)(s.Prompt.Count + s.Generated.Count) * 8));
 
     public AddResult TryAdd(GenerationRequest request)
     {
         Check();
         if (request.PromptIds.Count == 0) throw new ArgumentException("must not be empty", "prompt");
-        int need = request.PromptIds.Count + request.Sampling.MaxNewTokens;
-        if (need > _capacity) return new AddResult(AddOutcome.TooLarge, need, _free, $"needs {need} tokens, the KV budget holds {_capacity}");
-        if (need > _free) return new AddResult(AddOutcome.NoRoomNow, need, _free);
-        _seqs.Add(request.SequenceId, new Seq(request.SequenceId, request.PromptIds, request.Sampling, new List<int>()));
-        _free -= need;
-        log.AddedPrompts.Enqueue(request.PromptIds[0]);
-        return new AddResult(AddOutcome.Added, need, _free);
+        if (_seqs.ContainsKey(request.SequenceId) || _waiting.Any(s => s.Id == request.SequenceId))
+            throw new ArgumentException($"sequence {request.SequenceId} is already added", "sequence_id");
+        int need = KvNeed.Tokens(request);
+        if (need > _capacity) return new AddResult(AddOutcome.TooLarge, need, KvFreeTokens, $"needs {need} tokens, the KV budget holds {_capacity}");
+        _waiting.AddLast(new Seq(request.SequenceId, request.PromptIds, request.Sampling, new List<int>()));
+        StartWaiting();
+        return new AddResult(AddOutcome.Added, need, KvFreeTokens);
     }
 
     public bool Remove(long sequenceId)
     {
         Check();
-        if (!_seqs.Remove(sequenceId, out var s)) return false;
-        _free += s.Need;
+        if (_seqs.Remove(sequenceId, out var s)) _free += s.Need;
+        else if (_waiting.FirstOrDefault(w => w.Id == sequenceId) is { } w) _waiting.Remove(w);
+        else return false;
         log.Removed.Enqueue(sequenceId);
+        StartWaiting();
         return true;
+    }
+
+    /// <summary>Starts waiting sequences in arrival order while their KV need is free and the batch has room.</summary>
+    private void StartWaiting()
+    {
+        while (_waiting.First is { } node && node.Value.Need <= _free && _seqs.Count < maxBatch)
+        {
+            var s = node.Value;
+            _waiting.RemoveFirst();
+            _seqs.Add(s.Id, s);
+            _free -= s.Need;
+            log.AddedPrompts.Enqueue(s.Prompt[0]);
+        }
     }
 
     public StepResult Step()
@@ -101,6 +120,7 @@ public sealed class FakeEngine(int kvCapacity, FakeEngineLog log, ISet<int>? pre
             if (finish is not null) { _seqs.Remove(s.Id); _free += s.Need; }
             updates.Add(new SequenceUpdate(s.Id, token, null, finish));
         }
+        StartWaiting();
         return new StepResult(updates, 0);
     }
 
@@ -129,7 +149,7 @@ public sealed class FakeEngineFactory(int kvCapacity = 4096, ITokenizer? tokeniz
     {
         if (loadFault?.Invoke(settings) is { } e) throw e;
         Log.Loaded(settings);
-        return new FakeEngine((int)(kvCapacity * settings.KvBudgetFraction), Log, preemptAtSteps);
+        return new FakeEngine((int)(kvCapacity * settings.KvBudgetFraction), Log, preemptAtSteps, settings.MaxBatch);
     }
 
     public ITokenizer? Tokenizer => tokenizer;

@@ -8,7 +8,9 @@ namespace ActorQuery.Actors.Workers;
 /// <summary>
 /// Owns one engine (weights, KV caches, device memory) on its own pinned thread. Loads it when its
 /// <see cref="ModelSupervisor"/> says so, then runs generation as one <see cref="RunStep"/> self-message per
-/// engine step, so that new queries, cancels and cleanup requests interleave with compute. An exception from a
+/// engine step, so that new queries, cancels and cleanup requests interleave with compute. Every query goes
+/// straight to the engine, whose scheduler is the worker's one queue (it runs what fits, first come first served,
+/// and keeps the rest waiting); the actor keeps only what maps sequences back to routers. An exception from a
 /// step (out-of-memory that the engine's own preemption could not absorb, or a crash) fails the actor; its
 /// supervisor restarts it, and <see cref="PreRestart"/> hands every query back to its router first.
 /// </summary>
@@ -47,8 +49,9 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
         public long Ticket { get; } = ticket;
         public IActorRef Router { get; } = router;
         public QueryRequest Request { get; } = request;
-        public int KvNeed => ActorQuery.Contracts.KvNeed.Tokens(Request.PromptTokenIds.Count, Request.Sampling.MaxNewTokens);
-        public long SequenceId { get; set; } = -1;
+        public long SequenceId { get; init; }
+        /// <summary>The engine holds it (running or waiting its turn); false only while the engine is loading.</summary>
+        public bool InEngine { get; set; }
         public int Tokens { get; set; }
         public IStreamingDetokenizer? Detokenizer { get; set; }
         public StopStringMatcher Stops { get; } = new(request.StopStrings);
@@ -58,13 +61,12 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
     private readonly IEngineFactory _factory;
     private readonly ITokenizer? _tokenizer;
     private readonly ILoggingAdapter _log = Context.GetLogger();
-    // A worker's queries live in one place each: those its engine took are the engine's (its scheduler queues them
-    // for prefill and decodes them); _waiting holds only those the engine had no room for yet (NoRoomNow) or that
-    // are over the worker's batch, in arrival order. The router keeps counts of what it sent, not the queries.
-    private readonly LinkedList<Job> _waiting = new();
-    private readonly Dictionary<long, Job> _running = new();   // by sequence id
+    // A worker has one queue, its engine's: every query goes straight to TryAdd, and the engine's scheduler runs it
+    // or keeps it waiting, first come first served, until it has KV blocks and a place in the batch. _jobs maps the
+    // engine's sequences back to their routers and streams (and holds what arrives while the engine loads, to add in
+    // arrival order: sequence ids increase). The router keeps counts of what it sent, not the queries.
+    private readonly Dictionary<long, Job> _jobs = new();   // by sequence id
     private IGenerationEngine? _engine;
-    private EngineLoadSettings? _settings;
     private long _nextSequenceId;
     private bool _stepScheduled;
     private int _newPreemptions;
@@ -94,8 +96,8 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
             else Self.Tell(new LoadNow(m.Settings));
         });
         Receive<LoadNow>(m => Load(m.Settings));
-        Receive<RunQuery>(m => _waiting.AddLast(new Job(m.Ticket, Sender, m.Request)));
-        Receive<CancelRun>(m => RemoveWaiting(m.Ticket, Sender));
+        Receive<RunQuery>(m => Track(m));
+        Receive<CancelRun>(m => Cancel(m.Ticket, Sender));
         Receive<CleanupMemory>(_ => NativeMemory.CollectAndTrim());
         Receive<RunStep>(_ => _stepScheduled = false); // a step scheduled by the previous incarnation
         Receive<Retire>(_ => RetireNow());
@@ -105,25 +107,14 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
     {
         Receive<RunQuery>(m =>
         {
-            _waiting.AddLast(new Job(m.Ticket, Sender, m.Request));
-            AddWaitingToEngine();
+            AddToEngine(Track(m));
             Report();
             ScheduleStep();
         });
         Receive<RunStep>(_ => Step());
         Receive<CancelRun>(m =>
         {
-            if (!RemoveWaiting(m.Ticket, Sender))
-            {
-                // Tickets are unique per router only: a cancel counts for the sender's own job.
-                var job = _running.Values.FirstOrDefault(j => j.Ticket == m.Ticket && j.Router.Equals(Sender));
-                if (job is not null)
-                {
-                    _engine!.Remove(job.SequenceId);
-                    _running.Remove(job.SequenceId);
-                }
-            }
-            AddWaitingToEngine();
+            Cancel(m.Ticket, Sender);
             Report();
             ScheduleStep();
         });
@@ -151,10 +142,9 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
             Context.Parent.Tell(new LoadFailed($"{e.GetType().Name}: {FirstLine(e)}", oom));
             return;
         }
-        _settings = settings;
         Context.Parent.Tell(new Loaded(_engine.Model, _engine.KvCapacityTokens, settings));
         Become(Ready);
-        AddWaitingToEngine();
+        foreach (var job in _jobs.Values.Where(j => !j.InEngine).OrderBy(j => j.SequenceId).ToList()) AddToEngine(job);
         Report();
         ScheduleStep();
     }
@@ -177,8 +167,7 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
             _log.Warning("{0}: out of memory in a step; the engine preempted {1} sequence(s) and will recompute them", _worker, result.Preempted);
         }
         foreach (var update in result.Updates)
-            if (_running.TryGetValue(update.SequenceId, out var job)) Deliver(job, update);
-        AddWaitingToEngine();
+            if (_jobs.TryGetValue(update.SequenceId, out var job)) Deliver(job, update);
         Report();
         ScheduleStep();
     }
@@ -207,44 +196,45 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
         job.Router.Tell(new QueryProgress(job.Ticket, new TokensGenerated(id, visible, new[] { update.TokenId }, logprobs)));
         if (finish is { } reason)
         {
-            _running.Remove(job.SequenceId);
+            _jobs.Remove(job.SequenceId);
             job.Router.Tell(new QueryProgress(job.Ticket,
                 new QueryCompleted(id, reason, job.Request.PromptTokenIds.Count, job.Tokens, Cached: false, _worker)));
         }
     }
 
-    /// <summary>Moves waiting jobs into the engine while the batch and the KV budget allow, in arrival order.</summary>
-    private void AddWaitingToEngine()
+    /// <summary>Gives a query its sequence id and remembers it, until it completes, is cancelled or is handed back.</summary>
+    private Job Track(RunQuery m)
+    {
+        var job = new Job(m.Ticket, Sender, m.Request) { SequenceId = _nextSequenceId++ };
+        _jobs[job.SequenceId] = job;
+        return job;
+    }
+
+    /// <summary>Hands a job to the engine, which runs it or queues it; refuses it if it is invalid or could never fit.</summary>
+    private void AddToEngine(Job job)
     {
         var engine = _engine!;
-        while (_waiting.First is { } node && _running.Count < _settings!.MaxBatch)
+        AddResult result;
+        try
         {
-            var job = node.Value;
-            AddResult result;
-            long sequenceId = _nextSequenceId++;
-            try
-            {
-                job.Request.Sampling.Validate();
-                result = engine.TryAdd(new GenerationRequest(sequenceId, job.Request.PromptTokenIds, job.Request.Sampling));
-            }
-            catch (ArgumentException e)
-            {
-                _waiting.RemoveFirst();
-                Reply(job, new QueryRefused(job.Request.QueryId, RefusalReason.InvalidRequest, e.Message, null));
-                continue;
-            }
-            if (result.Outcome == AddOutcome.NoRoomNow) break;
-            _waiting.RemoveFirst();
-            if (result.Outcome == AddOutcome.TooLarge)
-            {
-                Reply(job, new QueryRefused(job.Request.QueryId, RefusalReason.TooLarge,
-                    result.Reason ?? $"needs {result.TokensNeeded} KV tokens; the model holds {engine.KvCapacityTokens}", null));
-                continue;
-            }
-            job.SequenceId = sequenceId;
-            job.Detokenizer = _tokenizer?.CreateStreamingDetokenizer(job.Request.SkipSpecialTokens);
-            _running[sequenceId] = job;
+            job.Request.Sampling.Validate();
+            result = engine.TryAdd(new GenerationRequest(job.SequenceId, job.Request.PromptTokenIds, job.Request.Sampling));
         }
+        catch (ArgumentException e)
+        {
+            _jobs.Remove(job.SequenceId);
+            Reply(job, new QueryRefused(job.Request.QueryId, RefusalReason.InvalidRequest, e.Message, null));
+            return;
+        }
+        if (result.Outcome == AddOutcome.TooLarge)
+        {
+            _jobs.Remove(job.SequenceId);
+            Reply(job, new QueryRefused(job.Request.QueryId, RefusalReason.TooLarge,
+                result.Reason ?? $"needs {result.TokensNeeded} KV tokens; the model holds {engine.KvCapacityTokens}", null));
+            return;
+        }
+        job.InEngine = true;
+        job.Detokenizer = _tokenizer?.CreateStreamingDetokenizer(job.Request.SkipSpecialTokens);
     }
 
     private static void Reply(Job job, QueryEvent e) => job.Router.Tell(new QueryProgress(job.Ticket, e));
@@ -256,24 +246,28 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
         Self.Tell(RunStep.Instance);
     }
 
-    private bool RemoveWaiting(long ticket, IActorRef router)
+    /// <summary>Drops the sender's job with this ticket (tickets are unique per router only), from the engine too,
+    /// whether it runs or waits there.</summary>
+    private void Cancel(long ticket, IActorRef router)
     {
-        for (var n = _waiting.First; n is not null; n = n.Next)
-            if (n.Value.Ticket == ticket && n.Value.Router.Equals(router)) { _waiting.Remove(n); return true; }
-        return false;
+        var job = _jobs.Values.FirstOrDefault(j => j.Ticket == ticket && j.Router.Equals(router));
+        if (job is null) return;
+        if (job.InEngine) _engine!.Remove(job.SequenceId);
+        _jobs.Remove(job.SequenceId);
     }
 
     private void Report()
     {
-        int kvFree = 0, kvCap = 0;
+        int running = 0, queued = _jobs.Count, kvFree = 0, kvCap = 0;   // no engine: all are waiting for it to load
         long tensors = 0;
         if (_engine is { } e)
         {
+            (running, queued) = (e.RunningSequences, e.WaitingSequences);
             kvCap = e.KvCapacityTokens;
-            kvFree = Math.Max(0, e.KvFreeTokens - _waiting.Sum(j => j.KvNeed));
+            kvFree = e.KvFreeTokens;   // already less the KV need of the sequences waiting in it
             tensors = e.MemoryUsage.TotalBytes;
         }
-        var report = new LoadReport(_running.Count, _waiting.Count, kvFree, kvCap, tensors, _newPreemptions);
+        var report = new LoadReport(running, queued, kvFree, kvCap, tensors, _newPreemptions);
         if (_lastReport is { } last && last with { TensorBytes = tensors } == report && _newPreemptions == 0) return;
         _lastReport = report;
         _newPreemptions = 0;
@@ -283,10 +277,9 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
     /// <summary>Gives every query back to its router (it decides: retry elsewhere, or fail with the reason).</summary>
     private void ReturnAll(string reason)
     {
-        foreach (var job in _running.Values.Concat(_waiting))
+        foreach (var job in _jobs.Values.OrderBy(j => j.SequenceId))
             job.Router.Tell(new QueryReturned(job.Ticket, reason, job.Tokens));
-        _running.Clear();
-        _waiting.Clear();
+        _jobs.Clear();
     }
 
     private void DisposeEngine()

@@ -25,13 +25,13 @@ public sealed record StepResult(IReadOnlyList<SequenceUpdate> Updates, int Preem
 
 public enum AddOutcome
 {
+    /// <summary>The engine holds the sequence: it runs now, or waits its turn for KV blocks.</summary>
     Added,
     /// <summary>The sequence could never fit (prompt + max new tokens over the context or the whole KV pool).</summary>
     TooLarge,
-    /// <summary>It fits the engine, but not now: the free KV blocks do not hold its prompt.</summary>
-    NoRoomNow,
 }
 
+/// <param name="TokensFree">The engine's <see cref="IGenerationEngine.KvFreeTokens"/> after the call.</param>
 public sealed record AddResult(AddOutcome Outcome, int TokensNeeded, int TokensFree, string? Reason = null)
 {
     public bool Added => Outcome == AddOutcome.Added;

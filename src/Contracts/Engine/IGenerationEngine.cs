@@ -3,8 +3,12 @@ namespace ActorQuery.Contracts;
 /// <summary>
 /// A loaded model that advances many sequences, one <see cref="Step"/> at a time (schedule → one forward
 /// pass → update, as vLLM's loop). Not thread-safe: one owner (the ModelActor's pinned thread) calls it.
-/// Expected trouble is a result (<see cref="AddResult"/>); an out-of-memory that survives preemption is
-/// thrown (see <see cref="Memory.OutOfMemory.IsOutOfMemory"/>).
+/// <para>
+/// The engine is a worker's one queue: <see cref="TryAdd"/> accepts every sequence that could ever fit, and those
+/// that cannot get their KV blocks (or a place in the batch) now wait in it, first come first served, until
+/// sequences ahead of them leave. Expected trouble is a result (<see cref="AddResult"/>); an out-of-memory that
+/// survives preemption is thrown (see <see cref="Memory.OutOfMemory.IsOutOfMemory"/>).
+/// </para>
 /// </summary>
 public interface IGenerationEngine : IDisposable
 {
@@ -13,24 +17,31 @@ public interface IGenerationEngine : IDisposable
     /// <summary>Tokens the KV cache holds in all (for the paged pool: blocks × block size).</summary>
     int KvCapacityTokens { get; }
 
-    /// <summary>Tokens of KV cache free for new sequences (for the paged pool: free blocks, less those reserved for
-    /// sequences added and still waiting for prefill, × block size). Running sequences take more as they decode.</summary>
+    /// <summary>Tokens of KV cache left for a sequence added now (for the paged pool: free blocks, less those reserved
+    /// for sequences still waiting for prefill, × block size, less the whole <see cref="KvNeed"/> of the sequences waiting
+    /// unreserved; never below zero). Running sequences take more as they decode.</summary>
     int KvFreeTokens { get; }
 
-    /// <summary>Sequences added and not yet finished or removed.</summary>
-    int ActiveSequences { get; }
+    /// <summary>Sequences with KV blocks reserved (decoding, prefilling, or preempted to be recomputed); at most the
+    /// engine's batch.</summary>
+    int RunningSequences { get; }
+
+    /// <summary>Sequences added that wait, with nothing reserved, for KV blocks or a place in the batch.</summary>
+    int WaitingSequences { get; }
 
     bool HasPendingWork { get; }
 
     EngineMemory MemoryUsage { get; }
 
-    /// <summary>Adds a sequence, or says why not. Throws <see cref="ArgumentException"/> for invalid input.</summary>
+    /// <summary>Adds a sequence (to run now or to wait its turn), or refuses it as <see cref="AddOutcome.TooLarge"/>.
+    /// Throws <see cref="ArgumentException"/> for invalid input.</summary>
     AddResult TryAdd(GenerationRequest request);
 
-    /// <summary>Ends a sequence early (cancelled, stop string matched) and frees its KV blocks. False if unknown.</summary>
+    /// <summary>Ends a sequence early (cancelled, stop string matched), running or waiting, and frees its KV blocks.
+    /// False if unknown.</summary>
     bool Remove(long sequenceId);
 
-    /// <summary>Runs one forward pass over the active sequences and returns their new tokens.</summary>
+    /// <summary>Runs one forward pass over the running sequences and returns their new tokens.</summary>
     StepResult Step();
 
     /// <summary>Drops what can be rebuilt (idle scratch buffers) and returns freed memory to the OS.</summary>

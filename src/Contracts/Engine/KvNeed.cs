@@ -2,8 +2,9 @@ namespace ActorQuery.Contracts;
 
 /// <summary>
 /// The KV cache a request can come to hold: every prompt token and every token it may generate. The router
-/// refuses a query whose need exceeds the largest worker, the worker waits until its engine has room, and the
-/// engine refuses a sequence whose need exceeds its pool or the model's context; all of them count it here.
+/// refuses a query whose need exceeds the largest worker, the engine refuses a sequence whose need exceeds its
+/// pool or the model's context and counts the need of those waiting in its queue against its free KV; all of them
+/// count it here.
 /// </summary>
 public static class KvNeed
 {

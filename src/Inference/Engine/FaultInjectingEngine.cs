@@ -18,7 +18,8 @@ public sealed class FaultInjectingEngine(IGenerationEngine inner, FaultOptions f
     public ModelDescription Model => inner.Model;
     public int KvCapacityTokens => inner.KvCapacityTokens;
     public int KvFreeTokens => inner.KvFreeTokens;
-    public int ActiveSequences => inner.ActiveSequences;
+    public int RunningSequences => inner.RunningSequences;
+    public int WaitingSequences => inner.WaitingSequences;
     public bool HasPendingWork => inner.HasPendingWork;
     public EngineMemory MemoryUsage => inner.MemoryUsage;
 

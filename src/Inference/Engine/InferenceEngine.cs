@@ -25,8 +25,9 @@ public sealed class InferenceEngine : IGenerationEngine
     public ModelConfig Config { get; }
     public GenerationDefaults? GenerationDefaults { get; }
     public int KvCapacityTokens => _scheduler.Blocks.CapacityTokens;
-    public int KvFreeTokens => _scheduler.FreeTokens;
-    public int ActiveSequences => _scheduler.Sequences.Count;
+    public int KvFreeTokens => _scheduler.UnclaimedTokens;
+    public int RunningSequences => _scheduler.RunningCount;
+    public int WaitingSequences => _scheduler.WaitingCount;
     public bool HasPendingWork => _scheduler.Sequences.Count > 0;
     public TimeSpan LoadTime { get; }
     public long PreemptionsTotal => _scheduler.PreemptionsTotal;
@@ -77,7 +78,7 @@ public sealed class InferenceEngine : IGenerationEngine
             if ((uint)id >= (uint)Config.VocabSize)
                 throw new ArgumentException($"token id {id} is outside the vocabulary (0..{Config.VocabSize - 1})", "prompt");
         var result = _scheduler.TryAdd(request);
-        if (result.Added) _runner.Add(request);
+        if (result.Added) _runner.Add(request);                   // its sampler, whether it runs now or waits
         return result;
     }
 

@@ -18,6 +18,9 @@ public sealed class SequenceState
     public List<int> Tokens { get; }
     public int Generated { get; internal set; }
     public KvBlockTable Table { get; }
+    /// <summary>Its blocks are promised (prompt and first new token): it counts against the pool and the step's
+    /// sequence limit, and may be prefilled. Until then it waits in arrival order, holding and promising nothing.</summary>
+    public bool Reserved { get; internal set; }
     /// <summary>Set when preempted: waits until another sequence leaves before it is recomputed.</summary>
     public bool Parked { get; internal set; }
     /// <summary>Its prompt (and any generated tokens) are cached; each step feeds one new token.</summary>
@@ -30,9 +33,9 @@ public sealed class SequenceState
 public readonly record struct ScheduledChunk(SequenceState Sequence, int Start, int Count, bool Samples);
 
 /// <summary>
-/// The engine's bookkeeping, as vLLM v1's scheduler: which sequences are waiting, running or preempted (parked),
-/// their block tables, each step's token budget, whether a new sequence fits, and which sequence to preempt. It
-/// holds no tensors: the model runner executes what <see cref="Schedule"/> returns, and <see cref="Update"/>
+/// The engine's bookkeeping, as vLLM v1's scheduler, and a worker's one queue: which sequences are waiting,
+/// running or preempted (parked), their block tables, each step's token budget, whether a new sequence can be
+/// reserved, and which sequence to preempt. It holds no tensors: the model runner executes what <see cref="Schedule"/> returns, and <see cref="Update"/>
 /// records the token each sequence got.
 /// <para>
 /// Policy (one <see cref="Schedule"/>):
@@ -46,9 +49,12 @@ public readonly record struct ScheduledChunk(SequenceState Sequence, int Start, 
 ///    (same answer) once another sequence leaves, or at once when only parked sequences are left.
 /// </para>
 /// <para>
-/// Adding a sequence (<see cref="TryAdd"/>) needs blocks for its prompt and first new token, after the blocks
-/// reserved for sequences already added and still waiting for prefill; a sequence whose prompt + max new tokens
-/// exceeds the whole pool or the model's context is refused as too large.
+/// Adding a sequence (<see cref="TryAdd"/>) accepts every sequence that could ever fit; one whose prompt + max new
+/// tokens exceeds the whole pool or the model's context is refused as too large. An added sequence waits, first come
+/// first served, until it is reserved: blocks for its prompt and first new token are promised to it, after those
+/// promised to the sequences ahead of it, and fewer than the step's sequence limit hold a reservation. The head of
+/// the waiting queue holds back those behind it (no overtaking), as in prefill; reservations are made when a
+/// sequence is added, when one leaves, and at each <see cref="Schedule"/>.
 /// </para>
 /// </summary>
 public sealed class Scheduler
@@ -72,46 +78,69 @@ public sealed class Scheduler
     }
 
     public KvBlockAllocator Blocks => _blocks;
-    /// <summary>Every sequence added and not finished or removed, oldest first.</summary>
+    /// <summary>Every sequence added and not finished or removed, oldest first (reserved ones, then those waiting).</summary>
     public IReadOnlyList<SequenceState> Sequences => _sequences;
+    /// <summary>Sequences holding a reservation: decoding, prefilling, or preempted to be recomputed.</summary>
+    public int RunningCount => _sequences.Count(s => s.Reserved);
+    /// <summary>Sequences added and waiting, unreserved, for blocks or for a place in the batch.</summary>
+    public int WaitingCount => _sequences.Count - RunningCount;
     public int MaxTokensPerStep => _maxTokensPerStep;
     public long PreemptionsTotal { get; private set; }
     /// <summary>Free blocks, less those reserved for sequences still waiting for (re)prefill, in tokens.</summary>
-    public int FreeTokens => Math.Max(0, _blocks.FreeBlocks - ReservedBlocks()) * _blocks.BlockSize;
+    public int FreeTokens => Math.Max(0, UnreservedBlocks()) * _blocks.BlockSize;
+    /// <summary><see cref="FreeTokens"/> less the whole KV need (<see cref="KvNeed.Tokens(GenerationRequest)"/>) of the
+    /// sequences waiting unreserved, never below zero: what is left for a sequence added now, once those ahead of it
+    /// are served.</summary>
+    public int UnclaimedTokens =>
+        Math.Max(0, UnreservedBlocks() * _blocks.BlockSize - _sequences.Where(s => !s.Reserved).Sum(s => KvNeed.Tokens(s.Request)));
 
-    /// <summary>Adds a sequence, or says why not. The request's tokens and sampling must already be valid.</summary>
+    private int UnreservedBlocks() => _blocks.FreeBlocks - ReservedBlocks();
+
+    /// <summary>Adds a sequence to the waiting queue (reserving it at once if it is the head and fits), or says why it
+    /// can never run. The request's tokens and sampling must already be valid.</summary>
     public AddResult TryAdd(GenerationRequest request)
     {
         if (_sequences.Any(s => s.Id == request.SequenceId))
-            throw new ArgumentException($"sequence {request.SequenceId} is already running", "sequence_id");
+            throw new ArgumentException($"sequence {request.SequenceId} is already added", "sequence_id");
         int need = KvNeed.Tokens(request);
         if (need > _contextLength)
-            return new AddResult(AddOutcome.TooLarge, need, FreeTokens,
+            return new AddResult(AddOutcome.TooLarge, need, UnclaimedTokens,
                 $"prompt ({request.PromptIds.Count} tokens) + max_new_tokens ({request.Sampling.MaxNewTokens}) exceeds the model's context of {_contextLength} tokens");
         if (_blocks.BlocksFor(need) > _blocks.BlockCount)
-            return new AddResult(AddOutcome.TooLarge, need, FreeTokens,
+            return new AddResult(AddOutcome.TooLarge, need, UnclaimedTokens,
                 $"needs {need} tokens of KV cache; the engine's whole pool holds {_blocks.CapacityTokens} ({_blocks.BlockCount} blocks of {_blocks.BlockSize})");
-        // Only the prompt and the first new token need blocks now; later blocks come as it decodes (and if the
-        // pool runs dry then, the newest sequence is preempted and recomputed, not failed).
-        int now = request.PromptIds.Count + 1;
-        if (_blocks.BlocksFor(now) * _blocks.BlockSize > FreeTokens)
-            return new AddResult(AddOutcome.NoRoomNow, need, FreeTokens,
-                $"needs {_blocks.BlocksFor(now) * _blocks.BlockSize} tokens of KV cache to start; {FreeTokens} are free");
-
         _sequences.Add(new SequenceState(request, new KvBlockTable(_blocks)));
-        return new AddResult(AddOutcome.Added, need, FreeTokens);
+        ReserveWaiting();
+        return new AddResult(AddOutcome.Added, need, UnclaimedTokens);
     }
 
-    /// <summary>Blocks that sequences waiting for (re)prefill still need for their tokens and first new token.</summary>
+    /// <summary>Blocks that reserved sequences waiting for (re)prefill still need for their tokens and first new token.</summary>
     private int ReservedBlocks()
     {
         int sum = 0;
         foreach (var s in _sequences)
-            if (!s.IsDecoding) sum += Math.Max(0, _blocks.BlocksFor(s.Tokens.Count + 1) - s.Table.Blocks.Count);
+            if (s.Reserved && !s.IsDecoding) sum += Math.Max(0, _blocks.BlocksFor(s.Tokens.Count + 1) - s.Table.Blocks.Count);
         return sum;
     }
 
-    /// <summary>Ends a sequence and frees its blocks. False if unknown.</summary>
+    /// <summary>Reserves waiting sequences in arrival order while blocks and the step's sequence limit allow; the first
+    /// that does not fit holds back those behind it. Only the prompt and the first new token are promised: later
+    /// blocks come as it decodes (and if the pool runs dry then, the newest sequence is preempted and recomputed).</summary>
+    private void ReserveWaiting()
+    {
+        int reserved = RunningCount, freeBlocks = UnreservedBlocks();
+        foreach (var s in _sequences)
+        {
+            if (s.Reserved) continue;
+            int blocks = _blocks.BlocksFor(s.Tokens.Count + 1);
+            if (reserved >= _maxBatchSequences || blocks > freeBlocks) return;
+            s.Reserved = true;
+            reserved++;
+            freeBlocks -= blocks;
+        }
+    }
+
+    /// <summary>Ends a sequence, running or waiting, and frees its blocks. False if unknown.</summary>
     public bool Remove(long sequenceId)
     {
         var s = _sequences.Find(x => x.Id == sequenceId);
@@ -128,6 +157,7 @@ public sealed class Scheduler
         _blocks.Release(s.Table);
         _sequences.Remove(s);
         foreach (var p in _sequences) p.Parked = false; // room was made: parked sequences may run again
+        ReserveWaiting();                                // and waiting ones may be reserved
     }
 
     /// <summary>Which sequences run this step and how many of their uncached tokens each feeds; grows their
@@ -135,14 +165,21 @@ public sealed class Scheduler
     public IReadOnlyList<ScheduledChunk> Schedule()
     {
         if (_sequences.Count == 0) return [];
+        ReserveWaiting();
         while (true)
         {
             var batch = TrySchedule();
             if (batch.Count > 0) return batch;
             // Nothing could run: no stream is decoding and the oldest waiting prompt (say, a recompute) needs
             // blocks that newer, partly prefilled sequences hold. Take them back, newest first, so the queue moves.
-            var head = _sequences.FirstOrDefault(x => !x.Parked && !x.IsDecoding);
-            if (head is null) { foreach (var x in _sequences) x.Parked = false; continue; }
+            var head = _sequences.FirstOrDefault(x => x.Reserved && !x.Parked && !x.IsDecoding);
+            if (head is null)
+            {
+                if (!_sequences.Any(x => x.Parked))
+                    throw new InvalidOperationException("KV pool accounting is off: no sequence could be reserved in an empty pool");
+                foreach (var x in _sequences) x.Parked = false;
+                continue;
+            }
             var victim = _sequences.LastOrDefault(x => x != head && x.Table.Blocks.Count > 0)
                 ?? throw new InvalidOperationException("KV pool accounting is off: nothing holds blocks, yet nothing can run");
             Preempt(victim);
@@ -151,7 +188,7 @@ public sealed class Scheduler
 
     private List<ScheduledChunk> TrySchedule()
     {
-        if (_sequences.All(s => s.Parked))
+        if (_sequences.All(s => s.Parked || !s.Reserved))
             foreach (var s in _sequences) s.Parked = false;     // only parked ones left: recompute them now
         var batch = new List<ScheduledChunk>();
         int budget = _maxTokensPerStep;
@@ -166,6 +203,7 @@ public sealed class Scheduler
         foreach (var s in _sequences)                           // prefill (and recompute), FCFS, chunked
         {
             if (batch.Count == _maxBatchSequences || (budget <= 0 && batch.Count > 0)) break;
+            if (!s.Reserved) break;                              // the rest wait unreserved
             if (s.Parked || s.IsDecoding) continue;
             int pending = s.Tokens.Count - s.Table.Length;
             int take = Math.Min(pending, Math.Max(budget, 1));

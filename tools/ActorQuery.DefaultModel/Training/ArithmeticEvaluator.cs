@@ -39,11 +39,11 @@ public sealed class ArithmeticEvaluator(IGenerationEngine engine, Func<Arithmeti
         int next = 0;
         while (next < examples.Count || engine.HasPendingWork)
         {
-            // Keep the engine's queue topped up, so it batches as it would under load.
-            while (next < examples.Count)
+            // Keep the engine's queue topped up, so it batches as it would under load, without encoding every
+            // example up front: one waiting sequence is enough to fill the next free place.
+            while (next < examples.Count && engine.WaitingSequences == 0)
             {
                 var added = engine.TryAdd(new GenerationRequest(next, encodePrompt(examples[next]), SamplingParams.Greedy(MaxNewTokens)));
-                if (added.Outcome == AddOutcome.NoRoomNow) break;
                 if (!added.Added) throw new InvalidOperationException($"example {next} refused: {added.Reason}");
                 next++;
             }
