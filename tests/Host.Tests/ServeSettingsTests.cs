@@ -31,6 +31,20 @@ public sealed class ServeSettingsTests
     }
 
     [Fact]
+    public void A_key_that_is_no_setting_is_refused_instead_of_ignored()
+    {
+        Assert.Equal("ActorQuery:MaxQeue is not a setting (actorquery help lists them)", Refused(("MaxQeue", "5")).Message);
+        Assert.Equal("ActorQuery:Router:MaxInFlight is set by ActorQuery:MaxInFlight (--max-in-flight); use that instead",
+            Refused(("Router:MaxInFlight", "3")).Message);
+        Assert.Contains("ActorQuery:Workers:MaxBatch is set by ActorQuery:MaxBatch", Refused(("workers:maxbatch", "3")).Message);
+        // Finer settings and list entries are settings.
+        ServeOptions.From(new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["ActorQuery:Workers:CpuFallback"] = "true", ["ActorQuery:Faults:OomAtSteps:0"] = "3", ["ActorQuery:Cluster:Port"] = "0",
+        }).Build());
+    }
+
+    [Fact]
     public void Every_default_passes_its_own_limits()
     {
         var options = ServeOptions.From(new ConfigurationBuilder().Build());

@@ -144,6 +144,7 @@ public static class ServeSettings
     public static void Validate(IConfiguration configuration)
     {
         var section = configuration.GetSection(ServeOptions.Section);
+        RefuseUnknownKeys(section);
         string Read(string key)
         {
             var setting = Get(key);
@@ -155,6 +156,38 @@ public static class ServeSettings
             if (value is null || s.Check is null) continue;
             var error = s.Check(value, Read);
             if (error is not null) throw new OptionsException($"{s.ConfigKey} {error}");
+        }
+    }
+
+    /// <summary>Fields of the actors' option records that a main setting sets: binding them too would be overridden.</summary>
+    private static readonly Dictionary<string, string> SetByMainSetting = new(StringComparer.OrdinalIgnoreCase)
+    {
+        ["Router:MaxInFlight"] = "MaxInFlight", ["Router:MaxQueue"] = "MaxQueue", ["Router:DefaultTimeout"] = "DefaultDeadlineSeconds",
+        ["Workers:Count"] = "WorkersPerNode", ["Workers:MaxBatch"] = "MaxBatch",
+        ["Watchdog:LimitBytes"] = "MemoryLimit", ["Watchdog:CleanupMark"] = "CleanupMark", ["Watchdog:PauseMark"] = "PauseMark",
+        ["Cache:Enabled"] = "CacheEntries", ["Cache:MaxEntries"] = "CacheEntries", ["Cache:MaxBytes"] = "CacheMaxBytes",
+    };
+
+    /// <summary>
+    /// A key under "ActorQuery" that is no setting would be ignored without a word (a typo such as
+    /// <c>ACTORQUERY__MAXQEUE</c>, or a record field that a main setting overrides): refuse it, naming what to use.
+    /// </summary>
+    private static void RefuseUnknownKeys(IConfigurationSection section)
+    {
+        foreach (var (key, value) in section.AsEnumerable(makePathsRelative: true))
+        {
+            if (value is null) continue; // a section, not a value
+            bool known = All.Any(s => s.Key.Equals(key, StringComparison.OrdinalIgnoreCase)
+                                      || (s.Kind == SettingKind.IntList && key.StartsWith(s.Key + ":", StringComparison.OrdinalIgnoreCase)));
+            if (known) continue;
+            var full = $"{ServeOptions.Section}:{key}";
+            if (SetByMainSetting.TryGetValue(key, out var main))
+            {
+                var setting = Get(main);
+                full = $"{ServeOptions.Section}:{SetByMainSetting.Keys.First(k => k.Equals(key, StringComparison.OrdinalIgnoreCase))}";
+                throw new OptionsException($"{full} is set by {setting.ConfigKey}{(setting.Flag is null ? "" : $" (--{setting.Flag})")}; use that instead");
+            }
+            throw new OptionsException($"{full} is not a setting (actorquery help lists them)");
         }
     }
 
