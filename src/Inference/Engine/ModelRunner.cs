@@ -46,8 +46,6 @@ public sealed class ModelRunner : IDisposable
 
     internal void Forget(long sequenceId) => _samplers.Remove(sequenceId);
 
-    internal void Clear() => _samplers.Clear();
-
     /// <summary>One batched forward pass over <paramref name="batch"/>, then a token for each chunk that samples,
     /// in batch order.</summary>
     internal List<SampledToken> Execute(IReadOnlyList<ScheduledChunk> batch)
