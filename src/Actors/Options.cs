@@ -64,18 +64,23 @@ public sealed record WorkerOptions
     public int MaxLoadAttempts { get; init; } = 4;
 }
 
-/// <summary>The MemoryWatchdog's limit and marks.</summary>
+/// <summary>The MemoryWatchdog's readings and marks. The limit and budget are the node's <see cref="MemoryBudget"/>; the
+/// marks are fractions of the headroom its plan leaves (limit less plan), above the plan.</summary>
 public sealed record WatchdogOptions
 {
     public bool Enabled { get; init; } = true;
+    /// <summary>How often it reads memory below the cleanup mark.</summary>
     public TimeSpan Interval { get; init; } = TimeSpan.FromSeconds(5);
-    /// <summary>Memory limit of the node in bytes; null: <see cref="LimitFraction"/> of the machine's (or container's) memory.</summary>
-    public long? LimitBytes { get; init; }
-    public double LimitFraction { get; init; } = 0.7;
-    /// <summary>Above this fraction of the limit the workers are asked to clean up.</summary>
+    /// <summary>How often it reads memory above the cleanup mark, to act before the kernel would.</summary>
+    public TimeSpan FastInterval { get; init; } = TimeSpan.FromMilliseconds(100);
+    /// <summary>Above plan + this × headroom the workers and the answer cache free what they can.</summary>
     public double CleanupMark { get; init; } = 0.5;
-    /// <summary>Above this fraction of the limit the router stops admitting until usage is back under <see cref="CleanupMark"/>.</summary>
-    public double PauseMark { get; init; } = 0.7;
+    /// <summary>Above plan + this × headroom admission pauses, until memory is back under the cleanup mark.</summary>
+    public double PauseMark { get; init; } = 0.8;
+    /// <summary>Above plan + this × headroom the workers also preempt their newest sequences.</summary>
+    public double ShedMark { get; init; } = 0.95;
+    /// <summary>After a cleanup that freed little (under 1% of the headroom), the next waits this long.</summary>
+    public TimeSpan CleanupBackoff { get; init; } = TimeSpan.FromSeconds(30);
 }
 
 /// <summary>The QueryCache of finished deterministic answers.</summary>

@@ -77,6 +77,12 @@ public sealed record WorkerStatus
     public int MaxBatch { get; init; }
     /// <summary>Weights + KV caches the engine holds.</summary>
     public long TensorBytes { get; init; }
+    /// <summary>The engine's memory plan and use (weights, KV pool, activation peak, load overhead), once loaded.</summary>
+    public EngineMemory? Memory { get; init; }
+    /// <summary>Tokens per KV block: the unit in which the engine admits a query's KV need.</summary>
+    public int KvBlockSize { get; init; }
+    /// <summary>Why the worker's node takes no new queries (its memory watchdog paused admission); null: it takes them.</summary>
+    public string? MemoryPressure { get; init; }
 
     // Health: the out-of-memory ladder.
     public int Restarts { get; init; }
@@ -94,10 +100,69 @@ public sealed record WorkerStatus
 
 public sealed record CacheStats(int Entries, long Bytes, long Hits, long Misses);
 
-public sealed record MemoryStatus(
-    long ResidentBytes, long ManagedBytes, long TensorBytes, long? DeviceBytes,
-    long LimitBytes, double CleanupMark, double PauseMark,
-    long Cleanups, long Pauses, bool Paused, DateTimeOffset At) : Akka.Actor.INoSerializationVerificationNeeded;
+/// <summary>What the memory watchdog does: <see cref="Normal"/>; above the cleanup mark it frees what can be freed
+/// (<see cref="Cleanup"/>); above the pause mark admission is paused (<see cref="Paused"/>); above the shed mark it also
+/// preempts the newest sequences (<see cref="Shedding"/>).</summary>
+public enum MemoryState { Normal, Cleanup, Paused, Shedding }
+
+/// <summary>
+/// One reading of the node's memory next to its plan (the watchdog publishes one per tick). The plan is the runtime's
+/// own memory at start (<see cref="HeldBytes"/>) plus each local worker's weights, load overhead, activation peak and
+/// KV pool (a worker still loading counts its whole share of the budget); the marks are fractions of the headroom the
+/// plan leaves under the limit, so weights and a full KV pool never trip them.
+/// </summary>
+public sealed record MemoryStatus : Akka.Actor.INoSerializationVerificationNeeded
+{
+    // The limit and the budget.
+    public required long LimitBytes { get; init; }
+    /// <summary>Where the limit comes from: physical memory, the memory cgroup, or --memory-limit.</summary>
+    public required string LimitSource { get; init; }
+    public double Utilization { get; init; }
+    /// <summary>What the workers together may add (limit × utilization, less what the process held at start).</summary>
+    public long BudgetBytes { get; init; }
+    /// <summary>Resident bytes of the process before any model (runtime, libraries): the runtime overhead.</summary>
+    public long HeldBytes { get; init; }
+
+    // The plan: the sums of the local workers' host-memory plans (device bytes are in DeviceBytes).
+    public long WeightBytes { get; init; }
+    public long LoadOverheadBytes { get; init; }
+    public long ActivationPeakBytes { get; init; }
+    public long KvCacheBytes { get; init; }
+    public long KvUsedBytes { get; init; }
+    /// <summary><see cref="HeldBytes"/> plus every worker's planned bytes (its share while it loads).</summary>
+    public long PlannedBytes { get; init; }
+
+    // Actuals.
+    public required long ResidentBytes { get; init; }
+    public long ManagedBytes { get; init; }
+    /// <summary>Accelerator memory in use, where the device can tell (CUDA); null on CPU.</summary>
+    public long? DeviceBytes { get; init; }
+    /// <summary>Resident memory the plan does not name: resident less runtime, weights, load overhead and KV pool
+    /// (activations in use, allocator caches, leaks); the activation peak is room planned for part of it.</summary>
+    public long UnaccountedBytes => ResidentBytes - HeldBytes - WeightBytes - LoadOverheadBytes - KvCacheBytes;
+    /// <summary>What is left under the limit now.</summary>
+    public long HeadroomBytes => LimitBytes - ResidentBytes;
+
+    // The watchdog.
+    /// <summary>Fractions of the plan's headroom (limit less plan) above the plan where the watchdog cleans up, pauses, sheds.</summary>
+    public double CleanupMark { get; init; }
+    public double PauseMark { get; init; }
+    public double ShedMark { get; init; }
+    /// <summary>The marks in resident bytes: plan + mark × (limit − plan).</summary>
+    public long CleanupAtBytes { get; init; }
+    public long PauseAtBytes { get; init; }
+    public long ShedAtBytes { get; init; }
+    public MemoryState State { get; init; }
+    /// <summary>Why admission is paused (null while it is not).</summary>
+    public string? Reason { get; init; }
+    public bool Paused => State is MemoryState.Paused or MemoryState.Shedding;
+    public long Cleanups { get; init; }
+    public long Pauses { get; init; }
+    public long Sheds { get; init; }
+    /// <summary>How often the watchdog reads now: its interval, or its fast interval above the cleanup mark.</summary>
+    public TimeSpan ReadEvery { get; init; }
+    public DateTimeOffset At { get; init; }
+}
 
 /// <param name="Counters">Totals since start: admitted, completed, cancelled, refused, timedOut, failed, retried, cacheHits.</param>
 public sealed record RouterStatus(

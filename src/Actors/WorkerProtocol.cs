@@ -29,6 +29,19 @@ public sealed record CleanupMemory : Akka.Actor.INoSerializationVerificationNeed
     private CleanupMemory() { }
 }
 
+/// <summary>From the watchdog: memory is near the limit; preempt the newest running sequences (they wait and are
+/// recomputed later, nothing is lost) and return what that frees.</summary>
+public sealed record ShedLoad : Akka.Actor.INoSerializationVerificationNeeded
+{
+    public static readonly ShedLoad Instance = new();
+    private ShedLoad() { }
+}
+
+/// <summary>From the node's watchdog to its workers: admission on this node is paused for <paramref name="Reason"/>
+/// (null: resumed). A worker carries it in its <see cref="WorkerStatus.MemoryPressure"/>, so that gateways elsewhere in
+/// the cluster route around it.</summary>
+public sealed record MemoryPressure(string? Reason) : Akka.Actor.INoSerializationVerificationNeeded;
+
 /// <summary>Send me your <see cref="WorkerStatus"/> now and whenever it changes (until I terminate).</summary>
 public sealed record SubscribeWorkerStatus(IActorRef Subscriber);
 

@@ -265,6 +265,14 @@ public sealed class ActorQuerySerializer(ExtendedActorSystem system) : Serialize
         w.Write7BitEncodedInt(s.MaxBatch);
         w.Write7BitEncodedInt(s.Crashes);
         w.Write7BitEncodedInt(s.LoadAttempts);
+        WriteNullable(w, s.Memory, (x, m) =>
+        {
+            x.Write7BitEncodedInt64(m.WeightBytes); x.Write7BitEncodedInt64(m.KvCacheBytes); x.Write7BitEncodedInt64(m.KvUsedBytes);
+            x.Write7BitEncodedInt64(m.ActivationPeakBytes); x.Write7BitEncodedInt64(m.LoadOverheadBytes); x.Write7BitEncodedInt64(m.KvBytesPerToken);
+            x.Write(m.OnDevice);
+        });
+        w.Write7BitEncodedInt(s.KvBlockSize);
+        WriteNullableString(w, s.MemoryPressure);
     }
 
     // Fields in the order WriteStatus writes them.
@@ -282,6 +290,12 @@ public sealed class ActorQuerySerializer(ExtendedActorSystem system) : Serialize
         Degraded = r.ReadBoolean(), DegradedReason = ReadNullableString(r), Error = ReadNullableString(r),
         Preemptions = r.Read7BitEncodedInt(), DegradeLevel = r.Read7BitEncodedInt(), TensorBytes = r.Read7BitEncodedInt64(),
         Device = ReadNullableString(r), MaxBatch = r.Read7BitEncodedInt(), Crashes = r.Read7BitEncodedInt(), LoadAttempts = r.Read7BitEncodedInt(),
+        Memory = ReadNullable(r, x => new EngineMemory(x.Read7BitEncodedInt64(), x.Read7BitEncodedInt64())
+        {
+            KvUsedBytes = x.Read7BitEncodedInt64(), ActivationPeakBytes = x.Read7BitEncodedInt64(), LoadOverheadBytes = x.Read7BitEncodedInt64(),
+            KvBytesPerToken = x.Read7BitEncodedInt64(), OnDevice = x.ReadBoolean(),
+        }),
+        KvBlockSize = r.Read7BitEncodedInt(), MemoryPressure = ReadNullableString(r),
     };
 
     // ---- primitives ----

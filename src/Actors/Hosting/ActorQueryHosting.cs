@@ -30,7 +30,7 @@ public static class ActorQueryHosting
     /// </summary>
     public static AkkaConfigurationBuilder AddActorQueryNode(this AkkaConfigurationBuilder builder, Config hocon,
         ActorQueryNodeOptions options, ClusterNodeOptions cluster, Func<int, IEngineFactory> engines, IMemoryReader? memory = null,
-        bool joinSelfWithoutSeeds = true)
+        bool joinSelfWithoutSeeds = true, MemoryBudget? budget = null)
     {
         builder.AddHocon(hocon, HoconAddMode.Append);
         builder.WithRemoting(cluster.Hostname, cluster.Port, cluster.PublicHostname);
@@ -43,7 +43,9 @@ public static class ActorQueryHosting
         // Every node keeps a directory for /cluster; only a gateway's directory feeds its router with other nodes' workers.
         builder.WithActors((system, registry) => registry.Register<WorkerDirectory>(system.ActorOf(
             WorkerDirectory.Props(cluster.IsGateway ? registry.Get<QueryRouter>() : null), "worker-directory")));
-        if (options.Watchdog.Enabled) builder.AddMemoryWatchdog(options.Watchdog, memory ?? new ProcessMemoryReader());
+        if (options.Watchdog.Enabled)
+            builder.AddMemoryWatchdog(options.Watchdog, budget ?? DefaultBudget(cluster.IsWorker ? options.Workers.Count : 0),
+                memory ?? new ProcessMemoryReader());
         if (cluster.IsWorker)
         {
             builder.WithActors((system, registry) => registry.Register<WorkerLoadPublisher>(system.ActorOf(
@@ -66,10 +68,18 @@ public static class ActorQueryHosting
 
     /// <summary>The watchdog pauses the registered router; add the router first.</summary>
     public static AkkaConfigurationBuilder AddMemoryWatchdog(this AkkaConfigurationBuilder builder,
-        WatchdogOptions options, IMemoryReader memory) =>
+        WatchdogOptions options, MemoryBudget budget, IMemoryReader memory) =>
         builder.WithActors((system, registry) =>
             registry.Register<MemoryWatchdog>(system.ActorOf(
-                MemoryWatchdog.Props(options, memory, registry.Get<QueryRouter>()), "memory-watchdog")));
+                MemoryWatchdog.Props(options, budget, memory, registry.Get<QueryRouter>()), "memory-watchdog")));
+
+    /// <summary>A node whose host made no plan: the real limit, the default utilization, what the process holds now.</summary>
+    public static MemoryBudget DefaultBudget(int workers)
+    {
+        var limit = MemoryLimits.Read();
+        return new MemoryBudget(limit.LimitBytes, limit.Source, MemoryBudget.DefaultUtilization, NativeMemory.ResidentBytes(),
+            limit.AvailableBytes, workers);
+    }
 
     /// <summary>
     /// Workers named <c>worker-1..n</c>, announced to the router and the watchdog when those are registered. Their

@@ -12,28 +12,33 @@ public sealed record MemoryReading(long ResidentBytes, long ManagedBytes, long? 
 public interface IMemoryReader
 {
     MemoryReading Read();
-
-    /// <summary>Memory of the machine or container, the base of the default limit.</summary>
-    long MachineBytes { get; }
 }
 
-/// <summary>The process as the OS sees it: VmRSS, the managed heap, the machine's (or cgroup's) memory; and the
-/// accelerator's used bytes from <paramref name="deviceBytes"/>, which the Host wires to the engine's device reading
-/// (none: no device reading).</summary>
+/// <summary>The process as the OS sees it: VmRSS, the managed heap; and the accelerator's used bytes from
+/// <paramref name="deviceBytes"/>, which the Host wires to the engine's device reading (none: no device reading).</summary>
 public sealed class ProcessMemoryReader(Func<long?>? deviceBytes = null) : IMemoryReader
 {
     private readonly Func<long?> _deviceBytes = deviceBytes ?? (() => null);
 
     public MemoryReading Read() => new(NativeMemory.ResidentBytes(), GC.GetTotalMemory(false), _deviceBytes());
-
-    public long MachineBytes => NativeMemory.TotalAvailableBytes();
 }
 
 /// <summary>
-/// One per node. Every <see cref="WatchdogOptions.Interval"/> reads memory; above the cleanup mark it asks the
-/// workers to clean up, above the pause mark it pauses the router's admission until usage is back under the
-/// cleanup mark (hysteresis, so that admission does not flap). Publishes every reading as a
-/// <see cref="MemoryStatus"/> on the EventStream (the router keeps the latest for its status).
+/// One per node: watches resident memory against the node's plan. The plan is what the process held at start plus
+/// every local worker's weights, load overhead, activation peak and KV pool (a worker that is still loading counts its
+/// whole share of the budget); the marks are fractions of the headroom that plan leaves under the real limit, so that
+/// weights and a full KV pool never trip them, and only memory the plan does not name does.
+/// <list type="bullet">
+/// <item>above the cleanup mark: the workers and the router's answer cache free what they can, once on the way up and
+///   again only if that freed something (or after <see cref="WatchdogOptions.CleanupBackoff"/>), not a full GC every
+///   tick; the watchdog then reads every <see cref="WatchdogOptions.FastInterval"/> instead of every
+///   <see cref="WatchdogOptions.Interval"/>;</item>
+/// <item>above the pause mark: the router stops admitting and the workers carry the reason in their status (so that
+///   gateways elsewhere route around this node), until memory is back under the cleanup mark (hysteresis);</item>
+/// <item>above the shed mark: the workers also preempt their newest sequences (they are recomputed later, nothing is
+///   lost) to get back under before the kernel's OOM killer would act.</item>
+/// </list>
+/// Publishes every reading as a <see cref="MemoryStatus"/> on the EventStream (the router keeps the latest).
 /// </summary>
 public sealed class MemoryWatchdog : ReceiveActor, IWithTimers
 {
@@ -42,86 +47,143 @@ public sealed class MemoryWatchdog : ReceiveActor, IWithTimers
         public static readonly Tick Instance = new();
     }
 
+    /// <summary>A cleanup counts as having freed something when memory fell by this share of the headroom.</summary>
+    private const double FreedEnough = 0.01;
+
     private readonly WatchdogOptions _options;
+    private readonly MemoryBudget _budget;
     private readonly IMemoryReader _reader;
     private readonly IActorRef _router;
-    private readonly long _limit;
-    private readonly Dictionary<IActorRef, long> _workers = new(); // worker → its engine's tensor bytes
+    private readonly Dictionary<IActorRef, WorkerStatus?> _workers = new();
     private readonly ILoggingAdapter _log = Context.GetLogger();
-    private bool _paused;
-    private long _cleanups, _pauses;
+    private MemoryState _state = MemoryState.Normal;
+    private string? _reason;
+    private long _cleanups, _pauses, _sheds;
+    private long? _residentAtCleanup;
+    private DateTimeOffset _lastCleanup = DateTimeOffset.MinValue;
     private MemoryStatus? _last;
 
     public ITimerScheduler Timers { get; set; } = null!;
 
-    public MemoryWatchdog(WatchdogOptions options, IMemoryReader reader, IActorRef router)
+    public MemoryWatchdog(WatchdogOptions options, MemoryBudget budget, IMemoryReader reader, IActorRef router)
     {
         _options = options;
+        _budget = budget;
         _reader = reader;
         _router = router;
-        _limit = options.LimitBytes ?? (long)(reader.MachineBytes * options.LimitFraction);
 
-        Receive<Tick>(_ => Check());
+        Receive<Tick>(_ => Schedule(Check()));
         Receive<RegisterWorker>(m =>
         {
-            if (_workers.TryAdd(m.Worker, 0))
+            if (_workers.TryAdd(m.Worker, null))
             {
                 Context.Watch(m.Worker);
                 m.Worker.Tell(new SubscribeWorkerStatus(Self));
+                if (_reason is not null) m.Worker.Tell(new MemoryPressure(_reason));
             }
         });
-        Receive<WorkerStatus>(s => { if (_workers.ContainsKey(Sender)) _workers[Sender] = s.TensorBytes; });
+        Receive<WorkerStatus>(s => { if (_workers.ContainsKey(Sender)) _workers[Sender] = s; });
         Receive<Terminated>(t => _workers.Remove(t.ActorRef));
         Receive<GetMemoryStatus>(_ => Sender.Tell(_last ?? Check()));
     }
 
-    public static Props Props(WatchdogOptions options, IMemoryReader reader, IActorRef router) =>
-        Akka.Actor.Props.Create(() => new MemoryWatchdog(options, reader, router));
+    public static Props Props(WatchdogOptions options, MemoryBudget budget, IMemoryReader reader, IActorRef router) =>
+        Akka.Actor.Props.Create(() => new MemoryWatchdog(options, budget, reader, router));
 
-    protected override void PreStart()
-    {
-        Timers.StartPeriodicTimer("tick", Tick.Instance, _options.Interval);
-        Self.Tell(Tick.Instance);
-    }
+    protected override void PreStart() => Self.Tell(Tick.Instance);
+
+    private void Schedule(MemoryStatus status) => Timers.StartSingleTimer("tick", Tick.Instance, status.ReadEvery);
 
     private MemoryStatus Check()
     {
         var r = _reader.Read();
-        // Device memory is reported, not held against the marks: the KV pool is allocated up front and libtorch's
-        // CUDA caching allocator keeps freed blocks (it frees them itself before it raises an out-of-memory), so
-        // a GPU's used bytes sit near their peak while the engine is healthy. Device OOMs go up the restart ladder.
-        double ratio = (double)r.ResidentBytes / _limit;
-
-        if (ratio >= _options.CleanupMark)
+        var now = Context.System.Scheduler.Now;
+        long weights = 0, overhead = 0, activations = 0, kv = 0, kvUsed = 0, planned = _budget.HeldBytes;
+        foreach (var s in _workers.Values)
         {
-            _cleanups++;
-            foreach (var w in _workers.Keys) w.Tell(CleanupMemory.Instance);
+            if (s?.Memory is { OnDevice: false } m)
+            {
+                weights += m.WeightBytes; overhead += m.LoadOverheadBytes; activations += m.ActivationPeakBytes;
+                kv += m.KvCacheBytes; kvUsed += m.KvUsedBytes;
+                planned += m.PlannedBytes;
+            }
+            else if (s?.Memory is null && s?.State is not (WorkerState.Failed or WorkerState.Stopped))
+                planned += _budget.PerWorkerBytes; // loading: its whole share is promised to it
         }
-        if (ratio >= _options.PauseMark && !_paused)
+        long limit = _budget.LimitBytes;
+        long room = Math.Max(0, limit - planned);
+        long cleanupAt = planned + (long)(room * _options.CleanupMark);
+        long pauseAt = planned + (long)(room * _options.PauseMark);
+        long shedAt = planned + (long)(room * _options.ShedMark);
+        long resident = r.ResidentBytes;
+        string Where(long mark, double fraction) =>
+            $"memory {MemorySize.Format(resident)} is above {MemorySize.Format(mark)} (plan {MemorySize.Format(planned)} + {fraction * 100:0}% of the "
+            + $"{MemorySize.Format(room)} it leaves under the {_budget.LimitSource} {MemorySize.Format(limit)})";
+
+        bool paused = _state is MemoryState.Paused or MemoryState.Shedding;
+        if (resident >= pauseAt && !paused)
         {
-            _paused = true;
             _pauses++;
-            var why = $"memory at {Percent(ratio)} of the {Size(_limit)} limit (pause mark {Percent(_options.PauseMark)})";
-            _log.Warning("pausing admission: {0}", why);
-            _router.Tell(new PauseAdmission(why));
+            _reason = Where(pauseAt, _options.PauseMark);
+            _log.Warning("pausing admission: {0}", _reason);
+            _router.Tell(new PauseAdmission(_reason));
+            foreach (var w in _workers.Keys) w.Tell(new MemoryPressure(_reason));
+            paused = true;
         }
-        else if (_paused && ratio < _options.CleanupMark)
+        else if (paused && resident < cleanupAt)
         {
-            _paused = false;
-            _log.Info("resuming admission: memory at {0} of the limit, under the cleanup mark {1}", Percent(ratio), Percent(_options.CleanupMark));
+            _log.Info("resuming admission: memory {0} is back under the cleanup mark {1}", MemorySize.Format(resident), MemorySize.Format(cleanupAt));
+            _reason = null;
             _router.Tell(ResumeAdmission.Instance);
+            foreach (var w in _workers.Keys) w.Tell(new MemoryPressure(null));
+            paused = false;
         }
 
-        var status = new MemoryStatus(r.ResidentBytes, r.ManagedBytes, _workers.Values.Sum(), r.DeviceBytes,
-            _limit, _options.CleanupMark, _options.PauseMark, _cleanups, _pauses, _paused, DateTimeOffset.UtcNow);
+        if (resident >= shedAt)
+        {
+            if (_state != MemoryState.Shedding) _log.Warning("shedding load: {0}; the workers preempt their newest sequences", Where(shedAt, _options.ShedMark));
+            _sheds++;
+            foreach (var w in _workers.Keys) w.Tell(ShedLoad.Instance);
+        }
+
+        if (resident >= cleanupAt)
+        {
+            // Once on the way up; again only if the last one freed something, or after the backoff: a cleanup runs a
+            // full collection, and repeating one that frees nothing every fast tick would only stall the workers.
+            bool freed = _residentAtCleanup is { } before && before - resident >= room * FreedEnough;
+            if (_residentAtCleanup is null || freed || now - _lastCleanup >= _options.CleanupBackoff)
+            {
+                _cleanups++;
+                _lastCleanup = now;
+                _residentAtCleanup = resident;
+                foreach (var w in _workers.Keys) w.Tell(CleanupMemory.Instance);
+                _router.Tell(CleanupMemory.Instance);
+            }
+        }
+        else _residentAtCleanup = null;
+
+        _state = resident >= shedAt ? MemoryState.Shedding
+            : paused ? MemoryState.Paused
+            : resident >= cleanupAt ? MemoryState.Cleanup
+            : MemoryState.Normal;
+
+        var status = new MemoryStatus
+        {
+            LimitBytes = limit, LimitSource = _budget.LimitSource, Utilization = _budget.Utilization, BudgetBytes = _budget.BudgetBytes,
+            HeldBytes = _budget.HeldBytes,
+            WeightBytes = weights, LoadOverheadBytes = overhead, ActivationPeakBytes = activations, KvCacheBytes = kv, KvUsedBytes = kvUsed,
+            PlannedBytes = planned,
+            ResidentBytes = resident, ManagedBytes = r.ManagedBytes, DeviceBytes = r.DeviceBytes,
+            CleanupMark = _options.CleanupMark, PauseMark = _options.PauseMark, ShedMark = _options.ShedMark,
+            CleanupAtBytes = cleanupAt, PauseAtBytes = pauseAt, ShedAtBytes = shedAt,
+            State = _state, Reason = _reason, Cleanups = _cleanups, Pauses = _pauses, Sheds = _sheds,
+            ReadEvery = _state == MemoryState.Normal ? _options.Interval : _options.FastInterval,
+            At = now,
+        };
         _last = status;
         Context.System.EventStream.Publish(status);
         return status;
     }
-
-    private static string Percent(double fraction) => $"{fraction * 100:0}%";
-
-    private static string Size(long bytes) => bytes >= 1 << 20 ? $"{bytes / (1 << 20)} MiB" : $"{bytes} bytes";
 }
 
 /// <summary>Asks the watchdog for its latest <see cref="MemoryStatus"/>.</summary>

@@ -57,6 +57,14 @@ public sealed class QueryCache(CacheOptions options)
         return false;
     }
 
+    /// <summary>Drops every entry (memory is short); the hit and miss counts stay.</summary>
+    public void Clear()
+    {
+        _index.Clear();
+        _lru.Clear();
+        _bytes = 0;
+    }
+
     public void Put(string key, CachedAnswer answer)
     {
         if (!options.Enabled || options.MaxEntries == 0) return;

@@ -24,6 +24,8 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
         public TimeSpan Timeout { get; } = timeout;
         public string? CacheKey { get; } = cacheKey;
         public int KvNeed => ActorQuery.Contracts.KvNeed.Tokens(Request.PromptTokenIds.Count, Request.Sampling.MaxNewTokens);
+        /// <summary>When it was admitted (the scheduler's clock), for how long it may be overtaken.</summary>
+        public DateTimeOffset AdmittedAt { get; set; }
         public int Attempts { get; set; }
         public int TokensSent { get; set; }
         public long? Ticket { get; set; }
@@ -47,6 +49,10 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
         /// <summary>KV need of the queries sent since the worker's last status, which does not count them yet.</summary>
         public int ReservedSinceReport { get; set; }
         public bool IsReady => Status?.State == WorkerState.Ready;
+        /// <summary>Ready and its node's watchdog has not paused admission (a worker elsewhere in the cluster carries that in its status).</summary>
+        public bool TakesWork => IsReady && Status?.MemoryPressure is null;
+        /// <summary>The query's KV need in whole blocks of this worker's pool, in tokens.</summary>
+        public int BlockNeed(int tokens) => Status is { KvBlockSize: > 1 } s ? (tokens + s.KvBlockSize - 1) / s.KvBlockSize * s.KvBlockSize : tokens;
         public bool MayBecomeReady => Status is null || Status.State is WorkerState.Ready or WorkerState.Loading or WorkerState.Restarting;
         public int Load => Math.Max(Assigned, (Status?.Running ?? 0) + (Status?.Queued ?? 0));
         public int KvFree => Status is { KvCapacityTokens: > 0 } s ? s.KvFreeTokens - ReservedSinceReport : int.MaxValue;
@@ -111,6 +117,7 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
             Dispatch();
         });
         Receive<MemoryStatus>(m => _memory = m);
+        Receive<CleanupMemory>(_ => _cache.Clear());
         Receive<GetStatus>(_ => Sender.Tell(Status()));
         Receive<StartDraining>(_ =>
         {
@@ -177,11 +184,13 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
             return;
         }
         int need = KvNeed.Tokens(r.PromptTokenIds.Count, r.Sampling.MaxNewTokens);
-        int largest = _workers.Values.Where(w => w.MayBecomeReady).Select(w => w.Status?.KvCapacityTokens ?? 0).DefaultIfEmpty(0).Max();
-        if (largest > 0 && need > largest)
+        var sized = _workers.Values.Where(w => w.MayBecomeReady && w.Status is { KvCapacityTokens: > 0 }).ToList();
+        if (sized.Count > 0 && sized.All(w => w.BlockNeed(need) > w.Status!.KvCapacityTokens))
         {
+            var largest = sized.MaxBy(w => w.Status!.KvCapacityTokens)!.Status!;
             Refuse(r, client, RefusalReason.TooLarge,
-                $"needs {need} KV-cache tokens (prompt {r.PromptTokenIds.Count} + max_new_tokens {r.Sampling.MaxNewTokens}); the largest worker holds {largest}", null);
+                $"needs {need} KV-cache tokens (prompt {r.PromptTokenIds.Count} + max_new_tokens {r.Sampling.MaxNewTokens}); the largest worker's "
+                + $"KV pool holds {largest.KvCapacityTokens} ({largest.KvCapacityTokens / Math.Max(1, largest.KvBlockSize)} blocks of {Math.Max(1, largest.KvBlockSize)})", null);
             return;
         }
         if (!_workers.Values.Any(w => w.MayBecomeReady && (r.Model is null || w.Status?.Model is null || Serves(w, r.Model))))
@@ -191,7 +200,7 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
         }
 
         var timeout = r.Timeout ?? _options.DefaultTimeout;
-        var q = new Live(r, client, timeout, key);
+        var q = new Live(r, client, timeout, key) { AdmittedAt = Context.System.Scheduler.Now };
         if (_queue.Count == 0 && InFlight < _options.MaxInFlight && PickWorker(q) is { } worker)
         {
             Admit(q);
@@ -241,7 +250,7 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
     /// <summary>Least-loaded ready worker whose reported free KV holds the query; another than the one that just failed it, if possible.</summary>
     private IActorRef? PickWorker(Live q)
     {
-        var candidates = _workers.Where(w => w.Value.IsReady && w.Value.KvFree >= q.KvNeed
+        var candidates = _workers.Where(w => w.Value.TakesWork && w.Value.KvFree >= w.Value.BlockNeed(q.KvNeed)
                                              && (q.Request.Model is null || Serves(w.Value, q.Request.Model))).ToList();
         if (candidates.Count == 0) return null;
         var preferred = candidates.Where(w => !w.Key.Equals(q.PreviousWorker)).ToList();
@@ -269,15 +278,25 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
         worker.Tell(new RunQuery(ticket, q.Request));
     }
 
-    /// <summary>Sends queued queries to workers while the limits allow, in arrival order.</summary>
+    /// <summary>
+    /// Sends queued queries to workers while the limits allow, in arrival order. A query that waits for KV room does not
+    /// hold back smaller ones behind it (they would time out behind it); once it has waited half its deadline, nothing
+    /// overtakes it any more, so that it is not starved by a stream of small ones.
+    /// </summary>
     private void Dispatch()
     {
-        while (!_paused && _queue.First is { } node && InFlight < _options.MaxInFlight)
+        var now = Context.System.Scheduler.Now;
+        for (var node = _queue.First; node is not null && !_paused && InFlight < _options.MaxInFlight;)
         {
-            var worker = PickWorker(node.Value);
-            if (worker is null) break;
-            _queue.RemoveFirst();
-            Send(node.Value, worker);
+            var next = node.Next;
+            var q = node.Value;
+            if (PickWorker(q) is { } worker)
+            {
+                _queue.Remove(node);
+                Send(q, worker);
+            }
+            else if (now - q.AdmittedAt >= q.Timeout / 2) break;
+            node = next;
         }
         CheckDrained();
     }

@@ -24,11 +24,14 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
 
     internal sealed record LoadEngine(EngineLoadSettings Settings, TimeSpan Delay) : Akka.Actor.INoSerializationVerificationNeeded;
 
-    internal sealed record Loaded(ModelDescription Model, int KvCapacityTokens, EngineLoadSettings Settings) : Akka.Actor.INoSerializationVerificationNeeded;
+    internal sealed record Loaded(ModelDescription Model, int KvCapacityTokens, int KvBlockSize, EngineMemory Memory, EngineLoadSettings Settings) : Akka.Actor.INoSerializationVerificationNeeded;
 
     internal sealed record LoadFailed(string Reason, bool OutOfMemory) : Akka.Actor.INoSerializationVerificationNeeded;
 
-    internal sealed record LoadReport(int Running, int Queued, int KvFreeTokens, int KvCapacityTokens, long TensorBytes, int NewPreemptions) : Akka.Actor.INoSerializationVerificationNeeded;
+    internal sealed record LoadReport(int Running, int Queued, int KvFreeTokens, int KvCapacityTokens, EngineMemory? Memory, int NewPreemptions) : Akka.Actor.INoSerializationVerificationNeeded
+    {
+        public long TensorBytes => Memory?.TotalBytes ?? 0;
+    }
 
     /// <summary>The worker failed for good: hand everything back and stop.</summary>
     internal sealed record Retire : Akka.Actor.INoSerializationVerificationNeeded
@@ -99,6 +102,7 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
         Receive<RunQuery>(m => Track(m));
         Receive<CancelRun>(m => Cancel(m.Ticket, Sender));
         Receive<CleanupMemory>(_ => NativeMemory.CollectAndTrim());
+        Receive<ShedLoad>(_ => { });
         Receive<RunStep>(_ => _stepScheduled = false); // a step scheduled by the previous incarnation
         Receive<Retire>(_ => RetireNow());
     }
@@ -123,6 +127,16 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
             _engine!.ReleaseIdleMemory();
             Report();
         });
+        Receive<ShedLoad>(_ =>
+        {
+            int shed = _engine!.Shed();
+            if (shed > 0)
+            {
+                _newPreemptions += shed;
+                _log.Warning("{0}: memory near the limit; preempted the newest {1} sequence(s), to be recomputed", _worker, shed);
+                Report();
+            }
+        });
         Receive<Retire>(_ => RetireNow());
     }
 
@@ -142,7 +156,7 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
             Context.Parent.Tell(new LoadFailed($"{e.GetType().Name}: {FirstLine(e)}", oom));
             return;
         }
-        Context.Parent.Tell(new Loaded(_engine.Model, _engine.KvCapacityTokens, settings));
+        Context.Parent.Tell(new Loaded(_engine.Model, _engine.KvCapacityTokens, _engine.KvBlockSize, _engine.MemoryUsage, settings));
         Become(Ready);
         foreach (var job in _jobs.Values.Where(j => !j.InEngine).OrderBy(j => j.SequenceId).ToList()) AddToEngine(job);
         Report();
@@ -259,16 +273,16 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
     private void Report()
     {
         int running = 0, queued = _jobs.Count, kvFree = 0, kvCap = 0;   // no engine: all are waiting for it to load
-        long tensors = 0;
+        EngineMemory? memory = null;
         if (_engine is { } e)
         {
             (running, queued) = (e.RunningSequences, e.WaitingSequences);
             kvCap = e.KvCapacityTokens;
             kvFree = e.KvFreeTokens;   // already less the KV need of the sequences waiting in it
-            tensors = e.MemoryUsage.TotalBytes;
+            memory = e.MemoryUsage;
         }
-        var report = new LoadReport(running, queued, kvFree, kvCap, tensors, _newPreemptions);
-        if (_lastReport is { } last && last with { TensorBytes = tensors } == report && _newPreemptions == 0) return;
+        var report = new LoadReport(running, queued, kvFree, kvCap, memory, _newPreemptions);
+        if (_lastReport == report && _newPreemptions == 0) return;
         _lastReport = report;
         _newPreemptions = 0;
         Context.Parent.Tell(report);

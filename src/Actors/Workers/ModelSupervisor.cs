@@ -31,7 +31,9 @@ public sealed class ModelSupervisor : ReceiveActor
     private int _restarts, _ooms, _crashes, _preemptions, _failedLoads;
     private DateTimeOffset? _lastOom, _readyAt;
     private string? _error, _modelName, _device;
-    private ModelActor.LoadReport _load = new(0, 0, 0, 0, 0, 0);
+    private ModelActor.LoadReport _load = new(0, 0, 0, 0, null, 0);
+    private int _kvBlockSize = 1;
+    private string? _memoryPressure;
     private WorkerStatus? _published;
 
     public ModelSupervisor(string worker, string node, IEngineFactory factory, WorkerOptions options, Func<double>? random = null)
@@ -57,7 +59,8 @@ public sealed class ModelSupervisor : ReceiveActor
             _error = null;
             _modelName = m.Model.Name;
             _device = m.Settings.ForceCpu ? "cpu" : m.Model.Device;
-            _load = new ModelActor.LoadReport(0, 0, m.KvCapacityTokens, m.KvCapacityTokens, 0, 0);
+            _kvBlockSize = m.KvBlockSize;
+            _load = new ModelActor.LoadReport(0, 0, m.KvCapacityTokens, m.KvCapacityTokens, m.Memory, 0);
             _log.Info("{0}: model {1} ready on {2} ({3})", _worker, m.Model.Name, _device, m.Settings.Describe());
             Publish();
         });
@@ -78,6 +81,12 @@ public sealed class ModelSupervisor : ReceiveActor
         });
         Receive<CancelRun>(m => { if (_state is not (WorkerState.Failed or WorkerState.Stopped)) _model.Forward(m); });
         Receive<CleanupMemory>(m => { if (_state is not (WorkerState.Failed or WorkerState.Stopped)) _model.Forward(m); });
+        Receive<ShedLoad>(m => { if (_state == WorkerState.Ready) _model.Forward(m); });
+        Receive<MemoryPressure>(m =>
+        {
+            _memoryPressure = m.Reason;
+            Publish();
+        });
         Receive<SubscribeWorkerStatus>(m =>
         {
             if (_subscribers.Add(m.Subscriber)) Context.Watch(m.Subscriber);
@@ -120,7 +129,7 @@ public sealed class ModelSupervisor : ReceiveActor
         if (degraded) _log.Warning("{0}: {1}", _worker, _policy.DegradedReason);
         _state = WorkerState.Restarting;
         _readyAt = null;
-        _load = _load with { Running = 0, Queued = 0, KvFreeTokens = 0, TensorBytes = 0 };
+        _load = _load with { Running = 0, Queued = 0, KvFreeTokens = 0, Memory = null };
         Publish();
         return Directive.Restart;
     }
@@ -165,7 +174,8 @@ public sealed class ModelSupervisor : ReceiveActor
         {
             Worker = _worker, Node = _node, State = _state, Model = _modelName, Device = _device, Error = _error,
             Running = _load.Running, Queued = _load.Queued, KvFreeTokens = _load.KvFreeTokens, KvCapacityTokens = _load.KvCapacityTokens,
-            MaxBatch = s.MaxBatch, TensorBytes = _load.TensorBytes,
+            MaxBatch = s.MaxBatch, TensorBytes = _load.TensorBytes, Memory = _load.Memory, KvBlockSize = _kvBlockSize,
+            MemoryPressure = _memoryPressure,
             Restarts = _restarts, OomCount = _ooms, LastOom = _lastOom, Preemptions = _preemptions,
             Degraded = _policy.DegradeLevel > 0, DegradedReason = _policy.DegradedReason, DegradeLevel = _policy.DegradeLevel,
             Crashes = _crashes, LoadAttempts = _failedLoads,

@@ -21,18 +21,71 @@ public sealed record FaultOptions
     /// <summary>Exact 1-based step numbers (counted across restarts) that raise an out-of-memory; for deterministic specs.</summary>
     public IReadOnlyList<int> OomAtSteps { get; init; } = Array.Empty<int>();
 
+    /// <summary>Each engine step allocates this many bytes of native memory, writes them and holds them (a leak), so
+    /// that the memory watchdog's path runs for real; 0 = off, and setting it back to 0 frees what the leak holds. The
+    /// server applies a change of it live (<see cref="FaultState.LeakBytesPerStep"/>).</summary>
+    public long LeakBytesPerStep { get; init; }
+
     public bool Enabled => OomEveryNthStep > 0 || OomOnLoadAttempts > 0 || CrashEveryNthStep > 0 || StepDelayMs > 0
-                           || OomAtSteps.Count > 0;
+                           || OomAtSteps.Count > 0 || LeakBytesPerStep > 0;
 }
 
 /// <summary>
 /// Counters that outlive one engine: a restarted worker gets a fresh engine, but the fault schedule goes on
 /// (otherwise "every 40th step" would hit the same step of every incarnation forever). Thread-safe.
 /// </summary>
-public sealed class FaultState
+public sealed class FaultState : IDisposable
 {
     private long _steps;
     private long _loads;
+    private long _leakPerStep;
+    private readonly List<nint> _leaked = new();
+    private readonly object _leakGate = new();
+
+    /// <summary>The leak fault as armed now (<see cref="FaultOptions.LeakBytesPerStep"/>); set it live, 0 disarms.</summary>
+    public long LeakBytesPerStep
+    {
+        get => Interlocked.Read(ref _leakPerStep);
+        set
+        {
+            Interlocked.Exchange(ref _leakPerStep, Math.Max(0, value));
+            if (value <= 0) lock (_leakGate) FreeLeak();
+        }
+    }
+
+    /// <summary>Bytes the leak holds now.</summary>
+    public long LeakedBytes { get; private set; }
+
+    /// <summary>One step's leak: allocates and writes <see cref="LeakBytesPerStep"/> bytes and holds them (disarming
+    /// frees them).</summary>
+    public void LeakStep()
+    {
+        long n = LeakBytesPerStep;
+        if (n <= 0) return;
+        lock (_leakGate)
+        {
+            unsafe
+            {
+                var p = (byte*)System.Runtime.InteropServices.NativeMemory.Alloc((nuint)n);
+                // Written page by page, so that the pages are resident and charged, not just reserved.
+                for (long i = 0; i < n; i += 4096) p[i] = 1;
+                _leaked.Add((nint)p);
+            }
+            LeakedBytes += n;
+        }
+    }
+
+    private void FreeLeak()
+    {
+        unsafe { foreach (var p in _leaked) System.Runtime.InteropServices.NativeMemory.Free((void*)p); }
+        _leaked.Clear();
+        LeakedBytes = 0;
+    }
+
+    public void Dispose()
+    {
+        lock (_leakGate) FreeLeak();
+    }
 
     public long Steps => Interlocked.Read(ref _steps);
     public long Loads => Interlocked.Read(ref _loads);

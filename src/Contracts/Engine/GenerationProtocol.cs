@@ -42,10 +42,22 @@ public sealed record ModelDescription(
     string Name, string Architecture, int ContextLength, int VocabSize,
     IReadOnlyList<int> EosTokenIds, string Dtype, string Device, long ParameterCount);
 
-/// <summary>Bytes the engine holds: weights and its KV cache (a pool allocated at load, used or not).</summary>
+/// <summary>Bytes the engine holds and planned at load: its weights, its KV pool (committed at load, used or not), the
+/// peak of the largest step's activations and scratch (measured at load by running that step once), and what loading
+/// added beyond the weights' exact bytes. On a GPU (<see cref="OnDevice"/>) they are device bytes.</summary>
 public readonly record struct EngineMemory(long WeightBytes, long KvCacheBytes)
 {
     public long TotalBytes => WeightBytes + KvCacheBytes;
     /// <summary>The part of <see cref="KvCacheBytes"/> that live sequences hold (blocks in use × block bytes).</summary>
     public long KvUsedBytes { get; init; }
+    /// <summary>Peak bytes of one step of the largest batch the scheduler can form, measured at load; 0: not measured.</summary>
+    public long ActivationPeakBytes { get; init; }
+    /// <summary>Memory loading took beyond <see cref="WeightBytes"/> (allocator slack, buffers kept), measured at load.</summary>
+    public long LoadOverheadBytes { get; init; }
+    /// <summary>KV-cache bytes one token takes (keys and values of every layer).</summary>
+    public long KvBytesPerToken { get; init; }
+    /// <summary>The bytes are the accelerator's (CUDA, MPS), not the host's.</summary>
+    public bool OnDevice { get; init; }
+    /// <summary>What the plan gives this engine: weights, load overhead, activation peak and the KV pool.</summary>
+    public long PlannedBytes => WeightBytes + LoadOverheadBytes + ActivationPeakBytes + KvCacheBytes;
 }

@@ -46,4 +46,11 @@ public interface IGenerationEngine : IDisposable
 
     /// <summary>Drops what can be rebuilt (idle scratch buffers) and returns freed memory to the OS.</summary>
     void ReleaseIdleMemory();
+
+    /// <summary>Tokens per KV block: a sequence's KV need is taken in whole blocks.</summary>
+    int KvBlockSize => 1;
+
+    /// <summary>Memory is short: preempts the newest half of the running sequences (they wait and are recomputed, the
+    /// same answer) so that the next steps are smaller. Returns how many it preempted.</summary>
+    int Shed() => 0;
 }

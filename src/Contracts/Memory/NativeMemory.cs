@@ -23,6 +23,33 @@ public static partial class NativeMemory
         return p.WorkingSet64;
     }
 
+    /// <summary>Peak resident set size since start or since <see cref="ResetPeakResident"/> (VmHWM on Linux); null elsewhere.</summary>
+    public static long? PeakResidentBytes()
+    {
+        if (!OperatingSystem.IsLinux()) return null;
+        try
+        {
+            foreach (var line in File.ReadLines("/proc/self/status"))
+                if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
+                    return long.Parse(line.AsSpan(6).Trim().TrimEnd("kB").Trim()) * 1024;
+        }
+        catch (IOException) { }
+        return null;
+    }
+
+    /// <summary>Starts <see cref="PeakResidentBytes"/> over from the current resident size (Linux: "5" to
+    /// /proc/self/clear_refs). False where that is not possible.</summary>
+    public static bool ResetPeakResident()
+    {
+        if (!OperatingSystem.IsLinux()) return false;
+        try
+        {
+            File.WriteAllText("/proc/self/clear_refs", "5");
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return false; }
+    }
+
     /// <summary>Physical memory of the machine, or the container's cgroup limit when that is lower.</summary>
     public static long TotalAvailableBytes()
     {

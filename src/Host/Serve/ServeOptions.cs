@@ -25,12 +25,16 @@ public sealed class ServeOptions
     /// <summary>cpu, cuda, cuda:N, mps or auto.</summary>
     public string Device { get; set; } = "auto";
     public int WorkersPerNode { get; set; } = Node.Workers.Count;
-    /// <summary>The memory budget the watchdog's marks are fractions of; "auto": Watchdog:LimitFraction of the machine's (or cgroup's) memory.</summary>
+    /// <summary>The real memory limit; "auto": the smaller of physical memory and the memory cgroup's limit.</summary>
     public string MemoryLimit { get; set; } = "auto";
-    /// <summary>Above this fraction of the limit, workers are asked to clean up.</summary>
+    /// <summary>Share of the limit the memory plan (weights, activations, KV pool) may use.</summary>
+    public double MemoryUtilization { get; set; } = ActorQuery.Contracts.MemoryBudget.DefaultUtilization;
+    /// <summary>Above this fraction of the headroom the plan leaves, workers and the answer cache free memory.</summary>
     public double CleanupMark { get; set; } = Node.Watchdog.CleanupMark;
     /// <summary>Above this fraction, the router pauses admission until memory is back under the cleanup mark.</summary>
     public double PauseMark { get; set; } = Node.Watchdog.PauseMark;
+    /// <summary>A JSON settings file layered over the environment and re-read when it changes; empty: none.</summary>
+    public string SettingsFile { get; set; } = "";
     public int MaxInFlight { get; set; } = Node.Router.MaxInFlight;
     public int MaxQueue { get; set; } = Node.Router.MaxQueue;
     public double DefaultDeadlineSeconds { get; set; } = Node.Router.DefaultTimeout.TotalSeconds;
@@ -44,8 +48,8 @@ public sealed class ServeOptions
     public double DrainTimeoutSeconds { get; set; } = 30;
     public string MaxBodyBytes { get; set; } = "1MiB";
     public int DefaultMaxTokens { get; set; } = 256;
-    /// <summary>KV-cache bytes each worker's engine may hold for all its sequences.</summary>
-    public string KvCacheSize { get; set; } = "1GiB";
+    /// <summary>KV-cache bytes each worker's engine holds for all its sequences; "auto": all the memory plan leaves.</summary>
+    public string KvCacheSize { get; set; } = "auto";
     /// <summary>Most sequences one worker advances per forward pass.</summary>
     public int MaxBatch { get; set; } = Node.Workers.MaxBatch;
     /// <summary>Random weights of the model folder's config (benchmarks without a download).</summary>
@@ -59,7 +63,8 @@ public sealed class ServeOptions
     public long? MemoryLimitBytes => MemoryLimit.Equals("auto", StringComparison.OrdinalIgnoreCase) ? null : ByteSize.Parse(MemoryLimit);
     public long CacheMaxBytesValue => ByteSize.Parse(CacheMaxBytes);
     public long MaxBodyBytesValue => ByteSize.Parse(MaxBodyBytes);
-    public long KvCacheBytes => ByteSize.Parse(KvCacheSize);
+    /// <summary>Null: auto.</summary>
+    public long? KvCacheBytes => KvCacheSize.Equals("auto", StringComparison.OrdinalIgnoreCase) ? null : ByteSize.Parse(KvCacheSize);
     public TimeSpan DrainTimeout => TimeSpan.FromSeconds(DrainTimeoutSeconds);
     public TimeSpan DefaultDeadline => TimeSpan.FromSeconds(DefaultDeadlineSeconds);
 

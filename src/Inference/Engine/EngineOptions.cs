@@ -19,6 +19,12 @@ public sealed record EngineOptions
     /// <summary>Bytes of KV cache the engine holds for all sequences together, allocated once at load as a pool
     /// of blocks. Default 1 GiB.</summary>
     public long KvCacheBytes { get; init; } = 1L << 30;
+    /// <summary>The memory plan to load within (the server's): the KV pool gets what the budget leaves after the weights,
+    /// the load overhead and the measured activation peak, or the plan's explicit size, and is committed at load; a plan
+    /// that does not fit throws <see cref="ActorQuery.Contracts.MemoryPlanException"/>. Null: <see cref="KvCacheBytes"/>, not committed.</summary>
+    public EnginePlan? Plan { get; init; }
+    /// <summary>Share of the planned (or configured) KV pool to allocate: 1, or less after the worker degraded.</summary>
+    public double KvFraction { get; init; } = 1;
     /// <summary>Tokens per KV block (vLLM's default 16): the unit in which sequences take and return KV cache.</summary>
     public int KvBlockSize { get; init; } = 16;
     /// <summary>Sequences one step (one forward pass) advances; the scheduler keeps the others waiting, first come

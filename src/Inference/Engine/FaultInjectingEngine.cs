@@ -26,11 +26,14 @@ public sealed class FaultInjectingEngine(IGenerationEngine inner, FaultOptions f
     public AddResult TryAdd(GenerationRequest request) => inner.TryAdd(request);
     public bool Remove(long sequenceId) => inner.Remove(sequenceId);
     public void ReleaseIdleMemory() => inner.ReleaseIdleMemory();
+    public int KvBlockSize => inner.KvBlockSize;
+    public int Shed() => inner.Shed();
     public void Dispose() => inner.Dispose();
 
     public StepResult Step()
     {
         if (faults.StepDelayMs > 0) Thread.Sleep(faults.StepDelayMs);
+        state.LeakStep();
         long n = state.NextStep();
         if ((faults.OomEveryNthStep > 0 && n % faults.OomEveryNthStep == 0) || faults.OomAtSteps.Contains((int)n))
         {
@@ -47,7 +50,8 @@ public sealed class FaultInjectingEngine(IGenerationEngine inner, FaultOptions f
 
     /// <summary>Loads through <paramref name="load"/>, failing the first <see cref="FaultOptions.OomOnLoadAttempts"/>
     /// attempts with a real out-of-memory, and wraps the engine when step faults are configured.</summary>
-    public static IGenerationEngine Load(Func<IGenerationEngine> load, FaultOptions faults, FaultState state)
+    /// <param name="live">Wrap even with no step fault configured, because one may be armed while it runs (the leak).</param>
+    public static IGenerationEngine Load(Func<IGenerationEngine> load, FaultOptions faults, FaultState state, bool live = false)
     {
         long attempt = state.NextLoad();
         if (attempt <= faults.OomOnLoadAttempts)
@@ -57,6 +61,7 @@ public sealed class FaultInjectingEngine(IGenerationEngine inner, FaultOptions f
         }
         var engine = load();
         return faults.OomEveryNthStep > 0 || faults.CrashEveryNthStep > 0 || faults.StepDelayMs > 0 || faults.OomAtSteps.Count > 0
+               || faults.LeakBytesPerStep > 0 || live
             ? new FaultInjectingEngine(engine, faults, state)
             : engine;
     }
@@ -77,12 +82,13 @@ public sealed class FaultInjectingEngine(IGenerationEngine inner, FaultOptions f
 }
 
 /// <summary>Applies <see cref="FaultOptions"/> to every engine a factory loads (load faults and step faults).</summary>
-public sealed class FaultInjectingEngineFactory(IEngineFactory inner, FaultOptions faults, FaultState? state = null) : IEngineFactory
+/// <param name="live">Wrap every engine, so that a fault armed while it runs (<see cref="FaultState.LeakBytesPerStep"/>) applies.</param>
+public sealed class FaultInjectingEngineFactory(IEngineFactory inner, FaultOptions faults, FaultState? state = null, bool live = false) : IEngineFactory
 {
-    public FaultState State { get; } = state ?? new FaultState();
+    public FaultState State { get; } = state ?? new FaultState { LeakBytesPerStep = faults.LeakBytesPerStep };
 
     public IGenerationEngine Load(EngineLoadSettings settings) =>
-        FaultInjectingEngine.Load(() => inner.Load(settings), faults, State);
+        FaultInjectingEngine.Load(() => inner.Load(settings), faults, State, live);
 
     public ITokenizer? Tokenizer => inner.Tokenizer;
     public bool CanFallBackToCpu => inner.CanFallBackToCpu;

@@ -45,11 +45,22 @@ public sealed class InferenceEngine : IGenerationEngine
     /// <summary>Weights and the KV pool (allocated at load, whatever is in use); KvUsedBytes is the blocks held
     /// by live sequences.</summary>
     public EngineMemory MemoryUsage =>
-        new(_runner.WeightBytes, _pool.ByteSize) { KvUsedBytes = _pool.Allocator.UsedBlocks * _pool.BlockBytes };
+        new(_runner.WeightBytes, _pool.ByteSize)
+        {
+            KvUsedBytes = _pool.Allocator.UsedBlocks * _pool.BlockBytes,
+            ActivationPeakBytes = _activationPeak, LoadOverheadBytes = _loadOverhead,
+            KvBytesPerToken = _pool.BlockBytes / _pool.BlockSize, OnDevice = _onDevice,
+        };
+
+    private readonly long _activationPeak, _loadOverhead;
+    private readonly bool _onDevice;
 
     private InferenceEngine(LoadedModel m, EngineOptions options)
     {
         _pool = m.Pool;
+        _activationPeak = m.ActivationPeakBytes;
+        _loadOverhead = m.LoadOverheadBytes;
+        _onDevice = m.Decoder.Weights.Device.type != TorchSharp.DeviceType.CPU;
         _runner = new ModelRunner(m.Decoder, m.Pool);
         Config = m.Config;
         GenerationDefaults = m.Defaults;
@@ -126,6 +137,8 @@ public sealed class InferenceEngine : IGenerationEngine
     public float[,] ScoreAllPositions(IReadOnlyList<int> ids) => _runner.ScoreAllPositions(ids);
 
     public void ReleaseIdleMemory() => NativeMemory.CollectAndTrim();
+
+    public int Shed() => _scheduler.Shed();
 
     public void Dispose()
     {

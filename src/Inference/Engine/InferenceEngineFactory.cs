@@ -13,7 +13,7 @@ public sealed class InferenceEngineFactory(EngineOptions options, ITokenizer? to
     public IGenerationEngine Load(EngineLoadSettings settings) =>
         InferenceEngine.Load(options with
         {
-            KvCacheBytes = Math.Max(1, (long)(options.KvCacheBytes * settings.KvBudgetFraction)),
+            KvFraction = settings.KvBudgetFraction,
             MaxBatchSequences = Math.Max(1, Math.Min(options.MaxBatchSequences, settings.MaxBatch)),
             Device = settings.ForceCpu ? "cpu" : options.Device,
         });

@@ -9,8 +9,10 @@ namespace ActorQuery.Inference.Engine;
 
 /// <summary>What <see cref="ModelLoader.Load"/> gives the engine: the decoder (weights and its ops backend), the KV
 /// pool allocated for it, the model's config and generation defaults, its name and how long loading took.</summary>
+/// <param name="ActivationPeakBytes">The largest step's measured peak (0 without a plan).</param>
+/// <param name="LoadOverheadBytes">What loading the weights took beyond their exact bytes (0 without a plan).</param>
 public sealed record LoadedModel(Decoder Decoder, KvBlockPool Pool, ModelConfig Config, GenerationDefaults? Defaults,
-    string Name, TimeSpan LoadTime);
+    string Name, TimeSpan LoadTime, long ActivationPeakBytes = 0, long LoadOverheadBytes = 0);
 
 /// <summary>
 /// Loads a model for an engine: checks the options, reads config.json and generation_config.json, resolves the
@@ -22,6 +24,7 @@ public static class ModelLoader
     public static LoadedModel Load(EngineOptions options)
     {
         if (options.KvCacheBytes <= 0) throw new ArgumentException("must be > 0", "kv_cache_bytes");
+        if (options.KvFraction is <= 0 or > 1) throw new ArgumentException("must be in (0, 1]", "kv_fraction");
         if (options.MaxBatchSequences < 1) throw new ArgumentException("must be >= 1", "max_batch_sequences");
         if (options.MaxTokensPerStep < 1) throw new ArgumentException("must be >= 1", "max_tokens_per_step");
         if (options.KvBlockSize is < 1 or > 1024) throw new ArgumentException("must be in [1, 1024]", "kv_block_size");
@@ -40,6 +43,9 @@ public static class ModelLoader
             CudaMemory.Use(device.index);
             CudnnAttention.ApplyDefault();   // its per-call host cost made bfloat16 decoding 2.7× slower (see there)
         }
+        bool onDevice = device.type != DeviceType.CPU;
+        long UsedNow() => device.type == DeviceType.CUDA ? CudaMemory.UsedBytes() ?? 0 : NativeMemory.ResidentBytes();
+        long usedBefore = UsedNow();
         DecoderWeights weights;
         if (options.DummyWeights) weights = DecoderWeights.Random(config, dtype, device, options.DummySeed, matrices);
         else
@@ -47,9 +53,7 @@ public static class ModelLoader
             using var ckpt = new Checkpoint.Checkpoint(folder);
             weights = DecoderWeights.Load(ckpt, config, dtype, device, matrices);
         }
-        KvBlockPool pool;
-        try { pool = KvBlockPool.ForBudget(weights, options.KvCacheBytes, options.KvBlockSize); }
-        catch { weights.Dispose(); throw; }
+        long overhead = Math.Max(0, UsedNow() - usedBefore - weights.ByteSize());
         // float32 on an AVX2 CPU: the projections go through the hand-written kernel on its own threads, and
         // libtorch keeps one thread for the rest, so that its OpenMP workers (which spin between ops) do not
         // compete with the kernel's threads for the cores.
@@ -61,7 +65,24 @@ public static class ModelLoader
         }
         Decoder decoder;
         try { decoder = new Decoder(weights, kernelThreads); }
-        catch { pool.Dispose(); weights.Dispose(); throw; }
-        return new LoadedModel(decoder, pool, config, defaults, Path.GetFileName(folder.TrimEnd('/')), sw.Elapsed);
+        catch { weights.Dispose(); throw; }
+        KvBlockPool pool;
+        long activations = 0;
+        try
+        {
+            long kvBytes = options.KvCacheBytes;
+            if (options.Plan is { } plan)
+            {
+                activations = ActivationProbe.Measure(decoder, options.MaxBatchSequences, options.MaxTokensPerStep, options.KvBlockSize);
+                long perToken = KvBlockPool.BytesPerToken(config, dtype);
+                kvBytes = MemoryPlanner.KvBytes(plan.BudgetBytes, plan.BudgetTerms, weights.ByteSize(), overhead, activations,
+                    MemoryPlanner.MinimumKvBytes(perToken, config.MaxPositionEmbeddings), plan.ExplicitKvBytes);
+            }
+            else overhead = 0;
+            kvBytes = Math.Max(1, (long)(kvBytes * options.KvFraction));
+            pool = KvBlockPool.ForBudget(weights, kvBytes, options.KvBlockSize, commit: options.Plan is not null);
+        }
+        catch { decoder.Dispose(); throw; }
+        return new LoadedModel(decoder, pool, config, defaults, Path.GetFileName(folder.TrimEnd('/')), sw.Elapsed, activations, overhead);
     }
 }

@@ -238,6 +238,16 @@ public sealed class Scheduler
     public void PreemptNewest(IReadOnlyList<ScheduledChunk> batch) =>
         Preempt(batch.Select(b => b.Sequence).MaxBy(_sequences.IndexOf)!);
 
+    /// <summary>Memory is short: preempts the newest half of the sequences holding blocks (parked, recomputed once
+    /// another leaves). Returns how many.</summary>
+    public int Shed()
+    {
+        var holding = _sequences.Where(s => s.Table.Blocks.Count > 0 && !s.Parked).ToList();
+        int n = holding.Count / 2;
+        foreach (var s in holding.Skip(holding.Count - n)) Preempt(s);
+        return n;
+    }
+
     /// <summary>
     /// Drops a sequence's blocks and parks it; it is rebuilt from its tokens once another sequence leaves,
     /// as vLLM's recompute preemption does (same tokens in, same answer out).

@@ -58,6 +58,19 @@ public sealed class DecoderWeights : IDisposable
     }
 #pragma warning restore IDE1006
 
+    /// <summary>The exact bytes <see cref="Load"/> and <see cref="Random"/> allocate for <paramref name="c"/>: the matrices
+    /// (embedding, lm_head when untied, projections) in <paramref name="matrixDtype"/>, norms and biases in
+    /// <paramref name="dtype"/>. The memory plan checks a format against the budget with it before loading.</summary>
+    public static long ByteSize(ModelConfig c, ScalarType dtype, ScalarType matrixDtype)
+    {
+        long m = DeviceAndDtype.ElementSize(matrixDtype), e = DeviceAndDtype.ElementSize(dtype);
+        long h = c.HiddenSize, q = (long)c.NumAttentionHeads * c.HeadDim, kv = (long)c.NumKeyValueHeads * c.HeadDim, inter = c.IntermediateSize;
+        long matrices = (long)c.VocabSize * h * (c.TieWordEmbeddings ? 1 : 2)
+                        + c.NumHiddenLayers * ((q + 2 * kv) * h + h * q + 2 * inter * h + h * inter);
+        long vectors = h + c.NumHiddenLayers * (2 * h + (c.AttentionBias ? q + 2 * kv : 0));
+        return matrices * m + vectors * e;
+    }
+
     public long ByteSize()
     {
         static long Bytes(Tensor t) => t.NumberOfElements * DeviceAndDtype.ElementSize(t.dtype);

@@ -22,24 +22,26 @@ public sealed class KvBlockPool : IDisposable
     public long BlockBytes { get; }
     public long ByteSize => BlockBytes * BlockCount;
 
-    public KvBlockPool(DecoderWeights w, int blockCount, int blockSize)
+    /// <param name="commit">Write every page now (zeros), so that the OS charges the whole pool at load and an
+    /// impossible plan fails at start, not under load; otherwise the pages stay virtual until sequences fill them.</param>
+    public KvBlockPool(DecoderWeights w, int blockCount, int blockSize, bool commit = false)
     {
         Allocator = new KvBlockAllocator(blockCount, blockSize);
         var c = w.Config;
         BlockBytes = BytesPerToken(c, w.Dtype) * blockSize;
         long[] shape = [c.NumHiddenLayers, (long)blockCount * blockSize, c.NumKeyValueHeads, c.HeadDim];
-        // empty, not zeros: slots are always written before they are read, and untouched pages stay virtual.
-        Keys = empty(shape, w.Dtype, w.Device).DetachFromDisposeScope();
-        try { Values = empty(shape, w.Dtype, w.Device).DetachFromDisposeScope(); }
+        // Slots are always written before they are read, so the values do not matter: zeros only to commit the pages.
+        Keys = (commit ? zeros(shape, w.Dtype, w.Device) : empty(shape, w.Dtype, w.Device)).DetachFromDisposeScope();
+        try { Values = (commit ? zeros(shape, w.Dtype, w.Device) : empty(shape, w.Dtype, w.Device)).DetachFromDisposeScope(); }
         catch { Keys.Dispose(); throw; }
     }
 
     /// <summary>As many blocks as <paramref name="budgetBytes"/> holds.</summary>
-    public static KvBlockPool ForBudget(DecoderWeights w, long budgetBytes, int blockSize)
+    public static KvBlockPool ForBudget(DecoderWeights w, long budgetBytes, int blockSize, bool commit = false)
     {
         if (blockSize < 1) throw new ArgumentException("must be >= 1", "kv_block_size");
         long blockBytes = BytesPerToken(w.Config, w.Dtype) * blockSize;
-        return new KvBlockPool(w, (int)Math.Min(int.MaxValue / blockSize, budgetBytes / blockBytes), blockSize);
+        return new KvBlockPool(w, (int)Math.Min(int.MaxValue / blockSize, budgetBytes / blockBytes), blockSize, commit);
     }
 
     public static long BytesPerToken(Checkpoint.ModelConfig c, ScalarType dtype) =>

@@ -1,0 +1,93 @@
+using System.Globalization;
+
+namespace ActorQuery.Contracts;
+
+/// <summary>
+/// A node's memory budget, worked out once at start: the real limit (the smallest of physical memory, the memory
+/// cgroup's limit and <c>--memory-limit</c>; see <see cref="MemoryLimits"/>) times the utilization, less what the process
+/// already holds, and never more than what is free now less the share the utilization leaves free. The node's workers
+/// share it equally: each plans its weights, activations and KV pool inside <see cref="PerWorkerBytes"/>.
+/// </summary>
+/// <param name="HeldBytes">Resident bytes of the process when the plan was made (runtime, libraries), before any model.</param>
+/// <param name="AvailableBytes">Memory free for this process to grow into now (MemAvailable, or the cgroup's limit less its working set).</param>
+public sealed record MemoryBudget(long LimitBytes, string LimitSource, double Utilization, long HeldBytes, long AvailableBytes, int Workers)
+{
+    /// <summary>The share of the limit the plan may use (the server's <c>--memory-utilization</c>).</summary>
+    public const double DefaultUtilization = 0.9;
+
+    /// <summary>What the workers together may add to the process.</summary>
+    public long BudgetBytes =>
+        Math.Max(0, Math.Min((long)(LimitBytes * Utilization) - HeldBytes, AvailableBytes - (long)(LimitBytes * (1 - Utilization))));
+
+    public long PerWorkerBytes => Workers <= 0 ? 0 : BudgetBytes / Workers;
+
+    /// <summary>"cgroup limit 1.6 GiB x 0.9, less 180 MiB held": the terms of <see cref="BudgetBytes"/>, for errors and logs.</summary>
+    public string Describe()
+    {
+        var s = $"{LimitSource} {MemorySize.Format(LimitBytes)} x {Utilization.ToString("0.##", CultureInfo.InvariantCulture)}, less {MemorySize.Format(HeldBytes)} held";
+        if (AvailableBytes - (long)(LimitBytes * (1 - Utilization)) < (long)(LimitBytes * Utilization) - HeldBytes)
+            s += $", capped by {MemorySize.Format(AvailableBytes)} free now";
+        if (Workers > 1) s += $", shared by {Workers} workers";
+        return s;
+    }
+}
+
+/// <summary>The plan does not fit the budget (or an explicit KV size is larger than what fits). The message is one line
+/// naming every term; the server refuses to start with it (exit code 2).</summary>
+public sealed class MemoryPlanException(string message) : Exception(message);
+
+/// <summary>
+/// The plan's arithmetic: what the KV pool gets once weights, load overhead and the activation peak are in. Torch-free,
+/// so that the Host (before loading) and the engine (after measuring) apply the same rule.
+/// </summary>
+public static class MemoryPlanner
+{
+    /// <summary>KV tokens a worker must be able to hold at least: one sequence of this many tokens, or the model's
+    /// context when it is shorter.</summary>
+    public const int MinimumKvTokens = 2048;
+
+    public static long MinimumKvBytes(long kvBytesPerToken, int contextLength) =>
+        kvBytesPerToken * Math.Min(MinimumKvTokens, Math.Max(1, contextLength));
+
+    /// <summary>
+    /// The KV pool's bytes: <paramref name="explicitKvBytes"/> when given (refused when it does not fit), else all that
+    /// <paramref name="budgetBytes"/> leaves after weights, overhead and activations; refused when that is less than
+    /// <paramref name="minimumKvBytes"/>. <paramref name="budgetTerms"/> says where the budget comes from (see
+    /// <see cref="MemoryBudget.Describe"/>).
+    /// </summary>
+    public static long KvBytes(long budgetBytes, string budgetTerms, long weightBytes, long overheadBytes, long activationBytes,
+        long minimumKvBytes, long? explicitKvBytes)
+    {
+        long rest = budgetBytes - weightBytes - overheadBytes - activationBytes;
+        string Terms(string kvTerm, long kv) =>
+            $"weights {MemorySize.Format(weightBytes)}" + (overheadBytes > 0 ? $" + load overhead {MemorySize.Format(overheadBytes)}" : "")
+            + (activationBytes > 0 ? $" + activations {MemorySize.Format(activationBytes)}" : "")
+            + $" + {kvTerm} {MemorySize.Format(kv)} > budget {MemorySize.Format(budgetBytes)} ({budgetTerms})";
+        if (explicitKvBytes is { } kv)
+        {
+            if (kv > rest)
+                throw new MemoryPlanException(Terms("KV cache (--kv-cache-size)", kv)
+                    + $"; at most {MemorySize.Format(Math.Max(0, rest))} fits: use --kv-cache-size auto or a smaller size");
+            return kv;
+        }
+        if (rest < minimumKvBytes)
+            throw new MemoryPlanException(Terms("minimum KV", minimumKvBytes)
+                + "; try --dtype bfloat16, a smaller model or a larger limit");
+        return rest;
+    }
+}
+
+/// <summary>Bytes as people read them in logs and errors: "15.2 GiB", "412 MiB", "800 KiB".</summary>
+public static class MemorySize
+{
+    public static string Format(long bytes)
+    {
+        double b = bytes;
+        string sign = b < 0 ? "-" : "";
+        b = Math.Abs(b);
+        return sign + (b >= 1L << 30 ? $"{(b / (1L << 30)).ToString("0.0#", CultureInfo.InvariantCulture)} GiB"
+            : b >= 1L << 20 ? $"{(b / (1L << 20)).ToString("0", CultureInfo.InvariantCulture)} MiB"
+            : b >= 1L << 10 ? $"{(b / (1L << 10)).ToString("0", CultureInfo.InvariantCulture)} KiB"
+            : $"{b.ToString("0", CultureInfo.InvariantCulture)} B");
+    }
+}
