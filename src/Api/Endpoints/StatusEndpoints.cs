@@ -54,7 +54,7 @@ internal static class StatusEndpoints
             throw new ApiException(503, null, $"the router did not answer: {e.Message}", "service_unavailable");
         }
         var m = status.Memory;
-        var report = m is null ? null : new MemoryReport(m.ResidentBytes, m.ManagedBytes, m.TensorBytes, m.DeviceBytes, m.LimitBytes,
+        var report = m is null ? null : new MemoryReport(m.ResidentBytes, m.ManagedBytes, (m.WeightBytes + m.KvCacheBytes), m.DeviceBytes, m.LimitBytes,
             m.CleanupMark, m.PauseMark, (long)(m.LimitBytes * m.CleanupMark), (long)(m.LimitBytes * m.PauseMark),
             m.Cleanups, m.Pauses, m.Paused, m.At);
         var workers = status.Workers.Select(w => new WorkerMemory(w.Worker, w.Node, StateName(w.State), w.KvFreeTokens, w.KvCapacityTokens,

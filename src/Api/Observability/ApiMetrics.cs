@@ -76,7 +76,7 @@ public sealed class ApiMetrics
         {
             MemoryBytes.WithLabels("resident").Set(m.ResidentBytes);
             MemoryBytes.WithLabels("managed").Set(m.ManagedBytes);
-            MemoryBytes.WithLabels("tensor").Set(m.TensorBytes);
+            MemoryBytes.WithLabels("tensor").Set((m.WeightBytes + m.KvCacheBytes));
             if (m.DeviceBytes is { } d) MemoryBytes.WithLabels("device").Set(d);
             MemoryBytes.WithLabels("limit").Set(m.LimitBytes);
         }

@@ -14,11 +14,14 @@ internal static class ServeCommand
         Microsoft.AspNetCore.Builder.WebApplication app;
         try { app = ServeApp.Build(overrides, backend); }
         catch (OptionsException e) { throw new CliException(e.Message); }
+        catch (ActorQuery.Contracts.MemoryPlanException e) { throw new CliException(e.Message); }
         try
         {
             app.Run(); // returns after SIGTERM / Ctrl+C and the graceful shutdown
+            if (StartupPlanGuard.StartFailure is { } plan) throw new CliException(plan);
             return 0;
         }
+        catch (CliException) { throw; }
         catch (Exception e)
         {
             Log.Fatal(e, "serve stopped: {Reason}", e.Message);

@@ -26,10 +26,13 @@ namespace ActorQuery.Host.Serve;
 internal sealed class ActorBackend : IServeBackend
 {
     private HfTokenizer? _tokenizer;
+    private NodeMemoryPlan? _plan;
 
     public void ConfigureServices(IServiceCollection services, ServeOptions options)
     {
         _tokenizer = LoadTokenizer(options.ModelFolder);
+        // Before anything loads: a plan that cannot fit refuses to start here (exit code 2), not under load.
+        _plan = NodeMemoryPlan.Make(options, EngineOptions(options));
         services.AddSingleton<ITokenizer>(_tokenizer);
         services.AddSingleton<IServedModel>(ServedModels.FromFolder(options.ModelFolder, _tokenizer));
         services.AddActorQueryClient();
@@ -38,21 +41,48 @@ internal sealed class ActorBackend : IServeBackend
 
     public void ConfigureAkka(AkkaConfigurationBuilder akka, IServiceProvider services, ServeOptions options)
     {
-        var node = NodeOptions(services.GetRequiredService<IConfiguration>(), options);
-        var engine = new EngineOptions
+        var configuration = services.GetRequiredService<IConfiguration>();
+        var node = NodeOptions(configuration, options);
+        var plan = _plan!;
+        var engine = EngineOptions(options) with { Dtype = plan.Format?.Dtype ?? options.Dtype, Plan = plan.Engine };
+        var guard = new StartupPlanGuard(new InferenceEngineFactory(engine, _tokenizer),
+            services.GetRequiredService<Microsoft.Extensions.Hosting.IHostApplicationLifetime>());
+        // One fault schedule (and its counters) per worker, so that "first N loads fail" holds for each; every engine is
+        // wrapped, so that the leak fault can be armed while the server runs (from the settings file).
+        var faultStates = new List<FaultState>();
+        IEngineFactory Worker(int _)
         {
-            ModelPath = options.ModelFolder,
-            Dtype = options.Dtype,
-            Device = options.Device,
-            DummyWeights = options.DummyWeights,
-            KvCacheBytes = options.KvCacheBytes,
-            MaxBatchSequences = options.MaxBatch,
-        };
-        var inference = new InferenceEngineFactory(engine, _tokenizer);
-        // One fault schedule (and its counters) per worker, so that "first N loads fail" holds for each.
-        akka.AddActorQueryNode(services.GetRequiredService<Config>(), node, ClusterOptions(options),
-            _ => FaultInjectingEngineFactory.Wrap(inference, node.Faults), new ProcessMemoryReader(CudaMemory.UsedBytes));
+            var f = new FaultInjectingEngineFactory(guard, node.Faults, live: true);
+            lock (faultStates) faultStates.Add(f.State);
+            return f;
+        }
+        Microsoft.Extensions.Primitives.ChangeToken.OnChange(configuration.GetReloadToken, () =>
+        {
+            var text = configuration[$"{ServeOptions.Section}:Faults:LeakBytesPerStep"] ?? "0";
+            long bytes;
+            try { bytes = ByteSize.Parse(text); }
+            catch (FormatException e) { Serilog.Log.Warning("Faults:LeakBytesPerStep not applied: {Reason}", e.Message); return; }
+            lock (faultStates)
+                foreach (var s in faultStates)
+                {
+                    if (s.LeakBytesPerStep == bytes) continue;
+                    Serilog.Log.Warning("fault: each engine step leaks {Bytes} now ({What})", ByteSize.Format(bytes), bytes > 0 ? "armed" : "disarmed, the leak freed");
+                    s.LeakBytesPerStep = bytes;
+                }
+        });
+        akka.AddActorQueryNode(services.GetRequiredService<Config>(), node, ClusterOptions(options), Worker,
+            new ProcessMemoryReader(CudaMemory.UsedBytes), budget: plan.Host);
     }
+
+    private static EngineOptions EngineOptions(ServeOptions options) => new()
+    {
+        ModelPath = options.ModelFolder,
+        Dtype = options.Dtype,
+        Device = options.Device,
+        DummyWeights = options.DummyWeights,
+        KvCacheBytes = options.KvCacheBytes ?? new EngineOptions { ModelPath = "" }.KvCacheBytes,
+        MaxBatchSequences = options.MaxBatch,
+    };
 
     internal static ClusterNodeOptions ClusterOptions(ServeOptions o) => new()
     {
@@ -79,7 +109,6 @@ internal sealed class ActorBackend : IServeBackend
             Workers = node.Workers with { Count = o.WorkersPerNode, MaxBatch = o.MaxBatch },
             Watchdog = node.Watchdog with
             {
-                LimitBytes = o.MemoryLimitBytes,
                 CleanupMark = o.CleanupMark,
                 PauseMark = o.PauseMark,
             },

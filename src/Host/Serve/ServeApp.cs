@@ -35,6 +35,13 @@ public static class ServeApp
             Args = [],
         });
         builder.Configuration.AddInMemoryCollection(cliOverrides);
+        // --settings: a JSON file over the environment, re-read when it changes; the command line keeps the last word.
+        if (builder.Configuration[$"{ServeOptions.Section}:SettingsFile"] is { Length: > 0 } settingsFile)
+        {
+            if (!File.Exists(settingsFile)) throw new OptionsException($"{ServeOptions.Section}:SettingsFile '{settingsFile}' does not exist");
+            builder.Configuration.AddJsonFile(Path.GetFullPath(settingsFile), optional: false, reloadOnChange: true);
+            builder.Configuration.AddInMemoryCollection(cliOverrides);
+        }
         var options = ServeOptions.From(builder.Configuration);
         var hocon = HoconFiles.Load(hoconFolder ?? HoconFiles.DefaultFolder);
 

@@ -47,6 +47,18 @@ public static class CudaMemory
         }
     }
 
+    /// <summary>Free and total bytes of CUDA device <paramref name="index"/> (cudaMemGetInfo; this creates the device's
+    /// context), or null without libcudart.</summary>
+    public static (long Free, long Total)? Info(int index)
+    {
+        lock (Gate)
+        {
+            if (!Resolve() || _setDevice!(Math.Max(0, index)) != 0) return null;
+            if (_memGetInfo!(out var free, out var total) != 0 || total == 0) return null;
+            return ((long)free, (long)total);
+        }
+    }
+
     private static bool Resolve()
     {
         if (_resolved) return _memGetInfo is not null;
