@@ -61,7 +61,10 @@ public sealed class ModelSupervisor : ReceiveActor
             _device = m.Settings.ForceCpu ? "cpu" : m.Model.Device;
             _kvBlockSize = m.KvBlockSize;
             _load = new ModelActor.LoadReport(0, 0, m.KvCapacityTokens, m.KvCapacityTokens, m.Memory, 0);
-            _log.Info("{0}: model {1} ready on {2} ({3})", _worker, m.Model.Name, _device, m.Settings.Describe());
+            var mem = m.Memory;
+            _log.Info("{0}: model {1} ready on {2} ({3}); memory: {4}", _worker, m.Model.Name, _device, m.Settings.Describe(),
+                $"weights {MemorySize.Format(mem.WeightBytes)} + load overhead {MemorySize.Format(mem.LoadOverheadBytes)} + activation peak "
+                + $"{MemorySize.Format(mem.ActivationPeakBytes)} + KV pool {MemorySize.Format(mem.KvCacheBytes)} ({m.KvCapacityTokens} tokens)");
             Publish();
         });
         Receive<ModelActor.LoadFailed>(m => OnLoadFailed(m));
