@@ -92,15 +92,28 @@ public static class ApiServiceCollectionExtensions
             .Produces<ModelCard>().Produces<OpenAiErrorEnvelope>(404);
 
         app.MapGet("/health", StatusEndpoints.Health).WithTags("Health")
-            .WithSummary("Status with every worker's state, restarts and last out-of-memory; 503 when no model is ready")
+            .WithSummary("Status with every worker's state, restarts and last out-of-memory; 503 when not ready")
+            .WithDescription("`status`: `ok`; `no_model_ready` while no worker is ready; `memory_pressure` while the memory watchdog " +
+                             "pauses admission (`paused: true`, the reason in `pause_reason`; new queries get 503 until memory is back " +
+                             "under the cleanup mark); `shutting_down` while draining. `ready` is true, and the status 200, only for `ok`.")
             .Produces<HealthResponse>(200).Produces<HealthResponse>(503)
             .AddOpenApiOperationTransformer(ApiDocs.Examples(null, ApiExamples.Health));
         app.MapGet("/health/live", StatusEndpoints.Live).WithTags("Health").WithSummary("Liveness: 200 while the process runs");
         app.MapGet("/health/ready", StatusEndpoints.Ready).WithTags("Health")
-            .WithSummary("Readiness: 200 when a model is ready, 503 while loading or shutting down");
+            .WithSummary("Readiness: 200 when a model is ready; 503 while loading, under memory pressure or shutting down")
+            .WithDescription("503 bodies, checked in this order: `{\"status\":\"shutting_down\"}`; `{\"status\":\"memory_pressure\",\"reason\":\"...\"}` " +
+                             "while the memory watchdog pauses admission (the node refuses new queries, so a load balancer should route " +
+                             "around it until it resumes); `{\"status\":\"no_model_ready\"}`.");
         app.MapGet("/memory", StatusEndpoints.Memory).WithTags("Health")
-            .WithSummary("The memory watchdog's last reading: resident, managed, tensor and device bytes, limit, marks, cleanups, pauses")
-            .Produces<MemoryResponse>().AddOpenApiOperationTransformer(ApiDocs.Examples(null, ApiExamples.Memory));
+            .WithSummary("This node's memory plan next to the watchdog's last reading, its KV tokens and each worker's memory")
+            .WithDescription("`limit`: the real limit, its source, the utilization and the budget the workers share. `plan`: runtime " +
+                             "overhead, weights, load overhead, activation peak and KV pool of this node's host-memory workers, and their " +
+                             "sum. `actual`: resident, managed and device bytes, what the plan does not name (`unaccounted_bytes`) and " +
+                             "the headroom under the limit. `watchdog`: its state (normal, cleanup, paused, shedding), the pause reason, " +
+                             "its marks as fractions of the plan's headroom and in bytes, and its counters. `limit`, `plan`, `actual` and " +
+                             "`watchdog` are null while the watchdog is off; `kv` (this node's workers, summed) and `workers` are always there. " +
+                             "All sizes are bytes; `summary` says the same in one line for people.")
+            .Produces<MemoryResponse>().ProducesProblem(503).AddOpenApiOperationTransformer(ApiDocs.Examples(null, ApiExamples.Memory));
         app.MapGet("/cluster", ClusterEndpoints.Cluster).WithTags("Health")
             .WithSummary("Cluster members (address, roles, status, reachability) and every worker's state and load")
             .WithDescription("Members as this node sees them (`status`: joining, weakly_up, up, leaving, exiting, down, removed; " +

@@ -36,19 +36,33 @@ public sealed class StatusEndpointTests(SharedServer shared) : IClassFixture<Sha
     }
 
     [Fact]
-    public async Task Memory_shows_the_watchdogs_reading_and_each_worker()
+    public async Task Readiness_and_health_are_503_memory_pressure_with_the_reason_while_paused_and_200_after()
     {
-        var body = await Json.ReadAsync(await Server.Http.GetAsync("/memory"));
-        var m = body.GetProperty("memory");
-        Assert.Equal(1_000_000, m.GetProperty("resident_bytes").GetInt64());
-        Assert.Equal(200_000, m.GetProperty("managed_bytes").GetInt64());
-        Assert.Equal(300_000, m.GetProperty("tensor_bytes").GetInt64());
-        Assert.Equal(10_000_000, m.GetProperty("limit_bytes").GetInt64());
-        Assert.Equal(7_000_000, m.GetProperty("pause_mark_bytes").GetInt64());
-        Assert.Equal(3, m.GetProperty("cleanups").GetInt64());
-        Assert.Equal(1, m.GetProperty("pauses").GetInt64());
-        Assert.Equal("worker-0", body.GetProperty("workers")[0].GetProperty("worker").GetString());
-        Assert.Equal("fake-node", body.GetProperty("node").GetString());
+        const string reason = "memory 9.1 MiB is above 8.2 MiB (plan 928 KiB + 80% of the 8.6 MiB it leaves under the physical memory 9.5 MiB)";
+        await using var server = await ApiServer.StartAsync(new FakeQueryClient { Paused = true, PauseReason = reason });
+
+        var ready = await server.Http.GetAsync("/health/ready");
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, ready.StatusCode);
+        var readyBody = await Json.ReadAsync(ready);
+        Assert.Equal("memory_pressure", readyBody.GetProperty("status").GetString());
+        Assert.Equal(reason, readyBody.GetProperty("reason").GetString());
+
+        var health = await server.Http.GetAsync("/health");
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, health.StatusCode);
+        var healthBody = await Json.ReadAsync(health);
+        Assert.Equal("memory_pressure", healthBody.GetProperty("status").GetString());
+        Assert.False(healthBody.GetProperty("ready").GetBoolean());
+        Assert.True(healthBody.GetProperty("paused").GetBoolean());
+        Assert.Equal(reason, healthBody.GetProperty("pause_reason").GetString());
+        Assert.Equal("ready", healthBody.GetProperty("workers")[0].GetProperty("state").GetString()); // the workers are fine; memory is not
+
+        server.Fake.Paused = false; // the watchdog resumed admission
+        var readyAfter = await server.Http.GetAsync("/health/ready");
+        Assert.Equal(HttpStatusCode.OK, readyAfter.StatusCode);
+        Assert.Equal("ready", (await Json.ReadAsync(readyAfter)).GetProperty("status").GetString());
+        var healthAfter = await Json.ReadAsync(await server.Http.GetAsync("/health"));
+        Assert.Equal("ok", healthAfter.GetProperty("status").GetString());
+        Assert.Equal(JsonValueKind.Null, healthAfter.GetProperty("pause_reason").ValueKind);
     }
 
     [Fact]

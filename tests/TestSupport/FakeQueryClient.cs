@@ -23,6 +23,13 @@ public sealed class FakeQueryClient : IQueryClient
     public int? MaxInFlight { get; init; }
     public int MaxQueue { get; init; }
     public bool Ready { get; set; } = true;
+    /// <summary>Admission paused by memory pressure, as the router reports it (<see cref="RouterStatus.Paused"/>); queries still run.</summary>
+    public bool Paused { get; set; }
+    public string? PauseReason { get; set; }
+    /// <summary>The watchdog's reading in the status; null: the watchdog is off.</summary>
+    public MemoryStatus? Memory { get; set; } = DefaultMemory;
+    /// <summary>worker-0's engine memory in the status.</summary>
+    public EngineMemory? WorkerMemory { get; set; } = DefaultWorkerMemory;
     /// <summary>Held queries start once this many queries were submitted (admitted or not).</summary>
     public int ReleaseAfterSubmissions { get; set; } = int.MaxValue;
 
@@ -109,17 +116,37 @@ public sealed class FakeQueryClient : IQueryClient
         return new TokensGenerated(id, text, [tokenId], lp);
     }
 
+    /// <summary>A loaded worker on the CPU: 300 KB of weights, 10 KB load overhead, 40 KB activations, a 1000-token KV pool
+    /// of 100 bytes a token with 120 tokens in use.</summary>
+    public static readonly EngineMemory DefaultWorkerMemory = new(WeightBytes: 300_000, KvCacheBytes: 100_000)
+    {
+        KvUsedBytes = 12_000, ActivationPeakBytes = 40_000, LoadOverheadBytes = 10_000, KvBytesPerToken = 100,
+    };
+
+    /// <summary>A reading of a node with <see cref="DefaultWorkerMemory"/>: a 10 MB physical limit, 500 KB runtime, and the
+    /// marks at 0.5, 0.8 and 0.95 of the headroom the 950 KB plan leaves.</summary>
+    public static readonly MemoryStatus DefaultMemory = new()
+    {
+        LimitBytes = 10_000_000, LimitSource = "physical memory", Utilization = 0.9, BudgetBytes = 8_500_000, HeldBytes = 500_000,
+        WeightBytes = 300_000, LoadOverheadBytes = 10_000, ActivationPeakBytes = 40_000, KvCacheBytes = 100_000, KvUsedBytes = 12_000,
+        PlannedBytes = 950_000,
+        ResidentBytes = 1_000_000, ManagedBytes = 200_000,
+        CleanupMark = 0.5, PauseMark = 0.8, ShedMark = 0.95,
+        CleanupAtBytes = 5_475_000, PauseAtBytes = 8_190_000, ShedAtBytes = 9_547_500,
+        State = MemoryState.Normal, Cleanups = 3, Pauses = 1, Sheds = 2, ReadEvery = TimeSpan.FromSeconds(5),
+        At = DateTimeOffset.Parse("2026-11-27T10:05:00Z"),
+    };
+
     public Task<RouterStatus> GetStatusAsync(TimeSpan timeout, CancellationToken cancellationToken)
     {
         var worker = new WorkerStatus
         {
             Worker = "worker-0", Node = "fake-node", State = Ready ? WorkerState.Ready : WorkerState.Loading, Model = "byte-model",
-            Running = Active, KvFreeTokens = 900, KvCapacityTokens = 1000,
+            Device = "cpu", Running = Active, KvFreeTokens = 880, KvCapacityTokens = 1000, KvBlockSize = 16, Memory = WorkerMemory,
+            MemoryPressure = Paused ? PauseReason : null,
             Restarts = 2, OomCount = 1, LastOom = DateTimeOffset.Parse("2026-11-27T10:00:00Z"),
         };
-        var memory = new MemoryStatus(ResidentBytes: 1_000_000, ManagedBytes: 200_000, TensorBytes: 300_000, DeviceBytes: null,
-            LimitBytes: 10_000_000, CleanupMark: 0.5, PauseMark: 0.7, Cleanups: 3, Pauses: 1, Paused: false, At: DateTimeOffset.UtcNow);
-        return Task.FromResult(new RouterStatus("fake-node", false, false, Active, 0, MaxInFlight ?? 8, MaxQueue,
-            [worker], new CacheStats(1, 100, 5, 7), memory));
+        return Task.FromResult(new RouterStatus("fake-node", Paused, false, Active, 0, MaxInFlight ?? 8, MaxQueue,
+            [worker], new CacheStats(1, 100, 5, 7), Memory, PauseReason: Paused ? PauseReason : null));
     }
 }

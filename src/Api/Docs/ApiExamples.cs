@@ -44,16 +44,27 @@ internal static class ApiExamples
          "draining": false, "paused": false, "in_flight": 1, "queued": 0, "max_in_flight": 8, "max_queue": 64,
          "workers": [{"worker": "model-0", "node": "akka.tcp://actorquery@localhost:0", "state": "ready", "model": "Qwen2.5-0.5B-Instruct",
            "running": 1, "queued": 0, "kv_free_tokens": 30000, "kv_capacity_tokens": 32768, "restarts": 1, "oom_count": 1,
-           "last_oom": "2026-11-27T14:02:11+00:00", "degraded": false, "degraded_reason": null, "error": null}]}
+           "last_oom": "2026-11-27T14:02:11+00:00", "degraded": false, "degraded_reason": null, "error": null}],
+         "error": null, "pause_reason": null}
         """;
 
     public const string Memory = """
         {"node": "akka.tcp://actorquery@localhost:0",
-         "memory": {"resident_bytes": 2147483648, "managed_bytes": 52428800, "tensor_bytes": 1073741824, "device_bytes": null,
-           "limit_bytes": 8589934592, "cleanup_mark": 0.5, "pause_mark": 0.7, "cleanup_mark_bytes": 4294967296,
-           "pause_mark_bytes": 6012954214, "cleanups": 3, "pauses": 0, "paused": false, "at": "2026-11-27T14:05:00+00:00"},
-         "workers": [{"worker": "model-0", "node": "akka.tcp://actorquery@localhost:0", "state": "ready", "kv_free_tokens": 30000,
-           "kv_capacity_tokens": 32768, "oom_count": 1, "last_oom": "2026-11-27T14:02:11+00:00", "degraded": false, "degraded_reason": null}],
+         "summary": "resident 1.43 GiB of the cgroup limit 1.6 GiB: plan 1.44 GiB (runtime 210 MiB, weights 942 MiB, load overhead 24 MiB, activations 38 MiB, KV 264 MiB), headroom 178 MiB; KV 1024 of 22528 tokens in use; watchdog normal",
+         "limit": {"bytes": 1717986918, "source": "cgroup limit", "utilization": 0.9, "budget_bytes": 1325987266},
+         "plan": {"runtime_overhead_bytes": 220200960, "weights_bytes": 987758592, "load_overhead_bytes": 25165824,
+           "activation_peak_bytes": 39845888, "kv_pool_bytes": 276824064, "loading_share_bytes": 0, "planned_bytes": 1549795328},
+         "actual": {"resident_bytes": 1530920960, "managed_bytes": 52428800, "device_bytes": null, "unaccounted_bytes": 20971520,
+           "headroom_bytes": 187065958},
+         "kv": {"capacity_tokens": 22528, "used_tokens": 1024, "free_tokens": 21504, "capacity_bytes": 276824064,
+           "used_bytes": 12582912, "free_bytes": 264241152, "bytes_per_token": 12288},
+         "watchdog": {"state": "normal", "reason": null, "cleanup_mark": 0.5, "pause_mark": 0.8, "shed_mark": 0.95,
+           "cleanup_at_bytes": 1633891123, "pause_at_bytes": 1684348600, "shed_at_bytes": 1709577338, "read_every_ms": 5000,
+           "cleanups": 0, "pauses": 0, "sheds": 0, "at": "2026-11-27T14:05:00+00:00"},
+         "workers": [{"worker": "worker-1", "node": "akka.tcp://actorquery@localhost:0", "state": "ready", "device": "cpu",
+           "memory_pressure": null, "weights_bytes": 987758592, "load_overhead_bytes": 25165824, "activation_peak_bytes": 39845888,
+           "kv_pool_bytes": 276824064, "kv_used_bytes": 12582912, "kv_capacity_tokens": 22528, "kv_free_tokens": 21504,
+           "kv_block_size": 16, "on_device": false, "oom_count": 0, "last_oom": null, "degraded": false, "degraded_reason": null}],
          "cache": {"entries": 12, "bytes": 48000, "hits": 40, "misses": 75}}
         """;
 

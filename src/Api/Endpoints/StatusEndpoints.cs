@@ -17,12 +17,13 @@ internal static class StatusEndpoints
             return Results.Json(new HealthResponse("unavailable", false, null, model.Name, gate.IsDraining, false, 0, 0, 0, 0, [],
                 $"the router did not answer: {e.Message}"), ApiJson.Options, statusCode: 503);
         }
-        bool ready = status.AnyWorkerReady && !status.ShuttingDown && !gate.IsDraining;
-        string state = gate.IsDraining || status.ShuttingDown ? "shutting_down" : status.AnyWorkerReady ? "ok" : "no_model_ready";
+        bool shuttingDown = gate.IsDraining || status.ShuttingDown;
+        bool ready = status.AnyWorkerReady && !shuttingDown && !status.Paused;
+        string state = shuttingDown ? "shutting_down" : status.Paused ? "memory_pressure" : status.AnyWorkerReady ? "ok" : "no_model_ready";
         var workers = status.Workers.Select(w => new WorkerHealth(w.Worker, w.Node, StateName(w.State), w.Model, w.Running, w.Queued,
             w.KvFreeTokens, w.KvCapacityTokens, w.Restarts, w.OomCount, w.LastOom, w.Degraded, w.DegradedReason, w.Error)).ToList();
         var body = new HealthResponse(state, ready, status.Node, model.Name, gate.IsDraining, status.Paused,
-            status.InFlight, status.Queued, status.MaxInFlight, status.MaxQueue, workers);
+            status.InFlight, status.Queued, status.MaxInFlight, status.MaxQueue, workers, PauseReason: status.PauseReason);
         return Results.Json(body, ApiJson.Options, statusCode: ready ? 200 : 503);
     }
 
@@ -35,6 +36,9 @@ internal static class StatusEndpoints
         {
             var status = await client.GetStatusAsync(options.StatusTimeout, ct);
             if (status.ShuttingDown) return Results.Json(new { status = "shutting_down" }, ApiJson.Options, statusCode: 503);
+            // A paused node refuses every query with 503, so a load balancer should send them elsewhere until it resumes.
+            if (status.Paused)
+                return Results.Json(new { status = "memory_pressure", reason = status.PauseReason ?? "admission paused" }, ApiJson.Options, statusCode: 503);
             return status.AnyWorkerReady
                 ? Results.Json(new { status = "ready" }, ApiJson.Options)
                 : Results.Json(new { status = "no_model_ready" }, ApiJson.Options, statusCode: 503);
@@ -53,14 +57,7 @@ internal static class StatusEndpoints
         {
             throw new ApiException(503, null, $"the router did not answer: {e.Message}", "service_unavailable");
         }
-        var m = status.Memory;
-        var report = m is null ? null : new MemoryReport(m.ResidentBytes, m.ManagedBytes, (m.WeightBytes + m.KvCacheBytes), m.DeviceBytes, m.LimitBytes,
-            m.CleanupMark, m.PauseMark, (long)(m.LimitBytes * m.CleanupMark), (long)(m.LimitBytes * m.PauseMark),
-            m.Cleanups, m.Pauses, m.Paused, m.At);
-        var workers = status.Workers.Select(w => new WorkerMemory(w.Worker, w.Node, StateName(w.State), w.KvFreeTokens, w.KvCapacityTokens,
-            w.OomCount, w.LastOom, w.Degraded, w.DegradedReason)).ToList();
-        var c = status.Cache;
-        return Results.Json(new MemoryResponse(status.Node, report, workers, new CacheReport(c.Entries, c.Bytes, c.Hits, c.Misses)), ApiJson.Options);
+        return Results.Json(MemoryReports.From(status), ApiJson.Options);
     }
 
     public static IResult Index(IServedModel model) => Results.Json(new IndexResponse("ActorQuery", model.Name, new Dictionary<string, string>
@@ -69,10 +66,10 @@ internal static class StatusEndpoints
         ["POST /v1/chat/completions"] = "OpenAI-compatible chat completions",
         ["POST /v1/completions"] = "OpenAI-compatible text completions",
         ["GET /v1/models"] = "the served model",
-        ["GET /health"] = "status with every worker (503 when no model is ready)",
+        ["GET /health"] = "status with every worker (503 when no model is ready, while memory pressure pauses admission, or shutting down)",
         ["GET /health/live"] = "liveness",
-        ["GET /health/ready"] = "readiness (503 while no model is ready or shutting down)",
-        ["GET /memory"] = "the memory watchdog's last reading per node and worker",
+        ["GET /health/ready"] = "readiness (503 while no model is ready, while memory pressure pauses admission, or shutting down)",
+        ["GET /memory"] = "this node's memory plan next to the watchdog's last reading, KV tokens, and each worker's memory",
         ["GET /cluster"] = "cluster members, roles, reachability and every worker's load",
         ["GET /metrics"] = "Prometheus metrics",
         ["GET /docs"] = "interactive API documentation",

@@ -27,6 +27,12 @@ public sealed class ApiMetrics
     public Counter ModelRestarts { get; }
     public Counter Oom { get; }
     public Gauge MemoryBytes { get; }
+    public Gauge KvCacheTokens { get; }
+    public Gauge WatchdogState { get; }
+    public Gauge MemoryPaused { get; }
+    public Counter MemoryCleanups { get; }
+    public Counter MemoryPauses { get; }
+    public Counter MemorySheds { get; }
     public Counter CacheHits { get; }
     public Counter CacheMisses { get; }
     public Gauge WorkersReady { get; }
@@ -49,7 +55,15 @@ public sealed class ApiMetrics
         ModelRestarts = f.CreateCounter("actorquery_model_restarts_total", "Model worker restarts, by reason (oom, other).", "reason");
         Oom = f.CreateCounter("actorquery_oom_total", "Out-of-memory errors the workers survived.");
         MemoryBytes = f.CreateGauge("actorquery_memory_bytes",
-            "Memory as the watchdog last saw it, by kind (resident, managed, tensor, device, limit).", "kind");
+            "This node's memory as the watchdog last read it next to its plan, by kind: actuals (resident, managed, device, "
+            + "unaccounted, headroom), the limit and budget, the plan (planned, runtime_overhead, weights, load_overhead, "
+            + "activation_peak, kv_pool, kv_used) and the watchdog's marks (cleanup_at, pause_at, shed_at).", "kind");
+        KvCacheTokens = f.CreateGauge("actorquery_kv_cache_tokens", "KV-cache tokens of this node's workers, by kind (capacity, used, free).", "kind");
+        WatchdogState = f.CreateGauge("actorquery_memory_state", "The memory watchdog's state: 0 normal, 1 cleanup, 2 paused, 3 shedding.");
+        MemoryPaused = f.CreateGauge("actorquery_memory_paused", "1 while memory pressure pauses admission (the router refuses new queries), else 0.");
+        MemoryCleanups = f.CreateCounter("actorquery_memory_cleanups_total", "Cleanups the memory watchdog asked for (above its cleanup mark).");
+        MemoryPauses = f.CreateCounter("actorquery_memory_pauses_total", "Times the memory watchdog paused admission (above its pause mark).");
+        MemorySheds = f.CreateCounter("actorquery_memory_sheds_total", "Watchdog readings above the shed mark (the workers preempted their newest sequences).");
         CacheHits = f.CreateCounter("actorquery_cache_hits_total", "Query cache hits.");
         CacheMisses = f.CreateCounter("actorquery_cache_misses_total", "Query cache misses.");
         WorkersReady = f.CreateGauge("actorquery_workers_ready", "Model workers ready to take queries.");
@@ -72,13 +86,37 @@ public sealed class ApiMetrics
         Oom.IncTo(ooms);
         CacheHits.IncTo(status.Cache.Hits);
         CacheMisses.IncTo(status.Cache.Misses);
-        if (status.Memory is { } m)
-        {
-            MemoryBytes.WithLabels("resident").Set(m.ResidentBytes);
-            MemoryBytes.WithLabels("managed").Set(m.ManagedBytes);
-            MemoryBytes.WithLabels("tensor").Set((m.WeightBytes + m.KvCacheBytes));
-            if (m.DeviceBytes is { } d) MemoryBytes.WithLabels("device").Set(d);
-            MemoryBytes.WithLabels("limit").Set(m.LimitBytes);
-        }
+        var kv = Endpoints.MemoryReports.Kv(status.Workers.Where(w => w.Node == status.Node).ToList());
+        KvCacheTokens.WithLabels("capacity").Set(kv.CapacityTokens);
+        KvCacheTokens.WithLabels("used").Set(kv.UsedTokens);
+        KvCacheTokens.WithLabels("free").Set(kv.FreeTokens);
+        MemoryPaused.Set(status.Paused ? 1 : 0);
+        if (status.Memory is { } m) ApplyMemory(m);
+    }
+
+    private void ApplyMemory(MemoryStatus m)
+    {
+        void Bytes(string kind, long value) => MemoryBytes.WithLabels(kind).Set(value);
+        Bytes("resident", m.ResidentBytes);
+        Bytes("managed", m.ManagedBytes);
+        if (m.DeviceBytes is { } d) Bytes("device", d);
+        Bytes("unaccounted", m.UnaccountedBytes);
+        Bytes("headroom", m.HeadroomBytes);
+        Bytes("limit", m.LimitBytes);
+        Bytes("budget", m.BudgetBytes);
+        Bytes("planned", m.PlannedBytes);
+        Bytes("runtime_overhead", m.HeldBytes);
+        Bytes("weights", m.WeightBytes);
+        Bytes("load_overhead", m.LoadOverheadBytes);
+        Bytes("activation_peak", m.ActivationPeakBytes);
+        Bytes("kv_pool", m.KvCacheBytes);
+        Bytes("kv_used", m.KvUsedBytes);
+        Bytes("cleanup_at", m.CleanupAtBytes);
+        Bytes("pause_at", m.PauseAtBytes);
+        Bytes("shed_at", m.ShedAtBytes);
+        WatchdogState.Set((int)m.State);
+        MemoryCleanups.IncTo(m.Cleanups);
+        MemoryPauses.IncTo(m.Pauses);
+        MemorySheds.IncTo(m.Sheds);
     }
 }

@@ -9,7 +9,7 @@ namespace ActorQuery.Bench.Load;
 /// </summary>
 public sealed class ServerMemory(HttpClient http, int? serverPid)
 {
-    public string Source => serverPid is { } pid ? $"/proc/{pid}/status VmRSS" : "GET /memory resident_bytes (the watchdog's reading)";
+    public string Source => serverPid is { } pid ? $"/proc/{pid}/status VmRSS" : "GET /memory actual.resident_bytes (the watchdog's reading)";
 
     public async Task<long> ResidentBytesAsync(CancellationToken cancellationToken = default)
     {
@@ -24,8 +24,9 @@ public sealed class ServerMemory(HttpClient http, int? serverPid)
         for (int i = 0; i < 60; i++)
         {
             using var doc = JsonDocument.Parse(await http.GetStringAsync("/memory", cancellationToken));
-            var memory = doc.RootElement.GetProperty("memory");
-            if (memory.GetProperty("at").GetDateTimeOffset() >= asked) return memory.GetProperty("resident_bytes").GetInt64();
+            var root = doc.RootElement;
+            if (root.GetProperty("watchdog").GetProperty("at").GetDateTimeOffset() >= asked)
+                return root.GetProperty("actual").GetProperty("resident_bytes").GetInt64();
             await Task.Delay(500, cancellationToken);
         }
         throw new TimeoutException("GET /memory gave no reading newer than the request for 30 s");
