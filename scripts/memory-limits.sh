@@ -243,8 +243,12 @@ expect_clean_exit() {
   [[ "${OOM_KILLS:-0}" == 0 ]] || fails+=("oom_kill $OOM_KILLS")
 }
 
-# not_ready LIMIT_S: why a server that had to start did not (after stop_server: the last line of its stderr).
-not_ready() { local r; r=$(server_reason | tail -1); echo "not ready within $1 s${r:+: $r}"; }
+# not_ready LIMIT_S: why a server that had to start did not (before stop_server): it exited (with the last line of its
+# stderr), or it was not ready in time.
+not_ready() {
+  if kill -0 "$SERVER_PID" 2>/dev/null; then echo "not ready within $1 s"; return 0; fi
+  local r; r=$(server_reason | tail -1); echo "exited during start${r:+: $r}"
+}
 
 # not_refused: why a start that had to fail did not.
 not_refused() { if [ -n "$READY_S" ]; then echo "it started (ready after $READY_S s)"; else echo "no exit within $READY_LIMIT_05B s"; fi; }
@@ -273,8 +277,8 @@ case_1() {
     answers_expected "$CASE_DIR/requests" 4
     stop_server
   else
-    stop_server
     fails+=("$(not_ready "$READY_LIMIT_7B")")
+    stop_server
   fi
   expect_clean_exit
   record 1 "no cgroup, 7B bf16: ready < 4 min, 4 requests 200" "$(common_numbers), answers ${answers:-none}"
@@ -294,8 +298,8 @@ case_2() {
     answers_expected "$CASE_DIR/requests" 16
     stop_server
   else
-    stop_server
     fails+=("$(not_ready "$READY_LIMIT_05B")")
+    stop_server
   fi
   expect_clean_exit
   record 2 "1.6 GiB, 0.5B bf16: 16 × ~1,200+100 tokens all 200, KV pool sized to fit, no kill" \
@@ -325,8 +329,8 @@ case_4() {
     answers_expected "$CASE_DIR/requests" 8
     stop_server
   else
-    stop_server
     fails+=("$(not_ready "$READY_LIMIT_05B")")
+    stop_server
   fi
   expect_clean_exit
   record 4b "1.5 GiB, 0.5B --dtype auto: starts, logs its choice, 8 requests 200" \
@@ -365,7 +369,7 @@ case_5() {
   mkdir -p "$RUN_DIR/case5"; write_settings "$settings" 0
   start_server case5 1638M --model "$MODEL_05B" --dummy-weights --dtype bfloat16 --settings "$settings"
   if ! wait_ready "$READY_LIMIT_05B"; then
-    stop_server; fails+=("$(not_ready "$READY_LIMIT_05B")"); record 5 "$CASE_5" "$(common_numbers)"; return
+    fails+=("$(not_ready "$READY_LIMIT_05B")"); stop_server; record 5 "$CASE_5" "$(common_numbers)"; return
   fi
   LOAD_DIR=$CASE_DIR/load; mkdir -p "$LOAD_DIR"
   for ((i = 1; i <= 8; i++)); do load_client "$LOAD_DIR" "$i" & LOAD_PIDS+=($!); done
