@@ -2,21 +2,48 @@ using Akka.Actor;
 using Akka.TestKit;
 using ActorQuery.Actors.Memory;
 using ActorQuery.Actors.Tests.Support;
+using ActorQuery.Contracts;
 using Xunit.Abstractions;
 
 namespace ActorQuery.Actors.Tests;
 
+/// <summary>
+/// The watchdog's state machine under virtual time. The node here: a 10,000-byte limit, 1,000 bytes held by the runtime
+/// before any model, one worker whose plan is weights 3,000 + load overhead 500 + activations 500 + KV pool 2,000. The
+/// plan is then 7,000 and leaves 3,000 of headroom, so the marks (0.5 / 0.8 / 0.95 of it) sit at 8,500, 9,400 and 9,850.
+/// </summary>
 public sealed class MemoryWatchdogSpecs(ITestOutputHelper output) : ActorSpec(VirtualTime, output)
 {
+    private const long Plan = 7_000, CleanupAt = 8_500, PauseAt = 9_400, ShedAt = 9_850;
+
     private sealed class SettableMemory : IMemoryReader
     {
         public long Resident { get; set; }
-        public MemoryReading Read() => new(Resident, Resident / 4);
-        public long MachineBytes => 10_000;
+        public MemoryReading Read() => new(Resident, Resident / 10);
     }
 
-    [Fact]
-    public void Should_send_cleanup_then_pause_then_resume_as_memory_crosses_each_mark()
+    private static readonly MemoryBudget Budget = new(10_000, "cgroup limit", 0.9, HeldBytes: 1_000, AvailableBytes: 9_000, Workers: 1);
+
+    private static WorkerStatus Loaded(long kvUsed = 0) => new()
+    {
+        Worker = "worker-1", Node = "n", State = WorkerState.Ready,
+        Memory = new EngineMemory(WeightBytes: 3_000, KvCacheBytes: 2_000) { LoadOverheadBytes = 500, ActivationPeakBytes = 500, KvUsedBytes = kvUsed },
+    };
+
+    private sealed record Node(TestScheduler Clock, SettableMemory Memory, TestProbe Router, TestProbe Worker, TestProbe Published, IActorRef Watchdog)
+    {
+        /// <summary>Sets resident memory and advances the clock to the next reading.</summary>
+        public MemoryStatus Read(long resident, TimeSpan after)
+        {
+            Memory.Resident = resident;
+            Clock.Advance(after);
+            return Published.ExpectMsg<MemoryStatus>();
+        }
+    }
+
+    /// <summary>A watchdog with one worker that has reported its loaded plan; memory starts at the plan (weights and a full
+    /// KV pool resident), read once.</summary>
+    private Node Start(WorkerStatus? status = null, WatchdogOptions? options = null)
     {
         var clock = (TestScheduler)Sys.Scheduler;
         var memory = new SettableMemory { Resident = 1_000 };
@@ -24,56 +51,124 @@ public sealed class MemoryWatchdogSpecs(ITestOutputHelper output) : ActorSpec(Vi
         var worker = CreateTestProbe();
         var published = CreateTestProbe();
         Sys.EventStream.Subscribe(published, typeof(MemoryStatus));
-        // Defaults: limit 70% of the machine (7,000 bytes here), cleanup at 50% of it (3,500), pause at 70% (4,900).
-        var watchdog = Sys.ActorOf(MemoryWatchdog.Props(new WatchdogOptions(), memory, router.Ref));
+        var watchdog = Sys.ActorOf(MemoryWatchdog.Props(options ?? new WatchdogOptions(), Budget, memory, router.Ref));
+        published.ExpectMsg<MemoryStatus>(); // the first reading is immediate, before any worker registered
         watchdog.Tell(new RegisterWorker(worker.Ref));
         worker.ExpectMsg<SubscribeWorkerStatus>();
-        var first = published.ExpectMsg<MemoryStatus>();
-        Assert.Equal((7_000L, 0.5, 0.7, false), (first.LimitBytes, first.CleanupMark, first.PauseMark, first.Paused));
-
-        void Tick(long resident)
-        {
-            memory.Resident = resident;
-            clock.Advance(TimeSpan.FromSeconds(5));
-        }
-
-        Tick(3_000); // 43%: below both marks
-        worker.ExpectNoMsg(TimeSpan.FromMilliseconds(50));
-        router.ExpectNoMsg(TimeSpan.FromMilliseconds(1));
-
-        Tick(4_000); // 57%: cleanup only
-        worker.ExpectMsg<CleanupMemory>();
-        router.ExpectNoMsg(TimeSpan.FromMilliseconds(50));
-
-        Tick(5_000); // 71%: cleanup and pause
-        worker.ExpectMsg<CleanupMemory>();
-        Assert.Contains("71%", router.ExpectMsg<PauseAdmission>().Reason);
-
-        Tick(4_000); // between the marks: still paused (resume only under the cleanup mark)
-        worker.ExpectMsg<CleanupMemory>();
-        router.ExpectNoMsg(TimeSpan.FromMilliseconds(50));
-
-        Tick(3_000); // 43%: resume
-        router.ExpectMsg<ResumeAdmission>();
-        worker.ExpectNoMsg(TimeSpan.FromMilliseconds(50));
-
-        var last = published.ReceiveWhile(TimeSpan.FromMilliseconds(100), m => m as MemoryStatus).Last()!;
-        Assert.Equal((3_000L, 3L, 1L, false), (last.ResidentBytes, last.Cleanups, last.Pauses, last.Paused));
+        watchdog.Tell(status ?? Loaded(kvUsed: 2_000), worker.Ref);
+        var node = new Node(clock, memory, router, worker, published, watchdog);
+        var first = node.Read(Plan, TimeSpan.FromSeconds(5));
+        Assert.Equal(MemoryState.Normal, first.State);
+        return node;
     }
 
     [Fact]
-    public void Should_not_tick_before_its_interval()
+    public void Should_not_count_weights_and_a_full_kv_pool_against_the_marks()
     {
-        var clock = (TestScheduler)Sys.Scheduler;
-        var memory = new SettableMemory { Resident = 1_000 };
-        var router = CreateTestProbe();
-        Sys.ActorOf(MemoryWatchdog.Props(new WatchdogOptions { LimitBytes = 1_000 }, memory, router.Ref));
-        Assert.IsType<PauseAdmission>(router.ReceiveOne(TimeSpan.FromSeconds(3))); // the first reading is immediate (100%)
-        memory.Resident = 100;
+        var node = Start();
+        var status = node.Read(Plan + 1_000, TimeSpan.FromSeconds(5)); // the plan and a third of its headroom
 
-        clock.Advance(TimeSpan.FromSeconds(4.9));
-        router.ExpectNoMsg(TimeSpan.FromMilliseconds(50));
-        clock.Advance(TimeSpan.FromSeconds(0.1));
-        router.ExpectMsg<ResumeAdmission>();
+        Assert.Equal((Plan, CleanupAt, PauseAt, ShedAt), (status.PlannedBytes, status.CleanupAtBytes, status.PauseAtBytes, status.ShedAtBytes));
+        Assert.Equal((3_000L, 2_000L, 2_000L, 500L), (status.WeightBytes, status.KvCacheBytes, status.KvUsedBytes, status.ActivationPeakBytes));
+        Assert.Equal((MemoryState.Normal, TimeSpan.FromSeconds(5)), (status.State, status.ReadEvery));
+        Assert.Equal(8_000 - 1_000 - 3_000 - 500 - 2_000, status.UnaccountedBytes);
+        node.Router.ExpectNoMsg(TimeSpan.FromMilliseconds(50));
+        node.Worker.ExpectNoMsg(TimeSpan.FromMilliseconds(1));
+    }
+
+    [Fact]
+    public void Should_clean_up_above_the_cleanup_mark_read_faster_and_not_repeat_a_cleanup_that_freed_nothing()
+    {
+        var node = Start();
+
+        var status = node.Read(CleanupAt + 100, TimeSpan.FromSeconds(5));
+        Assert.Equal((MemoryState.Cleanup, TimeSpan.FromMilliseconds(100), 1L), (status.State, status.ReadEvery, status.Cleanups));
+        node.Worker.ExpectMsg<CleanupMemory>();
+        node.Router.ExpectMsg<CleanupMemory>(); // the answer cache
+
+        // The fast reading comes after 100 ms, not 5 s; the cleanup freed nothing, so the next ones do not repeat it.
+        for (int i = 0; i < 5; i++) node.Read(CleanupAt + 100, TimeSpan.FromMilliseconds(100));
+        node.Worker.ExpectNoMsg(TimeSpan.FromMilliseconds(50));
+
+        // After the backoff it tries again.
+        node.Memory.Resident = CleanupAt + 100;
+        node.Clock.Advance(TimeSpan.FromSeconds(30));
+        node.Worker.ExpectMsg<CleanupMemory>();
+    }
+
+    [Fact]
+    public void Should_repeat_a_cleanup_at_once_when_the_last_one_freed_memory()
+    {
+        var node = Start();
+        node.Read(CleanupAt + 500, TimeSpan.FromSeconds(5));
+        node.Worker.ExpectMsg<CleanupMemory>();
+
+        var status = node.Read(CleanupAt + 200, TimeSpan.FromMilliseconds(100)); // 300 freed: 10% of the headroom
+        Assert.Equal(2L, status.Cleanups);
+        node.Worker.ExpectMsg<CleanupMemory>();
+    }
+
+    [Fact]
+    public void Should_pause_admission_above_the_pause_mark_and_resume_only_under_the_cleanup_mark()
+    {
+        var node = Start();
+
+        var paused = node.Read(PauseAt + 100, TimeSpan.FromSeconds(5));
+        Assert.True(paused.Paused);
+        var reason = node.Router.FishForMessage<PauseAdmission>(_ => true).Reason;
+        Assert.Contains("above", reason);
+        Assert.Contains("cgroup limit", reason);
+        Assert.Equal(reason, paused.Reason);
+        Assert.Equal(reason, node.Worker.FishForMessage<MemoryPressure>(_ => true).Reason); // gateways elsewhere route around it
+
+        // Between the marks: still paused, nothing more sent to the router than the cache cleanup.
+        var between = node.Read(CleanupAt + 300, TimeSpan.FromMilliseconds(100));
+        Assert.Equal(MemoryState.Paused, between.State);
+        node.Router.FishUntilNoMsg<PauseAdmission, ResumeAdmission>();
+
+        var resumed = node.Read(CleanupAt - 100, TimeSpan.FromMilliseconds(100));
+        Assert.Equal((MemoryState.Normal, false, null, 1L), (resumed.State, resumed.Paused, resumed.Reason, resumed.Pauses));
+        node.Router.FishForMessage<ResumeAdmission>(_ => true);
+        Assert.Null(node.Worker.FishForMessage<MemoryPressure>(_ => true).Reason);
+        Assert.Equal(TimeSpan.FromSeconds(5), resumed.ReadEvery);
+    }
+
+    [Fact]
+    public void Should_preempt_the_newest_sequences_above_the_shed_mark_while_memory_stays_there()
+    {
+        var node = Start();
+
+        var shedding = node.Read(ShedAt + 50, TimeSpan.FromSeconds(5));
+        Assert.Equal((MemoryState.Shedding, true, 1L), (shedding.State, shedding.Paused, shedding.Sheds));
+        node.Worker.FishForMessage<ShedLoad>(_ => true);
+        node.Router.FishForMessage<PauseAdmission>(_ => true);
+
+        var again = node.Read(ShedAt + 10, TimeSpan.FromMilliseconds(100));
+        Assert.Equal(2L, again.Sheds);
+        node.Worker.FishForMessage<ShedLoad>(_ => true);
+
+        var under = node.Read(PauseAt - 10, TimeSpan.FromMilliseconds(100)); // under the shed mark, above cleanup: paused
+        Assert.Equal((MemoryState.Paused, 2L), (under.State, under.Sheds));
+    }
+
+    [Fact]
+    public void Should_count_a_loading_worker_by_its_whole_share_of_the_budget()
+    {
+        // Still loading: no plan reported yet, so its share (budget 9,000 × 0.9 − 1,000 held = 8,000) is promised to it.
+        var node = Start(new WorkerStatus { Worker = "worker-1", Node = "n", State = WorkerState.Loading });
+        var status = node.Read(8_500, TimeSpan.FromSeconds(5));
+
+        Assert.Equal(1_000 + Budget.PerWorkerBytes, status.PlannedBytes);
+        Assert.Equal(MemoryState.Normal, status.State);
+    }
+}
+
+internal static class ProbeExtensions
+{
+    /// <summary>Asserts that no message of the two types comes within 50 ms (other messages are skipped).</summary>
+    public static void FishUntilNoMsg<T1, T2>(this TestProbe probe)
+    {
+        var got = probe.ReceiveWhile(TimeSpan.FromMilliseconds(50), m => m);
+        Assert.DoesNotContain(got, m => m is T1 or T2);
     }
 }

@@ -115,7 +115,7 @@ public sealed class UnitSpecs
             Assert.Equal((3, 64), (options.Router.MaxInFlight, options.Router.MaxQueue)); // unset fields keep their defaults
             Assert.True(options.Workers.CpuFallback);
             Assert.Equal(TimeSpan.FromSeconds(2), options.Watchdog.Interval);
-            Assert.Equal((0.7, 0.5, 0.7), (options.Watchdog.LimitFraction, options.Watchdog.CleanupMark, options.Watchdog.PauseMark));
+            Assert.Equal((0.5, 0.8, 0.95), (options.Watchdog.CleanupMark, options.Watchdog.PauseMark, options.Watchdog.ShedMark));
         }
         finally
         {
