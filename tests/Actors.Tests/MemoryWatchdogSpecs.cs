@@ -55,9 +55,11 @@ public sealed class MemoryWatchdogSpecs(ITestOutputHelper output) : ActorSpec(Vi
         published.ExpectMsg<MemoryStatus>(); // the first reading is immediate, before any worker registered
         watchdog.Tell(new RegisterWorker(worker.Ref));
         worker.ExpectMsg<SubscribeWorkerStatus>();
-        watchdog.Tell(status ?? Loaded(kvUsed: 2_000), worker.Ref);
         var node = new Node(clock, memory, router, worker, published, watchdog);
-        var first = node.Read(Plan, TimeSpan.FromSeconds(5));
+        memory.Resident = Plan;
+        watchdog.Tell(status ?? Loaded(kvUsed: 2_000), worker.Ref);
+        // A loaded worker changes the plan, and the watchdog reads again at once; one still loading changes nothing.
+        var first = status is { Memory: null } ? node.Read(Plan, TimeSpan.FromSeconds(5)) : published.ExpectMsg<MemoryStatus>();
         Assert.Equal(MemoryState.Normal, first.State);
         return node;
     }
@@ -74,6 +76,20 @@ public sealed class MemoryWatchdogSpecs(ITestOutputHelper output) : ActorSpec(Vi
         Assert.Equal(8_000 - 1_000 - 3_000 - 500 - 2_000, status.UnaccountedBytes);
         node.Router.ExpectNoMsg(TimeSpan.FromMilliseconds(50));
         node.Worker.ExpectNoMsg(TimeSpan.FromMilliseconds(1));
+    }
+
+    [Fact]
+    public void Should_read_again_at_once_when_a_worker_reports_a_new_plan()
+    {
+        var node = Start();
+        node.Watchdog.Tell(Loaded() with { State = WorkerState.Failed, Memory = null }, node.Worker.Ref);
+
+        var status = node.Published.ExpectMsg<MemoryStatus>(TimeSpan.FromSeconds(1)); // no clock advance: not a tick
+        Assert.Equal(1_000, status.PlannedBytes); // a failed worker holds nothing any more
+        node.Watchdog.Tell(Loaded(kvUsed: 500), node.Worker.Ref);
+        Assert.Equal(Plan, node.Published.ExpectMsg<MemoryStatus>(TimeSpan.FromSeconds(1)).PlannedBytes);
+        node.Watchdog.Tell(Loaded(kvUsed: 1_500), node.Worker.Ref); // only the KV in use changed: the plan did not
+        node.Published.ExpectNoMsg(TimeSpan.FromMilliseconds(100));
     }
 
     [Fact]

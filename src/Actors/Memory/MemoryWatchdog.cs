@@ -82,7 +82,14 @@ public sealed class MemoryWatchdog : ReceiveActor, IWithTimers
                 if (_reason is not null) m.Worker.Tell(new MemoryPressure(_reason));
             }
         });
-        Receive<WorkerStatus>(s => { if (_workers.ContainsKey(Sender)) _workers[Sender] = s; });
+        Receive<WorkerStatus>(s =>
+        {
+            if (!_workers.TryGetValue(Sender, out var before)) return;
+            _workers[Sender] = s;
+            // A worker that loaded, failed or reloaded changes the plan, and with it every mark: read again now rather
+            // than show (and act on) the old plan until the next tick.
+            if (Planned(before) != Planned(s)) Check();
+        });
         Receive<Terminated>(t => _workers.Remove(t.ActorRef));
         Receive<GetMemoryStatus>(_ => Sender.Tell(_last ?? Check()));
     }
@@ -91,6 +98,16 @@ public sealed class MemoryWatchdog : ReceiveActor, IWithTimers
         Akka.Actor.Props.Create(() => new MemoryWatchdog(options, budget, reader, router));
 
     protected override void PreStart() => Self.Tell(Tick.Instance);
+
+    /// <summary>What the plan sets aside for one worker: its reported plan on the host, its whole share while it loads
+    /// (promised to it), nothing once failed or stopped or when its memory is a device's.</summary>
+    private long Planned(WorkerStatus? s) => s?.Memory switch
+    {
+        { OnDevice: false } m => m.PlannedBytes,
+        { OnDevice: true } => 0,
+        null when s?.State is WorkerState.Failed or WorkerState.Stopped => 0,
+        null => _budget.PerWorkerBytes,
+    };
 
     private void Schedule(MemoryStatus status) => Timers.StartSingleTimer("tick", Tick.Instance, status.ReadEvery);
 
@@ -105,10 +122,8 @@ public sealed class MemoryWatchdog : ReceiveActor, IWithTimers
             {
                 weights += m.WeightBytes; overhead += m.LoadOverheadBytes; activations += m.ActivationPeakBytes;
                 kv += m.KvCacheBytes; kvUsed += m.KvUsedBytes;
-                planned += m.PlannedBytes;
             }
-            else if (s?.Memory is null && s?.State is not (WorkerState.Failed or WorkerState.Stopped))
-                planned += _budget.PerWorkerBytes; // loading: its whole share is promised to it
+            planned += Planned(s);
         }
         long limit = _budget.LimitBytes;
         long room = Math.Max(0, limit - planned);

@@ -49,14 +49,24 @@ public static class MemoryPlanner
     public static long MinimumKvBytes(long kvBytesPerToken, int contextLength) =>
         kvBytesPerToken * Math.Min(MinimumKvTokens, Math.Max(1, contextLength));
 
+    /// <summary>The most KV the scheduler can ever hold: <paramref name="maxBatch"/> sequences of the model's whole context,
+    /// each in whole blocks. Auto stops there, so that a small model does not commit the whole machine to blocks that no
+    /// step could fill.</summary>
+    public static long MaximumKvBytes(long kvBytesPerToken, int contextLength, int maxBatch, int blockSize)
+    {
+        long block = Math.Max(1, blockSize);
+        long perSequence = (Math.Max(1, contextLength) + block - 1) / block * block;
+        return kvBytesPerToken * perSequence * Math.Max(1, maxBatch);
+    }
+
     /// <summary>
     /// The KV pool's bytes: <paramref name="explicitKvBytes"/> when given (refused when it does not fit), else all that
-    /// <paramref name="budgetBytes"/> leaves after weights, overhead and activations; refused when that is less than
-    /// <paramref name="minimumKvBytes"/>. <paramref name="budgetTerms"/> says where the budget comes from (see
+    /// <paramref name="budgetBytes"/> leaves after weights, overhead and activations, up to <paramref name="maximumKvBytes"/>
+    /// (see <see cref="MaximumKvBytes"/>); refused when that is less than <paramref name="minimumKvBytes"/>. <paramref name="budgetTerms"/> says where the budget comes from (see
     /// <see cref="MemoryBudget.Describe"/>).
     /// </summary>
     public static long KvBytes(long budgetBytes, string budgetTerms, long weightBytes, long overheadBytes, long activationBytes,
-        long minimumKvBytes, long? explicitKvBytes)
+        long minimumKvBytes, long? explicitKvBytes, long maximumKvBytes = long.MaxValue)
     {
         long rest = budgetBytes - weightBytes - overheadBytes - activationBytes;
         string Terms(string kvTerm, long kv) =>
@@ -73,7 +83,7 @@ public static class MemoryPlanner
         if (rest < minimumKvBytes)
             throw new MemoryPlanException(Terms("minimum KV", minimumKvBytes)
                 + "; try --dtype bfloat16, a smaller model or a larger limit");
-        return rest;
+        return Math.Min(rest, Math.Max(minimumKvBytes, maximumKvBytes));
     }
 }
 

@@ -76,7 +76,8 @@ public static class ModelLoader
                 activations = ActivationProbe.Measure(decoder, options.MaxBatchSequences, options.MaxTokensPerStep, options.KvBlockSize);
                 long perToken = KvBlockPool.BytesPerToken(config, dtype);
                 kvBytes = MemoryPlanner.KvBytes(plan.BudgetBytes, plan.BudgetTerms, weights.ByteSize(), overhead, activations,
-                    MemoryPlanner.MinimumKvBytes(perToken, config.MaxPositionEmbeddings), plan.ExplicitKvBytes);
+                    MemoryPlanner.MinimumKvBytes(perToken, config.MaxPositionEmbeddings), plan.ExplicitKvBytes,
+                    MemoryPlanner.MaximumKvBytes(perToken, config.MaxPositionEmbeddings, options.MaxBatchSequences, options.KvBlockSize));
             }
             else overhead = 0;
             kvBytes = Math.Max(1, (long)(kvBytes * options.KvFraction));
