@@ -25,12 +25,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/serve-common.sh
 
-# /memory's field names are not final: each is a jq expression over the whole reply, the first alternative that is
-# there wins, so a rename is one line here.
-JQ_KV_POOL_BYTES='.memory.kv_cache_bytes // .plan.kv_cache_bytes // .kv_cache_bytes // ([.workers[]?.kv_cache_bytes // empty] | add) // empty'
-JQ_KV_POOL_TOKENS='([.workers[]?.kv_capacity_tokens // empty] | add) // .memory.kv_capacity_tokens // empty'
-JQ_LIMIT_BYTES='.memory.limit_bytes // .plan.limit_bytes // .limit_bytes // empty'
-JQ_MEMORY_STATE='.memory.state // .state // .plan.state // (if .memory.paused == true then "paused" else empty end) // empty'
+# GET /memory's fields (see its example in /docs), as jq expressions over the whole reply.
+JQ_KV_POOL_BYTES='.plan.kv_pool_bytes'
+JQ_KV_POOL_TOKENS='.kv.capacity_tokens'
+JQ_LIMIT_BYTES='.limit.bytes'
+JQ_MEMORY_STATE='.watchdog.state'
 # A 503 from /health/ready for memory names it in its body ({"status":"memory_pressure"} or so).
 READY_MEMORY_PATTERN='memory'
 # The start-up log line that says why --dtype auto chose what it chose.
