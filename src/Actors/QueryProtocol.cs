@@ -122,6 +122,8 @@ public sealed record MemoryStatus : Akka.Actor.INoSerializationVerificationNeede
     public long BudgetBytes { get; init; }
     /// <summary>Resident bytes of the process before any model (runtime, libraries): the runtime overhead.</summary>
     public long HeldBytes { get; init; }
+    /// <summary>The accelerator's own budget where the workers run on one (CUDA); null on the CPU.</summary>
+    public DeviceBudget? Device { get; init; }
 
     // The plan: the sums of the local workers' host-memory plans (device bytes are in DeviceBytes).
     public long WeightBytes { get; init; }

@@ -24,6 +24,7 @@ public sealed class MemoryEndpointTests(SharedServer shared) : IClassFixture<Sha
         Assert.Equal("physical memory", limit.GetProperty("source").GetString());
         Assert.Equal(0.9, limit.GetProperty("utilization").GetDouble());
         Assert.Equal(8_500_000, limit.GetProperty("budget_bytes").GetInt64());
+        Assert.Equal(JsonValueKind.Null, limit.GetProperty("device").ValueKind); // a CPU node: the host's limit is the only one
 
         var plan = body.GetProperty("plan");
         Assert.Equal(500_000, plan.GetProperty("runtime_overhead_bytes").GetInt64());
@@ -146,6 +147,26 @@ public sealed class MemoryEndpointTests(SharedServer shared) : IClassFixture<Sha
         Assert.Equal(0, m["actorquery_memory_paused"]);
         Assert.Equal(4, m["actorquery_memory_cleanups_total"]);
         Assert.Equal(2_000_000, m["actorquery_memory_bytes{kind=\"device\"}"]);
+    }
+
+    [Fact]
+    public async Task On_a_gpu_memory_names_the_devices_own_limit_and_budget_beside_the_hosts()
+    {
+        var fake = new FakeQueryClient
+        {
+            Memory = FakeQueryClient.DefaultMemory with
+            {
+                DeviceBytes = 3_000_000_000, Device = new ActorQuery.Contracts.DeviceBudget("CUDA device 0 (cudaMemGetInfo)", 80_000_000_000, 71_000_000_000),
+            },
+        };
+        await using var server = await ApiServer.StartAsync(fake);
+
+        var limit = (await Json.ReadAsync(await server.Http.GetAsync("/memory"))).GetProperty("limit");
+        Assert.Equal("physical memory", limit.GetProperty("source").GetString());
+        var device = limit.GetProperty("device");
+        Assert.Equal("CUDA device 0 (cudaMemGetInfo)", device.GetProperty("source").GetString());
+        Assert.Equal((80_000_000_000, 71_000_000_000, 3_000_000_000),
+            (device.GetProperty("bytes").GetInt64(), device.GetProperty("budget_bytes").GetInt64(), device.GetProperty("used_bytes").GetInt64()));
     }
 
     /// <summary>The samples of one scrape, by name and labels as Prometheus writes them.</summary>

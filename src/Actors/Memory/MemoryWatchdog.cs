@@ -185,7 +185,7 @@ public sealed class MemoryWatchdog : ReceiveActor, IWithTimers
         var status = new MemoryStatus
         {
             LimitBytes = limit, LimitSource = _budget.LimitSource, Utilization = _budget.Utilization, BudgetBytes = _budget.BudgetBytes,
-            HeldBytes = _budget.HeldBytes,
+            HeldBytes = _budget.HeldBytes, Device = _budget.Device,
             WeightBytes = weights, LoadOverheadBytes = overhead, ActivationPeakBytes = activations, KvCacheBytes = kv, KvUsedBytes = kvUsed,
             PlannedBytes = planned,
             ResidentBytes = resident, ManagedBytes = r.ManagedBytes, DeviceBytes = r.DeviceBytes,

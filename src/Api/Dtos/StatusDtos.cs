@@ -22,7 +22,14 @@ public sealed record MemoryResponse(
 /// <param name="Bytes">The real limit: the smallest of physical memory, the memory cgroup's limit and --memory-limit.</param>
 /// <param name="Source">Where <paramref name="Bytes"/> comes from: "physical memory", "cgroup limit" or "--memory-limit".</param>
 /// <param name="BudgetBytes">What the workers together may add: limit × utilization, less what the process held at start.</param>
-public sealed record MemoryLimitReport(long Bytes, string Source, double Utilization, long BudgetBytes);
+/// <param name="Device">The accelerator's own limit and budget where the workers run on one (CUDA); null on the CPU.</param>
+public sealed record MemoryLimitReport(long Bytes, string Source, double Utilization, long BudgetBytes, DeviceLimitReport? Device);
+
+/// <param name="Source">Where <paramref name="Bytes"/> comes from, e.g. "CUDA device 0 (cudaMemGetInfo)".</param>
+/// <param name="Bytes">The device's total memory.</param>
+/// <param name="BudgetBytes">What the workers on it may use: total × utilization, less what was in use on it before they loaded.</param>
+/// <param name="UsedBytes">In use on it at the last reading.</param>
+public sealed record DeviceLimitReport(string Source, long Bytes, long BudgetBytes, long? UsedBytes);
 
 /// <summary>The host-memory plan of this node's workers (workers on an accelerator plan device memory and are not in it).</summary>
 /// <param name="RuntimeOverheadBytes">Resident bytes before any model: the runtime and its libraries.</param>

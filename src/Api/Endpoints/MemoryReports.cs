@@ -14,7 +14,8 @@ internal static class MemoryReports
         var kv = Kv(local);
         var c = status.Cache;
         return new MemoryResponse(status.Node, Summary(m, kv),
-            m is null ? null : new MemoryLimitReport(m.LimitBytes, m.LimitSource, m.Utilization, m.BudgetBytes),
+            m is null ? null : new MemoryLimitReport(m.LimitBytes, m.LimitSource, m.Utilization, m.BudgetBytes,
+                m.Device is { } d ? new DeviceLimitReport(d.Source, d.TotalBytes, d.BudgetBytes, m.DeviceBytes) : null),
             m is null ? null : new MemoryPlanReport(m.HeldBytes, m.WeightBytes, m.LoadOverheadBytes, m.ActivationPeakBytes, m.KvCacheBytes,
                 LoadingShare(m), m.PlannedBytes),
             m is null ? null : new MemoryActualReport(m.ResidentBytes, m.ManagedBytes, m.DeviceBytes, m.UnaccountedBytes, m.HeadroomBytes),

@@ -21,6 +21,9 @@ public sealed record MemoryBudget(long LimitBytes, string LimitSource, double Ut
 
     public long PerWorkerBytes => Workers <= 0 ? 0 : BudgetBytes / Workers;
 
+    /// <summary>The accelerator's own budget, where the workers plan in device memory (CUDA); null on the CPU.</summary>
+    public DeviceBudget? Device { get; init; }
+
     /// <summary>"cgroup limit 1.6 GiB x 0.9, less 180 MiB held": the terms of <see cref="BudgetBytes"/>, for errors and logs.</summary>
     public string Describe()
     {
@@ -31,6 +34,10 @@ public sealed record MemoryBudget(long LimitBytes, string LimitSource, double Ut
         return s;
     }
 }
+
+/// <summary>A device's memory budget beside the host's: its total, where that reading comes from, and what the workers
+/// on it may use (total × utilization, less what was in use on it before they loaded).</summary>
+public sealed record DeviceBudget(string Source, long TotalBytes, long BudgetBytes);
 
 /// <summary>The plan does not fit the budget (or an explicit KV size is larger than what fits). The message is one line
 /// naming every term; the server refuses to start with it (exit code 2).</summary>

@@ -40,6 +40,7 @@ internal sealed record NodeMemoryPlan(MemoryBudget Host, EnginePlan? Engine, Pla
             // The device has its own budget: its total × utilization, less what is in use on it already.
             long budget = Math.Max(0, Math.Min((long)(gpu.Total * options.MemoryUtilization) - (gpu.Total - gpu.Free), gpu.Free));
             share = budget / workers;
+            host = host with { Device = new DeviceBudget($"CUDA device {Math.Max(0, (int)device.index)} (cudaMemGetInfo)", gpu.Total, budget) };
             terms = deviceTerms = $"CUDA device {MemorySize.Format(gpu.Total)} x {options.MemoryUtilization:0.##}, less {MemorySize.Format(gpu.Total - gpu.Free)} in use"
                                   + (workers > 1 ? $", shared by {workers} workers" : "");
         }
