@@ -234,7 +234,7 @@ record() {
 
 # The figures every row shows: exit code, OOM kills, time to ready and, once ready, the KV pool.
 common_numbers() { echo "exit ${EXIT_CODE:-?}, oom_kill ${OOM_KILLS:-n/a}, ready ${READY_S:-never}${READY_S:+ s, $(kv_pool)}"; }
-kv_pool() { echo "KV pool ${KV_BYTES:+$(mib "$KV_BYTES")}${KV_BYTES:-?} / ${KV_TOKENS:-?} tokens"; }
+kv_pool() { echo "KV pool $(if [ -n "$KV_BYTES" ]; then mib "$KV_BYTES"; else echo '?'; fi) / ${KV_TOKENS:-?} tokens"; }
 
 # expect_clean_exit: the checks after stop_server for a server that ran: it was not killed and exited cleanly.
 expect_clean_exit() {
@@ -288,7 +288,7 @@ case_2() {
   start_server case2 1638M --model "$MODEL_05B" --dummy-weights --dtype bfloat16
   if wait_ready "$READY_LIMIT_05B"; then
     limit=$(memory_field "$CASE_DIR/memory.json" "$JQ_LIMIT_BYTES")
-    echo "[case2] /memory (saved as $CASE_DIR/memory.json): $(kv_pool); limit ${limit:+$(mib "$limit")}${limit:-?}" >&2
+    echo "[case2] /memory (saved as $CASE_DIR/memory.json): $(kv_pool); limit $(if [ -n "$limit" ]; then mib "$limit"; else echo '?'; fi)" >&2
     [ -n "$KV_BYTES" ] || fails+=("no KV pool size in /memory")
     burst "$CASE_DIR/requests" 16 "$LONG_PROMPT_WORDS" "$LONG_NEW_TOKENS"
     answers=$(status_summary "$CASE_DIR/requests")

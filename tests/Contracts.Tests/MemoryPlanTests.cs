@@ -66,6 +66,16 @@ public sealed class MemoryPlanTests
     }
 
     [Fact]
+    public void Bfloat16_is_suggested_only_when_the_weights_are_not_two_byte_already()
+    {
+        var e = Assert.Throws<MemoryPlanException>(() => MemoryPlanner.KvBytes(
+            1 * GiB, "t", 942 * MiB, 110 * MiB, 84 * MiB, 24 * MiB, explicitKvBytes: null, smallerFormatExists: false));
+
+        Assert.EndsWith("; try a smaller model or a larger limit", e.Message);
+        Assert.DoesNotContain("bfloat16", e.Message);
+    }
+
+    [Fact]
     public void An_explicit_kv_size_is_kept_when_it_fits_and_refused_with_what_fits_when_it_does_not()
     {
         Assert.Equal(1 * GiB, MemoryPlanner.KvBytes(4 * GiB, "t", 1 * GiB, 0, 0, 1 * MiB, explicitKvBytes: 1 * GiB, maximumKvBytes: 10 * MiB));

@@ -89,7 +89,8 @@ public static class EnginePlanner
             long weights = DecoderWeights.ByteSize(config, d.Compute, d.Matrices);
             long perToken = KvBlockPool.BytesPerToken(config, d.Compute);
             MemoryPlanner.KvBytes(plan.BudgetBytes, plan.BudgetTerms, weights, 0, 0,
-                MemoryPlanner.MinimumKvBytes(perToken, config.MaxPositionEmbeddings), plan.ExplicitKvBytes);
+                MemoryPlanner.MinimumKvBytes(perToken, config.MaxPositionEmbeddings), plan.ExplicitKvBytes,
+                smallerFormatExists: DeviceAndDtype.ElementSize(d.Matrices) > 2);
             return weights;
         }
 

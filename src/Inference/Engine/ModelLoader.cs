@@ -77,7 +77,8 @@ public static class ModelLoader
                 long perToken = KvBlockPool.BytesPerToken(config, dtype);
                 kvBytes = MemoryPlanner.KvBytes(plan.BudgetBytes, plan.BudgetTerms, weights.ByteSize(), overhead, activations,
                     MemoryPlanner.MinimumKvBytes(perToken, config.MaxPositionEmbeddings), plan.ExplicitKvBytes,
-                    MemoryPlanner.MaximumKvBytes(perToken, config.MaxPositionEmbeddings, options.MaxBatchSequences, options.KvBlockSize));
+                    MemoryPlanner.MaximumKvBytes(perToken, config.MaxPositionEmbeddings, options.MaxBatchSequences, options.KvBlockSize),
+                    smallerFormatExists: DeviceAndDtype.ElementSize(weights.MatrixDtype) > 2);
             }
             else overhead = 0;
             kvBytes = Math.Max(1, (long)(kvBytes * options.KvFraction));

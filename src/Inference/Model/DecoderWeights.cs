@@ -156,13 +156,13 @@ public sealed class DecoderWeights : IDisposable
     public static DecoderWeights Random(ModelConfig c, ScalarType dtype, Device device, long seed = 0, ScalarType? matrixDtype = null)
     {
         using var noGrad = no_grad();
-        var gen = new Generator((ulong)seed);
         var md = matrixDtype ?? dtype;
+        ulong stream = 0;
         Tensor RandAs(ScalarType to, long[] shape)
         {
-            var f = randn(shape, ScalarType.Float32, CPU, generator: gen).mul_(0.02f);
-            if (to == ScalarType.Float32 && device.type == DeviceType.CPU) return f.DetachFromDisposeScope();
-            using (f) return f.to(to, device).DetachFromDisposeScope();
+            var host = RandomFill.Uniform(shape, to == ScalarType.BFloat16 ? ScalarType.BFloat16 : ScalarType.Float32, (ulong)seed, stream++);
+            if (host.dtype == to && device.type == DeviceType.CPU) return host.DetachFromDisposeScope();
+            using (host) return host.to(to, device).DetachFromDisposeScope();
         }
         Tensor Rand(params long[] shape) => RandAs(dtype, shape);
         Tensor RandMatrix(params long[] shape) => RandAs(md, shape);
