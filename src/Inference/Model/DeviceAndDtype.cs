@@ -64,6 +64,10 @@ public static class DeviceAndDtype
 
     private static bool? _cpuBf16;
 
+    /// <summary>Tests take the other CPU class's choices with this (null: read the CPU again); the CPU's answer is
+    /// otherwise read once from /proc/cpuinfo.</summary>
+    internal static void AssumeFastBFloat16(bool? fast) => _cpuBf16 = fast;
+
     public static bool CpuHasFastBFloat16()
     {
         if (_cpuBf16 is bool known) return known;
