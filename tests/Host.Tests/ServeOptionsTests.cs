@@ -22,6 +22,18 @@ public sealed class ServeOptionsTests
     }
 
     [Fact]
+    public void A_finer_size_setting_written_with_its_unit_binds_to_its_bytes()
+    {
+        var config = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["ActorQuery:Faults:LeakBytesPerStep"] = "12MiB",
+        }).Build();
+
+        var options = ServeOptions.From(config);
+        Assert.Equal(12L << 20, ActorBackend.NodeOptions(config, options).Faults.LeakBytesPerStep);
+    }
+
+    [Fact]
     public void Cluster_flags_become_keys_of_the_cluster_section()
     {
         var keys = ServeCli.Parse(["--roles", "worker", "--cluster-host", "0.0.0.0", "--cluster-port", "9101",

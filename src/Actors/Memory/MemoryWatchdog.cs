@@ -131,15 +131,17 @@ public sealed class MemoryWatchdog : ReceiveActor, IWithTimers
         long pauseAt = planned + (long)(room * _options.PauseMark);
         long shedAt = planned + (long)(room * _options.ShedMark);
         long resident = r.ResidentBytes;
-        string Where(long mark, double fraction) =>
-            $"memory {MemorySize.Format(resident)} is above {MemorySize.Format(mark)} (plan {MemorySize.Format(planned)} + {fraction * 100:0}% of the "
-            + $"{MemorySize.Format(room)} it leaves under the {_budget.LimitSource} {MemorySize.Format(limit)})";
+        // The distance above the mark is named too: rounded alone, "602 MiB is above 602 MiB" says nothing.
+        string Where(string name, long mark, double fraction) =>
+            $"memory {MemorySize.Format(resident)} is {MemorySize.Format(resident - mark)} above the {name} mark {MemorySize.Format(mark)} "
+            + $"(plan {MemorySize.Format(planned)} + {fraction * 100:0}% of the {MemorySize.Format(room)} it leaves under the "
+            + $"{_budget.LimitSource} {MemorySize.Format(limit)})";
 
         bool paused = _state is MemoryState.Paused or MemoryState.Shedding;
         if (resident >= pauseAt && !paused)
         {
             _pauses++;
-            _reason = Where(pauseAt, _options.PauseMark);
+            _reason = Where("pause", pauseAt, _options.PauseMark);
             _log.Warning("pausing admission: {0}", _reason);
             _router.Tell(new PauseAdmission(_reason));
             foreach (var w in _workers.Keys) w.Tell(new MemoryPressure(_reason));
@@ -156,7 +158,7 @@ public sealed class MemoryWatchdog : ReceiveActor, IWithTimers
 
         if (resident >= shedAt)
         {
-            if (_state != MemoryState.Shedding) _log.Warning("shedding load: {0}; the workers preempt their newest sequences", Where(shedAt, _options.ShedMark));
+            if (_state != MemoryState.Shedding) _log.Warning("shedding load: {0}; the workers preempt their newest sequences", Where("shed", shedAt, _options.ShedMark));
             _sheds++;
             foreach (var w in _workers.Keys) w.Tell(ShedLoad.Instance);
         }

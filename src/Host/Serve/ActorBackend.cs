@@ -95,9 +95,20 @@ internal sealed class ActorBackend : IServeBackend
         HeartbeatInterval = o.Cluster.HeartbeatInterval,
     };
 
+    /// <summary>The finer size settings (Faults:LeakBytesPerStep) are written as people write sizes ("12MiB"), which the
+    /// binder cannot put into a long: this overlays each with its bytes. The settings were checked already.</summary>
+    private static IConfiguration WithSizesInBytes(IConfiguration configuration)
+    {
+        var section = configuration.GetSection(ServeOptions.Section);
+        var bytes = ServeSettings.All.Where(s => s.Kind == SettingKind.Size && s.Key.Contains(':') && section[s.Key] is not null)
+            .ToDictionary(s => $"{ServeOptions.Section}:{s.Key}",
+                s => (string?)ByteSize.Parse(section[s.Key]!).ToString(System.Globalization.CultureInfo.InvariantCulture));
+        return bytes.Count == 0 ? configuration : new ConfigurationBuilder().AddConfiguration(configuration).AddInMemoryCollection(bytes).Build();
+    }
+
     internal static ActorQueryNodeOptions NodeOptions(IConfiguration configuration, ServeOptions o)
     {
-        var node = configuration.GetSection(ServeOptions.Section).Get<ActorQueryNodeOptions>() ?? new ActorQueryNodeOptions();
+        var node = WithSizesInBytes(configuration).GetSection(ServeOptions.Section).Get<ActorQueryNodeOptions>() ?? new ActorQueryNodeOptions();
         return node with
         {
             Router = node.Router with
