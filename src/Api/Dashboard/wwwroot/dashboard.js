@@ -86,10 +86,11 @@
     const limit = m.limit ? m.limit.bytes : parts.reduce((a, p) => a + p[2], 0);
     const resident = m.actual ? m.actual.resident_bytes : null;
     const scale = Math.max(limit, resident || 0, 1);
-    bar.replaceChildren();
-    for (const [cls, name, value] of parts)
-      bar.append(el("div", { class: "seg", "data-part": cls, title: name + " " + bytes(value),
-        style: "width:" + (100 * value / scale).toFixed(3) + "%;background:var(--" + (cls === "other" ? "runtime" : cls) + ")" }));
+    const segments = (total) => parts.map(([cls, name, value]) =>
+      el("div", { class: "seg" + (value > 0 ? " some" : ""), "data-part": cls, title: name + " " + bytes(value),
+        style: "width:" + (100 * value / Math.max(total, 1)).toFixed(3) + "%;background:var(--" + (cls === "other" ? "runtime" : cls) + ")" }));
+    bar.replaceChildren(...segments(scale));
+    $("plan-bar").replaceChildren(...segments(parts.reduce((a, p) => a + p[2], 0)));
     const marks = [];
     if (m.watchdog) {
       marks.push(["cleanup", "cleanup " + bytes(m.watchdog.cleanup_at_bytes), m.watchdog.cleanup_at_bytes]);
