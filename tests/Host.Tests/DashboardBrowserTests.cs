@@ -96,7 +96,8 @@ public sealed class DashboardBrowserTests
         driver.GetScreenshot().SaveAsFile(Path.Combine(folder, "dashboard.png"));
         await Task.WhenAll(clients);
 
-        driver.ExecuteScript("document.getElementById('pg-system').value = 'Answer with the number only.'; document.getElementById('playground').scrollIntoView()");
+        // No system prompt: the default model was trained on plain prompts and user turns only.
+        driver.ExecuteScript("document.getElementById('playground').scrollIntoView()");
         var user = driver.FindElement(By.Id("pg-user"));
         user.Clear();
         user.SendKeys("What is 486 + 539?");

@@ -145,7 +145,7 @@
     const label = entry.alert ? entry.kind + " " + entry.alert : entry.kind;
     const item = el("li", { class: cls, "data-kind": entry.kind, "data-alert": entry.alert || "" },
       el("time", { datetime: entry.time }, clock(entry.time)), el("span", { class: "kind" }, label.replace(/_/g, " ")),
-      (entry.worker ? entry.worker + ": " : "") + entry.message);
+      (entry.worker && !entry.message.startsWith(entry.worker) ? entry.worker + ": " : "") + entry.message);
     const list = $("timeline");
     list.prepend(item);
     while (list.children.length > 200) list.lastChild.remove();
