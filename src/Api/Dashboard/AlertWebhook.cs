@@ -1,4 +1,4 @@
-using System.Net.Http.Json;
+using System.Text;
 using System.Text.Json;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
@@ -94,7 +94,9 @@ public sealed class AlertWebhook : IAsyncDisposable
             string? error;
             try
             {
-                using var response = await _http.PostAsJsonAsync(_url, Body(alert), ApiJson.Options, ct);
+                // A whole body with its Content-Length: small receivers (scripts, relays) often cannot read a chunked one.
+                using var content = new StringContent(JsonSerializer.Serialize(Body(alert), ApiJson.Options), Encoding.UTF8, "application/json");
+                using var response = await _http.PostAsync(_url, content, ct);
                 if (response.IsSuccessStatusCode)
                 {
                     Interlocked.Increment(ref _sent);

@@ -16,7 +16,8 @@ public sealed class WebhookReceiver : IDisposable
     private readonly Task _loop;
     private TaskCompletionSource _held = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    public sealed record Received(JsonElement Body, TimeSpan At, int Answered);
+    /// <param name="ContentLength">The request's Content-Length; -1 when it had none (a chunked body).</param>
+    public sealed record Received(JsonElement Body, TimeSpan At, int Answered, long ContentLength);
 
     public ConcurrentQueue<Received> Requests { get; } = new();
     /// <summary>The status for the Nth request (1-based); 200 unless set.</summary>
@@ -57,7 +58,7 @@ public sealed class WebhookReceiver : IDisposable
         string body = await reader.ReadToEndAsync();
         var at = _clock.Elapsed;
         int status = Answer(n);
-        Requests.Enqueue(new Received(JsonDocument.Parse(body).RootElement.Clone(), at, status));
+        Requests.Enqueue(new Received(JsonDocument.Parse(body).RootElement.Clone(), at, status, context.Request.ContentLength64));
         if (Hold) await _held.Task;
         context.Response.StatusCode = status;
         context.Response.Close();
