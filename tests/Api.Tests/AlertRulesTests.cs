@@ -35,6 +35,10 @@ public sealed class AlertRulesTests
 
         var resolved = Assert.Single(rules.Evaluate(Status(resident: 2_000_000), null, T0.AddSeconds(10)).Changes);
         Assert.Equal(("memory_above_cleanup", "resolved"), (resolved.Kind, resolved.Status));
+        Assert.Equal(2_000_000L, resolved.Values["resident_bytes"]);
+        Assert.Equal(T0.AddSeconds(1), resolved.Values["fired_at"]);
+        Assert.Contains("back under the cleanup mark", resolved.Message);
+        Assert.Contains("after 9 s", resolved.Message);
         Assert.Empty(rules.Evaluate(Status(resident: 2_000_000), null, T0.AddSeconds(11)).Changes);
         Assert.Empty(rules.Firing);
     }

@@ -116,9 +116,39 @@ public sealed class AlertRules(TimeSpan eventHold)
         {
             if (held.ContainsKey(key)) continue;
             _firing.Remove(key);
-            changes.Add(alert with { Status = "resolved", Time = now, Message = $"resolved: {alert.Message}" });
+            changes.Add(Resolved(alert, status, now));
         }
         return new AlertEvaluation(changes, occurrences);
+    }
+
+    /// <summary>The resolution of <paramref name="alert"/>: what is true now, with the current numbers where there are
+    /// any, and when it fired.</summary>
+    private Alert Resolved(Alert alert, RouterStatus status, DateTimeOffset now)
+    {
+        var values = new Dictionary<string, object?>(alert.Values) { ["fired_at"] = alert.Time };
+        var m = status.Memory;
+        var worker = status.Workers.FirstOrDefault(w => w.Node == alert.Node && w.Worker == alert.Worker);
+        if (m is not null && alert.Kind is AlertKinds.MemoryAboveCleanup or AlertKinds.MemoryAbovePause)
+        {
+            values["resident_bytes"] = m.ResidentBytes;
+            values["cleanup_at_bytes"] = m.CleanupAtBytes;
+            values["pause_at_bytes"] = m.PauseAtBytes;
+        }
+        string F(long b) => MemorySize.Format(b);
+        string held = $"{(now - alert.Time).TotalSeconds:0} s";
+        string message = alert.Kind switch
+        {
+            AlertKinds.MemoryAboveCleanup when m is not null => $"memory {F(m.ResidentBytes)} is back under the cleanup mark {F(m.CleanupAtBytes)} after {held}",
+            AlertKinds.MemoryAbovePause when m is not null => $"memory {F(m.ResidentBytes)} is back under the pause mark {F(m.PauseAtBytes)} after {held}",
+            AlertKinds.AdmissionPaused => $"admission resumed after {held}",
+            AlertKinds.OomRecovered => $"{alert.Worker}: no out-of-memory for {EventHold.TotalSeconds:0} s",
+            AlertKinds.WorkerRestarted => $"{alert.Worker}: no restart for {EventHold.TotalSeconds:0} s",
+            AlertKinds.WorkerDegraded => worker is null ? $"{alert.Worker} is gone" : $"{alert.Worker} is no longer degraded",
+            AlertKinds.WorkerFailed => worker is null ? $"{alert.Worker} is gone" : $"{alert.Worker} is {Name(worker.State)} again",
+            AlertKinds.NodeUnreachable => $"node {alert.Node} is reachable again or left the cluster",
+            _ => $"cleared: {alert.Message}",
+        };
+        return alert with { Status = "resolved", Time = now, Message = message, Values = values };
     }
 
     private bool Recent(string kind, WorkerStatus w, DateTimeOffset now) =>
