@@ -59,6 +59,9 @@ public sealed class AlertRulesTests
         changes = rules.Evaluate(Status(resident: 1_000_000, paused: false), null, T0.AddSeconds(2)).Changes;
         Assert.Equal(["admission_paused", "memory_above_cleanup"], changes.Select(a => a.Kind).Order().ToArray());
         Assert.All(changes, a => Assert.Equal("resolved", a.Status));
+        var resumed = changes.Single(a => a.Kind == "admission_paused");
+        Assert.StartsWith("admission resumed after 2 s", resumed.Message);
+        Assert.Equal(1_000_000L, resumed.Values["resident_bytes"]); // now, not when it fired
     }
 
     [Fact]

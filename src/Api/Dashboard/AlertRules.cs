@@ -128,12 +128,9 @@ public sealed class AlertRules(TimeSpan eventHold)
         var values = new Dictionary<string, object?>(alert.Values) { ["fired_at"] = alert.Time };
         var m = status.Memory;
         var worker = status.Workers.FirstOrDefault(w => w.Node == alert.Node && w.Worker == alert.Worker);
-        if (m is not null && alert.Kind is AlertKinds.MemoryAboveCleanup or AlertKinds.MemoryAbovePause)
-        {
-            values["resident_bytes"] = m.ResidentBytes;
-            values["cleanup_at_bytes"] = m.CleanupAtBytes;
-            values["pause_at_bytes"] = m.PauseAtBytes;
-        }
+        if (m is not null && alert.Kind is AlertKinds.MemoryAboveCleanup or AlertKinds.MemoryAbovePause or AlertKinds.AdmissionPaused)
+            foreach (var (name, now_) in new[] { ("resident_bytes", m.ResidentBytes), ("cleanup_at_bytes", m.CleanupAtBytes), ("pause_at_bytes", m.PauseAtBytes) })
+                if (values.ContainsKey(name)) values[name] = now_;
         string F(long b) => MemorySize.Format(b);
         string held = $"{(now - alert.Time).TotalSeconds:0} s";
         string message = alert.Kind switch
