@@ -69,7 +69,7 @@ public sealed class DashboardBrowserTests
         Assert.True(errors.Count == 0, "console errors: " + string.Join(" | ", errors));
 
         if (Environment.GetEnvironmentVariable("ACTORQUERY_SCREENSHOTS") is { Length: > 0 } folder)
-            await TakeScreenshotsAsync(driver, server, folder);
+            await TakeScreenshotsAsync(driver, server, Path.Combine(RepoFixtures.Root, folder)); // relative: to the repository
     }
 
     private static async Task TakeScreenshotsAsync(ChromeDriver driver, DefaultModelServer server, string folder)
