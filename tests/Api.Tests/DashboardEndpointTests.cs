@@ -30,6 +30,7 @@ public sealed class DashboardEndpointTests
         Assert.Contains("id=\"memory-bar\"", html);
         Assert.Contains("id=\"pg-form\"", html);
         Assert.DoesNotContain("https://", html); // nothing from a CDN: it works offline
+        Assert.Equal(html, await server.Http.GetStringAsync("/ui/"));
 
         var script = await server.Http.GetAsync("/ui/dashboard.js");
         Assert.Equal("text/javascript", script.Content.Headers.ContentType?.MediaType);
