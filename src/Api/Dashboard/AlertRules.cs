@@ -129,8 +129,8 @@ public sealed class AlertRules(TimeSpan eventHold)
         var m = status.Memory;
         var worker = status.Workers.FirstOrDefault(w => w.Node == alert.Node && w.Worker == alert.Worker);
         if (m is not null && alert.Kind is AlertKinds.MemoryAboveCleanup or AlertKinds.MemoryAbovePause or AlertKinds.AdmissionPaused)
-            foreach (var (name, now_) in new[] { ("resident_bytes", m.ResidentBytes), ("cleanup_at_bytes", m.CleanupAtBytes), ("pause_at_bytes", m.PauseAtBytes) })
-                if (values.ContainsKey(name)) values[name] = now_;
+            foreach (var (name, current) in new[] { ("resident_bytes", m.ResidentBytes), ("cleanup_at_bytes", m.CleanupAtBytes), ("pause_at_bytes", m.PauseAtBytes) })
+                if (values.ContainsKey(name)) values[name] = current;
         string F(long b) => MemorySize.Format(b);
         string held = $"{(now - alert.Time).TotalSeconds:0} s";
         string message = alert.Kind switch
