@@ -15,4 +15,14 @@ public sealed class ApiOptions
     public int MaxStopStrings { get; set; } = 16;
     /// <summary>On shutdown, how long running requests may take to finish before they are cancelled.</summary>
     public TimeSpan DrainTimeout { get; set; } = TimeSpan.FromSeconds(30);
+    /// <summary>Where alerts are POSTed as JSON; null: nowhere (they are still logged, counted and on the dashboard).</summary>
+    public Uri? AlertWebhook { get; set; }
+    /// <summary>Queue, tries and backoff of the webhook.</summary>
+    public Dashboard.AlertWebhookOptions AlertWebhookLimits { get; set; } = new();
+    /// <summary>How often the alert rules read the router's status (and so how soon an alert or a timeline entry shows).</summary>
+    public TimeSpan AlertPollInterval { get; set; } = TimeSpan.FromMilliseconds(500);
+    /// <summary>How long an out-of-memory or restart alert holds after the last one before it resolves.</summary>
+    public TimeSpan AlertEventHold { get; set; } = TimeSpan.FromSeconds(60);
+    /// <summary>How often an open <c>GET /events</c> stream sends the node's state when the client names no interval.</summary>
+    public TimeSpan EventsInterval { get; set; } = TimeSpan.FromSeconds(1);
 }

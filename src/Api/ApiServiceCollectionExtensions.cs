@@ -1,4 +1,5 @@
 using ActorQuery.Actors;
+using ActorQuery.Api.Dashboard;
 using ActorQuery.Api.Docs;
 using ActorQuery.Api.Dtos;
 using ActorQuery.Api.Endpoints;
@@ -28,6 +29,9 @@ public static class ApiServiceCollectionExtensions
         services.AddSingleton<DrainGate>();
         services.AddSingleton<QueryRunner>();
         services.AddHostedService<DrainOnShutdown>();
+        services.AddSingleton<Timeline>();
+        services.AddSingleton<AlertMonitor>();
+        services.AddHostedService(sp => sp.GetRequiredService<AlertMonitor>());
         services.ConfigureHttpJsonOptions(o => ApiJson.Configure(o.SerializerOptions));
         services.AddProblemDetails();
         services.AddOpenApi(o => ApiDocs.Configure(o));
@@ -122,6 +126,16 @@ public static class ApiServiceCollectionExtensions
                              "query to the least-loaded ready worker. `enabled: false`: the node runs without Akka.Cluster.")
             .Produces<ClusterResponse>().ProducesProblem(503)
             .AddOpenApiOperationTransformer(ApiDocs.Examples(null, ApiExamples.Cluster));
+        app.MapGet("/ui", DashboardEndpoints.Page).WithTags("Dashboard").ExcludeFromDescription();
+        app.MapGet("/ui/{file}", DashboardEndpoints.Asset).ExcludeFromDescription();
+        app.MapGet("/events", DashboardEndpoints.Events).WithTags("Dashboard")
+            .WithSummary("The dashboard's live feed (server-sent events): init, then state every second and timeline entries as they happen")
+            .WithDescription("`event: init` carries the charts' last 10 minutes (one sample a second: tokens, mean time to first token and " +
+                             "inter-token latency in ms) and the timeline so far; then `event: state` every `interval_ms` (default 1000, " +
+                             $"[{DashboardEndpoints.MinIntervalMs}, {DashboardEndpoints.MaxIntervalMs}]) with the node, its workers, its memory " +
+                             "(as GET /memory), the cluster, the last second's sample and the alerts firing; and `event: timeline` for each " +
+                             "new entry (alerts firing and resolved, out-of-memory errors, restarts, workers changing state).")
+            .Produces(200, contentType: "text/event-stream").ProducesProblem(400);
         app.MapMetrics("/metrics", metrics.Registry).WithTags("Health").WithSummary("Prometheus metrics (text exposition format)");
 
         app.MapOpenApi("/openapi/{documentName}.json");

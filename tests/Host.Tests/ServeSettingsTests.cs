@@ -28,6 +28,18 @@ public sealed class ServeSettingsTests
         Assert.Contains("ActorQuery:Workers:BackoffMax", Refused(("Workers:BackoffMin", "00:00:10"), ("Workers:BackoffMax", "00:00:01")).Message);
         Assert.Contains("ActorQuery:Watchdog:Interval", Refused(("Watchdog:Interval", "soon")).Message);
         Assert.Contains("ActorQuery:Cluster:HeartbeatInterval", Refused(("Cluster:HeartbeatInterval", "00:00:00")).Message);
+        Assert.Equal("ActorQuery:AlertWebhook 'hooks.example.com/alerts' is not an http(s) URL",
+            Refused(("AlertWebhook", "hooks.example.com/alerts")).Message);
+    }
+
+    [Fact]
+    public void The_alert_webhook_is_off_by_default_and_set_by_its_flag()
+    {
+        Assert.Equal("", new ServeOptions().AlertWebhook);
+        var keys = ServeCli.Parse(["--alert-webhook", "http://127.0.0.1:9093/hook"]);
+        Assert.Equal("http://127.0.0.1:9093/hook", keys["ActorQuery:AlertWebhook"]);
+        var options = ServeOptions.From(new ConfigurationBuilder().AddInMemoryCollection(keys).Build());
+        Assert.Equal("http://127.0.0.1:9093/hook", options.AlertWebhook);
     }
 
     [Fact]

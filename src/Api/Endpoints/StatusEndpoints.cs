@@ -72,6 +72,8 @@ internal static class StatusEndpoints
         ["GET /memory"] = "this node's memory plan next to the watchdog's last reading, KV tokens, and each worker's memory",
         ["GET /cluster"] = "cluster members, roles, reachability and every worker's load",
         ["GET /metrics"] = "Prometheus metrics",
+        ["GET /ui"] = "the dashboard (workers, memory plan, charts, timeline, cluster) and a chat playground",
+        ["GET /events"] = "the dashboard's live feed (server-sent events)",
         ["GET /docs"] = "interactive API documentation",
         ["GET /openapi/v1.json"] = "OpenAPI document",
     }), ApiJson.Options);

@@ -195,7 +195,7 @@ internal sealed class QueryRunner(IQueryClient client, ApiMetrics metrics, ApiOp
 
     private static string Say(string? message, string fallback) => string.IsNullOrWhiteSpace(message) ? fallback : message;
 
-    /// <summary>Time to first token and between tokens, in the metrics.</summary>
+    /// <summary>Time to first token and between tokens, in the metrics and the dashboard's per-second series.</summary>
     private sealed class TokenTiming(ApiMetrics metrics, Stopwatch clock)
     {
         private TimeSpan? _last;
@@ -204,10 +204,20 @@ internal sealed class QueryRunner(IQueryClient client, ApiMetrics metrics, ApiOp
         {
             if (t.TokenIds.Count == 0) return;
             var now = clock.Elapsed;
-            if (_last is null) metrics.TimeToFirstToken.Observe(now.TotalSeconds);
-            else metrics.InterTokenLatency.Observe((now - _last.Value).TotalSeconds / t.TokenIds.Count);
+            if (_last is null)
+            {
+                metrics.TimeToFirstToken.Observe(now.TotalSeconds);
+                metrics.Seconds.RecordFirstToken(now);
+            }
+            else
+            {
+                var perToken = (now - _last.Value) / t.TokenIds.Count;
+                metrics.InterTokenLatency.Observe(perToken.TotalSeconds);
+                metrics.Seconds.RecordInterToken(perToken);
+            }
             _last = now;
             metrics.GeneratedTokens.Inc(t.TokenIds.Count);
+            metrics.Seconds.RecordTokens(t.TokenIds.Count);
         }
     }
 }

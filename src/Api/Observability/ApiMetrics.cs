@@ -36,6 +36,9 @@ public sealed class ApiMetrics
     public Counter CacheHits { get; }
     public Counter CacheMisses { get; }
     public Gauge WorkersReady { get; }
+    public Counter Alerts { get; }
+    /// <summary>Tokens/s, time to first token and inter-token latency per second over the last 10 minutes (the dashboard's charts).</summary>
+    public Dashboard.LiveSeries Seconds { get; } = new();
 
     public ApiMetrics()
     {
@@ -67,10 +70,12 @@ public sealed class ApiMetrics
         CacheHits = f.CreateCounter("actorquery_cache_hits_total", "Query cache hits.");
         CacheMisses = f.CreateCounter("actorquery_cache_misses_total", "Query cache misses.");
         WorkersReady = f.CreateGauge("actorquery_workers_ready", "Model workers ready to take queries.");
+        Alerts = f.CreateCounter("actorquery_alerts_total", "Alerts fired, by kind (see the README's Alerts section).", "kind");
         // Label sets that exist from the start, so that dashboards see zeros rather than gaps.
         ModelRestarts.WithLabels("oom");
         ModelRestarts.WithLabels("other");
         foreach (var r in Enum.GetNames<RefusalReason>()) Refused.WithLabels(r);
+        foreach (var k in Dashboard.AlertKinds.All) Alerts.WithLabels(k);
     }
 
     /// <summary>Copies the router's figures into the gauges and the cumulative counters.</summary>

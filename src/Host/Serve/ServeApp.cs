@@ -63,6 +63,7 @@ public static class ServeApp
             api.MaxBodyBytes = options.MaxBodyBytesValue;
             api.DefaultMaxTokens = options.DefaultMaxTokens;
             api.DrainTimeout = options.DrainTimeout;
+            api.AlertWebhook = options.AlertWebhook.Length == 0 ? null : new Uri(options.AlertWebhook);
         });
 
         builder.Services.AddAkka(options.Cluster.SystemName, (akka, services) =>

@@ -45,6 +45,8 @@ public sealed class ServeOptions
     public string LogFolder { get; set; } = "logs";
     /// <summary>Verbose, Debug, Information, Warning, Error or Fatal.</summary>
     public string LogLevel { get; set; } = "Information";
+    /// <summary>Where alerts are POSTed as JSON; empty: nowhere.</summary>
+    public string AlertWebhook { get; set; } = "";
     public double DrainTimeoutSeconds { get; set; } = 30;
     public string MaxBodyBytes { get; set; } = "1MiB";
     public int DefaultMaxTokens { get; set; } = 256;

@@ -90,6 +90,10 @@ public static class ServeSettings
         new("LogLevel", "log-level", SettingKind.Text, S.LogLevel, string.Join(", ", ServeOptions.LogLevels), "least level logged",
             (v, _) => ServeOptions.LogLevels.Contains((string)v, StringComparer.OrdinalIgnoreCase) ? null
                 : $"'{v}' is not one of {string.Join(", ", ServeOptions.LogLevels)}"),
+        new("AlertWebhook", "alert-webhook", SettingKind.Text, S.AlertWebhook, "an http(s) URL; empty: off",
+            "where alerts are POSTed as JSON, once when one fires and once when it resolves (see *Dashboard and alerts*)",
+            (v, _) => ((string)v).Length == 0 || (Uri.TryCreate((string)v, UriKind.Absolute, out var uri) && uri.Scheme is "http" or "https")
+                ? null : $"'{v}' is not an http(s) URL"),
         new("DrainTimeoutSeconds", "drain-timeout", SettingKind.Number, Num(S.DrainTimeoutSeconds), "[0, 3600]", "seconds running requests get on shutdown",
             (v, _) => (double)v is >= 0 and <= 3600 ? null : "must be in [0, 3600]"),
         new("MaxBodyBytes", "max-body", SettingKind.Size, S.MaxBodyBytes, "[1KiB, 64MiB]", "largest request body", SizeIn(1024, 64L << 20)),
