@@ -37,6 +37,13 @@ public sealed class BadInputTests(SharedServer shared) : IClassFixture<SharedSer
         { "/query", "{\"prompt\": \"hi\", \"presence_penalty\": 3}", "application/json", 400, "presence_penalty" },
         { "/query", "{\"prompt\": \"hi\", \"repetition_penalty\": 0}", "application/json", 400, "repetition_penalty" },
         { "/query", "{\"prompt\": \"hi\", \"stop\": 5}", "application/json", 400, "stop" },
+        { "/query", "{\"prompt\": \"hi\", \"stop\": \"\\udbff\"}", "application/json", 400, "stop" }, // a lone surrogate
+        { "/query", "{\"prompt\": \"hi\", \"stop\": [\"ok\", \"x\\udc00\"]}", "application/json", 400, "stop[1]" },
+        { "/query", "{\"prompt\": \"hi\", \"stop\": \"" + new string('s', 1001) + "\"}", "application/json", 400, "stop" }, // too long
+        { "/v1/chat/completions", "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"stop\": [\"\\ud83d\\ude00\", \"\\ud83d\"]}", "application/json", 400, "stop[1]" },
+        { "/v1/chat/completions", "{\"messages\": [{\"role\": \"user\", \"content\": \"\\udbff\"}]}", "application/json", 400, "messages[0].content" },
+        { "/v1/chat/completions", "{\"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"text\", \"text\": \"a\\udc00\"}]}]}", "application/json", 400, "messages[0].content[0].text" },
+        { "/v1/completions", "{\"prompt\": \"\\udbff\"}", "application/json", 400, "prompt" },
         { "/query", "{\"prompt\": \"hi\", \"timeout_ms\": 0}", "application/json", 400, "timeout_ms" },
         { "/query", "{\"prompt\": \"hi\", \"min_tokens\": 50, \"max_new_tokens\": 5}", "application/json", 400, "min_tokens" },
         { "/query", "{\"prompt\": \"hi\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}", "application/json", 400, "messages" },

@@ -39,7 +39,7 @@ internal static class PromptBuilder
     private static string ParseContent(JsonElement? content, string field)
     {
         if (content is not { } c || c.ValueKind == JsonValueKind.Null) throw ApiException.BadRequest(field, "is required");
-        if (c.ValueKind == JsonValueKind.String) return c.GetString()!;
+        if (c.ValueKind == JsonValueKind.String) return Text(c, field);
         if (c.ValueKind != JsonValueKind.Array) throw ApiException.BadRequest(field, "must be a string or an array of text parts");
         var text = new StringBuilder();
         int i = 0;
@@ -47,48 +47,64 @@ internal static class PromptBuilder
         {
             string at = $"{field}[{i++}]";
             if (part.ValueKind != JsonValueKind.Object) throw ApiException.BadRequest(at, "must be an object {\"type\":\"text\",\"text\":...}");
-            if (!part.TryGetProperty("type", out var type) || type.ValueKind != JsonValueKind.String || type.GetString() != "text")
+            if (!part.TryGetProperty("type", out var type) || type.ValueKind != JsonValueKind.String || Text(type, $"{at}.type") != "text")
                 throw ApiException.BadRequest($"{at}.type", "only \"text\" parts are supported");
             if (!part.TryGetProperty("text", out var t) || t.ValueKind != JsonValueKind.String)
                 throw ApiException.BadRequest($"{at}.text", "must be a string");
-            text.Append(t.GetString());
+            text.Append(Text(t, $"{at}.text"));
         }
         return text.ToString();
     }
+
+    /// <summary>Longest stop string, in UTF-16 characters: every one is matched against the text at each token.</summary>
+    public const int MaxStopLength = 1000;
 
     public static IReadOnlyList<string> ParseStop(JsonElement? stop, int maxStops)
     {
         if (stop is not { } s || s.ValueKind == JsonValueKind.Null) return Array.Empty<string>();
         if (s.ValueKind == JsonValueKind.String)
         {
-            string v = s.GetString()!;
+            string v = Text(s, "stop");
             if (v.Length == 0) throw ApiException.BadRequest("stop", "must not be empty");
-            return [v];
+            return [CheckStop("stop", v)];
         }
         if (s.ValueKind != JsonValueKind.Array) throw ApiException.BadRequest("stop", "must be a string or an array of strings");
         var list = new List<string>();
         foreach (var item in s.EnumerateArray())
         {
-            if (item.ValueKind != JsonValueKind.String || item.GetString()!.Length == 0)
+            string field = $"stop[{list.Count}]";
+            if (item.ValueKind != JsonValueKind.String || Text(item, field).Length == 0)
                 throw ApiException.BadRequest("stop", "must be a string or an array of non-empty strings");
-            list.Add(item.GetString()!);
+            list.Add(CheckStop(field, Text(item, field)));
         }
         if (list.Count > maxStops) throw ApiException.BadRequest("stop", $"at most {maxStops} stop strings");
         return list;
+    }
+
+    /// <summary>A stop string the matcher can hold: at most <see cref="MaxStopLength"/> characters.</summary>
+    private static string CheckStop(string field, string v) =>
+        v.Length <= MaxStopLength ? v : throw ApiException.BadRequest(field, $"is {v.Length} characters; at most {MaxStopLength}");
+
+    /// <summary>A JSON string's text. JSON lets a string carry a lone UTF-16 surrogate ("\udbff"), which is no text: the
+    /// reader refuses it, and the client hears which field.</summary>
+    private static string Text(JsonElement e, string field)
+    {
+        try { return e.GetString()!; }
+        catch (InvalidOperationException) { throw ApiException.BadRequest(field, "is not Unicode text: it holds a lone UTF-16 surrogate"); }
     }
 
     /// <summary>Prompt of /v1/completions: a string, a one-string array, or token ids.</summary>
     public static IReadOnlyList<int> EncodeCompletionPrompt(JsonElement? prompt, ITokenizer tokenizer)
     {
         if (prompt is not { } p || p.ValueKind == JsonValueKind.Null) throw ApiException.BadRequest("prompt", "is required");
-        if (p.ValueKind == JsonValueKind.String) return EncodeText(p.GetString()!, tokenizer);
+        if (p.ValueKind == JsonValueKind.String) return EncodeText(Text(p, "prompt"), tokenizer);
         if (p.ValueKind != JsonValueKind.Array) throw ApiException.BadRequest("prompt", "must be a string, an array of one string, or an array of token ids");
         var items = p.EnumerateArray().ToList();
         if (items.Count == 0) throw ApiException.BadRequest("prompt", "must not be empty");
         if (items.All(i => i.ValueKind == JsonValueKind.String))
         {
             if (items.Count > 1) throw ApiException.BadRequest("prompt", "only one prompt per request is supported");
-            return EncodeText(items[0].GetString()!, tokenizer);
+            return EncodeText(Text(items[0], "prompt[0]"), tokenizer);
         }
         var ids = new List<int>(items.Count);
         foreach (var i in items)
