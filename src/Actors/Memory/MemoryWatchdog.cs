@@ -72,7 +72,14 @@ public sealed class MemoryWatchdog : ReceiveActor, IWithTimers
         _reader = reader;
         _router = router;
 
-        Receive<Tick>(_ => Schedule(Check()));
+        Receive<Tick>(_ =>
+        {
+            // The next reading is scheduled before this one is published, so that whoever acts on a reading (a spec on
+            // virtual time advancing the clock) finds the next one already due.
+            var status = Check(publish: false);
+            Schedule(status);
+            Context.System.EventStream.Publish(status);
+        });
         Receive<RegisterWorker>(m =>
         {
             if (_workers.TryAdd(m.Worker, null))
@@ -111,7 +118,7 @@ public sealed class MemoryWatchdog : ReceiveActor, IWithTimers
 
     private void Schedule(MemoryStatus status) => Timers.StartSingleTimer("tick", Tick.Instance, status.ReadEvery);
 
-    private MemoryStatus Check()
+    private MemoryStatus Check(bool publish = true)
     {
         var r = _reader.Read();
         var now = Context.System.Scheduler.Now;
@@ -198,7 +205,7 @@ public sealed class MemoryWatchdog : ReceiveActor, IWithTimers
             At = now,
         };
         _last = status;
-        Context.System.EventStream.Publish(status);
+        if (publish) Context.System.EventStream.Publish(status);
         return status;
     }
 }
