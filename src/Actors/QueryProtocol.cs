@@ -19,7 +19,7 @@ public sealed record QueryRequest
     public string? Model { get; init; }
     public bool SkipSpecialTokens { get; init; } = true;
     /// <summary>The client reads nothing before the end (a non-streamed HTTP request): the router holds the tokens
-    /// until the query ends, so an attempt whose worker fails after generating some can still be retried.</summary>
+    /// until the query ends, and gives them all at once (those of a resumed query's earlier attempts first).</summary>
     public bool Buffered { get; init; }
     /// <summary>Set by the router when it resumes the query after its worker was lost: the tokens generated so far, in
     /// order. The worker prefills prompt + these and generates only the rest of <see cref="SamplingParams.MaxNewTokens"/>,
