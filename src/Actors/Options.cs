@@ -33,8 +33,11 @@ public sealed record RouterOptions
     public TimeSpan MemoryPressureRetryAfter { get; init; } = TimeSpan.FromSeconds(5);
     /// <summary>Retry-After of a NoModelReady refusal.</summary>
     public TimeSpan NoModelRetryAfter { get; init; } = TimeSpan.FromSeconds(10);
-    /// <summary>How often a query may be dispatched in all (1 + retries); retries happen only before the first token.</summary>
+    /// <summary>How often a query whose worker gave it back before its first token may be dispatched in all (1 + retries).</summary>
     public int MaxAttempts { get; init; } = 2;
+    /// <summary>How often a query whose worker was lost after it generated tokens is resumed from them on another
+    /// worker; once more fails it with the reason, so that a query that crashes workers cannot do it forever.</summary>
+    public int MaxResumes { get; init; } = 2;
 }
 
 /// <summary>The workers of a node (ModelSupervisor + ModelActor each) and their out-of-memory ladder.</summary>

@@ -19,8 +19,16 @@ public sealed record QueryRequest
     public string? Model { get; init; }
     public bool SkipSpecialTokens { get; init; } = true;
     /// <summary>The client reads nothing before the end (a non-streamed HTTP request): the router holds the tokens
-    /// until the query ends, so an attempt whose worker fails after generating some can still be retried.</summary>
+    /// until the query ends, and gives them all at once (those of a resumed query's earlier attempts first).</summary>
     public bool Buffered { get; init; }
+    /// <summary>Set by the router when it resumes the query after its worker was lost: the tokens generated so far, in
+    /// order. The worker prefills prompt + these and generates only the rest of <see cref="SamplingParams.MaxNewTokens"/>,
+    /// with the penalties counting them and seeded draws continuing at their index.</summary>
+    public IReadOnlyList<int> GeneratedTokenIds { get; init; } = Array.Empty<int>();
+    /// <summary>With <see cref="GeneratedTokenIds"/>: the text of those tokens that the client already has. It can be
+    /// shorter than their whole text (a tail that may start a stop string is held back until the next tokens decide);
+    /// the worker primes its stop-string matcher with the whole text and sends only what follows this.</summary>
+    public string GeneratedText { get; init; } = "";
 }
 
 public enum RefusalReason { QueueFull, NoModelReady, MemoryPressure, TooLarge, ShuttingDown, InvalidRequest }
@@ -166,7 +174,7 @@ public sealed record MemoryStatus : Akka.Actor.INoSerializationVerificationNeede
     public DateTimeOffset At { get; init; }
 }
 
-/// <param name="Counters">Totals since start: admitted, completed, cancelled, refused, timedOut, failed, retried, cacheHits.</param>
+/// <param name="Counters">Totals since start: admitted, completed, cancelled, refused, timedOut, failed, retried, cacheHits, resumed.</param>
 public sealed record RouterStatus(
     string Node, bool Paused, bool ShuttingDown, int InFlight, int Queued, int MaxInFlight, int MaxQueue,
     IReadOnlyList<WorkerStatus> Workers, CacheStats Cache, MemoryStatus? Memory,
@@ -176,8 +184,11 @@ public sealed record RouterStatus(
 }
 
 /// <summary>Totals since the router started.</summary>
+/// <param name="Retried">Queries dispatched again after their worker gave them back before any token.</param>
+/// <param name="Resumed">Queries continued on another worker from the tokens generated so far, after theirs was lost.</param>
 public sealed record RouterCounters(
-    long Admitted, long Completed, long Cancelled, long Refused, long TimedOut, long Failed, long Retried, long CacheHits);
+    long Admitted, long Completed, long Cancelled, long Refused, long TimedOut, long Failed, long Retried, long CacheHits,
+    long Resumed = 0);
 
 // ---- Commands to the QueryRouter -------------------------------------------------------------------------
 // These stay on their node (HTTP layer, watchdog and router of one node): INoSerializationVerificationNeeded

@@ -18,7 +18,8 @@ public sealed record QueryProgress(long Ticket, QueryEvent Event);
 
 /// <summary>
 /// The worker gives a query back without a terminal event (its model failed, is restarting or could not load).
-/// <paramref name="TokensSent"/> tells the router whether a retry is still allowed (only before the first token).
+/// <paramref name="TokensSent"/>: tokens of the completion so far, for logs; the router resumes from the tokens it
+/// received itself (<see cref="QueryRequest.GeneratedTokenIds"/>), which are the ones its client has.
 /// </summary>
 public sealed record QueryReturned(long Ticket, string Reason, int TokensSent);
 

@@ -199,7 +199,8 @@ public sealed class ClusterSpecs(ITestOutputHelper output) : IAsyncLifetime
         var sample = _events["spread-1000"].OfType<TokensGenerated>().SelectMany(t => t.TokenIds).ToList();
         Assert.Equal(FakeEngine.GreedyAnswer([1000, 1, 2], 12), sample);
 
-        // 2. Node C dies mid-load (no leave): every query ends exactly once, well before its 20 s deadline.
+        // 2. Node C dies mid-load (no leave): its queries resume on A and B from the tokens already streamed, and every
+        //    query completes with the undisturbed answer (no gap, no duplicate), well before its 20 s deadline.
         Submit(a, recorder, "crash", 2000, 45, maxNewTokens: 60);
         await Eventually.Until(() => StreamedFrom(c, "crash", 2000, 45), TimeSpan.FromSeconds(10),
             "tokens of a second-load query on node C to stream back through A");
@@ -208,15 +209,14 @@ public sealed class ClusterSpecs(ITestOutputHelper output) : IAsyncLifetime
         await Crash(c);
         var crash = await Terminals("crash", 2000, 45, TimeSpan.FromSeconds(15));
         var took = DateTime.UtcNow - crashedAt;
-        var failed = crash.OfType<QueryFailed>().ToList();
-        output.WriteLine($"after the crash: {crash.Count(t => t is QueryCompleted)} completed, {failed.Count} failed in {took.TotalSeconds:0.0}s; "
-                         + failed.FirstOrDefault()?.Reason);
-        Assert.All(crash, t => Assert.True(t is QueryCompleted or QueryFailed, $"{t.QueryId}: {t}"));
-        Assert.All(failed, f => Assert.Contains("unreachable", f.Reason));
-        Assert.All(failed, f => Assert.Contains("tokens were already streamed", f.Reason));
+        output.WriteLine($"after the crash: {crash.Count(t => t is QueryCompleted)} completed in {took.TotalSeconds:0.0}s; "
+                         + crash.OfType<QueryFailed>().FirstOrDefault()?.Reason);
+        Assert.All(crash, t => Assert.True(t is QueryCompleted, $"{t.QueryId}: {t}"));
+        for (int i = 2000; i < 2045; i++)
+            Assert.Equal(FakeEngine.GreedyAnswer([i, 1, 2], 60), _events[$"crash-{i}"].OfType<TokensGenerated>().SelectMany(t => t.TokenIds));
         Assert.True(took < TimeSpan.FromSeconds(15));
         var status = await WaitForReadyWorkers(a, 2, TimeSpan.FromSeconds(5));
-        Assert.True(status.Counters!.Retried + failed.Count > 0, "nothing was on node C when it died");
+        Assert.True(status.Counters!.Resumed > 0, "no query streaming from node C was resumed elsewhere");
 
         // 3. The rest keeps serving.
         Submit(a, recorder, "after", 3000, 20, maxNewTokens: 8);

@@ -224,25 +224,87 @@ public sealed class QueryRouterSpecs(ITestOutputHelper output) : ActorSpec(Virtu
         client.ExpectNoMsg(TimeSpan.FromMilliseconds(50));
     }
 
+    private static QueryProgress Text(long ticket, string id, int token, string text) => new(ticket, new TokensGenerated(id, text, new[] { token }));
+
     [Fact]
-    public void Should_not_retry_a_query_whose_tokens_were_already_streamed()
+    public void Should_resume_a_streamed_query_on_another_worker_from_the_tokens_and_text_the_client_already_has()
     {
         var router = StartRouter();
-        var worker = AddWorker(router, Status("w1"));
+        var w1 = AddWorker(router, Status("w1"));
+        var w2 = AddWorker(router, Status("w2", running: 1));
         var client = CreateTestProbe();
-        router.Tell(new SubmitQuery(Greedy("a"), client.Ref));
-        var run = worker.ExpectMsg<RunQuery>();
-        router.Tell(Token(run.Ticket, "a", 5), worker.Ref);
+        router.Tell(new SubmitQuery(Greedy("a", 6) with { StopStrings = ["zz"] }, client.Ref));
+        var first = w1.ExpectMsg<RunQuery>();
+        Assert.Empty(first.Request.GeneratedTokenIds);
+        router.Tell(Text(first.Ticket, "a", 5, "ab"), w1.Ref);
+        router.Tell(Text(first.Ticket, "a", 6, ""), w1.Ref);   // its worker held back a 'z' that may start the stop string
+        Assert.Equal("ab", client.ExpectMsg<TokensGenerated>().Text);
         client.ExpectMsg<TokensGenerated>();
 
-        router.Tell(new QueryReturned(run.Ticket, "model ran out of memory", 1), worker.Ref);
+        router.Tell(new QueryReturned(first.Ticket, "model ran out of memory", 2), w1.Ref);
 
-        Assert.Contains("tokens were already streamed", client.ExpectMsg<QueryFailed>().Reason);
-        worker.ExpectNoMsg(TimeSpan.FromMilliseconds(50));
+        var second = w2.ExpectMsg<RunQuery>();
+        Assert.Equal(new[] { 5, 6 }, second.Request.GeneratedTokenIds);
+        Assert.Equal("ab", second.Request.GeneratedText);
+        Assert.Equal((first.Request.PromptTokenIds, first.Request.Sampling, first.Request.StopStrings),
+            (second.Request.PromptTokenIds, second.Request.Sampling, second.Request.StopStrings));
+        client.ExpectNoMsg(TimeSpan.FromMilliseconds(50));   // a pause, not an error
+        router.Tell(Text(first.Ticket, "a", 9, "late"), w1.Ref); // a straggler of the lost attempt is dropped
+        router.Tell(Text(second.Ticket, "a", 7, "zc"), w2.Ref);
+        router.Tell(Done(second.Ticket, "a", 3), w2.Ref);
+
+        var rest = client.ExpectMsg<TokensGenerated>();
+        Assert.Equal(new[] { 7 }, rest.TokenIds);
+        Assert.Equal("zc", rest.Text);
+        client.ExpectMsg<QueryCompleted>();
+        client.ExpectNoMsg(TimeSpan.FromMilliseconds(50));
+        var counters = RouterStatusOf(router).Counters!;
+        Assert.Equal((1, 0, 0, 1), (counters.Resumed, counters.Retried, counters.Failed, counters.Completed));
     }
 
     [Fact]
-    public void Should_retry_a_buffered_query_after_tokens_and_give_the_client_only_the_answer_that_completed()
+    public void Should_resume_a_query_whose_worker_stopped_after_tokens()
+    {
+        var router = StartRouter();
+        var w1 = AddWorker(router, Status("w1"));
+        var w2 = AddWorker(router, Status("w2", running: 1));
+        var client = CreateTestProbe();
+        router.Tell(new SubmitQuery(Greedy("a", 6), client.Ref));
+        var first = w1.ExpectMsg<RunQuery>();
+        router.Tell(Text(first.Ticket, "a", 5, "a"), w1.Ref);
+        client.ExpectMsg<TokensGenerated>();
+
+        Sys.Stop(w1.Ref);   // the router sees Terminated, as when a worker or its node is gone
+
+        var second = w2.ExpectMsg<RunQuery>();
+        Assert.Equal(new[] { 5 }, second.Request.GeneratedTokenIds);
+        client.ExpectNoMsg(TimeSpan.FromMilliseconds(50));
+    }
+
+    [Fact]
+    public void Should_fail_a_query_resumed_more_than_max_resumes_times_with_the_reason()
+    {
+        var router = StartRouter(new RouterOptions { MaxResumes = 2 });
+        var worker = AddWorker(router, Status("w1"));
+        var client = CreateTestProbe();
+        router.Tell(new SubmitQuery(Greedy("a", 8), client.Ref));
+        for (int attempt = 0; attempt < 3; attempt++)
+        {
+            var run = worker.ExpectMsg<RunQuery>();
+            Assert.Equal(attempt, run.Request.GeneratedTokenIds.Count);
+            router.Tell(Token(run.Ticket, "a", 5 + attempt), worker.Ref);
+            Assert.Equal(new[] { 5 + attempt }, client.ExpectMsg<TokensGenerated>().TokenIds);
+            router.Tell(new QueryReturned(run.Ticket, "model ran out of memory", attempt + 1), worker.Ref);
+        }
+
+        Assert.Equal("resumed 2 times; its worker failed again: model ran out of memory", client.ExpectMsg<QueryFailed>().Reason);
+        worker.ExpectNoMsg(TimeSpan.FromMilliseconds(50));
+        var counters = RouterStatusOf(router).Counters!;
+        Assert.Equal((2, 1), (counters.Resumed, counters.Failed));
+    }
+
+    [Fact]
+    public void Should_resume_a_buffered_query_and_give_the_client_the_whole_answer_once_at_the_end()
     {
         var router = StartRouter();
         var w1 = AddWorker(router, Status("w1"));
@@ -256,29 +318,13 @@ public sealed class QueryRouterSpecs(ITestOutputHelper output) : ActorSpec(Virtu
 
         router.Tell(new QueryReturned(first.Ticket, "model ran out of memory", 2), w1.Ref);
         var second = w2.ExpectMsg<RunQuery>();
+        Assert.Equal(new[] { 5, 6 }, second.Request.GeneratedTokenIds);
         router.Tell(Token(second.Ticket, "a", 7), w2.Ref);
-        router.Tell(Done(second.Ticket, "a"), w2.Ref);
+        router.Tell(Done(second.Ticket, "a", 3), w2.Ref);
 
-        Assert.Equal(new[] { 7 }, client.ExpectMsg<TokensGenerated>().TokenIds);
+        Assert.Equal(new[] { 5, 6, 7 }, Enumerable.Range(0, 3).SelectMany(_ => client.ExpectMsg<TokensGenerated>().TokenIds));
         client.ExpectMsg<QueryCompleted>();
         client.ExpectNoMsg(TimeSpan.FromMilliseconds(50));
-    }
-
-    [Fact]
-    public void Should_give_a_buffered_query_its_tokens_before_a_failure_once_retries_are_spent()
-    {
-        var router = StartRouter();
-        var worker = AddWorker(router, Status("w1"));
-        var client = CreateTestProbe();
-        router.Tell(new SubmitQuery(Greedy("a") with { Buffered = true }, client.Ref));
-        for (int attempt = 0; attempt < 2; attempt++)
-        {
-            var run = worker.ExpectMsg<RunQuery>();
-            router.Tell(Token(run.Ticket, "a", 5 + attempt), worker.Ref);
-            router.Tell(new QueryReturned(run.Ticket, "model ran out of memory", 1), worker.Ref);
-        }
-        Assert.Equal(new[] { 6 }, client.ExpectMsg<TokensGenerated>().TokenIds); // the last attempt's, as a streamed client would have had
-        Assert.Contains("already retried 1 time(s)", client.ExpectMsg<QueryFailed>().Reason);
     }
 
     [Fact]

@@ -47,6 +47,7 @@ public sealed class SerializationSpecs(ITestOutputHelper output) : ActorSpec(
     private static Dictionary<string, object> Samples(IActorRef someActor) => new()
     {
         ["RunQuery"] = new RunQuery(long.MaxValue, Request),
+        ["RunQuery (resumed)"] = new RunQuery(3, Request with { GeneratedTokenIds = [7, 151643, 0], GeneratedText = "héllo \n" }),
         ["RunQuery (defaults)"] = new RunQuery(1, new QueryRequest { QueryId = "d", PromptTokenIds = [5], Sampling = SamplingParams.Greedy(4) }),
         ["CancelRun"] = new CancelRun(77),
         ["QueryReturned"] = new QueryReturned(78, "worker worker-1 is restarting", 3),

@@ -1,10 +1,11 @@
 using System.Net;
 using System.Text;
+using System.Text.Json;
 
 namespace ActorQuery.Host.Tests;
 
 /// <summary>The shipped server under 3× more concurrent requests than it admits (in flight + queue), and under an
-/// out-of-memory error in the middle of an answer.</summary>
+/// out-of-memory error in the middle of an answer, which the client sees as a pause.</summary>
 [Collection(ServeCollection.Name)]
 public sealed class RealModelOverloadTests
 {
@@ -25,32 +26,59 @@ public sealed class RealModelOverloadTests
         foreach (var r in ok) Assert.Contains("\"text\":\"12\"", await r.Content.ReadAsStringAsync());
     }
 
-    [Fact]
-    public async Task An_out_of_memory_after_the_first_token_is_invisible_to_a_non_streamed_client_and_ends_a_streamed_one()
+    private static StringContent Json(string json) => new(json, Encoding.UTF8, "application/json");
+
+    /// <summary>The text of a native stream's chunks, and its event names in order.</summary>
+    private static (string Text, List<string> Events) ReadStream(string sse)
     {
-        // Steps 1-2 are the first query (prompt with its first token, then the end) and 3-4 its retry; 5-6 the second query.
+        var text = new StringBuilder();
+        var events = new List<string>();
+        string? current = null;
+        foreach (var line in sse.Split('\n'))
+        {
+            if (line.StartsWith("event: ", StringComparison.Ordinal)) events.Add(current = line["event: ".Length..].Trim());
+            else if (line.StartsWith("data: ", StringComparison.Ordinal) && current == "chunk")
+                text.Append(JsonDocument.Parse(line["data: ".Length..]).RootElement.GetProperty("text").GetString());
+        }
+        return (text.ToString(), events);
+    }
+
+    [Fact]
+    public async Task An_out_of_memory_in_the_middle_of_an_answer_is_a_pause_with_the_same_text_streamed_or_not()
+    {
+        // Each query generates exactly 16 tokens (ignore_eos), one per engine step, the prompt's step giving the first.
+        // Steps 1-16: the undisturbed greedy stream; 17-33: its twin, out of memory at step 22 after 5 tokens;
+        // 34-49: an undisturbed seeded stream; 50-66: its twin, out of memory at step 53 after 3 tokens;
+        // 67-83: a non-streamed greedy query, out of memory at step 74 after 7 tokens.
         await using var server = await DefaultModelServer.StartAsync([], new()
         {
-            ["ActorQuery:Faults:OomAtSteps:0"] = "2",
-            ["ActorQuery:Faults:OomAtSteps:1"] = "6",
+            ["ActorQuery:Faults:OomAtSteps:0"] = "22",
+            ["ActorQuery:Faults:OomAtSteps:1"] = "53",
+            ["ActorQuery:Faults:OomAtSteps:2"] = "74",
             ["ActorQuery:Workers:BackoffMin"] = "00:00:00.050",
         });
         var http = server.Http;
-        // Non-streamed: nothing reached the client before the OOM, so the router retried it whole.
-        var plain = await http.PostAsync("/query",
-            new StringContent("""{"prompt": "What is 12 times 11?", "max_new_tokens": 8}""", Encoding.UTF8, "application/json"));
-        var body = await plain.Content.ReadAsStringAsync();
+        const string greedy = """{"prompt": "What is 12 times 11?", "max_new_tokens": 16, "ignore_eos": true, "stream": true}""";
+        const string seeded = """{"prompt": "Tell me a story.", "max_new_tokens": 16, "ignore_eos": true, "temperature": 0.8, "seed": 7, "stream": true}""";
+        async Task<(string Text, List<string> Events)> Stream(string json) =>
+            ReadStream(await (await http.PostAsync("/query", Json(json))).Content.ReadAsStringAsync());
+
+        var undisturbed = await Stream(greedy);
+        var resumed = await Stream(greedy);
+        var seededUndisturbed = await Stream(seeded);
+        var seededResumed = await Stream(seeded);
+        var plain = await http.PostAsync("/query", Json(greedy.Replace("\"stream\": true", "\"stream\": false")));
+
+        Assert.Equal(["chunk", "done"], undisturbed.Events.Distinct());
+        Assert.Equal(["chunk", "done"], resumed.Events.Distinct());   // no error event
+        Assert.Equal(undisturbed.Text, resumed.Text);
+        Assert.Equal(["chunk", "done"], seededResumed.Events.Distinct());
+        Assert.Equal(seededUndisturbed.Text, seededResumed.Text);
         Assert.Equal(HttpStatusCode.OK, plain.StatusCode);
-        Assert.Contains("\"text\":\"132\"", body);
+        Assert.Equal(undisturbed.Text, JsonDocument.Parse(await plain.Content.ReadAsStringAsync()).RootElement.GetProperty("text").GetString());
 
-        // Streamed: the first token was on the wire, so the query ends with the reason instead of a second answer.
-        var streamed = await http.PostAsync("/query",
-            new StringContent("""{"prompt": "What is 12 times 11?", "max_new_tokens": 8, "stream": true}""", Encoding.UTF8, "application/json"));
-        var events = await streamed.Content.ReadAsStringAsync();
-        Assert.Contains("out of memory", events);
-        Assert.Contains("not retried", events);
-
-        var health = await (await http.GetAsync("/health")).Content.ReadAsStringAsync(); // 503 while the worker reloads
-        Assert.Contains("\"oom_count\":2", health);
+        var metrics = await http.GetStringAsync("/metrics");
+        Assert.Contains("actorquery_resumes_total 3", metrics);
+        Assert.Contains("actorquery_oom_total 3", metrics);
     }
 }

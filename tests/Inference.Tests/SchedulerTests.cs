@@ -39,6 +39,29 @@ public class SchedulerTests
     private static (long Id, int Count)[] Shape(IReadOnlyList<ScheduledChunk> batch) => batch.Select(c => (c.Sequence.Id, c.Count)).ToArray();
 
     [Fact]
+    public void A_resumed_sequence_prefills_prompt_and_generated_tokens_and_generates_only_the_rest_of_its_budget()
+    {
+        var s = Create(blocks: 16, blockSize: 4);
+        var resumed = Request(1, 5, 10) with { Generated = [9, 8, 7, 6] };
+        Assert.Equal(AddOutcome.Added, s.TryAdd(resumed).Outcome);
+        var first = s.Schedule();
+        Assert.Equal([(1L, 9)], Shape(first));                                       // prompt + generated in one chunk
+        int tokens = Execute(s, first).Count;
+        for (FinishReason? finish = null; finish is null; tokens++) finish = Execute(s, s.Schedule()).Single().Finish;
+        Assert.Equal(10 - 4, tokens);                                               // 4 of its 10 were generated before
+    }
+
+    [Fact]
+    public void A_resumed_sequence_counts_the_tokens_before_the_cut_toward_min_tokens()
+    {
+        var s = Create(blocks: 16, blockSize: 4);
+        // The simulated step's token is a stop token here, honoured from the 3rd token on: 2 came before the cut.
+        var p = SamplingParams.Greedy(10) with { MinNewTokens = 3, StopTokenIds = [Token] };
+        Assert.Equal(AddOutcome.Added, s.TryAdd(new GenerationRequest(1, [1, 2, 3], p) { Generated = [5, 5] }).Outcome);
+        Assert.Equal(FinishReason.Stop, Execute(s, s.Schedule()).Single().Finish);
+    }
+
+    [Fact]
     public void Running_sequences_decode_first_oldest_first_and_new_prompts_prefill_after_them()
     {
         var s = Create(blocks: 16, blockSize: 4);

@@ -17,6 +17,8 @@ public sealed class FakeEngineLog
     public ConcurrentQueue<long> Removed { get; } = new();
     /// <summary>First prompt token of every sequence started (cluster specs number their queries with it).</summary>
     public ConcurrentQueue<int> AddedPrompts { get; } = new();
+    /// <summary>Every request added, in order (resumed ones carry the tokens already generated).</summary>
+    public ConcurrentQueue<GenerationRequest> Requests { get; } = new();
     internal void Loaded(EngineLoadSettings s) { Interlocked.Increment(ref _loads); LoadSettings.Enqueue(s); Threads[Environment.CurrentManagedThreadId] = true; }
     internal void Stepped() { Interlocked.Increment(ref _steps); Threads[Environment.CurrentManagedThreadId] = true; }
     internal void Disposed() => Interlocked.Increment(ref _disposes);
@@ -27,7 +29,9 @@ public sealed class FakeEngineLog
 /// prompt and the tokens so far (so a "greedy answer" is reproducible and checkable), one token per sequence
 /// per step (prefill included, as vLLM's first step). Like the real engine it is the worker's one queue: every
 /// sequence that could ever fit is added, and it runs once its whole KV need (in tokens) is free and fewer than
-/// <paramref name="maxBatch"/> run; until then it waits, first come first served.
+/// <paramref name="maxBatch"/> run; until then it waits, first come first served. A resumed request
+/// (<see cref="GenerationRequest.Generated"/>) continues as the uninterrupted one would; asked for logprobs, each token
+/// gets <see cref="LogprobOf"/>.
 /// </summary>
 public sealed class FakeEngine(int kvCapacity, FakeEngineLog log, ISet<int>? preemptAtSteps = null, int maxBatch = int.MaxValue) : IGenerationEngine
 {
@@ -50,6 +54,9 @@ public sealed class FakeEngine(int kvCapacity, FakeEngineLog log, ISet<int>? pre
         foreach (var t in generated) h = (h * 31 + t) % 9973;
         return 1 + h % 997; // 1..997, never the EOS id 0
     }
+
+    /// <summary>The log-probability the fake engine reports for a token: a function of the token alone, so that specs can check it.</summary>
+    public static float LogprobOf(int token) => -(token % 13) / 4f;
 
     /// <summary>The tokens a fault-free greedy run gives.</summary>
     public static IReadOnlyList<int> GreedyAnswer(IReadOnlyList<int> prompt, int maxNewTokens)
@@ -75,7 +82,10 @@ public sealed class FakeEngine(int kvCapacity, FakeEngineLog log, ISet<int>? pre
             throw new ArgumentException($"sequence {request.SequenceId} is already added", "sequence_id");
         int need = KvNeed.Tokens(request);
         if (need > _capacity) return new AddResult(AddOutcome.TooLarge, need, KvFreeTokens, $"needs {need} tokens, the KV budget holds {_capacity}");
-        _waiting.AddLast(new Seq(request.SequenceId, request.PromptIds, request.Sampling, new List<int>()));
+        if (request.Generated.Count >= request.Sampling.MaxNewTokens)
+            throw new ArgumentException("leaves no new token", "generated");
+        log.Requests.Enqueue(request);
+        _waiting.AddLast(new Seq(request.SequenceId, request.PromptIds, request.Sampling, new List<int>(request.Generated)));
         StartWaiting();
         return new AddResult(AddOutcome.Added, need, KvFreeTokens);
     }
@@ -118,7 +128,8 @@ public sealed class FakeEngine(int kvCapacity, FakeEngineLog log, ISet<int>? pre
             FinishReason? finish = s.Sampling.StopTokenIds.Contains(token) ? FinishReason.Stop
                 : s.Generated.Count >= s.Sampling.MaxNewTokens ? FinishReason.Length : null;
             if (finish is not null) { _seqs.Remove(s.Id); _free += s.Need; }
-            updates.Add(new SequenceUpdate(s.Id, token, null, finish));
+            var logprob = s.Sampling.Logprobs ? new TokenLogprob(token, LogprobOf(token), Array.Empty<TopLogprob>()) : null;
+            updates.Add(new SequenceUpdate(s.Id, token, logprob, finish));
         }
         StartWaiting();
         return new StepResult(updates, 0);

@@ -110,6 +110,8 @@ public sealed class ActorQuerySerializer(ExtendedActorSystem system) : Serialize
         WriteNullableString(w, q.Model);
         w.Write(q.SkipSpecialTokens);
         w.Write(q.Buffered);
+        WriteInts(w, q.GeneratedTokenIds);
+        w.Write(q.GeneratedText);
     }
 
     private static QueryRequest ReadRequest(BinaryReader r)
@@ -129,6 +131,9 @@ public sealed class ActorQuerySerializer(ExtendedActorSystem system) : Serialize
             Model = ReadNullableString(r),
             SkipSpecialTokens = r.ReadBoolean(),
             Buffered = r.ReadBoolean(),
+            // A resumed query's progress, at the end of the message; a writer without them sends a fresh query.
+            GeneratedTokenIds = r.BaseStream.Position < r.BaseStream.Length ? ReadInts(r) : Array.Empty<int>(),
+            GeneratedText = r.BaseStream.Position < r.BaseStream.Length ? r.ReadString() : "",
         };
     }
 

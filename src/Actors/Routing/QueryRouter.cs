@@ -9,8 +9,10 @@ namespace ActorQuery.Actors.Routing;
 /// <summary>
 /// One per node: admits queries (bounded in flight and queued, memory-aware by KV need, deadlines), answers
 /// deterministic repeats from the <see cref="QueryCache"/>, routes the rest to the least-loaded ready worker,
-/// retries once when a worker fails before the first token, and passes every event on to the query's
-/// reply-to. It is the single place that decides a query's end, which is how each query gets exactly one
+/// and passes every event on to the query's reply-to. It keeps every running query's generated tokens and the text
+/// its client has: when a worker gives a query back (out of memory, crash, worker or node lost), a query with no token
+/// yet is retried and one with tokens is resumed on another worker from exactly there (the client sees a pause, not
+/// an error), up to <see cref="RouterOptions.MaxResumes"/> times. It is the single place that decides a query's end, which is how each query gets exactly one
 /// terminal event: a worker's late events for a ticket that already ended are dropped here.
 /// </summary>
 public sealed class QueryRouter : ReceiveActor, IWithTimers
@@ -26,14 +28,17 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
         public int KvNeed => ActorQuery.Contracts.KvNeed.Tokens(Request.PromptTokenIds.Count, Request.Sampling.MaxNewTokens);
         /// <summary>When it was admitted (the scheduler's clock), for how long it may be overtaken.</summary>
         public DateTimeOffset AdmittedAt { get; set; }
-        public int Attempts { get; set; }
-        public int TokensSent { get; set; }
+        /// <summary>Dispatches after a worker gave the query back before any token.</summary>
+        public int Retries { get; set; }
+        /// <summary>Dispatches that continued from tokens an earlier worker generated.</summary>
+        public int Resumes { get; set; }
         public long? Ticket { get; set; }
         public IActorRef? Worker { get; set; }
         public IActorRef? PreviousWorker { get; set; }
-        // What a deterministic answer looked like, to cache it when it completes.
-        public StringBuilder? Text { get; } = cacheKey is null ? null : new StringBuilder();
-        public List<int>? Ids { get; } = cacheKey is null ? null : new List<int>();
+        /// <summary>The completion so far: the text given to the client (sent or held) and the token ids, to resume
+        /// the query from them, and to cache a deterministic answer when it completes.</summary>
+        public StringBuilder Text { get; } = new();
+        public List<int> Ids { get; } = new();
         public List<TokenLogprob>? Logprobs { get; set; }
         /// <summary>Tokens of a <see cref="QueryRequest.Buffered"/> query, given to the client when it ends.</summary>
         public List<TokensGenerated>? Held { get; set; }
@@ -71,7 +76,7 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
     private string? _pauseReason;
     private readonly List<IActorRef> _drainWaiters = new();
     private MemoryStatus? _memory;
-    private long _admitted, _completed, _cancelled, _refused, _timedOut, _failed, _retried, _cacheHits;
+    private long _admitted, _completed, _cancelled, _refused, _timedOut, _failed, _retried, _resumed, _cacheHits;
 
     public ITimerScheduler Timers { get; set; } = null!;
 
@@ -270,12 +275,13 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
         var ticket = ++_nextTicket;
         q.Ticket = ticket;
         q.Worker = worker;
-        q.Attempts++;
         _byTicket[ticket] = q;
         var entry = _workers[worker];
         entry.Assigned++;
-        entry.ReservedSinceReport += q.KvNeed;
-        worker.Tell(new RunQuery(ticket, q.Request));
+        entry.ReservedSinceReport += q.KvNeed;   // a resumed query needs the same: prompt + generated + the rest
+        var request = q.Ids.Count == 0 ? q.Request
+            : q.Request with { GeneratedTokenIds = q.Ids.ToArray(), GeneratedText = q.Text.ToString() };
+        worker.Tell(new RunQuery(ticket, request));
     }
 
     /// <summary>
@@ -307,15 +313,11 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
         var e = m.Event;
         if (e is TokensGenerated t)
         {
-            q.Text?.Append(t.Text);
-            q.Ids?.AddRange(t.TokenIds);
+            q.Text.Append(t.Text);
+            q.Ids.AddRange(t.TokenIds);
             if (q.CacheKey is not null && t.Logprobs is { } lp) (q.Logprobs ??= new()).AddRange(lp);
             if (q.Request.Buffered) (q.Held ??= new()).Add(t);
-            else
-            {
-                q.TokensSent += t.TokenIds.Count;
-                q.Client.Tell(t);
-            }
+            else q.Client.Tell(t);
             return;
         }
         if (!e.IsTerminal) { q.Client.Tell(e); return; }
@@ -324,7 +326,7 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
             case QueryCompleted c:
                 _completed++;
                 if (q.CacheKey is not null)
-                    _cache.Put(q.CacheKey, new CachedAnswer(q.Text!.ToString(), q.Ids!.ToArray(), q.Logprobs?.ToArray(),
+                    _cache.Put(q.CacheKey, new CachedAnswer(q.Text.ToString(), q.Ids.ToArray(), q.Logprobs?.ToArray(),
                         c.FinishReason, c.PromptTokens, c.CompletionTokens, c.Worker));
                 break;
             case QueryRefused: _refused++; break;
@@ -335,32 +337,57 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
         Finish(q, e);
     }
 
+    /// <summary>
+    /// A worker gave the query back (its model ran out of memory or crashed, the worker or its node was lost). With no
+    /// token generated yet it is retried, up to <see cref="RouterOptions.MaxAttempts"/> dispatches; with tokens it is
+    /// resumed from them on another worker (the client sees a pause), up to <see cref="RouterOptions.MaxResumes"/>
+    /// times, so that a query that brings workers down every time cannot go on doing it.
+    /// </summary>
     private void OnReturned(QueryReturned m)
     {
         if (!_byTicket.TryGetValue(m.Ticket, out var q)) return;
         Unassign(q);
-        // A client that has seen no token cannot tell a retry from a slow answer: a buffered query is retried even
-        // after its worker generated tokens (they were held back and are dropped), a streamed one only before.
-        bool unseen = q.Request.Buffered || (q.TokensSent == 0 && m.TokensSent == 0);
-        if (unseen && q.Attempts < _options.MaxAttempts)
+        var id = q.Request.QueryId;
+        if (q.Ids.Count == 0)
         {
+            if (q.Retries + 1 >= _options.MaxAttempts)
+            {
+                _failed++;
+                Finish(q, new QueryFailed(id, $"{m.Reason}; already retried {q.Retries} time(s)"));
+                return;
+            }
+            q.Retries++;
             _retried++;
-            q.Held = null;
-            q.Text?.Clear();
-            q.Ids?.Clear();
-            q.Logprobs = null;
-            _log.Info("query {0}: retrying after its worker gave it back ({1})", q.Request.QueryId, m.Reason);
-            _queue.AddFirst(q);
-            if (!_workers.Values.Any(w => w.MayBecomeReady)) RefuseWaiting();
-            Dispatch();
+            _log.Info("query {0}: retrying after its worker gave it back ({1})", id, m.Reason);
+        }
+        else if (q.Ids.Count >= q.Request.Sampling.MaxNewTokens)
+        {
+            // Every token arrived, only the worker's completion did not: nothing is left to generate.
+            _completed++;
+            Finish(q, new QueryCompleted(id, FinishReason.Length, q.Request.PromptTokenIds.Count, q.Ids.Count, Cached: false,
+                PreviousWorkerName(q)));
             return;
         }
-        _failed++;
-        var why = !unseen
-            ? $"{m.Reason}; tokens were already streamed, so it was not retried"
-            : $"{m.Reason}; already retried {q.Attempts - 1} time(s)";
-        Finish(q, new QueryFailed(q.Request.QueryId, why));
+        else if (q.Resumes >= _options.MaxResumes)
+        {
+            _failed++;
+            Finish(q, new QueryFailed(id, $"resumed {q.Resumes} time{(q.Resumes == 1 ? "" : "s")}; its worker failed again: {m.Reason}"));
+            return;
+        }
+        else
+        {
+            q.Resumes++;
+            _resumed++;
+            _log.Warning("query {0}: resuming after {1} token(s) on another worker ({2}); resume {3} of at most {4}",
+                id, q.Ids.Count, m.Reason, q.Resumes, _options.MaxResumes);
+        }
+        _queue.AddFirst(q);
+        if (!_workers.Values.Any(w => w.MayBecomeReady)) RefuseWaiting();
+        Dispatch();
     }
+
+    private string PreviousWorkerName(Live q) =>
+        q.PreviousWorker is { } w && _workers.TryGetValue(w, out var e) && e.Status is { } s ? s.Worker : q.PreviousWorker?.Path.Name ?? "";
 
     private void OnDeadline(DeadlineReached m)
     {
@@ -486,6 +513,6 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
         _node, _paused, _draining, InFlight, _queue.Count, _options.MaxInFlight, _options.MaxQueue,
         _workers.Values.Select(w => w.Status).OfType<WorkerStatus>().OrderBy(s => s.Worker, StringComparer.Ordinal).ToList(),
         _cache.Stats, _memory,
-        new RouterCounters(_admitted, _completed, _cancelled, _refused, _timedOut, _failed, _retried, _cacheHits),
+        new RouterCounters(_admitted, _completed, _cancelled, _refused, _timedOut, _failed, _retried, _cacheHits, _resumed),
         _pauseReason);
 }

@@ -55,9 +55,44 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
         public long SequenceId { get; init; }
         /// <summary>The engine holds it (running or waiting its turn); false only while the engine is loading.</summary>
         public bool InEngine { get; set; }
-        public int Tokens { get; set; }
+        /// <summary>Tokens of the completion so far, those of earlier attempts included (a resumed query).</summary>
+        public int Tokens { get; set; } = request.GeneratedTokenIds.Count;
         public IStreamingDetokenizer? Detokenizer { get; set; }
         public StopStringMatcher Stops { get; } = new(request.StopStrings);
+        /// <summary>A resumed query's text that the client has not got yet (sent with the next token).</summary>
+        public string Unsent { get; set; } = "";
+        /// <summary>A resumed query's text that the client already has and the matcher will release again (dropped).</summary>
+        public int AlreadySent { get; set; }
+
+        /// <summary>What of <paramref name="visible"/> the client gets, after <see cref="Prime"/>.</summary>
+        public string ToClient(string visible)
+        {
+            if (Unsent.Length > 0) { visible = Unsent + visible; Unsent = ""; }
+            if (AlreadySent > 0)
+            {
+                int drop = Math.Min(AlreadySent, visible.Length);
+                visible = visible[drop..];
+                AlreadySent -= drop;
+            }
+            return visible;
+        }
+
+        /// <summary>
+        /// A resumed query: the detokenizer and the stop-string matcher see the tokens already generated, so that a
+        /// character or a stop string that spans the cut comes out whole or is cut; the client is sent only the text
+        /// that follows what it has (<see cref="QueryRequest.GeneratedText"/>), never that text again.
+        /// </summary>
+        public void Prime()
+        {
+            var generated = Request.GeneratedTokenIds;
+            if (generated.Count == 0 || Detokenizer is not { } detokenizer) return;
+            var text = new System.Text.StringBuilder();
+            foreach (var t in generated) text.Append(detokenizer.Push(t));
+            var released = Stops.Push(text.ToString());
+            var had = Request.GeneratedText;
+            if (released.Length >= had.Length && released.StartsWith(had, StringComparison.Ordinal)) Unsent = released[had.Length..];
+            else if (had.StartsWith(released, StringComparison.Ordinal)) AlreadySent = had.Length - released.Length;
+        }
     }
 
     private readonly string _worker;
@@ -190,7 +225,7 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
     {
         job.Tokens++;
         var text = job.Detokenizer?.Push(update.TokenId) ?? "";
-        var visible = job.Stops.Push(text);
+        var visible = job.ToClient(job.Stops.Push(text));
         var logprobs = update.Logprob is null ? null : new[] { update.Logprob };
         FinishReason? finish = null;
         if (job.Stops.Stopped)
@@ -201,9 +236,9 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
         else if (update.Finished is { } f)
         {
             var tail = job.Detokenizer?.Flush() ?? "";
-            visible += job.Stops.Push(tail);
+            visible += job.ToClient(job.Stops.Push(tail));
             if (job.Stops.Stopped) f = FinishReason.Stop;
-            else visible += job.Stops.Flush();
+            else visible += job.ToClient(job.Stops.Flush());
             finish = f;
         }
         var id = job.Request.QueryId;
@@ -232,7 +267,10 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
         try
         {
             job.Request.Sampling.Validate();
-            result = engine.TryAdd(new GenerationRequest(job.SequenceId, job.Request.PromptTokenIds, job.Request.Sampling));
+            result = engine.TryAdd(new GenerationRequest(job.SequenceId, job.Request.PromptTokenIds, job.Request.Sampling)
+            {
+                Generated = job.Request.GeneratedTokenIds,
+            });
         }
         catch (ArgumentException e)
         {
@@ -249,6 +287,7 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
         }
         job.InEngine = true;
         job.Detokenizer = _tokenizer?.CreateStreamingDetokenizer(job.Request.SkipSpecialTokens);
+        job.Prime();
     }
 
     private static void Reply(Job job, QueryEvent e) => job.Router.Tell(new QueryProgress(job.Ticket, e));

@@ -34,6 +34,7 @@ public sealed class ApiMetrics
     public Counter MemoryPauses { get; }
     public Counter MemorySheds { get; }
     public Counter CacheHits { get; }
+    public Counter Resumes { get; }
     public Counter CacheMisses { get; }
     public Gauge WorkersReady { get; }
     public Counter Alerts { get; }
@@ -68,6 +69,8 @@ public sealed class ApiMetrics
         MemoryPauses = f.CreateCounter("actorquery_memory_pauses_total", "Times the memory watchdog paused admission (above its pause mark).");
         MemorySheds = f.CreateCounter("actorquery_memory_sheds_total", "Watchdog readings above the shed mark (the workers preempted their newest sequences).");
         CacheHits = f.CreateCounter("actorquery_cache_hits_total", "Query cache hits.");
+        Resumes = f.CreateCounter("actorquery_resumes_total",
+            "Queries continued on another worker from the tokens generated so far, after their worker was lost (out of memory, crash, node lost).");
         CacheMisses = f.CreateCounter("actorquery_cache_misses_total", "Query cache misses.");
         WorkersReady = f.CreateGauge("actorquery_workers_ready", "Model workers ready to take queries.");
         Alerts = f.CreateCounter("actorquery_alerts_total", "Alerts fired, by kind (see the README's Alerts section).", "kind");
@@ -91,6 +94,7 @@ public sealed class ApiMetrics
         Oom.IncTo(ooms);
         CacheHits.IncTo(status.Cache.Hits);
         CacheMisses.IncTo(status.Cache.Misses);
+        if (status.Counters is { } c) Resumes.IncTo(c.Resumed);
         var kv = Endpoints.MemoryReports.Kv(status.Workers.Where(w => w.Node == status.Node).ToList());
         KvCacheTokens.WithLabels("capacity").Set(kv.CapacityTokens);
         KvCacheTokens.WithLabels("used").Set(kv.UsedTokens);

@@ -1,7 +1,15 @@
 namespace ActorQuery.Contracts;
 
 /// <summary>A sequence to generate for: its id (chosen by the caller, unique per engine), prompt and sampling.</summary>
-public sealed record GenerationRequest(long SequenceId, IReadOnlyList<int> PromptIds, SamplingParams Sampling);
+public sealed record GenerationRequest(long SequenceId, IReadOnlyList<int> PromptIds, SamplingParams Sampling)
+{
+    /// <summary>Tokens an earlier attempt already generated (a query resumed after its worker was lost): the engine
+    /// prefills prompt + these and continues as if it had generated them itself: they count against
+    /// <see cref="SamplingParams.MaxNewTokens"/> and <see cref="SamplingParams.MinNewTokens"/>, in the penalties, and
+    /// in the index of the next token (so a seeded draw is the one an uninterrupted run makes). Fewer than
+    /// MaxNewTokens.</summary>
+    public IReadOnlyList<int> Generated { get; init; } = Array.Empty<int>();
+}
 
 /// <summary>Why a sequence ended: its token budget (<c>Length</c>) or a stop/EOS token (<c>Stop</c>).</summary>
 public enum FinishReason { Length, Stop }

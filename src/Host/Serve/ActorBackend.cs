@@ -115,6 +115,7 @@ internal sealed class ActorBackend : IServeBackend
             {
                 MaxInFlight = o.MaxInFlight,
                 MaxQueue = o.MaxQueue,
+                MaxResumes = o.MaxResumes,
                 DefaultTimeout = o.DefaultDeadline,
             },
             Workers = node.Workers with { Count = o.WorkersPerNode, MaxBatch = o.MaxBatch },

@@ -37,6 +37,8 @@ public sealed class ServeOptions
     public string SettingsFile { get; set; } = "";
     public int MaxInFlight { get; set; } = Node.Router.MaxInFlight;
     public int MaxQueue { get; set; } = Node.Router.MaxQueue;
+    /// <summary>Times a query is resumed from its generated tokens after its worker was lost; then it fails.</summary>
+    public int MaxResumes { get; set; } = Node.Router.MaxResumes;
     public double DefaultDeadlineSeconds { get; set; } = Node.Router.DefaultTimeout.TotalSeconds;
     public int CacheEntries { get; set; } = Node.Cache.MaxEntries;
     public string CacheMaxBytes { get; set; } = ByteSize.Format(Node.Cache.MaxBytes);

@@ -79,6 +79,8 @@ public static class ServeSettings
                 : "must be in (0, 1]"),
         new("MaxInFlight", "max-in-flight", SettingKind.Int, Int(S.MaxInFlight), ">= 1", "queries running at once per node", IntIn(1)),
         new("MaxQueue", "max-queue", SettingKind.Int, Int(S.MaxQueue), ">= 0", "queries waiting per node before 429", IntIn(0)),
+        new("MaxResumes", "max-resumes", SettingKind.Int, Int(S.MaxResumes), ">= 0; 0: fail instead",
+            "times a query whose worker is lost after it generated tokens continues from them on another worker", IntIn(0)),
         new("DefaultDeadlineSeconds", "deadline", SettingKind.Number, Num(S.DefaultDeadlineSeconds), "> 0", "deadline in seconds of a query that names none",
             (v, _) => (double)v > 0 && double.IsFinite((double)v) ? null : "must be > 0"),
         new("CacheEntries", "cache-entries", SettingKind.Int, Int(S.CacheEntries), ">= 0; 0: no cache", "answer cache entries", IntIn(0, int.MaxValue, " (0 turns the cache off)")),
@@ -177,7 +179,7 @@ public static class ServeSettings
     /// <summary>Fields of the actors' option records that a main setting sets: binding them too would be overridden.</summary>
     private static readonly Dictionary<string, string> SetByMainSetting = new(StringComparer.OrdinalIgnoreCase)
     {
-        ["Router:MaxInFlight"] = "MaxInFlight", ["Router:MaxQueue"] = "MaxQueue", ["Router:DefaultTimeout"] = "DefaultDeadlineSeconds",
+        ["Router:MaxInFlight"] = "MaxInFlight", ["Router:MaxQueue"] = "MaxQueue", ["Router:MaxResumes"] = "MaxResumes", ["Router:DefaultTimeout"] = "DefaultDeadlineSeconds",
         ["Workers:Count"] = "WorkersPerNode", ["Workers:MaxBatch"] = "MaxBatch",
         ["Watchdog:CleanupMark"] = "CleanupMark", ["Watchdog:PauseMark"] = "PauseMark",
         ["Cache:Enabled"] = "CacheEntries", ["Cache:MaxEntries"] = "CacheEntries", ["Cache:MaxBytes"] = "CacheMaxBytes",

@@ -88,6 +88,11 @@ public sealed class InferenceEngine : IGenerationEngine
         foreach (var id in request.PromptIds)
             if ((uint)id >= (uint)Config.VocabSize)
                 throw new ArgumentException($"token id {id} is outside the vocabulary (0..{Config.VocabSize - 1})", "prompt");
+        if (request.Generated.Count >= request.Sampling.MaxNewTokens)
+            throw new ArgumentException($"{request.Generated.Count} tokens already generated leave none of max_new_tokens ({request.Sampling.MaxNewTokens})", "generated");
+        foreach (var id in request.Generated)
+            if ((uint)id >= (uint)Config.VocabSize)
+                throw new ArgumentException($"token id {id} is outside the vocabulary (0..{Config.VocabSize - 1})", "generated");
         var result = _scheduler.TryAdd(request);
         if (result.Added) _runner.Add(request);                   // its sampler, whether it runs now or waits
         return result;

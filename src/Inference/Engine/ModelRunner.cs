@@ -42,7 +42,7 @@ public sealed class ModelRunner : IDisposable
     /// <summary>For the bench's profile: x·Wᵀ computed exactly as this engine's projections are (kernel or libtorch).</summary>
     public Tensor Project(Tensor x, Tensor weight) => _decoder.Linear(x, weight);
 
-    internal void Add(GenerationRequest request) => _samplers[request.SequenceId] = new Sampler(request.Sampling, request.PromptIds);
+    internal void Add(GenerationRequest request) => _samplers[request.SequenceId] = new Sampler(request.Sampling, request.PromptIds, request.Generated);
 
     internal void Forget(long sequenceId) => _samplers.Remove(sequenceId);
 

@@ -9,12 +9,16 @@ public sealed class SequenceState
     {
         Request = request;
         Table = table;
-        Tokens = new List<int>(request.PromptIds);
+        Tokens = new List<int>(request.PromptIds.Count + request.Sampling.MaxNewTokens);
+        Tokens.AddRange(request.PromptIds);
+        Tokens.AddRange(request.Generated);   // a resumed sequence: prefilled with the prompt, continued from here
+        Generated = request.Generated.Count;
     }
 
     public GenerationRequest Request { get; }
     public long Id => Request.SequenceId;
-    /// <summary>Prompt, then generated tokens; the block table holds the first Table.Length of them.</summary>
+    /// <summary>Prompt, then generated tokens (those of an earlier attempt first, when resumed); the block table holds
+    /// the first Table.Length of them.</summary>
     public List<int> Tokens { get; }
     public int Generated { get; internal set; }
     public KvBlockTable Table { get; }

@@ -4,24 +4,55 @@ using ActorQuery.Inference.Engine;
 namespace ActorQuery.Inference.Sampling;
 
 /// <summary>
-/// Picks one sequence's next tokens from float32 logits. Holds that sequence's sampler state: its random
-/// generator (seeded: the same seed and request give the same tokens) and the counts that penalties need.
+/// Picks one sequence's next tokens from float32 logits. Holds that sequence's sampler state: its seed, the index of
+/// the next token in the completion, and the counts that penalties need.
 /// Order as in Hugging Face and vLLM: penalties → temperature → top-k → top-p → min-p → draw.
+/// The draw for the token at index i is a pure function of (seed, i) (<see cref="Uniform"/>), not the i-th number of
+/// a stream: a query resumed on another worker from its prompt and the tokens generated so far draws exactly the
+/// numbers an uninterrupted run draws, so seeded answers do not depend on where they were cut.
 /// Runs on the CPU over a managed copy of the logits: one vocabulary-sized pass per token, small next to
 /// the forward pass, and exact and easy to reason about.
 /// </summary>
 public sealed class Sampler
 {
     private readonly SamplingParams _p;
-    private readonly Random _rng;
+    private readonly ulong _seed;
+    private long _index;
     private readonly Dictionary<int, int> _generatedCounts = new();
     private readonly HashSet<int> _seen;
 
-    public Sampler(SamplingParams p, IEnumerable<int> promptIds)
+    /// <param name="generated">Tokens the completion already holds (a resumed sequence): they count in the penalties
+    /// and the next token is drawn for index <c>generated.Count</c>.</param>
+    public Sampler(SamplingParams p, IEnumerable<int> promptIds, IReadOnlyList<int>? generated = null)
     {
         _p = p;
-        _rng = p.Seed is long seed ? new Random(unchecked((int)(seed ^ (seed >> 32)))) : new Random();
+        // Unseeded: any seed will do, one per sequence.
+        _seed = p.Seed is long seed ? unchecked((ulong)seed) : unchecked((ulong)Random.Shared.NextInt64());
         _seen = p.RepetitionPenalty != 1f ? new HashSet<int>(promptIds) : new HashSet<int>();
+        if (generated is null) return;
+        foreach (var t in generated) Observe(t);
+    }
+
+    /// <summary>Index in the completion of the token the next <see cref="Sample"/> picks.</summary>
+    public long NextIndex => _index;
+
+    /// <summary>The uniform number in [0, 1) that the draw of the completion's token <paramref name="index"/> uses
+    /// under <paramref name="seed"/>: SplitMix64 of both, so each token's draw stands alone.</summary>
+    public static double Uniform(ulong seed, long index)
+    {
+        ulong z = Mix(seed ^ Mix(unchecked((ulong)index)));
+        return (z >> 11) * (1.0 / (1UL << 53));
+    }
+
+    private static ulong Mix(ulong z)
+    {
+        unchecked
+        {
+            z += 0x9E3779B97F4A7C15UL;
+            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+            z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+            return z ^ (z >> 31);
+        }
     }
 
     /// <summary>Counts a chosen token for the penalties.</summary>
@@ -29,6 +60,7 @@ public sealed class Sampler
     {
         _generatedCounts[token] = _generatedCounts.GetValueOrDefault(token) + 1;
         if (_p.RepetitionPenalty != 1f) _seen.Add(token);
+        _index++;
     }
 
     /// <summary>Chooses the next token. <paramref name="logits"/> is modified (penalties, temperature).
@@ -117,7 +149,7 @@ public sealed class Sampler
         }
         double total = 0;
         for (int j = 0; j < n; j++) total += probs[j];
-        double u = _rng.NextDouble() * total;
+        double u = Uniform(_seed, _index) * total;
         for (int j = 0; j < n; j++)
         {
             u -= probs[j];
