@@ -83,9 +83,9 @@ public sealed class ClusterSpecs(ITestOutputHelper output) : IAsyncLifetime
         }
     }
 
-    private async Task<Node> Start(string name, string[] roles, int port, string? seed, bool crashable = false)
+    private async Task<Node> Start(string name, string[] roles, int port, string? seed, bool crashable = false, int kvCapacity = 4096)
     {
-        var engines = new FakeEngineFactory(kvCapacity: 4096, tokenizer: new LetterTokenizer());
+        var engines = new FakeEngineFactory(kvCapacity: kvCapacity, tokenizer: new LetterTokenizer());
         var options = new ActorQueryNodeOptions
         {
             Node = name,
@@ -175,6 +175,27 @@ public sealed class ClusterSpecs(ITestOutputHelper output) : IAsyncLifetime
     private bool StreamedFrom(Node node, string prefix, int first, int count) =>
         node.Engines.Log.AddedPrompts.Any(p => p >= first && p < first + count
             && _events.TryGetValue($"{prefix}-{p}", out var q) && q.Any(e => e is TokensGenerated));
+
+    [Fact]
+    public async Task Should_run_a_prompt_larger_than_remotings_default_frame_on_a_remote_worker()
+    {
+        var a = await Start("node-a", ["gateway"], 0, seed: null);
+        var b = await Start("node-b", ["worker"], 0, a.Address.ToString(), kvCapacity: 70_000);
+        await WaitForReadyWorkers(a, 1, TimeSpan.FromSeconds(20));
+        var recorder = a.System.ActorOf(Akka.Actor.Props.Create(() => new Recorder(_events)), "recorder");
+
+        // 60,000 token ids of a 150k vocabulary take 3 bytes each on the wire: ~180 KB, over Akka's default 128,000-byte frame.
+        var prompt = Enumerable.Range(0, 60_000).Select(i => 100_000 + i % 50_000).ToArray();
+        RouterOf(a).Tell(new SubmitQuery(new QueryRequest
+        {
+            QueryId = "big-0", PromptTokenIds = prompt, Sampling = SamplingParams.Greedy(4), Timeout = TimeSpan.FromSeconds(20),
+        }, recorder));
+
+        var terminal = (await Terminals("big", 0, 1, TimeSpan.FromSeconds(25))).Single();
+        Assert.True(terminal is QueryCompleted, terminal.ToString());
+        Assert.Single(b.Engines.Log.AddedPrompts); // it ran on the remote worker
+        Assert.Equal(FakeEngine.GreedyAnswer(prompt, 4), _events["big-0"].OfType<TokensGenerated>().SelectMany(t => t.TokenIds));
+    }
 
     [Fact]
     public async Task Should_spread_queries_over_every_node_and_survive_losing_one_mid_load_then_use_it_again_after_restart()
