@@ -194,6 +194,7 @@ public sealed class ClusterSpecs(ITestOutputHelper output) : IAsyncLifetime
         var terminal = (await Terminals("big", 0, 1, TimeSpan.FromSeconds(25))).Single();
         Assert.True(terminal is QueryCompleted, terminal.ToString());
         Assert.Single(b.Engines.Log.AddedPrompts); // it ran on the remote worker
+        Assert.Equal("node-b/worker-1", ((QueryCompleted)terminal).Worker); // and the answer names the node that served it
         Assert.Equal(FakeEngine.GreedyAnswer(prompt, 4), _events["big-0"].OfType<TokensGenerated>().SelectMany(t => t.TokenIds));
     }
 

@@ -69,7 +69,7 @@ public sealed class ModelWorkerSpecs(ITestOutputHelper output) : ActorSpec(null,
 
         Assert.Equal(FakeEngine.GreedyAnswer(new[] { 5, 6, 7 }, 6), Tokens(events));
         var done = Assert.IsType<QueryCompleted>(events[^1]);
-        Assert.Equal((FinishReason.Length, 3, 6, "worker-1"), (done.FinishReason, done.PromptTokens, done.CompletionTokens, done.Worker));
+        Assert.Equal((FinishReason.Length, 3, 6, "node-a/worker-1"), (done.FinishReason, done.PromptTokens, done.CompletionTokens, done.Worker));
         // Load and every step ran on one thread, and not the test's.
         Assert.Single(factory.Log.Threads.Keys);
         Assert.NotEqual(Environment.CurrentManagedThreadId, factory.Log.Threads.Keys.Single());

@@ -88,7 +88,7 @@ public sealed class NodeSpecs(ITestOutputHelper output) : ActorSpec(null, output
         var done = client.ReceiveWhile(TimeSpan.FromSeconds(20), m => m, msgs: 6 * 21).OfType<QueryCompleted>().ToList();
 
         Assert.Equal(6, done.Count);
-        Assert.Equal(new[] { ("worker-1", 3), ("worker-2", 3) },
+        Assert.Equal(new[] { ("node-a/worker-1", 3), ("node-a/worker-2", 3) },
             done.GroupBy(d => d.Worker).Select(g => (g.Key, g.Count())).OrderBy(g => g.Key));
     }
 

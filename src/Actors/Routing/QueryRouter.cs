@@ -387,7 +387,7 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
     }
 
     private string PreviousWorkerName(Live q) =>
-        q.PreviousWorker is { } w && _workers.TryGetValue(w, out var e) && e.Status is { } s ? s.Worker : q.PreviousWorker?.Path.Name ?? "";
+        q.PreviousWorker is { } w && _workers.TryGetValue(w, out var e) && e.Status is { } s ? $"{s.Node}/{s.Worker}" : q.PreviousWorker?.Path.Name ?? "";
 
     private void OnDeadline(DeadlineReached m)
     {

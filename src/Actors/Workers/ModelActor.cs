@@ -96,6 +96,9 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
     }
 
     private readonly string _worker;
+    /// <summary>"node/worker": what a completion names as the one that served it, unique in a cluster (worker names
+    /// repeat on every node).</summary>
+    private readonly string _servedBy;
     private readonly IEngineFactory _factory;
     private readonly ITokenizer? _tokenizer;
     private readonly ILoggingAdapter _log = Context.GetLogger();
@@ -112,17 +115,18 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
 
     public ITimerScheduler Timers { get; set; } = null!;
 
-    public ModelActor(string worker, IEngineFactory factory)
+    public ModelActor(string worker, string node, IEngineFactory factory)
     {
         _worker = worker;
+        _servedBy = $"{node}/{worker}";
         _factory = factory;
         _tokenizer = factory.Tokenizer;
         Loading();
     }
 
     /// <summary>Run it on a pinned dispatcher (<see cref="WorkerOptions.Dispatcher"/>): TorchSharp's dispose scopes are per thread.</summary>
-    public static Props Props(string worker, IEngineFactory factory, string dispatcher) =>
-        Akka.Actor.Props.Create(() => new ModelActor(worker, factory)).WithDispatcher(dispatcher);
+    public static Props Props(string worker, string node, IEngineFactory factory, string dispatcher) =>
+        Akka.Actor.Props.Create(() => new ModelActor(worker, node, factory)).WithDispatcher(dispatcher);
 
     protected override void PreStart() => Context.Parent.Tell(Started.Instance);
 
@@ -247,7 +251,7 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
         {
             _jobs.Remove(job.SequenceId);
             job.Router.Tell(new QueryProgress(job.Ticket,
-                new QueryCompleted(id, reason, job.Request.PromptTokenIds.Count, job.Tokens, Cached: false, _worker)));
+                new QueryCompleted(id, reason, job.Request.PromptTokenIds.Count, job.Tokens, Cached: false, _servedBy)));
         }
     }
 

@@ -42,7 +42,7 @@ public sealed class ModelSupervisor : ReceiveActor
         _node = node;
         _options = options;
         _policy = new RestartPolicy(options, factory.CanFallBackToCpu, random ?? Random.Shared.NextDouble);
-        _model = Context.ActorOf(ModelActor.Props(worker, factory, options.Dispatcher), "model");
+        _model = Context.ActorOf(ModelActor.Props(worker, node, factory, options.Dispatcher), "model");
         Context.Watch(_model);
 
         Receive<ModelActor.Started>(_ =>
