@@ -30,16 +30,24 @@ public sealed class NativeQueryTests(SharedServer shared) : IClassFixture<Shared
     }
 
     [Fact]
-    public async Task Query_keeps_the_callers_request_id()
+    public async Task A_callers_request_id_is_echoed_and_never_the_querys_identity_so_a_reused_one_collides_with_nothing()
     {
-        var request = new HttpRequestMessage(HttpMethod.Post, "/query") { Content = Json.Body("""{"prompt": "hi"}""") };
-        request.Headers.Add("X-Request-Id", "my-trace-42");
-        var r = await Server.Http.SendAsync(request);
-        var body = await Json.ReadAsync(r);
-        Assert.Equal("my-trace-42", body.GetProperty("id").GetString());
-        Assert.Equal("my-trace-42", Server.Fake.Requests.Last(q => q.QueryId == "my-trace-42").QueryId);
-        Assert.Equal("stop", body.GetProperty("finish_reason").GetString());
-        Assert.Equal("hi", body.GetProperty("text").GetString());
+        HttpRequestMessage Request() => new(HttpMethod.Post, "/query") { Content = Json.Body("""{"prompt": "hi"}"""), Headers = { { "X-Request-Id", "my-trace-42" } } };
+
+        var replies = await Task.WhenAll(Enumerable.Range(0, 3).Select(_ => Server.Http.SendAsync(Request())));
+
+        var ids = new List<string>();
+        foreach (var r in replies)
+        {
+            Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+            Assert.Equal("my-trace-42", r.Headers.GetValues("X-Request-Id").Single());
+            var body = await Json.ReadAsync(r);
+            Assert.Equal("hi", body.GetProperty("text").GetString());
+            ids.Add(body.GetProperty("id").GetString()!);
+        }
+        Assert.All(ids, id => Assert.StartsWith("req-", id));
+        Assert.Equal(3, ids.Distinct().Count());
+        Assert.DoesNotContain(Server.Fake.Requests, q => q.QueryId == "my-trace-42");
     }
 
     [Fact]

@@ -55,6 +55,7 @@ public static class ServeLogging
         o.EnrichDiagnosticContext = (diagnostics, context) =>
         {
             diagnostics.Set("RequestId", RequestIdMiddleware.Get(context));
+            if (RequestIdMiddleware.ClientId(context) is { } client) diagnostics.Set("ClientRequestId", client);
             diagnostics.Set("Endpoint", (context.GetEndpoint() as Microsoft.AspNetCore.Routing.RouteEndpoint)?.RoutePattern.RawText ?? "unmatched");
             var stats = context.Features.Get<RequestStats>();
             diagnostics.Set("Tokens", stats?.PromptTokens is { } p ? $", tokens {p}+{stats.CompletionTokens ?? 0}" : "");
