@@ -24,6 +24,11 @@ internal static class Builtins
             else if (args.Count >= 2) { start = ToLong(args[0]); stop = ToLong(args[1]); if (args.Count > 2) step = ToLong(args[2]); }
             else throw new ChatTemplateException("range() needs an argument");
             if (step == 0) throw new ChatTemplateException("range() step must not be zero");
+            // Count before building: range(10**9) must fail here, not after allocating a billion items.
+            var count = step > 0 ? (stop > start ? ((decimal)stop - start + step - 1) / step : 0)
+                : (start > stop ? ((decimal)start - stop - step - 1) / -step : 0);
+            if (decimal.Truncate(count) > JinjaLimits.MaxLoopIterations)
+                throw JinjaTemplate.LimitExceeded($"range() of more than {JinjaLimits.MaxLoopIterations:N0} items");
             var list = new List<object?>();
             for (long i = start; step > 0 ? i < stop : i > stop; i += step) list.Add(i);
             return list;
@@ -128,8 +133,15 @@ internal static class Builtins
                 if (a is List<object?> la && b is List<object?> lb) return la.Concat(lb).ToList();
                 break;
             case "*":
-                if (a is string rs && b is long rn) return string.Concat(Enumerable.Repeat(rs, (int)Math.Max(0, rn)));
-                if (a is List<object?> rl && b is long rm) return Enumerable.Repeat(rl, (int)Math.Max(0, rm)).SelectMany(x => x).ToList();
+                // Sized before building: 'x' * 10**9 must fail here, not after allocating it.
+                if (a is string rs && b is long rn)
+                    return (decimal)rs.Length * Math.Max(0, rn) > JinjaLimits.MaxOutputChars
+                        ? throw JinjaTemplate.LimitExceeded($"a string longer than {JinjaLimits.MaxOutputChars:N0} characters")
+                        : string.Concat(Enumerable.Repeat(rs, (int)Math.Max(0, rn)));
+                if (a is List<object?> rl && b is long rm)
+                    return (decimal)rl.Count * Math.Max(0, rm) > JinjaLimits.MaxLoopIterations
+                        ? throw JinjaTemplate.LimitExceeded($"a list longer than {JinjaLimits.MaxLoopIterations:N0} items")
+                        : Enumerable.Repeat(rl, (int)Math.Max(0, rm)).SelectMany(x => x).ToList();
                 break;
         }
         if (!IsNumber(a) || !IsNumber(b))
@@ -249,7 +261,9 @@ internal static class Builtins
             case "indent":
             {
                 var width = Arg(0, "width", 4L);
-                var pad = width is string ps ? ps : new string(' ', (int)ToLong(width));
+                if (width is not string && ToLong(width) > JinjaLimits.MaxOutputChars)
+                    throw JinjaTemplate.LimitExceeded($"indent wider than {JinjaLimits.MaxOutputChars:N0} characters");
+                var pad = width is string ps ? ps : new string(' ', (int)Math.Max(0, ToLong(width)));
                 bool first = Truthy(Arg(1, "first", false)), blank = Truthy(Arg(2, "blank", false));
                 var lines = ToStr(v).Split('\n');
                 var sb = new StringBuilder();
@@ -264,7 +278,13 @@ internal static class Builtins
             case "unique":
             {
                 var result = new List<object?>();
-                foreach (var x in Iterate(v)) if (!result.Any(y => AreEqual(x, y))) result.Add(x);
+                // Quadratic: a million distinct items is 10^12 comparisons, so this one call watches the render's clock.
+                var budget = RenderBudget.Current;
+                foreach (var x in Iterate(v))
+                {
+                    budget?.CheckClock();
+                    if (!result.Any(y => AreEqual(x, y))) result.Add(x);
+                }
                 return result;
             }
             case "map":
