@@ -262,7 +262,7 @@ public sealed class HfTokenizer : ITokenizer
                         throw new NotSupportedException($"tokenizer.json: Split pre-tokenizer with behavior '{behavior}' is not supported (only Isolated)");
                     var pattern = p.GetProperty("pattern");
                     stages.Add(pattern.TryGetProperty("Regex", out var rx)
-                        ? new Regex(rx.GetString()!, RegexOptions.Compiled | RegexOptions.CultureInvariant)
+                        ? new Regex(rx.GetString()!, RegexOptions.Compiled | RegexOptions.CultureInvariant, SplitPreTokenizer.MatchTimeout)
                         : new Regex(Regex.Escape(pattern.GetProperty("String").GetString()!), RegexOptions.Compiled));
                     break;
                 case "ByteLevel":
