@@ -122,6 +122,28 @@ public sealed class ChatTemplateLimitTests
         Assert.Contains("rendering took longer than 1 s", e.Message);
     }
 
+    [Theory]
+    [InlineData("{{ ns }}")]
+    [InlineData("{{ ns | tojson }}")]
+    [InlineData("{{ ns == ns2 }}")]
+    public void A_namespace_that_holds_itself_fails_the_render_instead_of_overflowing_the_stack(string use)
+    {
+        var e = RenderFails("{% set ns = namespace() %}{% set ns.me = ns %}{% set ns2 = namespace() %}{% set ns2.me = ns2 %}" + use);
+        Assert.Contains("nested too deeply for the stack", e.Message);
+    }
+
+    [Theory]
+    [InlineData("{{ ([s] * 1000) | join }}")]
+    [InlineData("{{ ('a' * 1000000) | replace('a', s) }}")]
+    [InlineData("{{ ('a' * 1000000).replace('a', s) }}")]
+    [InlineData("{{ ([s] * 1000) | tojson }}")]
+    [InlineData("{{ ([s] * 1000) | string }}")]
+    public void Text_built_from_many_copies_of_a_long_string_stops_at_the_string_limit(string use)
+    {
+        var e = RenderFails("{% set s = 'x' * 1000000 %}" + use);
+        Assert.Contains("a string longer than 4,194,304 characters", e.Message);
+    }
+
     [Fact]
     public void The_templates_own_rejection_of_the_messages_is_not_a_template_fault()
     {

@@ -236,7 +236,7 @@ internal static class Builtins
                 var s = ToStr(v);
                 var from = ToStr(Arg(0, "old", ""));
                 var to = ToStr(Arg(1, "new", ""));
-                return from.Length == 0 ? s : s.Replace(from, to, StringComparison.Ordinal);
+                return Replace(s, from, to);
             }
             case "first": return Iterate(v) is { Count: > 0 } f ? f[0] : Undefined.Instance;
             case "last": return Iterate(v) is { Count: > 0 } l ? l[^1] : Undefined.Instance;
@@ -246,7 +246,16 @@ internal static class Builtins
             {
                 var sep = ToStr(Arg(0, "d", ""));
                 var attribute = Arg(1, "attribute", null) as string;
-                return string.Join(sep, Iterate(v).Select(x => ToStr(attribute is null ? x : GetItem(x, attribute))));
+                // Built with checks: a million references to one long string must stop at the bound, not fill memory.
+                var joined = new StringBuilder();
+                var items = Iterate(v);
+                for (int i = 0; i < items.Count; i++)
+                {
+                    if (i > 0) joined.Append(sep);
+                    joined.Append(ToStr(attribute is null ? items[i] : GetItem(items[i], attribute)));
+                    CheckLength(joined);
+                }
+                return joined.ToString();
             }
             case "default" or "d":
                 return v is Undefined || (Truthy(Arg(1, "boolean", false)) && !Truthy(v)) ? Arg(0, "default_value", "") : v;
@@ -272,6 +281,7 @@ internal static class Builtins
                     if (i > 0) sb.Append('\n');
                     if ((i > 0 || first) && (blank || lines[i].Length > 0)) sb.Append(pad);
                     sb.Append(lines[i]);
+                    CheckLength(sb);
                 }
                 return sb.ToString();
             }
@@ -342,7 +352,7 @@ internal static class Builtins
         "title" => (JinjaFunction)((_, _) => Title(s)),
         "capitalize" => (JinjaFunction)((_, _) => Capitalize(s)),
         "replace" => (JinjaFunction)((args, _) => args.Count >= 2 && ToStr(args[0]).Length > 0
-            ? s.Replace(ToStr(args[0]), ToStr(args[1]), StringComparison.Ordinal) : s),
+            ? Replace(s, ToStr(args[0]), ToStr(args[1])) : s),
         "find" => (JinjaFunction)((args, _) => (long)s.IndexOf(ToStr(args.Count > 0 ? args[0] : ""), StringComparison.Ordinal)),
         "count" => (JinjaFunction)((args, _) => CountOf(s, ToStr(args.Count > 0 ? args[0] : ""))),
         "join" => (JinjaFunction)((args, _) => string.Join(s, Iterate(args.Count > 0 ? args[0] : null).Select(ToStr))),
@@ -350,6 +360,15 @@ internal static class Builtins
         "isspace" => (JinjaFunction)((_, _) => s.Length > 0 && s.All(char.IsWhiteSpace)),
         _ => Undefined.Instance,
     };
+
+    /// <summary>str.replace, sized before building: 'a' * 10**6 with each 'a' replaced by a long string must not fill memory.</summary>
+    private static string Replace(string s, string from, string to)
+    {
+        if (from.Length == 0) return s;
+        if (to.Length > from.Length && s.Length + (decimal)CountOf(s, from) * (to.Length - from.Length) > JinjaLimits.MaxOutputChars)
+            throw JinjaTemplate.LimitExceeded($"a string longer than {JinjaLimits.MaxOutputChars:N0} characters");
+        return s.Replace(from, to, StringComparison.Ordinal);
+    }
 
     private static bool AnyPrefix(IReadOnlyList<object?> args, Func<string, bool> check) =>
         args.Count > 0 && (args[0] is List<object?> options ? options.Any(o => check(ToStr(o))) : check(ToStr(args[0])));

@@ -30,6 +30,11 @@ internal sealed class JinjaTemplate
         {
             new Renderer(globals, RenderBudget.Current!).RenderNodes(_body, globals, sb);
         }
+        catch (InsufficientExecutionStackException)
+        {
+            // Values nested without end (a namespace that holds itself) walked by repr, tojson or ==.
+            throw LimitExceeded("a value nested too deeply for the stack");
+        }
         catch (OutOfMemoryException)
         {
             // One refused allocation (a value past 2^30 characters): the heap itself is fine, so this render alone fails.
