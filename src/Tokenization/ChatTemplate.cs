@@ -25,7 +25,12 @@ public sealed class ChatTemplate
         _specialTokens = specialTokens;
     }
 
-    public string Render(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt = true)
+    /// <summary>Renders the messages; throws <see cref="ChatTemplateException"/> for an invalid message, the template's
+    /// own rejection, or (with <see cref="ChatTemplateException.IsTemplateFault"/>) a template past its limits.</summary>
+    public string Render(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt = true) =>
+        Render(messages, addGenerationPrompt, JinjaLimits.RenderTimeBudget);
+
+    internal string Render(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt, TimeSpan timeBudget)
     {
         ArgumentNullException.ThrowIfNull(messages);
         if (messages.Count == 0) throw new ChatTemplateException("messages must not be empty");
@@ -49,6 +54,6 @@ public sealed class ChatTemplate
         // transformers passes only the special tokens the model has; a missing one stays undefined ("", not "None").
         foreach (var (name, value) in _specialTokens)
             if (value is not null) variables[name] = value;
-        return _template.Render(variables);
+        return _template.Render(variables, timeBudget);
     }
 }

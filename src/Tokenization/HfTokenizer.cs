@@ -220,9 +220,9 @@ public sealed class HfTokenizer : ITokenizer
     public string ApplyChatTemplate(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt = true)
     {
         if (_chatTemplate is null)
-            throw new ChatTemplateException(_chatTemplateError is null
-                ? "this model has no chat template (tokenizer_config.json has no chat_template); send a plain prompt instead of messages"
-                : $"this model's chat template cannot be used: {_chatTemplateError}");
+            throw _chatTemplateError is null
+                ? new ChatTemplateException("this model has no chat template (tokenizer_config.json has no chat_template); send a plain prompt instead of messages")
+                : new ChatTemplateException($"this model's chat template cannot be used: {_chatTemplateError}") { IsTemplateFault = true };
         return _chatTemplate.Render(messages, addGenerationPrompt);
     }
 
@@ -262,7 +262,7 @@ public sealed class HfTokenizer : ITokenizer
                         throw new NotSupportedException($"tokenizer.json: Split pre-tokenizer with behavior '{behavior}' is not supported (only Isolated)");
                     var pattern = p.GetProperty("pattern");
                     stages.Add(pattern.TryGetProperty("Regex", out var rx)
-                        ? new Regex(rx.GetString()!, RegexOptions.Compiled | RegexOptions.CultureInvariant)
+                        ? new Regex(rx.GetString()!, RegexOptions.Compiled | RegexOptions.CultureInvariant, SplitPreTokenizer.MatchTimeout)
                         : new Regex(Regex.Escape(pattern.GetProperty("String").GetString()!), RegexOptions.Compiled));
                     break;
                 case "ByteLevel":

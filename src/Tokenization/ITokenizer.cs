@@ -41,4 +41,11 @@ public interface IStreamingDetokenizer
     string Flush();
 }
 
-public sealed class ChatTemplateException(string message) : Exception(message);
+/// <summary>A chat request the template cannot render: an invalid message, the template's own rejection of the
+/// messages, or (<see cref="IsTemplateFault"/>) a template that broke one of its limits while rendering.</summary>
+public sealed class ChatTemplateException(string message) : Exception(message)
+{
+    /// <summary>True when the template itself is at fault (it recursed, looped or grew past a limit), so the
+    /// server's model configuration needs fixing, not the request.</summary>
+    public bool IsTemplateFault { get; init; }
+}

@@ -9,6 +9,11 @@ namespace ActorQuery.Tokenization;
 /// </summary>
 internal sealed class SplitPreTokenizer(IReadOnlyList<Regex> stages)
 {
+    /// <summary>How long one match of a tokenizer.json regex may take. The pattern comes from the model folder, and one
+    /// that backtracks catastrophically would hang the request (and its thread) forever; real pre-tokenizer patterns
+    /// find a match in microseconds, so a second means the pattern, not the text, is at fault.</summary>
+    public static readonly TimeSpan MatchTimeout = TimeSpan.FromSeconds(1);
+
     public IReadOnlyList<Regex> Stages { get; } = stages;
 
     /// <summary>Calls <paramref name="onWord"/> with the (offset, length) of each word of <paramref name="text"/>, in order.</summary>
@@ -34,13 +39,22 @@ internal sealed class SplitPreTokenizer(IReadOnlyList<Regex> stages)
     private static void SplitPiece(Regex regex, string text, int offset, int length, Action<int, int> output)
     {
         int at = 0;
-        // EnumerateMatches allocates no Match objects; the span is the piece, so lookarounds end at its edges.
-        foreach (var m in regex.EnumerateMatches(text.AsSpan(offset, length)))
+        try
         {
-            if (m.Length == 0) continue;
-            if (m.Index > at) output(offset + at, m.Index - at);
-            output(offset + m.Index, m.Length);
-            at = m.Index + m.Length;
+            // EnumerateMatches allocates no Match objects; the span is the piece, so lookarounds end at its edges.
+            foreach (var m in regex.EnumerateMatches(text.AsSpan(offset, length)))
+            {
+                if (m.Length == 0) continue;
+                if (m.Index > at) output(offset + at, m.Index - at);
+                output(offset + m.Index, m.Length);
+                at = m.Index + m.Length;
+            }
+        }
+        catch (RegexMatchTimeoutException e)
+        {
+            throw new InvalidOperationException(
+                $"tokenizer.json: the pre-tokenizer regex '{regex}' took longer than {e.MatchTimeout.TotalSeconds:0.###} s on one match " +
+                "(it backtracks catastrophically on this text); fix the pattern in the model folder", e);
         }
         if (at < length) output(offset + at, length - at);
     }

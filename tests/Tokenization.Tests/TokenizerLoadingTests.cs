@@ -37,5 +37,20 @@ public sealed class TokenizerLoadingTests
         Assert.Equal([9707, 11, 1879, 0], withBadTemplate.Encode("Hello, world!"));
         var e = Assert.Throws<ChatTemplateException>(() => withBadTemplate.ApplyChatTemplate([new("user", "hi")]));
         Assert.Contains("include", e.Message);
+        Assert.True(e.IsTemplateFault);
+    }
+
+    [Fact]
+    public void A_pre_tokenizer_regex_that_backtracks_catastrophically_fails_the_encode_instead_of_hanging()
+    {
+        // ^(a|aa)+$ tries Fibonacci(n) ways to split n a's that are not followed by the end: for 80, only the timeout ends it.
+        var json = File.ReadAllText(TokenizerFixtures.QwenTokenizerJson);
+        var doc = System.Text.Json.Nodes.JsonNode.Parse(json)!;
+        doc["pre_tokenizer"] = System.Text.Json.Nodes.JsonNode.Parse(
+            """{"type": "Split", "pattern": {"Regex": "^(a|aa)+$"}, "behavior": "Isolated", "invert": false}""");
+        var tokenizer = new HfTokenizer(new TokenizerFiles(doc.ToJsonString()));
+        Assert.NotEmpty(tokenizer.Encode("hello"));
+        var e = Assert.Throws<InvalidOperationException>(() => tokenizer.Encode(new string('a', 80) + "!"));
+        Assert.Contains("pre-tokenizer regex '^(a|aa)+$' took longer than 1 s", e.Message);
     }
 }

@@ -126,6 +126,9 @@ internal static class PromptBuilder
     {
         string rendered;
         try { rendered = tokenizer.ApplyChatTemplate(messages, addGenerationPrompt: true); }
+        // A template that breaks its limits (or cannot be used at all) is the model's configuration, not the request:
+        // 500 with its own code, so that a client does not retry different messages and an operator sees the reason.
+        catch (ChatTemplateException e) when (e.IsTemplateFault) { throw new ApiException(500, null, e.Message, "chat_template_error"); }
         catch (ChatTemplateException e) { throw ApiException.BadRequest("messages", e.Message); }
         return tokenizer.Encode(rendered, addSpecialTokens: false);
     }

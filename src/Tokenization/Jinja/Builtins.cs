@@ -24,6 +24,11 @@ internal static class Builtins
             else if (args.Count >= 2) { start = ToLong(args[0]); stop = ToLong(args[1]); if (args.Count > 2) step = ToLong(args[2]); }
             else throw new ChatTemplateException("range() needs an argument");
             if (step == 0) throw new ChatTemplateException("range() step must not be zero");
+            // Count before building: range(10**9) must fail here, not after allocating a billion items.
+            var count = step > 0 ? (stop > start ? ((decimal)stop - start + step - 1) / step : 0)
+                : (start > stop ? ((decimal)start - stop - step - 1) / -step : 0);
+            if (decimal.Truncate(count) > JinjaLimits.MaxLoopIterations)
+                throw JinjaTemplate.LimitExceeded($"range() of more than {JinjaLimits.MaxLoopIterations:N0} items");
             var list = new List<object?>();
             for (long i = start; step > 0 ? i < stop : i > stop; i += step) list.Add(i);
             return list;
@@ -128,8 +133,15 @@ internal static class Builtins
                 if (a is List<object?> la && b is List<object?> lb) return la.Concat(lb).ToList();
                 break;
             case "*":
-                if (a is string rs && b is long rn) return string.Concat(Enumerable.Repeat(rs, (int)Math.Max(0, rn)));
-                if (a is List<object?> rl && b is long rm) return Enumerable.Repeat(rl, (int)Math.Max(0, rm)).SelectMany(x => x).ToList();
+                // Sized before building: 'x' * 10**9 must fail here, not after allocating it.
+                if (a is string rs && b is long rn)
+                    return (decimal)rs.Length * Math.Max(0, rn) > JinjaLimits.MaxOutputChars
+                        ? throw JinjaTemplate.LimitExceeded($"a string longer than {JinjaLimits.MaxOutputChars:N0} characters")
+                        : string.Concat(Enumerable.Repeat(rs, (int)Math.Max(0, rn)));
+                if (a is List<object?> rl && b is long rm)
+                    return (decimal)rl.Count * Math.Max(0, rm) > JinjaLimits.MaxLoopIterations
+                        ? throw JinjaTemplate.LimitExceeded($"a list longer than {JinjaLimits.MaxLoopIterations:N0} items")
+                        : Enumerable.Repeat(rl, (int)Math.Max(0, rm)).SelectMany(x => x).ToList();
                 break;
         }
         if (!IsNumber(a) || !IsNumber(b))
@@ -224,7 +236,7 @@ internal static class Builtins
                 var s = ToStr(v);
                 var from = ToStr(Arg(0, "old", ""));
                 var to = ToStr(Arg(1, "new", ""));
-                return from.Length == 0 ? s : s.Replace(from, to, StringComparison.Ordinal);
+                return Replace(s, from, to);
             }
             case "first": return Iterate(v) is { Count: > 0 } f ? f[0] : Undefined.Instance;
             case "last": return Iterate(v) is { Count: > 0 } l ? l[^1] : Undefined.Instance;
@@ -234,7 +246,16 @@ internal static class Builtins
             {
                 var sep = ToStr(Arg(0, "d", ""));
                 var attribute = Arg(1, "attribute", null) as string;
-                return string.Join(sep, Iterate(v).Select(x => ToStr(attribute is null ? x : GetItem(x, attribute))));
+                // Built with checks: a million references to one long string must stop at the bound, not fill memory.
+                var joined = new StringBuilder();
+                var items = Iterate(v);
+                for (int i = 0; i < items.Count; i++)
+                {
+                    if (i > 0) joined.Append(sep);
+                    joined.Append(ToStr(attribute is null ? items[i] : GetItem(items[i], attribute)));
+                    CheckLength(joined);
+                }
+                return joined.ToString();
             }
             case "default" or "d":
                 return v is Undefined || (Truthy(Arg(1, "boolean", false)) && !Truthy(v)) ? Arg(0, "default_value", "") : v;
@@ -249,7 +270,9 @@ internal static class Builtins
             case "indent":
             {
                 var width = Arg(0, "width", 4L);
-                var pad = width is string ps ? ps : new string(' ', (int)ToLong(width));
+                if (width is not string && ToLong(width) > JinjaLimits.MaxOutputChars)
+                    throw JinjaTemplate.LimitExceeded($"indent wider than {JinjaLimits.MaxOutputChars:N0} characters");
+                var pad = width is string ps ? ps : new string(' ', (int)Math.Max(0, ToLong(width)));
                 bool first = Truthy(Arg(1, "first", false)), blank = Truthy(Arg(2, "blank", false));
                 var lines = ToStr(v).Split('\n');
                 var sb = new StringBuilder();
@@ -258,13 +281,20 @@ internal static class Builtins
                     if (i > 0) sb.Append('\n');
                     if ((i > 0 || first) && (blank || lines[i].Length > 0)) sb.Append(pad);
                     sb.Append(lines[i]);
+                    CheckLength(sb);
                 }
                 return sb.ToString();
             }
             case "unique":
             {
                 var result = new List<object?>();
-                foreach (var x in Iterate(v)) if (!result.Any(y => AreEqual(x, y))) result.Add(x);
+                // Quadratic: a million distinct items is 10^12 comparisons, so this one call watches the render's clock.
+                var budget = RenderBudget.Current;
+                foreach (var x in Iterate(v))
+                {
+                    budget?.CheckClock();
+                    if (!result.Any(y => AreEqual(x, y))) result.Add(x);
+                }
                 return result;
             }
             case "map":
@@ -322,7 +352,7 @@ internal static class Builtins
         "title" => (JinjaFunction)((_, _) => Title(s)),
         "capitalize" => (JinjaFunction)((_, _) => Capitalize(s)),
         "replace" => (JinjaFunction)((args, _) => args.Count >= 2 && ToStr(args[0]).Length > 0
-            ? s.Replace(ToStr(args[0]), ToStr(args[1]), StringComparison.Ordinal) : s),
+            ? Replace(s, ToStr(args[0]), ToStr(args[1])) : s),
         "find" => (JinjaFunction)((args, _) => (long)s.IndexOf(ToStr(args.Count > 0 ? args[0] : ""), StringComparison.Ordinal)),
         "count" => (JinjaFunction)((args, _) => CountOf(s, ToStr(args.Count > 0 ? args[0] : ""))),
         "join" => (JinjaFunction)((args, _) => string.Join(s, Iterate(args.Count > 0 ? args[0] : null).Select(ToStr))),
@@ -330,6 +360,15 @@ internal static class Builtins
         "isspace" => (JinjaFunction)((_, _) => s.Length > 0 && s.All(char.IsWhiteSpace)),
         _ => Undefined.Instance,
     };
+
+    /// <summary>str.replace, sized before building: 'a' * 10**6 with each 'a' replaced by a long string must not fill memory.</summary>
+    private static string Replace(string s, string from, string to)
+    {
+        if (from.Length == 0) return s;
+        if (to.Length > from.Length && s.Length + (decimal)CountOf(s, from) * (to.Length - from.Length) > JinjaLimits.MaxOutputChars)
+            throw JinjaTemplate.LimitExceeded($"a string longer than {JinjaLimits.MaxOutputChars:N0} characters");
+        return s.Replace(from, to, StringComparison.Ordinal);
+    }
 
     private static bool AnyPrefix(IReadOnlyList<object?> args, Func<string, bool> check) =>
         args.Count > 0 && (args[0] is List<object?> options ? options.Any(o => check(ToStr(o))) : check(ToStr(args[0])));

@@ -11,6 +11,7 @@ internal sealed class JinjaParser
 {
     private readonly List<Token> _tokens;
     private int _i;
+    private int _depth;
 
     private JinjaParser(List<Token> tokens) => _tokens = tokens;
 
@@ -26,9 +27,26 @@ internal sealed class JinjaParser
     private Token PeekAt(int k) => _tokens[Math.Min(_i + k, _tokens.Count - 1)];
     private Token Next() => _tokens[_i++];
 
+    /// <summary>Counts one level of block or expression nesting until disposed, so that a deeply nested template is a
+    /// syntax error (<see cref="JinjaLimits.MaxNestingDepth"/>) instead of a stack overflow that ends the process.</summary>
+    private DepthGuard Nest()
+    {
+        if (++_depth > JinjaLimits.MaxNestingDepth)
+        {
+            throw Error($"nested deeper than {JinjaLimits.MaxNestingDepth} levels");
+        }
+        return new DepthGuard(this);
+    }
+
+    private readonly struct DepthGuard(JinjaParser parser) : IDisposable
+    {
+        public void Dispose() => parser._depth--;
+    }
+
     /// <summary>Parses nodes until EOF or a block tag this level does not own; returns that tag's name in <paramref name="endTag"/>.</summary>
     private List<Node> ParseBody(out string? endTag, params string[] stopAt)
     {
+        using var _ = Nest();
         var nodes = new List<Node>();
         while (true)
         {
@@ -174,6 +192,7 @@ internal sealed class JinjaParser
 
     private Expr ParseExpression()
     {
+        using var _ = Nest();
         var value = ParseOr();
         if (!Peek.IsName("if")) return value;
         Next();
@@ -202,6 +221,7 @@ internal sealed class JinjaParser
 
     private Expr ParseNot()
     {
+        using var _ = Nest();
         if (Peek.IsName("not")) { var t = Next(); return new UnaryExpr("not", ParseNot(), t.Line); }
         return ParseCompare();
     }
@@ -270,6 +290,7 @@ internal sealed class JinjaParser
 
     private Expr ParseUnary()
     {
+        using var _ = Nest();
         if (Peek.Kind == TokenKind.Operator && Peek.Value is "-" or "+")
         {
             var t = Next();

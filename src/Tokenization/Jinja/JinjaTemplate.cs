@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Runtime.CompilerServices;
 using System.Text;
 
 namespace ActorQuery.Tokenization.Jinja;
@@ -7,6 +8,7 @@ namespace ActorQuery.Tokenization.Jinja;
 /// A parsed Jinja template that renders with Python/Jinja semantics, for the subset chat templates use.
 /// Written by hand because no Jinja engine is packaged for .NET on our feed (Fluid and Scriban speak Liquid, whose
 /// syntax and whitespace rules differ). Errors are <see cref="ChatTemplateException"/>s that name the line.
+/// Rendering stays within <see cref="JinjaLimits"/>.
 /// </summary>
 internal sealed class JinjaTemplate
 {
@@ -14,15 +16,35 @@ internal sealed class JinjaTemplate
 
     public JinjaTemplate(string source) => _body = JinjaParser.Parse(source);
 
-    public string Render(IReadOnlyDictionary<string, object?> variables)
+    public string Render(IReadOnlyDictionary<string, object?> variables) => Render(variables, JinjaLimits.RenderTimeBudget);
+
+    /// <summary>Renders within <paramref name="timeBudget"/> (tests use a longer one to reach the other limits first).</summary>
+    internal string Render(IReadOnlyDictionary<string, object?> variables, TimeSpan timeBudget)
     {
         var globals = new Scope(null);
         foreach (var (name, fn) in Builtins.Functions) globals.Set(name, fn);
         foreach (var (name, value) in variables) globals.Set(name, value);
         var sb = new StringBuilder();
-        new Renderer(globals).RenderNodes(_body, globals, sb);
+        using var budget = RenderBudget.Start(timeBudget);
+        try
+        {
+            new Renderer(globals, RenderBudget.Current!).RenderNodes(_body, globals, sb);
+        }
+        catch (InsufficientExecutionStackException)
+        {
+            // Values nested without end (a namespace that holds itself) walked by repr, tojson or ==.
+            throw LimitExceeded("a value nested too deeply for the stack");
+        }
+        catch (OutOfMemoryException)
+        {
+            // One refused allocation (a value past 2^30 characters): the heap itself is fine, so this render alone fails.
+            throw LimitExceeded("a value grew too large to hold in memory");
+        }
         return sb.ToString();
     }
+
+    internal static ChatTemplateException LimitExceeded(string what, int? line = null) =>
+        new($"chat template{(line is null ? "" : $" line {line}")}: {what}") { IsTemplateFault = true };
 
     private sealed class Scope(Scope? parent)
     {
@@ -40,12 +62,30 @@ internal sealed class JinjaTemplate
         public Scope? Parent { get; } = parent;
     }
 
-    private sealed class Renderer(Scope globals)
+    private sealed class Renderer(Scope globals, RenderBudget budget)
     {
+        private int _callDepth;
+
         public void RenderNodes(IReadOnlyList<Node> nodes, Scope scope, StringBuilder sb)
         {
+            EnsureStack();
             foreach (var node in nodes) RenderNode(node, scope, sb);
         }
+
+        /// <summary>The backstop under the named limits: a thread with a small stack fails this render, not the process.</summary>
+        private static void EnsureStack()
+        {
+            if (!RuntimeHelpers.TryEnsureSufficientExecutionStack())
+                throw LimitExceeded("nested too deeply for the stack");
+        }
+
+        private static void CheckOutput(StringBuilder sb)
+        {
+            if (sb.Length > JinjaLimits.MaxOutputChars)
+                throw LimitExceeded($"output longer than {JinjaLimits.MaxOutputChars:N0} characters");
+        }
+
+        private void CountIteration() => budget.CountIteration();
 
         private void RenderNode(Node node, Scope scope, StringBuilder sb)
         {
@@ -53,9 +93,11 @@ internal sealed class JinjaTemplate
             {
                 case TextNode t:
                     sb.Append(t.Text);
+                    CheckOutput(sb);
                     break;
                 case OutputNode o:
                     sb.Append(JinjaValues.ToStr(Eval(o.Value, scope)));
+                    CheckOutput(sb);
                     break;
                 case IfNode i:
                     foreach (var (condition, body) in i.Branches)
@@ -118,6 +160,7 @@ internal sealed class JinjaTemplate
             var items = new List<object?>();
             foreach (var item in JinjaValues.Iterate(source))
             {
+                CountIteration();
                 if (f.Filter is not null)
                 {
                     var probe = new Scope(scope);
@@ -133,6 +176,8 @@ internal sealed class JinjaTemplate
             }
             for (int k = 0; k < items.Count; k++)
             {
+                // Filtered loops count twice (the filter's pass and the body's): the bound is on work, not on items.
+                if (f.Filter is not null) CountIteration();
                 // Each pass gets its own scope: a {% set %} in the body does not leak out (Jinja's rule; namespaces do).
                 var inner = new Scope(scope);
                 Bind(f.Targets, items[k], inner);
@@ -164,6 +209,16 @@ internal sealed class JinjaTemplate
 
         private JinjaFunction MakeMacro(MacroNode m) => (args, kwargs) =>
         {
+            if (_callDepth >= JinjaLimits.MaxCallDepth)
+                throw LimitExceeded($"macro recursion deeper than {JinjaLimits.MaxCallDepth} (macro '{m.Name}')");
+            budget.CheckClock();
+            _callDepth++;
+            try { return CallMacro(m, args, kwargs); }
+            finally { _callDepth--; }
+        };
+
+        private string CallMacro(MacroNode m, IReadOnlyList<object?> args, IReadOnlyDictionary<string, object?> kwargs)
+        {
             var scope = new Scope(globals);
             for (int k = 0; k < m.Parameters.Count; k++)
             {
@@ -176,18 +231,26 @@ internal sealed class JinjaTemplate
             var sb = new StringBuilder();
             RenderNodes(m.Body, scope, sb);
             return sb.ToString();
-        };
+        }
 
         public object? Eval(Expr e, Scope scope)
         {
+            EnsureStack();
+            object? value;
             try
             {
-                return EvalCore(e, scope);
+                value = EvalCore(e, scope);
             }
             catch (ChatTemplateException ex) when (!ex.Message.StartsWith("chat template", StringComparison.Ordinal))
             {
-                throw new ChatTemplateException($"chat template line {e.Line}: {ex.Message}");
+                throw new ChatTemplateException($"chat template line {e.Line}: {ex.Message}") { IsTemplateFault = ex.IsTemplateFault };
             }
+            // Every string and list a template builds passes here, so doubling one in a loop stops at the bound.
+            if (value is string s && s.Length > JinjaLimits.MaxOutputChars)
+                throw LimitExceeded($"a string longer than {JinjaLimits.MaxOutputChars:N0} characters", e.Line);
+            if (value is List<object?> list && list.Count > JinjaLimits.MaxLoopIterations)
+                throw LimitExceeded($"a list longer than {JinjaLimits.MaxLoopIterations:N0} items", e.Line);
+            return value;
         }
 
         private object? EvalCore(Expr e, Scope scope)

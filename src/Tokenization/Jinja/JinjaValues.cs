@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Runtime.CompilerServices;
 using System.Text;
 
 namespace ActorQuery.Tokenization.Jinja;
@@ -50,14 +51,62 @@ internal static class JinjaValues
     };
 
     /// <summary>repr(value), as Python shows a value inside a list or dict.</summary>
-    public static string Repr(object? v) => v switch
+    public static string Repr(object? v)
     {
-        string s => "'" + s.Replace("\\", "\\\\").Replace("'", "\\'").Replace("\n", "\\n") + "'",
-        List<object?> list => "[" + string.Join(", ", list.Select(Repr)) + "]",
-        Dictionary<string, object?> dict => "{" + string.Join(", ", dict.Select(kv => Repr(kv.Key) + ": " + Repr(kv.Value))) + "}",
-        JinjaFunction => "<function>",
-        _ => ToStr(v),
-    };
+        var sb = new StringBuilder();
+        WriteRepr(sb, v);
+        return sb.ToString();
+    }
+
+    // Written into one builder with checks, because a template can build values whose text is unbounded: a namespace
+    // that holds itself, or a list of a million references to one long string.
+    private static void WriteRepr(StringBuilder sb, object? v)
+    {
+        RuntimeHelpers.EnsureSufficientExecutionStack();
+        switch (v)
+        {
+            case string s:
+                sb.Append('\'').Append(s.Replace("\\", "\\\\").Replace("'", "\\'").Replace("\n", "\\n")).Append('\'');
+                break;
+            case List<object?> list:
+                sb.Append('[');
+                for (int i = 0; i < list.Count; i++)
+                {
+                    if (i > 0) sb.Append(", ");
+                    WriteRepr(sb, list[i]);
+                    CheckLength(sb);
+                }
+                sb.Append(']');
+                break;
+            case Dictionary<string, object?> dict:
+                sb.Append('{');
+                bool first = true;
+                foreach (var (key, value) in dict)
+                {
+                    if (!first) sb.Append(", ");
+                    first = false;
+                    WriteRepr(sb, key);
+                    sb.Append(": ");
+                    WriteRepr(sb, value);
+                    CheckLength(sb);
+                }
+                sb.Append('}');
+                break;
+            case JinjaFunction:
+                sb.Append("<function>");
+                break;
+            default:
+                sb.Append(ToStr(v));
+                break;
+        }
+    }
+
+    /// <summary>Stops text built piece by piece at <see cref="JinjaLimits.MaxOutputChars"/>, before it fills memory.</summary>
+    public static void CheckLength(StringBuilder sb)
+    {
+        if (sb.Length > JinjaLimits.MaxOutputChars)
+            throw JinjaTemplate.LimitExceeded($"a string longer than {JinjaLimits.MaxOutputChars:N0} characters");
+    }
 
     private static string FormatFloat(double d)
     {
@@ -67,7 +116,13 @@ internal static class JinjaValues
         return s.Contains('.') || s.Contains('E') ? s : s + ".0";
     }
 
-    public static bool AreEqual(object? a, object? b) => (a, b) switch
+    public static bool AreEqual(object? a, object? b)
+    {
+        RuntimeHelpers.EnsureSufficientExecutionStack(); // a namespace can hold itself
+        return AreEqualCore(a, b);
+    }
+
+    private static bool AreEqualCore(object? a, object? b) => (a, b) switch
     {
         (null, null) => true,
         (Undefined, Undefined) => true,
@@ -146,6 +201,7 @@ internal static class JinjaValues
     /// <summary>json.dumps(value, ensure_ascii=False, indent=indent) with Python's separators, as transformers' tojson.</summary>
     public static string ToJson(object? v, int? indent, bool sortKeys = false)
     {
+        if (indent > 1024) throw JinjaTemplate.LimitExceeded($"tojson indent {indent} is over 1024");
         var sb = new StringBuilder();
         WriteJson(sb, v, indent, 0, sortKeys);
         return sb.ToString();
@@ -153,6 +209,8 @@ internal static class JinjaValues
 
     private static void WriteJson(StringBuilder sb, object? v, int? indent, int depth, bool sortKeys)
     {
+        RuntimeHelpers.EnsureSufficientExecutionStack(); // a namespace can hold itself
+        CheckLength(sb);
         switch (v)
         {
             case null or Undefined: sb.Append("null"); break;

@@ -29,7 +29,7 @@ public sealed class ApiServer : IAsyncDisposable
     }
 
     public static async Task<ApiServer> StartAsync(FakeQueryClient? fake = null, Action<ApiOptions>? configure = null,
-        ActorQuery.Actors.Cluster.IClusterViewClient? cluster = null)
+        ActorQuery.Actors.Cluster.IClusterViewClient? cluster = null, ActorQuery.Tokenization.ITokenizer? tokenizer = null)
     {
         fake ??= new FakeQueryClient();
         var builder = WebApplication.CreateBuilder();
@@ -37,7 +37,7 @@ public sealed class ApiServer : IAsyncDisposable
         builder.Logging.ClearProviders();
         builder.Services.AddSingleton<IQueryClient>(fake);
         if (cluster is not null) builder.Services.AddSingleton(cluster);
-        builder.Services.AddSingleton<IServedModel>(new ServedModel(ModelName, ContextLength, new ByteTokenizer(),
+        builder.Services.AddSingleton<IServedModel>(new ServedModel(ModelName, ContextLength, tokenizer ?? new ByteTokenizer(),
             DateTimeOffset.Parse("2026-11-27T00:00:00Z")));
         builder.Services.AddActorQueryApi(o =>
         {
