@@ -45,6 +45,32 @@ public class BatchingTests
             Assert.Equal(Run(e, [(100 + i, prompts[i])], 24)[100 + i], together[i]);
     }
 
+    [Fact]
+    public void A_step_that_fails_in_the_final_projection_leaves_the_caches_as_they_were_and_runs_again_exactly()
+    {
+        using var e = Load("qwen2-tiny-f32");
+        var decoder = e.Runner.Decoder;
+        var prompt = Prompts("qwen2-tiny-f32")[0];
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        using var pool = new KvBlockPool(decoder.Weights, 1024, 4);
+        KvBlockTable Table() { var t = new KvBlockTable(pool.Allocator); Assert.True(pool.Allocator.TryGrow(t, prompt.Length + 1)); return t; }
+        var clean = Table();
+        var expected = decoder.Forward(pool, [new BatchItem(prompt, clean, true)])!;
+
+        var table = Table();
+        decoder.BeforeProjection = () => throw new OutOfMemoryException("injected in the final projection");
+        try { Assert.Throws<OutOfMemoryException>(() => decoder.Forward(pool, [new BatchItem(prompt, table, true)])); }
+        finally { decoder.BeforeProjection = null; }
+        Assert.Equal(0, table.Length);
+
+        var again = decoder.Forward(pool, [new BatchItem(prompt, table, true)])!;
+        Assert.Equal(prompt.Length, table.Length);
+        Assert.True(expected.allclose(again, rtol: 0, atol: 1e-6), "the step run again gives the clean run's logits");
+        var next = decoder.Forward(pool, [new BatchItem([7], table, true)])!;          // and the cache goes on from there
+        Assert.True(decoder.Forward(pool, [new BatchItem([7], clean, true)])!.allclose(next, rtol: 0, atol: 1e-6));
+    }
+
     [Theory]
     [InlineData("qwen2-tiny-f32")]
     [InlineData("llama3-tiny-f32")]

@@ -100,19 +100,29 @@ public sealed class Decoder : IDisposable
             }
             if (l > 0) input.Dispose();
         }
-        foreach (var it in items) it.Cache.Length += it.Tokens.Length;
-
-        Tensor last;
-        if (allPositions) last = x;
+        Tensor? logits = null;
+        if (allPositions) logits = Project(x);
         else
         {
             var rows = new List<long>();
             for (int i = 0; i < items.Count; i++)
                 if (items[i].WantLogits) rows.Add(offsets[i] + items[i].Tokens.Length - 1);
-            if (rows.Count == 0) return null;
-            last = rows.Count == n ? x : x.index_select(0, tensor(rows.ToArray(), ScalarType.Int64, w.Device)); // [B, hidden]
+            if (rows.Count > 0)
+                logits = Project(rows.Count == n ? x : x.index_select(0, tensor(rows.ToArray(), ScalarType.Int64, w.Device))); // [B, hidden]
         }
-        return Linear(_ops.RmsNorm(last, w.norm), w.lm_head).to(ScalarType.Float32);            // [B or T, vocab]
+        // Only a step that ran to its end advances the caches: one that fails anywhere, the final projection included (an
+        // out-of-memory there is as likely as in a layer), leaves them as they were, so that running it again is exact.
+        foreach (var it in items) it.Cache.Length += it.Tokens.Length;
+        return logits;
+    }
+
+    /// <summary>Test hook: runs before the final projection (a fault injected where its out-of-memory would occur).</summary>
+    internal Action? BeforeProjection { get; set; }
+
+    private Tensor Project(Tensor last)
+    {
+        BeforeProjection?.Invoke();
+        return Linear(_ops.RmsNorm(last, Weights.norm), Weights.lm_head).to(ScalarType.Float32);           // [B or T, vocab]
     }
 
     /// <summary>x·Wᵀ (+ bias) for x [M, in] and a checkpoint weight W [out, in], as this decoder's projections compute it.</summary>
