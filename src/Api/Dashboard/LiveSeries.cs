@@ -25,22 +25,24 @@ public sealed class LiveSeries(TimeProvider? clock = null)
         public int TtftCount, ItlCount;
     }
 
-    public void RecordTokens(int count) => Update((ref Slot s) => s.Tokens += count);
+    public void RecordTokens(int count) => Record(count);
 
-    public void RecordFirstToken(TimeSpan latency) => Update((ref Slot s) => { s.TtftSum += latency.TotalMilliseconds; s.TtftCount++; });
+    public void RecordFirstToken(TimeSpan latency) => Record(0, firstToken: latency);
 
-    public void RecordInterToken(TimeSpan latency) => Update((ref Slot s) => { s.ItlSum += latency.TotalMilliseconds; s.ItlCount++; });
+    public void RecordInterToken(TimeSpan latency) => Record(0, interToken: latency);
 
-    private delegate void Change(ref Slot slot);
-
-    private void Update(Change change)
+    /// <summary>One streamed chunk: its tokens and, for its first or a later chunk, the latency that brought it. One lock
+    /// per chunk: this runs for every chunk every request streams.</summary>
+    public void Record(int tokens, TimeSpan? firstToken = null, TimeSpan? interToken = null)
     {
         long second = _clock.GetUtcNow().ToUnixTimeSeconds();
         lock (_lock)
         {
             ref var slot = ref _slots[second % Capacity];
             if (slot.Second != second) slot = new Slot { Second = second };
-            change(ref slot);
+            slot.Tokens += tokens;
+            if (firstToken is { } f) { slot.TtftSum += f.TotalMilliseconds; slot.TtftCount++; }
+            if (interToken is { } i) { slot.ItlSum += i.TotalMilliseconds; slot.ItlCount++; }
         }
     }
 

@@ -73,9 +73,9 @@ internal static class PromptBuilder
         foreach (var item in s.EnumerateArray())
         {
             string field = $"stop[{list.Count}]";
-            if (item.ValueKind != JsonValueKind.String || Text(item, field).Length == 0)
-                throw ApiException.BadRequest("stop", "must be a string or an array of non-empty strings");
-            list.Add(CheckStop(field, Text(item, field)));
+            string? v = item.ValueKind == JsonValueKind.String ? Text(item, field) : null;
+            if (string.IsNullOrEmpty(v)) throw ApiException.BadRequest("stop", "must be a string or an array of non-empty strings");
+            list.Add(CheckStop(field, v));
         }
         if (list.Count > maxStops) throw ApiException.BadRequest("stop", $"at most {maxStops} stop strings");
         return list;

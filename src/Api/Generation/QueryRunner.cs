@@ -207,17 +207,16 @@ internal sealed class QueryRunner(IQueryClient client, ApiMetrics metrics, ApiOp
             if (_last is null)
             {
                 metrics.TimeToFirstToken.Observe(now.TotalSeconds);
-                metrics.Seconds.RecordFirstToken(now);
+                metrics.Seconds.Record(t.TokenIds.Count, firstToken: now);
             }
             else
             {
                 var perToken = (now - _last.Value) / t.TokenIds.Count;
                 metrics.InterTokenLatency.Observe(perToken.TotalSeconds);
-                metrics.Seconds.RecordInterToken(perToken);
+                metrics.Seconds.Record(t.TokenIds.Count, interToken: perToken);
             }
             _last = now;
             metrics.GeneratedTokens.Inc(t.TokenIds.Count);
-            metrics.Seconds.RecordTokens(t.TokenIds.Count);
         }
     }
 }

@@ -80,19 +80,22 @@ public sealed class InferenceEngine : IGenerationEngine
         catch { loaded.Pool.Dispose(); loaded.Decoder.Dispose(); throw; }
     }
 
+    private void CheckVocabulary(IReadOnlyList<int> ids, string field)
+    {
+        foreach (var id in ids)
+            if ((uint)id >= (uint)Config.VocabSize)
+                throw new ArgumentException($"token id {id} is outside the vocabulary (0..{Config.VocabSize - 1})", field);
+    }
+
     public AddResult TryAdd(GenerationRequest request)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         request.Sampling.Validate();
         if (request.PromptIds.Count == 0) throw new ArgumentException("must hold at least one token", "prompt");
-        foreach (var id in request.PromptIds)
-            if ((uint)id >= (uint)Config.VocabSize)
-                throw new ArgumentException($"token id {id} is outside the vocabulary (0..{Config.VocabSize - 1})", "prompt");
+        CheckVocabulary(request.PromptIds, "prompt");
         if (request.Generated.Count >= request.Sampling.MaxNewTokens)
             throw new ArgumentException($"{request.Generated.Count} tokens already generated leave none of max_new_tokens ({request.Sampling.MaxNewTokens})", "generated");
-        foreach (var id in request.Generated)
-            if ((uint)id >= (uint)Config.VocabSize)
-                throw new ArgumentException($"token id {id} is outside the vocabulary (0..{Config.VocabSize - 1})", "generated");
+        CheckVocabulary(request.Generated, "generated");
         var result = _scheduler.TryAdd(request);
         if (result.Added) _runner.Add(request);                   // its sampler, whether it runs now or waits
         return result;

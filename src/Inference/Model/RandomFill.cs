@@ -21,7 +21,7 @@ internal static unsafe class RandomFill
     {
         var t = empty(shape, dtype, CPU);
         long n = t.numel();
-        ulong key = Mix(seed ^ Mix(stream + 0x632BE59BD9B4E019UL));
+        ulong key = SplitMix64.Mix(seed ^ SplitMix64.Mix(stream + 0x632BE59BD9B4E019UL));
         long chunks = (n + Chunk - 1) / Chunk;
         if (dtype == ScalarType.Float32)
         {
@@ -49,12 +49,6 @@ internal static unsafe class RandomFill
         return t;
     }
 
-    private static float Value(ulong key, ulong index) => ((Mix(key + index * 0x9E3779B97F4A7C15UL) >> 40) * (2f / (1 << 24)) - 1f) * Range;
-
-    private static ulong Mix(ulong z)
-    {
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
-        return z ^ (z >> 31);
-    }
+    private static float Value(ulong key, ulong index) =>
+        ((SplitMix64.Mix(key + index * SplitMix64.Gamma) >> 40) * (2f / (1 << 24)) - 1f) * Range;
 }

@@ -40,20 +40,12 @@ public sealed class Sampler
     /// under <paramref name="seed"/>: SplitMix64 of both, so each token's draw stands alone.</summary>
     public static double Uniform(ulong seed, long index)
     {
-        ulong z = Mix(seed ^ Mix(unchecked((ulong)index)));
+        ulong z = Next(seed ^ Next(unchecked((ulong)index)));
         return (z >> 11) * (1.0 / (1UL << 53));
     }
 
-    private static ulong Mix(ulong z)
-    {
-        unchecked
-        {
-            z += 0x9E3779B97F4A7C15UL;
-            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
-            z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
-            return z ^ (z >> 31);
-        }
-    }
+    /// <summary>One SplitMix64 step from state <paramref name="z"/>: the increment, then the mix.</summary>
+    private static ulong Next(ulong z) => SplitMix64.Mix(unchecked(z + SplitMix64.Gamma));
 
     /// <summary>Counts a chosen token for the penalties.</summary>
     private void Observe(int token)
