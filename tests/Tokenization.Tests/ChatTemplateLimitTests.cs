@@ -134,6 +134,7 @@ public sealed class ChatTemplateLimitTests
 
     [Theory]
     [InlineData("{{ ([s] * 1000) | join }}")]
+    [InlineData("{{ ','.join([s] * 1000) }}")]
     [InlineData("{{ ('a' * 1000000) | replace('a', s) }}")]
     [InlineData("{{ ('a' * 1000000).replace('a', s) }}")]
     [InlineData("{{ ([s] * 1000) | tojson }}")]

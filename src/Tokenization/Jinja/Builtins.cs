@@ -244,18 +244,9 @@ internal static class Builtins
             case "reverse": return v is string rs ? string.Concat(Iterate(rs).Select(x => (string)x!).Reverse()) : Enumerable.Reverse(Iterate(v)).ToList();
             case "join":
             {
-                var sep = ToStr(Arg(0, "d", ""));
                 var attribute = Arg(1, "attribute", null) as string;
-                // Built with checks: a million references to one long string must stop at the bound, not fill memory.
-                var joined = new StringBuilder();
                 var items = Iterate(v);
-                for (int i = 0; i < items.Count; i++)
-                {
-                    if (i > 0) joined.Append(sep);
-                    joined.Append(ToStr(attribute is null ? items[i] : GetItem(items[i], attribute)));
-                    CheckLength(joined);
-                }
-                return joined.ToString();
+                return Join(ToStr(Arg(0, "d", "")), attribute is null ? items : items.Select(x => GetItem(x, attribute)).ToList());
             }
             case "default" or "d":
                 return v is Undefined || (Truthy(Arg(1, "boolean", false)) && !Truthy(v)) ? Arg(0, "default_value", "") : v;
@@ -355,11 +346,25 @@ internal static class Builtins
             ? Replace(s, ToStr(args[0]), ToStr(args[1])) : s),
         "find" => (JinjaFunction)((args, _) => (long)s.IndexOf(ToStr(args.Count > 0 ? args[0] : ""), StringComparison.Ordinal)),
         "count" => (JinjaFunction)((args, _) => CountOf(s, ToStr(args.Count > 0 ? args[0] : ""))),
-        "join" => (JinjaFunction)((args, _) => string.Join(s, Iterate(args.Count > 0 ? args[0] : null).Select(ToStr))),
+        "join" => (JinjaFunction)((args, _) => Join(s, Iterate(args.Count > 0 ? args[0] : null))),
         "isdigit" => (JinjaFunction)((_, _) => s.Length > 0 && s.All(char.IsDigit)),
         "isspace" => (JinjaFunction)((_, _) => s.Length > 0 && s.All(char.IsWhiteSpace)),
         _ => Undefined.Instance,
     };
+
+    /// <summary>The join filter and str.join, built with checks: a million references to one long string must stop at the
+    /// bound, not fill memory.</summary>
+    private static string Join(string separator, IReadOnlyList<object?> items)
+    {
+        var joined = new StringBuilder();
+        for (int i = 0; i < items.Count; i++)
+        {
+            if (i > 0) joined.Append(separator);
+            joined.Append(ToStr(items[i]));
+            CheckLength(joined);
+        }
+        return joined.ToString();
+    }
 
     /// <summary>str.replace, sized before building: 'a' * 10**6 with each 'a' replaced by a long string must not fill memory.</summary>
     private static string Replace(string s, string from, string to)
