@@ -45,6 +45,9 @@ public sealed record WorkerOptions
 {
     /// <summary>Workers (model copies) on this node; 0 for a gateway-only node (router, no model).</summary>
     public int Count { get; init; } = 1;
+    /// <summary>The number in the first worker's name (<c>worker-N</c>); a node's worker processes number their workers on
+    /// from one another's, so that every worker of a node has its own name.</summary>
+    public int FirstNumber { get; init; } = 1;
     /// <summary>Most sequences one engine runs at once (before degradation).</summary>
     public int MaxBatch { get; init; } = EngineDefaults.MaxBatchSequences;
     /// <summary>Dispatcher of the ModelActors: one dedicated thread each (declared in hocon/actors.hocon).</summary>

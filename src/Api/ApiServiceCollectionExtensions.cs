@@ -102,6 +102,12 @@ public static class ApiServiceCollectionExtensions
                              "under the cleanup mark); `shutting_down` while draining. `ready` is true, and the status 200, only for `ok`.")
             .Produces<HealthResponse>(200).Produces<HealthResponse>(503)
             .AddOpenApiOperationTransformer(ApiDocs.Examples(null, ApiExamples.Health));
+        app.MapPost("/admin/workers/{id}/recycle", AdminEndpoints.RecycleWorker).WithTags("Admin")
+            .WithSummary("Recycle a worker process: it leaves the routing, its running queries resume, and it restarts")
+            .WithDescription("`id`: the process's number (`1`) or the name of one of its workers (`worker-1`), as `/health`'s " +
+                             "`worker_processes` lists them. 202 with the process; 404 for an unknown id or a node without worker " +
+                             "processes (`--worker-processes 0`); 409 while it is recycling, restarting or failed.")
+            .Produces<RecycleResponse>(202).ProducesProblem(404).ProducesProblem(409);
         app.MapGet("/health/live", StatusEndpoints.Live).WithTags("Health").WithSummary("Liveness: 200 while the process runs");
         app.MapGet("/health/ready", StatusEndpoints.Ready).WithTags("Health")
             .WithSummary("Readiness: 200 when a model is ready; 503 while loading, under memory pressure or shutting down")

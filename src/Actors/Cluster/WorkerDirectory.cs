@@ -44,6 +44,13 @@ public sealed class WorkerDirectory : ReceiveActor
             _unreachable.Remove(m.Member.Address);
             NodeLost(m.Member.Address, $"worker node {m.Member.Address} left the cluster ({m.PreviousStatus} → Removed)");
         });
+        // A worker process of this node exited or is being recycled: its parent knows before the failure detector does.
+        // Its address is treated as unreachable until it is removed, so that a report still in flight cannot bring it back.
+        Receive<ActorQuery.Actors.Workers.WorkerProcessLost>(m =>
+        {
+            _unreachable.Add(m.Node);
+            NodeLost(m.Node, m.Reason);
+        });
         Receive<IMemberEvent>(_ => { });
         Receive<Terminated>(t => _workers.Remove(t.ActorRef));
         Receive<GetClusterView>(_ => Sender.Tell(View()));

@@ -82,7 +82,7 @@ public static class ActorQueryHosting
     }
 
     /// <summary>
-    /// Workers named <c>worker-1..n</c>, announced to the router and the watchdog when those are registered. Their
+    /// Workers named <c>worker-1..n</c> (from <see cref="WorkerOptions.FirstNumber"/>), announced to the router and the watchdog when those are registered. Their
     /// dispatcher (<see cref="WorkerOptions.Dispatcher"/>) must be in the node's configuration (hocon/actors.hocon).
     /// </summary>
     public static AkkaConfigurationBuilder AddModelWorkers(this AkkaConfigurationBuilder builder,
@@ -92,7 +92,7 @@ public static class ActorQueryHosting
         {
             for (int i = 1; i <= options.Count; i++)
             {
-                var name = $"worker-{i}";
+                var name = $"worker-{options.FirstNumber + i - 1}";
                 var worker = system.ActorOf(ModelSupervisor.Props(name, node, engines(i), options), name);
                 if (registry.TryGet<QueryRouter>(out var router)) router.Tell(new RegisterWorker(worker));
                 if (registry.TryGet<MemoryWatchdog>(out var watchdog)) watchdog.Tell(new RegisterWorker(worker));

@@ -71,6 +71,9 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
     private readonly Dictionary<long, Live> _byTicket = new();
     private readonly LinkedList<Live> _queue = new();
     private readonly Dictionary<IActorRef, WorkerEntry> _workers = new();
+    /// <summary>Worker processes (re)starting on this node, by source, with their address once known: their workers will
+    /// register, so waiting queries are held for them rather than refused.</summary>
+    private readonly Dictionary<string, Address?> _expected = new(StringComparer.Ordinal);
     private long _nextTicket;
     private bool _paused, _draining;
     private string? _pauseReason;
@@ -107,6 +110,11 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
         Receive<WorkerStatus>(OnWorkerStatus);
         Receive<WorkerLoadPublished>(OnWorkerPublished);
         Receive<WorkerNodeLost>(OnNodeLost);
+        Receive<ActorQuery.Actors.Workers.WorkersExpected>(m =>
+        {
+            if (m.Expected) _expected[m.Source] = m.Node;
+            else if (_expected.Remove(m.Source) && !AnyMayBecomeReady) RefuseWaiting();
+        });
         Receive<Terminated>(t => OnWorkerGone(t.ActorRef));
         Receive<PauseAdmission>(m =>
         {
@@ -161,6 +169,9 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
 
     private int InFlight => _byTicket.Count;
 
+    /// <summary>Some worker is ready, loading or restarting, or a worker process is on its way.</summary>
+    private bool AnyMayBecomeReady => _expected.Count > 0 || _workers.Values.Any(w => w.MayBecomeReady);
+
     private void Submit(SubmitQuery m)
     {
         var r = m.Request;
@@ -198,7 +209,7 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
                 + $"KV pool holds {largest.KvCapacityTokens} ({largest.KvCapacityTokens / Math.Max(1, largest.KvBlockSize)} blocks of {Math.Max(1, largest.KvBlockSize)})", null);
             return;
         }
-        if (!_workers.Values.Any(w => w.MayBecomeReady && (r.Model is null || w.Status?.Model is null || Serves(w, r.Model))))
+        if (_expected.Count == 0 && !_workers.Values.Any(w => w.MayBecomeReady && (r.Model is null || w.Status?.Model is null || Serves(w, r.Model))))
         {
             Refuse(r, client, RefusalReason.NoModelReady, NoModelMessage(), _options.NoModelRetryAfter);
             return;
@@ -382,7 +393,7 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
                 id, q.Ids.Count, m.Reason, q.Resumes, _options.MaxResumes);
         }
         _queue.AddFirst(q);
-        if (!_workers.Values.Any(w => w.MayBecomeReady)) RefuseWaiting();
+        if (!AnyMayBecomeReady) RefuseWaiting();
         Dispatch();
     }
 
@@ -412,6 +423,8 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
     /// <summary>A worker anywhere in the cluster, as its node publishes it (<see cref="WorkerDirectory"/> passes on only reachable members).</summary>
     private void OnWorkerPublished(WorkerLoadPublished m)
     {
+        foreach (var (source, node) in _expected.Where(e => e.Value is not null && e.Value.Equals(m.Worker.Path.Address)).ToList())
+            _expected.Remove(source);
         if (_workers.TryGetValue(m.Worker, out var entry))
         {
             if (entry.Direct) return;
@@ -431,7 +444,7 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
     {
         entry.Status = status;
         entry.ReservedSinceReport = 0;
-        if (!_workers.Values.Any(w => w.MayBecomeReady)) RefuseWaiting();
+        if (!AnyMayBecomeReady) RefuseWaiting();
         Dispatch();
     }
 
@@ -453,7 +466,7 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
         if (!_workers.Remove(worker)) return;
         foreach (var q in _byTicket.Values.Where(q => worker.Equals(q.Worker)).ToList())
             OnReturned(new QueryReturned(q.Ticket!.Value, reason, 0));
-        if (!_workers.Values.Any(w => w.MayBecomeReady)) RefuseWaiting();
+        if (!AnyMayBecomeReady) RefuseWaiting();
     }
 
     /// <summary>No worker can ever take the waiting queries (all failed): tell their clients now rather than at the deadline.</summary>

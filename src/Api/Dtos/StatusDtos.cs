@@ -5,7 +5,7 @@ namespace ActorQuery.Api.Dtos;
 public sealed record HealthResponse(
     string Status, bool Ready, string? Node, string Model, bool Draining, bool Paused,
     int InFlight, int Queued, int MaxInFlight, int MaxQueue, IReadOnlyList<WorkerHealth> Workers, string? Error = null,
-    string? PauseReason = null);
+    string? PauseReason = null, IReadOnlyList<ActorQuery.Actors.Workers.WorkerProcessInfo>? WorkerProcesses = null);
 
 public sealed record WorkerHealth(
     string Worker, string Node, string State, string? Model, int Running, int Queued, int KvFreeTokens, int KvCapacityTokens,

@@ -1,4 +1,6 @@
 using ActorQuery.Actors;
+using ActorQuery.Actors.Workers;
+using Microsoft.Extensions.DependencyInjection;
 using ActorQuery.Api.Dtos;
 using ActorQuery.Api.Errors;
 using ActorQuery.Api.Shutdown;
@@ -8,7 +10,8 @@ namespace ActorQuery.Api.Endpoints;
 /// <summary>GET /health, /health/live, /health/ready, /memory and the index at /.</summary>
 internal static class StatusEndpoints
 {
-    public static async Task<IResult> Health(IQueryClient client, IServedModel model, DrainGate gate, ApiOptions options, CancellationToken ct)
+    public static async Task<IResult> Health(IQueryClient client, IServedModel model, DrainGate gate, ApiOptions options,
+        IServiceProvider services, CancellationToken ct)
     {
         RouterStatus status;
         try { status = await client.GetStatusAsync(options.StatusTimeout, ct); }
@@ -22,8 +25,15 @@ internal static class StatusEndpoints
         string state = shuttingDown ? "shutting_down" : status.Paused ? "memory_pressure" : status.AnyWorkerReady ? "ok" : "no_model_ready";
         var workers = status.Workers.Select(w => new WorkerHealth(w.Worker, w.Node, StateName(w.State), w.Model, w.Running, w.Queued,
             w.KvFreeTokens, w.KvCapacityTokens, w.Restarts, w.OomCount, w.LastOom, w.Degraded, w.DegradedReason, w.Error)).ToList();
+        IReadOnlyList<WorkerProcessInfo>? processes = null;
+        if (services.GetService<IWorkerProcessClient>() is { } supervisor)
+        {
+            try { processes = (await supervisor.GetAsync(options.StatusTimeout, ct)).Processes; }
+            catch (Exception) when (!ct.IsCancellationRequested) { } // the rest of the health report still stands
+        }
         var body = new HealthResponse(state, ready, status.Node, model.Name, gate.IsDraining, status.Paused,
-            status.InFlight, status.Queued, status.MaxInFlight, status.MaxQueue, workers, PauseReason: status.PauseReason);
+            status.InFlight, status.Queued, status.MaxInFlight, status.MaxQueue, workers, PauseReason: status.PauseReason,
+            WorkerProcesses: processes);
         return Results.Json(body, ApiJson.Options, statusCode: ready ? 200 : 503);
     }
 

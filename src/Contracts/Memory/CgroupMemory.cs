@@ -53,6 +53,26 @@ internal static class CgroupMemory
         return null;
     }
 
+    /// <summary>The OOM killer's kills counted by the memory cgroups from the own one up to each mount point, summed
+    /// (v2 memory.events, v1 memory.oom_control "oom_kill"); null where no level has the counter. A rise tells that
+    /// the kernel killed a process under one of these limits.</summary>
+    internal static long? OomKills(string root)
+    {
+        long? total = null;
+        foreach (var levels in Hierarchies(root))
+            foreach (var level in levels)
+            {
+                var text = ReadText(System.IO.Path.Combine(level.Dir, level.Version == 2 ? "memory.events" : "memory.oom_control"));
+                if (text is null) continue;
+                foreach (var line in text.Split('\n'))
+                {
+                    var parts = line.Split(' ', 2);
+                    if (parts.Length == 2 && parts[0] == "oom_kill" && ParseLong(parts[1]) is { } n) total = (total ?? 0) + n;
+                }
+            }
+        return total;
+    }
+
     /// <summary>Working set as the kernel's OOM decision sees it: inactive file pages are reclaimed before it kills.</summary>
     private static long? WorkingSet(Level level)
     {

@@ -55,6 +55,10 @@ public static class MemoryLimits
     /// no memory cgroup or its files cannot be read.</summary>
     public static long? CgroupWorkingSetBytes(string root = "/") => CgroupMemory.OwnWorkingSet(root);
 
+    /// <summary>Kills by the kernel's OOM killer counted by this process's memory cgroups (own and ancestors, summed);
+    /// null where no cgroup counts them. Compare two readings: a rise means the kernel killed something under our limits.</summary>
+    public static long? OomKillCount(string root = "/") => CgroupMemory.OomKills(root);
+
     /// <summary>MemTotal and MemAvailable from /proc/meminfo; where that cannot be read (not Linux), the runtime's view.</summary>
     private static (long Total, string Detail, long Available) Physical(string root)
     {

@@ -19,6 +19,7 @@ internal static class ServeCommand
         {
             app.Run(); // returns after SIGTERM / Ctrl+C and the graceful shutdown
             if (StartupPlanGuard.StartFailure is { } plan) throw new CliException(plan);
+            if (ActorBackend.WorkerStartFailure is { } refused) throw new CliException(refused);
             return 0;
         }
         catch (CliException) { throw; }

@@ -1,3 +1,4 @@
+using Akka.Actor;
 using Akka.Configuration;
 using Akka.Hosting;
 using ActorQuery.Contracts;
@@ -28,15 +29,32 @@ internal sealed class ActorBackend : IServeBackend
     private HfTokenizer? _tokenizer;
     private NodeMemoryPlan? _plan;
 
+    /// <summary>Set when the first start of a worker process was refused (its plan or options, exit code 2): the serve
+    /// command prints it and exits with code 2, as a refusal in this process does.</summary>
+    public static string? WorkerStartFailure { get; private set; }
+
+    /// <summary>This node runs its model workers in child processes (it is not one of those itself).</summary>
+    private static bool SpawnsWorkers(ServeOptions o) =>
+        WorkerProcessRole.Current is null && o.WorkerProcesses > 0 && o.WorkersPerNode > 0 && o.Cluster.RoleList.Contains("worker");
+
+    /// <summary>The roles this process takes: a node that runs its workers in child processes leaves the worker role to them.</summary>
+    private static IReadOnlyList<string> ProcessRoles(ServeOptions o) =>
+        SpawnsWorkers(o) ? o.Cluster.RoleList.Where(r => r != ClusterNodeOptions.WorkerRole).ToList() : o.Cluster.RoleList;
+
     public void ConfigureServices(IServiceCollection services, ServeOptions options)
     {
         _tokenizer = LoadTokenizer(options.ModelFolder);
-        // Before anything loads: a plan that cannot fit refuses to start here (exit code 2), not under load.
-        _plan = NodeMemoryPlan.Make(options, EngineOptions(options));
+        // Before anything loads: a plan that cannot fit refuses to start here (exit code 2), not under load. A worker
+        // process plans its share of the node: the parent's memory is held already, the budget is shared by the
+        // workers of all the node's worker processes.
+        var role = WorkerProcessRole.Current;
+        int workers = ProcessRoles(options).Contains(ClusterNodeOptions.WorkerRole) ? options.WorkersPerNode : 0;
+        _plan = NodeMemoryPlan.Make(options, EngineOptions(options), workers, workers * (role?.Count ?? 1), role?.ParentResidentBytes() ?? 0);
         services.AddSingleton<ITokenizer>(_tokenizer);
         services.AddSingleton<IServedModel>(ServedModels.FromFolder(options.ModelFolder, _tokenizer));
         services.AddActorQueryClient();
         services.AddActorQueryClusterView();
+        if (SpawnsWorkers(options)) services.AddSingleton<IWorkerProcessClient>(sp => new WorkerProcessClient(sp));
     }
 
     public void ConfigureAkka(AkkaConfigurationBuilder akka, IServiceProvider services, ServeOptions options)
@@ -70,8 +88,52 @@ internal sealed class ActorBackend : IServeBackend
                     s.LeakBytesPerStep = bytes;
                 }
         });
-        akka.AddActorQueryNode(services.GetRequiredService<Config>(), node, ClusterOptions(options), Worker,
+        var cluster = ClusterOptions(options) with { Roles = ProcessRoles(options) };
+        if (WorkerProcessRole.Current is { } role)
+            node = node with { Workers = node.Workers with { FirstNumber = (role.Id - 1) * options.WorkersPerNode + 1 } };
+        akka.AddActorQueryNode(services.GetRequiredService<Config>(), node, cluster, Worker,
             new ProcessMemoryReader(CudaMemory.UsedBytes), budget: plan.Host);
+        if (SpawnsWorkers(options)) AddWorkerProcesses(akka, services, options, node);
+    }
+
+    /// <summary>The supervisor of this node's worker processes, started once this node is up so that they join it at once.</summary>
+    private static void AddWorkerProcesses(AkkaConfigurationBuilder akka, IServiceProvider services, ServeOptions options, ActorQueryNodeOptions node)
+    {
+        var lifetime = services.GetRequiredService<Microsoft.Extensions.Hosting.IHostApplicationLifetime>();
+        var commandLine = services.GetRequiredService<ServeCommandLine>().Settings;
+        var processes = new WorkerProcessOptions
+        {
+            Count = options.WorkerProcesses,
+            RecycleAfter = TimeSpan.FromSeconds(options.WorkerRecycleAfterSeconds),
+        };
+        akka.WithActors((system, registry) =>
+        {
+            var self = Akka.Cluster.Cluster.Get(system);
+            var seeds = options.Cluster.SeedNodeList.Count > 0 ? string.Join(",", options.Cluster.SeedNodeList) : self.SelfAddress.ToString();
+            var launcher = new ChildWorkerProcessLauncher(commandLine, options.WorkerProcesses, options.Cluster.SystemName,
+                options.Cluster.Hostname, options.Cluster.PublicHostname, seeds, node.Node, options.LogFolder);
+            registry.Register<WorkerProcessSupervisor>(system.ActorOf(WorkerProcessSupervisor.Props(processes, node.Workers, launcher,
+                registry.Get<Actors.Routing.QueryRouter>(), registry.Get<WorkerDirectory>(), a => self.Down(a), reason =>
+                {
+                    WorkerStartFailure = reason;
+                    Serilog.Log.Fatal("worker process refused to start: {Reason}", reason);
+                    lifetime.StopApplication();
+                }), "worker-processes"));
+        });
+    }
+
+    private sealed class WorkerProcessClient(IServiceProvider services) : IWorkerProcessClient
+    {
+        private async Task<IActorRef> Supervisor(CancellationToken ct) =>
+            await services.GetRequiredService<IRequiredActor<WorkerProcessSupervisor>>().GetAsync(ct).ConfigureAwait(false);
+
+        public async Task<WorkerProcessesView> GetAsync(TimeSpan timeout, CancellationToken cancellationToken) =>
+            await (await Supervisor(cancellationToken).ConfigureAwait(false))
+                .Ask<WorkerProcessesView>(GetWorkerProcesses.Instance, timeout, cancellationToken).ConfigureAwait(false);
+
+        public async Task<object> RecycleAsync(string id, string reason, TimeSpan timeout, CancellationToken cancellationToken) =>
+            await (await Supervisor(cancellationToken).ConfigureAwait(false))
+                .Ask<object>(new RecycleWorkerProcess(id, reason), timeout, cancellationToken).ConfigureAwait(false);
     }
 
     private static EngineOptions EngineOptions(ServeOptions options) => new()

@@ -15,22 +15,25 @@ namespace ActorQuery.Host.Serve;
 /// </summary>
 internal sealed record NodeMemoryPlan(MemoryBudget Host, EnginePlan? Engine, PlannedFormat? Format, string? DeviceTerms)
 {
-    public static NodeMemoryPlan Make(ServeOptions options, EngineOptions engine)
+    /// <param name="workers">Model workers in this process (0: none load here).</param>
+    /// <param name="shareWorkers">Workers the budget is shared by: this process's, or in a worker process those of all
+    /// the node's worker processes.</param>
+    /// <param name="otherHeldBytes">What other processes of the node hold (a worker process's parent server).</param>
+    public static NodeMemoryPlan Make(ServeOptions options, EngineOptions engine, int workers, int shareWorkers, long otherHeldBytes = 0)
     {
         MemoryLimitReading limit;
         try { limit = MemoryLimits.Read(options.MemoryLimitBytes); }
         catch (MemoryLimitException e) { throw new OptionsException($"{ServeOptions.Section}:MemoryLimit: {e.Message}"); }
         // libtorch's libraries are part of what the process holds before any model: load them before reading it.
-        using (TorchSharp.torch.zeros(1)) { }
-        long held = NativeMemory.ResidentBytes();
-        bool worker = options.Cluster.RoleList.Contains("worker");
-        int workers = worker ? options.WorkersPerNode : 0;
-        var host = new MemoryBudget(limit.LimitBytes, limit.Source, options.MemoryUtilization, held, limit.AvailableBytes, workers);
+        if (workers > 0) using (TorchSharp.torch.zeros(1)) { }
+        long held = NativeMemory.ResidentBytes() + otherHeldBytes;
+        var host = new MemoryBudget(limit.LimitBytes, limit.Source, options.MemoryUtilization, held, limit.AvailableBytes, workers == 0 ? 0 : shareWorkers);
         Log.Information("memory: limit {Limit} ({Source}: {Detail}), {Available} free now; budget {Budget} ({Terms})",
             MemorySize.Format(limit.LimitBytes), limit.Source, limit.Detail, MemorySize.Format(limit.AvailableBytes),
             MemorySize.Format(host.BudgetBytes), host.Describe());
         if (workers == 0) return new NodeMemoryPlan(host, null, null, null);
 
+        workers = shareWorkers;
         long share = host.PerWorkerBytes;
         string terms = host.Describe();
         string? deviceTerms = null;

@@ -42,6 +42,8 @@ public static class ServeApp
             builder.Configuration.AddJsonFile(Path.GetFullPath(settingsFile), optional: false, reloadOnChange: true);
             builder.Configuration.AddInMemoryCollection(cliOverrides);
         }
+        // A worker process: its parent's command line and its own keys, last (WorkerProcessRole).
+        if (WorkerProcessRole.Current is not null) builder.Configuration.AddEnvironmentVariables(WorkerProcessRole.ConfigPrefix);
         var options = ServeOptions.From(builder.Configuration);
         var hocon = HoconFiles.Load(hoconFolder ?? HoconFiles.DefaultFolder);
 
@@ -55,6 +57,7 @@ public static class ServeApp
         builder.Services.Configure<HostOptions>(h => h.ShutdownTimeout = options.DrainTimeout + TimeSpan.FromSeconds(30));
 
         builder.Services.AddSingleton(options);
+        builder.Services.AddSingleton(new ServeCommandLine(new Dictionary<string, string?>(cliOverrides, StringComparer.OrdinalIgnoreCase)));
         // The Akka configuration as loaded from hocon/, the only source: the node wiring takes it from here.
         builder.Services.AddSingleton(HoconFiles.Merge(hocon));
         backend.ConfigureServices(builder.Services, options);
@@ -89,6 +92,12 @@ public static class ServeApp
             logger.Error("the actor system stopped under the running server (downed or removed from the cluster); stopping");
             app.Lifetime.StopApplication();
         }, TaskScheduler.Default));
+        if (WorkerProcessRole.Current is { } role)
+            app.Lifetime.ApplicationStarted.Register(() =>
+            {
+                logger.Information("worker process {Id} of {Count} (parent pid {Parent})", role.Id, role.Count, role.ParentPid);
+                WorkerProcessRole.StopWithParent(app.Lifetime.StopApplication);
+            });
         app.Lifetime.ApplicationStarted.Register(() =>
             logger.Information("ActorQuery serving {Model} on {Urls}; logs in {LogFolder}", options.ModelFolder, string.Join(", ", app.Urls),
                 Path.GetFullPath(options.LogFolder)));
@@ -106,3 +115,6 @@ public static class ServeApp
     /// <summary>The running actor system (for tests and diagnostics).</summary>
     public static ActorSystem ActorSystem(WebApplication app) => app.Services.GetRequiredService<ActorSystem>();
 }
+
+/// <summary>The command line's configuration keys, as given (a worker process is started with them).</summary>
+internal sealed record ServeCommandLine(IReadOnlyDictionary<string, string?> Settings);

@@ -25,6 +25,11 @@ public sealed class ServeOptions
     /// <summary>cpu, cuda, cuda:N, mps or auto.</summary>
     public string Device { get; set; } = "auto";
     public int WorkersPerNode { get; set; } = Node.Workers.Count;
+    /// <summary>Child processes that run this node's model workers (each runs <see cref="WorkersPerNode"/>); 0: the
+    /// workers run inside the server process.</summary>
+    public int WorkerProcesses { get; set; } = new ActorQuery.Actors.Workers.WorkerProcessOptions().Count;
+    /// <summary>Seconds a worker process may stay past its memory plan (its watchdog paused) before it is recycled; 0: never.</summary>
+    public double WorkerRecycleAfterSeconds { get; set; } = new ActorQuery.Actors.Workers.WorkerProcessOptions().RecycleAfter.TotalSeconds;
     /// <summary>The real memory limit; "auto": the smaller of physical memory and the memory cgroup's limit.</summary>
     public string MemoryLimit { get; set; } = "auto";
     /// <summary>Share of the limit the memory plan (weights, activations, KV pool) may use.</summary>

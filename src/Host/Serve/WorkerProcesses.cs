@@ -1,0 +1,197 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using Akka.Actor;
+using ActorQuery.Actors.Workers;
+using ActorQuery.Contracts;
+
+namespace ActorQuery.Host.Serve;
+
+/// <summary>
+/// How a server process and its worker processes agree. A worker process is <c>actorquery serve</c> started by its
+/// parent with <see cref="Variable"/> = "ID/COUNT/PARENT_PID" and its whole configuration in environment variables under
+/// <see cref="ConfigPrefix"/> (the parent's command line plus the child's own keys: the worker role, its remoting port, the
+/// parent as seed), read as the last configuration layer. Its stdin is a pipe from the parent that it never writes to:
+/// when the parent ends, the pipe closes and the child stops, so no worker outlives its server.
+/// </summary>
+internal sealed record WorkerProcessRole(int Id, int Count, int ParentPid)
+{
+    public const string Variable = "ACTORQUERY_WORKER_PROCESS";
+    public const string ConfigPrefix = "ACTORQUERY_WORKER__";
+
+    /// <summary>This process's role when its parent started it as a worker process; null otherwise.</summary>
+    public static WorkerProcessRole? Current { get; } = Parse(Environment.GetEnvironmentVariable(Variable));
+
+    internal static WorkerProcessRole? Parse(string? value)
+    {
+        var parts = value?.Split('/');
+        return parts is [var id, var count, var parent] && int.TryParse(id, out int i) && int.TryParse(count, out int n)
+                                                  && int.TryParse(parent, out int p) && i >= 1 && i <= n
+            ? new WorkerProcessRole(i, n, p)
+            : null;
+    }
+
+    /// <summary>Resident memory of the parent (the server process), which shares the node's memory limit with its workers.</summary>
+    public long ParentResidentBytes() => ChildWorkerProcess.ResidentOf(ParentPid) ?? 0;
+
+    /// <summary>Stops <paramref name="stop"/> when the parent's pipe on stdin closes (the parent ended).</summary>
+    public static void StopWithParent(Action stop)
+    {
+        var thread = new Thread(() =>
+        {
+            try
+            {
+                using var stdin = Console.OpenStandardInput();
+                var buffer = new byte[256];
+                while (stdin.Read(buffer) > 0) { }
+            }
+            catch (IOException) { }
+            Serilog.Log.Warning("the parent server process ended (its pipe closed); this worker process stops");
+            stop();
+        }) { IsBackground = true, Name = "parent-watch" };
+        thread.Start();
+    }
+}
+
+/// <summary>
+/// Starts worker processes as children of this server: the same executable and <c>serve</c>, configured through
+/// <see cref="WorkerProcessRole"/>'s environment. Each gets a free remoting port on the node's cluster address and joins
+/// <paramref name="seedNodes"/>; its console lines are passed on to this process's console, prefixed with its id.
+/// </summary>
+internal sealed class ChildWorkerProcessLauncher(
+    IReadOnlyDictionary<string, string?> commandLine, int count, string systemName, string hostname, string? publicHostname,
+    string seedNodes, string node, string logFolder) : IWorkerProcessLauncher
+{
+    public IWorkerProcess Start(int id)
+    {
+        int port = FreePort(hostname);
+        var (file, prefix) = Executable();
+        var start = new ProcessStartInfo(file)
+        {
+            UseShellExecute = false,
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        foreach (var a in prefix) start.ArgumentList.Add(a);
+        start.ArgumentList.Add("serve");
+        string section = ServeOptions.Section;
+        var config = new Dictionary<string, string?>(commandLine, StringComparer.OrdinalIgnoreCase)
+        {
+            [$"{section}:Cluster:Roles"] = "worker",
+            [$"{section}:WorkerProcesses"] = "0",
+            [$"{section}:Cluster:Port"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            [$"{section}:Cluster:SeedNodes"] = seedNodes,
+            [$"{section}:Urls"] = "http://127.0.0.1:0",
+            [$"{section}:Node"] = node,
+            [$"{section}:LogFolder"] = Path.Combine(logFolder, $"worker-process-{id}"),
+        };
+        start.Environment[WorkerProcessRole.Variable] = $"{id}/{count}/{Environment.ProcessId}";
+        foreach (var (key, value) in config)
+            if (value is not null) start.Environment[WorkerProcessRole.ConfigPrefix + key.Replace(":", "__", StringComparison.Ordinal)] = value;
+        var process = new Process { StartInfo = start, EnableRaisingEvents = true };
+        var address = new Address("akka.tcp", systemName, string.IsNullOrWhiteSpace(publicHostname) ? hostname : publicHostname, port);
+        return new ChildWorkerProcess(id, process, address);
+    }
+
+    /// <summary>This executable: the apphost when it runs as one, else the muxer with this assembly (dotnet actorquery.dll,
+    /// and under a test host).</summary>
+    private static (string File, string[] Prefix) Executable()
+    {
+        var dll = typeof(ServeApp).Assembly.Location;
+        var self = Environment.ProcessPath ?? "dotnet";
+        var name = Path.GetFileNameWithoutExtension(self);
+        if (name == Path.GetFileNameWithoutExtension(dll)) return (self, []);
+        if (name == "dotnet") return (self, [dll]);
+        return (Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } muxer ? muxer : "dotnet", [dll]);
+    }
+
+    private static int FreePort(string hostname)
+    {
+        var listener = new TcpListener(IPAddress.TryParse(hostname, out var ip) ? ip : IPAddress.Loopback, 0);
+        listener.Start();
+        int port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        listener.Stop();
+        return port;
+    }
+}
+
+/// <summary>A running worker process: its exit as a task (code, signal, and whether the kernel's OOM killer did it),
+/// SIGTERM and SIGKILL, and its resident memory from /proc.</summary>
+internal sealed class ChildWorkerProcess : IWorkerProcess
+{
+    private readonly Process _process;
+    private readonly TaskCompletionSource<WorkerProcessExit> _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly Queue<string> _lastErrors = new();
+    private readonly long? _oomKillsAtStart;
+
+    public ChildWorkerProcess(int id, Process process, Address address)
+    {
+        _process = process;
+        Address = address;
+        _oomKillsAtStart = MemoryLimits.OomKillCount();
+        string tag = $"[worker-process {id}] ";
+        process.OutputDataReceived += (_, e) => { if (e.Data is { } line) Console.Out.WriteLine(tag + line); };
+        process.ErrorDataReceived += (_, e) =>
+        {
+            if (e.Data is not { } line) return;
+            Console.Error.WriteLine(tag + line);
+            if (line.Trim().Length == 0) return;
+            lock (_lastErrors)
+            {
+                _lastErrors.Enqueue(line.Trim());
+                if (_lastErrors.Count > 4) _lastErrors.Dequeue();
+            }
+        };
+        process.Exited += (_, _) => _ = OnExitedAsync();
+        process.Start();
+        Pid = process.Id;
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+    }
+
+    public int Pid { get; }
+    public Address Address { get; }
+    public Task<WorkerProcessExit> Exited => _exited.Task;
+    public long? ResidentBytes => _exited.Task.IsCompleted ? null : ResidentOf(Pid);
+
+    public void Terminate()
+    {
+        if (!_exited.Task.IsCompleted) ProcessSignal.Send(Pid, ProcessSignal.Terminate);
+    }
+
+    public void Kill()
+    {
+        try { _process.Kill(entireProcessTree: false); }
+        catch (InvalidOperationException) { } // already ended
+    }
+
+    private async Task OnExitedAsync()
+    {
+        await _process.WaitForExitAsync().ConfigureAwait(false); // the rest of stdout and stderr
+        int code = _process.ExitCode;
+        // .NET reports a child that a signal ended as 128 + the signal.
+        int? signal = code is > 128 and < 128 + 65 ? code - 128 : null;
+        bool oom = signal == 9 && MemoryLimits.OomKillCount() is { } now && now > (_oomKillsAtStart ?? 0);
+        string? detail;
+        lock (_lastErrors) detail = _lastErrors.LastOrDefault();
+        if (detail?.StartsWith("error: ", StringComparison.Ordinal) == true) detail = detail["error: ".Length..];
+        _exited.TrySetResult(new WorkerProcessExit(signal is null ? code : null, signal, oom, signal is null ? detail : null));
+        _process.Dispose();
+    }
+
+    /// <summary>Resident memory of process <paramref name="pid"/> (VmRSS), or null where it cannot be read.</summary>
+    internal static long? ResidentOf(int pid)
+    {
+        if (!OperatingSystem.IsLinux()) return null;
+        try
+        {
+            foreach (var line in File.ReadLines($"/proc/{pid}/status"))
+                if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
+                    return long.Parse(line.AsSpan(6).Trim().TrimEnd("kB").Trim(), System.Globalization.CultureInfo.InvariantCulture) * 1024;
+        }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
+        return null;
+    }
+}
