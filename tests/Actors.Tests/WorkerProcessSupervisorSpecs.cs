@@ -24,6 +24,7 @@ public sealed class WorkerProcessSupervisorSpecs(ITestOutputHelper output) : Act
         public Address Address { get; } = address;
         public Task<WorkerProcessExit> Exited => _exit.Task;
         public long? ResidentBytes => 123 << 20;
+        public string? Url => null;
         public int Terminates;
         public void Terminate()
         {
@@ -248,6 +249,7 @@ public sealed class WorkerProcessSupervisorSpecs(ITestOutputHelper output) : Act
             public Address Address { get; } = address;
             public Task<WorkerProcessExit> Exited => _exit.Task;
             public long? ResidentBytes => null;
+            public string? Url => null;
             public void Terminate() { }
             public void Kill() => _exit.TrySetResult(new WorkerProcessExit(null, 9, false, null));
         }

@@ -53,7 +53,9 @@ public sealed class MemoryCgroupTests
                 using var reply = await http.PostAsync("/v1/completions", new StringContent(
                     """{"prompt":"What is 37 + 58?","max_tokens":8,"temperature":0}""", Encoding.UTF8, "application/json"));
                 answer = $"{(int)reply.StatusCode} {await reply.Content.ReadAsStringAsync()}";
-                memory = JsonDocument.Parse(await http.GetStringAsync("/memory")).RootElement.Clone();
+                // The model runs in the server's worker process (the default): its own plan is in worker_processes.
+                var node = JsonDocument.Parse(await http.GetStringAsync("/memory")).RootElement;
+                memory = node.GetProperty("worker_processes")[0].GetProperty("memory").Clone();
             },
             "--model", DefaultModelServer.ModelFolder, "--device", "cpu", "--urls", $"http://127.0.0.1:{port}");
 

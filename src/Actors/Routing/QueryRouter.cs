@@ -169,6 +169,23 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
 
     private int InFlight => _byTicket.Count;
 
+    /// <summary>Why no ready worker takes work: every one's node (a worker process, or a node elsewhere) paused admission
+    /// for memory; null when one takes work or none is ready.</summary>
+    private string? WorkersPressure
+    {
+        get
+        {
+            string? reason = null;
+            foreach (var w in _workers.Values)
+            {
+                if (!w.IsReady) continue;
+                if (w.Status!.MemoryPressure is not { } p) return null;
+                reason ??= $"{w.Status.Node}/{w.Status.Worker}: {p}";
+            }
+            return reason;
+        }
+    }
+
     /// <summary>Some worker is ready, loading or restarting, or a worker process is on its way.</summary>
     private bool AnyMayBecomeReady => _expected.Count > 0 || _workers.Values.Any(w => w.MayBecomeReady);
 
@@ -190,6 +207,11 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
         if (_paused)
         {
             Refuse(r, client, RefusalReason.MemoryPressure, $"memory pressure: {_pauseReason}", _options.MemoryPressureRetryAfter);
+            return;
+        }
+        if (WorkersPressure is { } pressure)
+        {
+            Refuse(r, client, RefusalReason.MemoryPressure, $"memory pressure on every ready worker: {pressure}", _options.MemoryPressureRetryAfter);
             return;
         }
         if (r.Model is { } model && _workers.Values.All(w => w.Status?.Model is not null) && _workers.Count > 0
@@ -523,9 +545,9 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
     private static string DeadlineKey(Live q) => "deadline:" + q.Request.QueryId;
 
     private RouterStatus Status() => new(
-        _node, _paused, _draining, InFlight, _queue.Count, _options.MaxInFlight, _options.MaxQueue,
+        _node, _paused || WorkersPressure is not null, _draining, InFlight, _queue.Count, _options.MaxInFlight, _options.MaxQueue,
         _workers.Values.Select(w => w.Status).OfType<WorkerStatus>().OrderBy(s => s.Worker, StringComparer.Ordinal).ToList(),
         _cache.Stats, _memory,
         new RouterCounters(_admitted, _completed, _cancelled, _refused, _timedOut, _failed, _retried, _cacheHits, _resumed),
-        _pauseReason);
+        _pauseReason ?? WorkersPressure);
 }

@@ -31,6 +31,8 @@ public interface IWorkerProcess
     Task<WorkerProcessExit> Exited { get; }
     /// <summary>Resident memory now; null when it cannot be read.</summary>
     long? ResidentBytes { get; }
+    /// <summary>Where its own HTTP API listens (its /memory, /health), once it said so; null before.</summary>
+    string? Url { get; }
     /// <summary>Asks it to stop gracefully (SIGTERM).</summary>
     void Terminate();
     /// <summary>Ends it now (SIGKILL).</summary>
@@ -90,7 +92,7 @@ public sealed record RecycleRefused(string Reason, bool NotFound) : INoSerializa
 /// <param name="Restarts">Times it was started again after it ended.</param>
 /// <param name="LastExit">How it ended last; null while it never ended.</param>
 public sealed record WorkerProcessInfo(
-    int Id, int? Pid, string State, int Restarts, string? Address, DateTimeOffset? StartedAt, long? ResidentBytes,
+    int Id, int? Pid, string State, int Restarts, string? Address, string? Url, DateTimeOffset? StartedAt, long? ResidentBytes,
     IReadOnlyList<string> Workers, WorkerProcessExitInfo? LastExit, string? Error);
 
 public sealed record WorkerProcessExitInfo(int? Code, int? Signal, bool OomKilled, string Reason, DateTimeOffset At);

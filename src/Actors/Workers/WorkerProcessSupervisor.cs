@@ -296,6 +296,6 @@ public sealed class WorkerProcessSupervisor : ReceiveActor, IWithTimers
     private WorkerProcessesView View() => new(_children.Select(Info).ToList());
 
     private static WorkerProcessInfo Info(Child c) => new(
-        c.Id, c.Process?.Pid, c.State, c.Restarts, c.Address?.ToString(), c.StartedAt, c.Process?.ResidentBytes,
+        c.Id, c.Process?.Pid, c.State, c.Restarts, c.Address?.ToString(), c.Process?.Url, c.StartedAt, c.Process?.ResidentBytes,
         c.Workers.Keys.Order(StringComparer.Ordinal).ToList(), c.LastExit, c.Error);
 }

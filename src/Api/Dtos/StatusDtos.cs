@@ -17,7 +17,16 @@ public sealed record WorkerHealth(
 /// <param name="Summary">One line for people: resident against the limit, the plan's terms, the headroom, the watchdog's state.</param>
 public sealed record MemoryResponse(
     string Node, string Summary, MemoryLimitReport? Limit, MemoryPlanReport? Plan, MemoryActualReport? Actual, KvReport Kv,
-    WatchdogReport? Watchdog, IReadOnlyList<WorkerMemory> Workers, CacheReport Cache);
+    WatchdogReport? Watchdog, IReadOnlyList<WorkerMemory> Workers, CacheReport Cache)
+{
+    /// <summary>A node that runs its workers in child processes: each process's own /memory (its plan, its watchdog);
+    /// the fields above are then the server process's. Null where the workers run in the server process.</summary>
+    public IReadOnlyList<WorkerProcessMemory>? WorkerProcesses { get; init; }
+}
+
+/// <param name="Memory">The process's own GET /memory; null (with <paramref name="Error"/>) while it cannot answer.</param>
+public sealed record WorkerProcessMemory(int Id, int? Pid, string State, string? Url, long? ResidentBytes,
+    System.Text.Json.JsonElement? Memory, string? Error);
 
 /// <param name="Bytes">The real limit: the smallest of physical memory, the memory cgroup's limit and --memory-limit.</param>
 /// <param name="Source">Where <paramref name="Bytes"/> comes from: "physical memory", "cgroup limit" or "--memory-limit".</param>

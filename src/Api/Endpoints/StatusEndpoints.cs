@@ -59,7 +59,7 @@ internal static class StatusEndpoints
         }
     }
 
-    public static async Task<IResult> Memory(IQueryClient client, ApiOptions options, CancellationToken ct)
+    public static async Task<IResult> Memory(IQueryClient client, ApiOptions options, IServiceProvider services, CancellationToken ct)
     {
         RouterStatus status;
         try { status = await client.GetStatusAsync(options.StatusTimeout, ct); }
@@ -67,7 +67,37 @@ internal static class StatusEndpoints
         {
             throw new ApiException(503, null, $"the router did not answer: {e.Message}", "service_unavailable");
         }
-        return Results.Json(MemoryReports.From(status), ApiJson.Options);
+        var report = MemoryReports.From(status);
+        if (services.GetService<IWorkerProcessClient>() is { } processes)
+            report = report with { WorkerProcesses = await WorkerProcessMemoryAsync(processes, options, ct) };
+        return Results.Json(report, ApiJson.Options);
+    }
+
+    private static readonly HttpClient ProcessHttp = new();
+
+    /// <summary>Each worker process's own /memory, read from its loopback HTTP API.</summary>
+    private static async Task<IReadOnlyList<WorkerProcessMemory>> WorkerProcessMemoryAsync(IWorkerProcessClient client, ApiOptions options,
+        CancellationToken ct)
+    {
+        WorkerProcessesView view;
+        try { view = await client.GetAsync(options.StatusTimeout, ct); }
+        catch (Exception e) when (!ct.IsCancellationRequested) { return [new WorkerProcessMemory(0, null, "unknown", null, null, null, e.Message)]; }
+        return await Task.WhenAll(view.Processes.Select(async p =>
+        {
+            if (p.Url is null || p.Pid is null) return new WorkerProcessMemory(p.Id, p.Pid, p.State, p.Url, p.ResidentBytes, null, $"worker process is {p.State}");
+            try
+            {
+                using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+                cts.CancelAfter(options.StatusTimeout);
+                using var reply = await ProcessHttp.GetAsync(new Uri(new Uri(p.Url), "/memory"), cts.Token);
+                var json = System.Text.Json.JsonDocument.Parse(await reply.Content.ReadAsStringAsync(cts.Token)).RootElement.Clone();
+                return new WorkerProcessMemory(p.Id, p.Pid, p.State, p.Url, p.ResidentBytes, json, null);
+            }
+            catch (Exception e) when (!ct.IsCancellationRequested)
+            {
+                return new WorkerProcessMemory(p.Id, p.Pid, p.State, p.Url, p.ResidentBytes, null, e.Message);
+            }
+        }));
     }
 
     public static IResult Index(IServedModel model) => Results.Json(new IndexResponse("ActorQuery", model.Name, new Dictionary<string, string>

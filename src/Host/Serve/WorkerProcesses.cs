@@ -131,7 +131,12 @@ internal sealed class ChildWorkerProcess : IWorkerProcess
         Address = address;
         _oomKillsAtStart = MemoryLimits.OomKillCount();
         string tag = $"[worker-process {id}] ";
-        process.OutputDataReceived += (_, e) => { if (e.Data is { } line) Console.Out.WriteLine(tag + line); };
+        process.OutputDataReceived += (_, e) =>
+        {
+            if (e.Data is not { } line) return;
+            Console.Out.WriteLine(tag + line);
+            if (Url is null && ServingLine.Match(line) is { Success: true } m) Url = m.Groups[1].Value;
+        };
         process.ErrorDataReceived += (_, e) =>
         {
             if (e.Data is not { } line) return;
@@ -150,7 +155,11 @@ internal sealed class ChildWorkerProcess : IWorkerProcess
         process.BeginErrorReadLine();
     }
 
+    /// <summary>The line a server logs once it listens: "ActorQuery serving MODEL on URL[, URL]; logs in ...".</summary>
+    private static readonly System.Text.RegularExpressions.Regex ServingLine = new(@"ActorQuery serving .* on (https?://[^\s,;]+)");
+
     public int Pid { get; }
+    public string? Url { get; private set; }
     public Address Address { get; }
     public Task<WorkerProcessExit> Exited => _exited.Task;
     public long? ResidentBytes => _exited.Task.IsCompleted ? null : ResidentOf(Pid);

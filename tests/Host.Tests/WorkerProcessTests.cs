@@ -1,0 +1,128 @@
+using System.Diagnostics;
+using System.Net;
+using System.Text;
+using System.Text.Json;
+
+namespace ActorQuery.Host.Tests;
+
+/// <summary>
+/// The shipped server with its default worker process (a real child <c>actorquery serve</c> joined over loopback
+/// remoting): the child is SIGKILLed while two streams run, one greedy and one sampled with a seed. Both streams end as
+/// an undisturbed run ends, byte for byte, without an error event; /health counts the restart and names the signal.
+/// </summary>
+[Collection(ServeCollection.Name)]
+public sealed class WorkerProcessTests
+{
+    private const int NewTokens = 120;
+
+    private static string Request(string prompt, bool stream, double temperature) => JsonSerializer.Serialize(new Dictionary<string, object>
+    {
+        ["prompt"] = prompt, ["max_tokens"] = NewTokens, ["ignore_eos"] = true, ["temperature"] = temperature, ["seed"] = 7, ["stream"] = stream,
+    });
+
+    private static async Task<string> Complete(HttpClient http, string prompt, double temperature)
+    {
+        using var r = await http.PostAsync("/query", new StringContent(Request(prompt, false, temperature), Encoding.UTF8, "application/json"));
+        Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+        return JsonDocument.Parse(await r.Content.ReadAsStringAsync()).RootElement.GetProperty("text").GetString()!;
+    }
+
+    /// <summary>Reads a native stream to its end: the text of its chunks, its terminal event's name, and a count of chunks
+    /// so far that the test can wait on.</summary>
+    private sealed class Stream(HttpClient http, string prompt, double temperature)
+    {
+        public readonly StringBuilder Text = new();
+        public int Chunks;
+        public string? Last;
+        public string? LastData;
+
+        public async Task RunAsync()
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, "/query")
+            {
+                Content = new StringContent(Request(prompt, true, temperature), Encoding.UTF8, "application/json"),
+            };
+            using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+            string? ev = null;
+            while (await reader.ReadLineAsync() is { } line)
+            {
+                if (line.StartsWith("event: ", StringComparison.Ordinal)) ev = line["event: ".Length..];
+                else if (line.StartsWith("data: ", StringComparison.Ordinal))
+                {
+                    var data = line["data: ".Length..];
+                    if (ev == "chunk")
+                    {
+                        Text.Append(JsonDocument.Parse(data).RootElement.GetProperty("text").GetString());
+                        Interlocked.Increment(ref Chunks);
+                    }
+                    else { Last = ev; LastData = data; }
+                }
+            }
+        }
+    }
+
+    private static async Task<JsonElement> Health(HttpClient http)
+    {
+        using var r = await http.GetAsync("/health");
+        return JsonDocument.Parse(await r.Content.ReadAsStringAsync()).RootElement.Clone();
+    }
+
+    [Fact]
+    public async Task Streams_continue_byte_identical_when_the_worker_process_is_killed_and_health_counts_the_restart()
+    {
+        // Each step sleeps 15 ms, so that the kill lands in the middle of the streams.
+        await using var server = await DefaultModelServer.StartAsync(["--max-in-flight", "4"],
+            new() { ["ActorQuery:Faults:StepDelayMs"] = "15" });
+        var http = server.Http;
+        const string greedyPrompt = "What is 12 + 30?", sampledPrompt = "Compute 8 - 3.";
+        string greedy = await Complete(http, greedyPrompt, 0), sampled = await Complete(http, sampledPrompt, 0.8);
+
+        var before = (await Health(http)).GetProperty("worker_processes")[0];
+        Assert.Equal("ready", before.GetProperty("state").GetString());
+        int pid = before.GetProperty("pid").GetInt32();
+        Assert.Equal(0, before.GetProperty("restarts").GetInt32());
+
+        var streams = new[] { new Stream(http, greedyPrompt, 0), new Stream(http, sampledPrompt, 0.8) };
+        var running = streams.Select(s => s.RunAsync()).ToArray();
+        await Eventually.Until(() => Task.FromResult(streams.Min(s => Volatile.Read(ref s.Chunks))), n => n >= 10,
+            TimeSpan.FromSeconds(30), "both streams to have 10 chunks");
+        Process.GetProcessById(pid).Kill(); // SIGKILL, as the kernel's OOM killer sends it
+        await Task.WhenAll(running).WaitAsync(TimeSpan.FromSeconds(90));
+
+        Assert.All(streams, s => Assert.Equal("done", s.Last));
+        Assert.Equal(greedy, streams[0].Text.ToString());
+        Assert.Equal(sampled, streams[1].Text.ToString());
+        var after = (await Health(http)).GetProperty("worker_processes")[0];
+        Assert.Equal(1, after.GetProperty("restarts").GetInt32());
+        Assert.NotEqual(pid, after.GetProperty("pid").GetInt32());
+        var exit = after.GetProperty("last_exit");
+        Assert.Equal(9, exit.GetProperty("signal").GetInt32());
+        Assert.Contains($"pid {pid}", exit.GetProperty("reason").GetString());
+        Assert.Equal(greedy, await Complete(http, greedyPrompt, 0)); // the restarted worker serves as before
+    }
+
+    [Fact]
+    public async Task Recycling_a_worker_process_by_name_restarts_it_and_an_unknown_id_is_a_404()
+    {
+        await using var server = await DefaultModelServer.StartAsync([]);
+        var http = server.Http;
+        int pid = (await Health(http)).GetProperty("worker_processes")[0].GetProperty("pid").GetInt32();
+
+        using var unknown = await http.PostAsync("/admin/workers/worker-7/recycle", null);
+        Assert.Equal(HttpStatusCode.NotFound, unknown.StatusCode);
+        Assert.Contains("worker-1", await unknown.Content.ReadAsStringAsync());
+
+        using var recycle = await http.PostAsync("/admin/workers/worker-1/recycle", null);
+        Assert.Equal(HttpStatusCode.Accepted, recycle.StatusCode);
+        await Eventually.Until(() => Health(http), h => h.GetProperty("status").GetString() == "ok"
+                && h.GetProperty("worker_processes")[0].GetProperty("restarts").GetInt32() == 1
+                && h.GetProperty("worker_processes")[0].GetProperty("state").GetString() == "ready",
+            TimeSpan.FromSeconds(60), "the recycled worker process to be ready again", h => h.GetProperty("worker_processes").ToString());
+        var p = (await Health(http)).GetProperty("worker_processes")[0];
+        Assert.NotEqual(pid, p.GetProperty("pid").GetInt32());
+        Assert.Contains("recycled", p.GetProperty("last_exit").GetProperty("reason").GetString());
+        Assert.Equal("5", await Complete(http, "What is 2 + 3?", 0));
+    }
+}
