@@ -128,23 +128,31 @@ public sealed class RealModelServeTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task A_single_node_is_a_cluster_of_one_that_joined_itself_with_both_roles()
+    public async Task A_single_node_is_a_gateway_with_its_worker_process_as_a_cluster_member_with_the_worker_role()
     {
         var body = await Eventually.Until(async () =>
             {
                 var r = await _http.GetAsync("/cluster");
                 Assert.Equal(HttpStatusCode.OK, r.StatusCode);
                 return JsonDocument.Parse(await r.Content.ReadAsStringAsync()).RootElement.Clone();
-            }, b => b.GetProperty("members").GetArrayLength() == 1 && b.GetProperty("workers").GetArrayLength() == 1,
-            TimeSpan.FromSeconds(15), "/cluster to list one member and one worker", b => b.GetRawText(), interval: TimeSpan.FromMilliseconds(100));
+            }, b => b.GetProperty("members").GetArrayLength() == 2 && b.GetProperty("workers").GetArrayLength() == 1,
+            TimeSpan.FromSeconds(15), "/cluster to list two members and one worker", b => b.GetRawText(), interval: TimeSpan.FromMilliseconds(100));
         Assert.True(body.GetProperty("enabled").GetBoolean());
         var self = body.GetProperty("self").GetString()!;
         Assert.StartsWith("akka.tcp://actorquery@127.0.0.1:", self); // remoting on loopback, a free port by default
-        var member = Assert.Single(body.GetProperty("members").EnumerateArray());
-        Assert.Equal((self, "up", true), (member.GetProperty("address").GetString(), member.GetProperty("status").GetString(),
-            member.GetProperty("self").GetBoolean()));
-        Assert.Equal(["gateway", "worker"], member.GetProperty("roles").EnumerateArray().Select(r => r.GetString()));
+        var members = body.GetProperty("members").EnumerateArray().ToList();
+        var gateway = Assert.Single(members, m => m.GetProperty("self").GetBoolean());
+        Assert.Equal((self, "up"), (gateway.GetProperty("address").GetString(), gateway.GetProperty("status").GetString()));
+        Assert.Equal(["gateway"], gateway.GetProperty("roles").EnumerateArray().Select(r => r.GetString()));
+        var child = Assert.Single(members, m => !m.GetProperty("self").GetBoolean());
+        Assert.Equal(["worker"], child.GetProperty("roles").EnumerateArray().Select(r => r.GetString()));
         var worker = Assert.Single(body.GetProperty("workers").EnumerateArray());
-        Assert.Equal((self, "ready"), (worker.GetProperty("address").GetString(), worker.GetProperty("state").GetString()));
+        Assert.Equal((child.GetProperty("address").GetString(), "ready"), (worker.GetProperty("address").GetString(), worker.GetProperty("state").GetString()));
+        // /health names the same process: its address, its pid, no restart yet.
+        var health = JsonDocument.Parse(await _http.GetStringAsync("/health")).RootElement;
+        var process = Assert.Single(health.GetProperty("worker_processes").EnumerateArray());
+        Assert.Equal(child.GetProperty("address").GetString(), process.GetProperty("address").GetString());
+        Assert.True(process.GetProperty("pid").GetInt32() > 0);
+        Assert.Equal(0, process.GetProperty("restarts").GetInt32());
     }
 }
