@@ -66,8 +66,14 @@ public sealed record WorkerOptions
     public int MaxDegradeLevels { get; init; } = 3;
     /// <summary>After the last shrinking level, load on the CPU (for a GPU model). Off by default.</summary>
     public bool CpuFallback { get; init; }
-    /// <summary>Loads that fail with out-of-memory before the worker is marked Failed (each one degrades first).</summary>
+    /// <summary>Loads that fail before the worker is marked Failed: an out-of-memory degrades first, any other error
+    /// is tried again after the backoff (a driver or file that was busy).</summary>
     public int MaxLoadAttempts { get; init; } = 4;
+    /// <summary>A step that has not returned after this long while work is pending marks the worker hung; zero: never.</summary>
+    public TimeSpan StepTimeout { get; init; } = TimeSpan.FromSeconds(120);
+    /// <summary>A hung step ends the process (a worker process: its parent restarts it and its queries resume) instead
+    /// of failing the worker in place (its thread cannot be reclaimed; /health/live turns 503).</summary>
+    public bool ExitProcessOnHungStep { get; init; }
 }
 
 /// <summary>The MemoryWatchdog's readings and marks. The limit and budget are the node's <see cref="MemoryBudget"/>; the

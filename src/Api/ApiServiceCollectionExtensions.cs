@@ -108,7 +108,12 @@ public static class ApiServiceCollectionExtensions
                              "`worker_processes` lists them. 202 with the process; 404 for an unknown id or a node without worker " +
                              "processes (`--worker-processes 0`); 409 while it is recycling, restarting or failed.")
             .Produces<RecycleResponse>(202).ProducesProblem(404).ProducesProblem(409);
-        app.MapGet("/health/live", StatusEndpoints.Live).WithTags("Health").WithSummary("Liveness: 200 while the process runs");
+        app.MapGet("/health/live", StatusEndpoints.Live).WithTags("Health")
+            .WithSummary("Liveness: 200 while the node can serve or recover; 503 when every model worker failed for good")
+            .WithDescription("503 `{\"status\":\"cannot_recover\",\"reason\":\"...\"}` when the node has model workers and none is " +
+                             "ready, loading or restarting (a model that cannot load after its retries, a hung step in the server process, " +
+                             "a worker process given up): an orchestrator should restart the server. A gateway without workers, and a " +
+                             "router too busy to answer, are alive.");
         app.MapGet("/health/ready", StatusEndpoints.Ready).WithTags("Health")
             .WithSummary("Readiness: 200 when a model is ready; 503 while loading, under memory pressure or shutting down")
             .WithDescription("503 bodies, checked in this order: `{\"status\":\"shutting_down\"}`; `{\"status\":\"memory_pressure\",\"reason\":\"...\"}` " +

@@ -163,15 +163,16 @@ public sealed class ModelWorkerSpecs(ITestOutputHelper output) : ActorSpec(null,
     }
 
     [Fact]
-    public void Should_mark_the_worker_failed_without_a_crash_loop_when_the_model_cannot_load()
+    public void Should_retry_a_model_that_cannot_load_with_backoff_then_mark_the_worker_failed_without_a_crash_loop()
     {
         var factory = new FakeEngineFactory(loadFault: _ => new FileNotFoundException("model.safetensors not found"));
-        var (worker, router) = StartWorker(factory);
+        var (worker, router) = StartWorker(factory, FastWorkers() with { MaxLoadAttempts = 3 });
 
         var failed = AwaitState(router, WorkerState.Failed);
         Assert.Contains("model.safetensors not found", failed.Error);
+        Assert.Contains("failed to load 3 times", failed.Error);
         Assert.Equal(0, failed.Restarts);
-        Assert.Equal(1, failed.LoadAttempts);
+        Assert.Equal(3, failed.LoadAttempts);
 
         worker.Tell(new RunQuery(3, Greedy("q")), router);
         var returned = router.FishForMessage<QueryReturned>(_ => true, TimeSpan.FromSeconds(5));

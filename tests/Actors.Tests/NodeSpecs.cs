@@ -108,6 +108,7 @@ public sealed class NodeSpecs(ITestOutputHelper output) : ActorSpec(null, output
         Assert.Contains("hidden_size is missing", refused.Message);
         var status = RouterStatusOf(router);
         Assert.False(status.AnyWorkerReady);
-        Assert.Equal((0, 1), (status.Workers[0].Restarts, status.Workers[0].LoadAttempts)); // no crash loop
+        // Tried again after the backoff, then given up: no crash loop.
+        Assert.Equal((0, new WorkerOptions().MaxLoadAttempts), (status.Workers[0].Restarts, status.Workers[0].LoadAttempts));
     }
 }

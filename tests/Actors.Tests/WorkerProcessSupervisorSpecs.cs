@@ -155,6 +155,24 @@ public sealed class WorkerProcessSupervisorSpecs(ITestOutputHelper output) : Act
     }
 
     [Fact]
+    public void Should_start_a_process_again_when_every_worker_in_it_failed_and_give_it_up_after_the_failed_starts()
+    {
+        var (supervisor, launcher, router, _) = Start(new WorkerProcessOptions { MaxFailedStarts = 2 });
+        var worker = CreateTestProbe();
+        for (int n = 1; n <= 2; n++)
+        {
+            AwaitCondition(() => launcher.Count(1) == n, TimeSpan.FromSeconds(5));
+            var p = launcher.Last(1);
+            supervisor.Tell(new WorkerLoadPublished(worker.Ref, Status(WorkerState.Failed) with { Error = "model failed to load 4 times: disk" }));
+            AwaitCondition(() => p.Terminates == 1, TimeSpan.FromSeconds(5)); // stopped gracefully (the fake then exits 0)
+        }
+        AwaitCondition(() => ViewOf(supervisor).Processes.Single().State == "failed", TimeSpan.FromSeconds(5));
+        Assert.Contains("every worker in it failed: model failed to load 4 times: disk", ViewOf(supervisor).Processes.Single().Error);
+        router.FishForMessage(m => m is WorkersExpected { Expected: false }, TimeSpan.FromSeconds(5));
+        Assert.Equal(2, launcher.Count(1));
+    }
+
+    [Fact]
     public void Should_end_the_node_with_the_line_of_a_first_start_refused_with_exit_code_2()
     {
         var (supervisor, launcher, _, _) = Start();

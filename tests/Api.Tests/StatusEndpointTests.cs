@@ -36,6 +36,21 @@ public sealed class StatusEndpointTests(SharedServer shared) : IClassFixture<Sha
     }
 
     [Fact]
+    public async Task Liveness_is_503_cannot_recover_with_the_reason_once_every_worker_failed_for_good()
+    {
+        var client = new FakeQueryClient { FailedWith = "a step made no progress for 120 s" };
+        await using var server = await ApiServer.StartAsync(client);
+        var live = await server.Http.GetAsync("/health/live");
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, live.StatusCode);
+        var body = await Json.ReadAsync(live);
+        Assert.Equal("cannot_recover", body.GetProperty("status").GetString());
+        Assert.Contains("worker-0: a step made no progress", body.GetProperty("reason").GetString());
+
+        client.FailedWith = null; // a worker that is back (or another one) makes the node alive again
+        Assert.Equal(HttpStatusCode.OK, (await server.Http.GetAsync("/health/live")).StatusCode);
+    }
+
+    [Fact]
     public async Task Readiness_and_health_are_503_memory_pressure_with_the_reason_while_paused_and_200_after()
     {
         const string reason = "memory 9.1 MiB is above 8.2 MiB (plan 928 KiB + 80% of the 8.6 MiB it leaves under the physical memory 9.5 MiB)";

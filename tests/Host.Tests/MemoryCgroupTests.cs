@@ -55,7 +55,9 @@ public sealed class MemoryCgroupTests
                 answer = $"{(int)reply.StatusCode} {await reply.Content.ReadAsStringAsync()}";
                 // The model runs in the server's worker process (the default): its own plan is in worker_processes.
                 var node = JsonDocument.Parse(await http.GetStringAsync("/memory")).RootElement;
-                memory = node.GetProperty("worker_processes")[0].GetProperty("memory").Clone();
+                var process = node.GetProperty("worker_processes")[0];
+                Assert.True(process.GetProperty("memory").ValueKind == JsonValueKind.Object, process.ToString());
+                memory = process.GetProperty("memory").Clone();
             },
             "--model", DefaultModelServer.ModelFolder, "--device", "cpu", "--urls", $"http://127.0.0.1:{port}");
 

@@ -123,6 +123,7 @@ public sealed class WorkerProcessTests
         var p = (await Health(http)).GetProperty("worker_processes")[0];
         Assert.NotEqual(pid, p.GetProperty("pid").GetInt32());
         Assert.Contains("recycled", p.GetProperty("last_exit").GetProperty("reason").GetString());
-        Assert.Equal("5", await Complete(http, "What is 2 + 3?", 0));
+        using var answer = await http.PostAsync("/query", new StringContent("""{"prompt":"What is 2 + 3?","temperature":0}""", Encoding.UTF8, "application/json"));
+        Assert.Equal("5", JsonDocument.Parse(await answer.Content.ReadAsStringAsync()).RootElement.GetProperty("text").GetString());
     }
 }

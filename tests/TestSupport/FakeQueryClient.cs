@@ -25,6 +25,8 @@ public sealed class FakeQueryClient : IQueryClient
     public bool Ready { get; set; } = true;
     /// <summary>Admission paused by memory pressure, as the router reports it (<see cref="RouterStatus.Paused"/>); queries still run.</summary>
     public bool Paused { get; set; }
+    /// <summary>The worker failed for good with this error (state Failed); null: as <see cref="Ready"/> says.</summary>
+    public string? FailedWith { get; set; }
     public string? PauseReason { get; set; }
     /// <summary>The watchdog's reading in the status; null: the watchdog is off.</summary>
     public MemoryStatus? Memory { get; set; } = DefaultMemory;
@@ -141,7 +143,8 @@ public sealed class FakeQueryClient : IQueryClient
     {
         var worker = new WorkerStatus
         {
-            Worker = "worker-0", Node = "fake-node", State = Ready ? WorkerState.Ready : WorkerState.Loading, Model = "byte-model",
+            Worker = "worker-0", Node = "fake-node", State = FailedWith is not null ? WorkerState.Failed : Ready ? WorkerState.Ready : WorkerState.Loading,
+            Error = FailedWith, Model = "byte-model",
             Device = "cpu", Running = Active, KvFreeTokens = 880, KvCapacityTokens = 1000, KvBlockSize = 16, Memory = WorkerMemory,
             MemoryPressure = Paused ? PauseReason : null,
             Restarts = 2, OomCount = 1, LastOom = DateTimeOffset.Parse("2026-11-27T10:00:00Z"),

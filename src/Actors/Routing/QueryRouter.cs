@@ -74,7 +74,9 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
     /// <summary>Worker processes (re)starting on this node, by source, with their address once known: their workers will
     /// register, so waiting queries are held for them rather than refused.</summary>
     private readonly Dictionary<string, Address?> _expected = new(StringComparer.Ordinal);
-    private long _nextTicket;
+    /// <summary>Dispatch tickets start at a random point, so that a restarted router never reuses one that a worker may
+    /// still answer (a late event of an earlier incarnation's query).</summary>
+    private long _nextTicket = Random.Shared.NextInt64(1, long.MaxValue / 2);
     private bool _paused, _draining;
     private string? _pauseReason;
     private readonly List<IActorRef> _drainWaiters = new();
@@ -439,7 +441,7 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
 
     private void OnWorkerStatus(WorkerStatus s)
     {
-        if (_workers.TryGetValue(Sender, out var entry)) Update(entry, s);
+        if (_workers.TryGetValue(Sender, out var entry)) Update(Sender, entry, s);
     }
 
     /// <summary>A worker anywhere in the cluster, as its node publishes it (<see cref="WorkerDirectory"/> passes on only reachable members).</summary>
@@ -458,13 +460,18 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
             Context.Watch(m.Worker);
             _log.Info("worker {0} at {1} joined the routing ({2})", m.Status.Worker, m.Worker.Path.Address, m.Status.State);
         }
-        Update(entry, m.Status);
+        Update(m.Worker, entry, m.Status);
     }
 
-    /// <summary>A worker's new status: its reservations are in it now; waiting queries may move, or never can.</summary>
-    private void Update(WorkerEntry entry, WorkerStatus status)
+    /// <summary>A worker's new status: its reservations are in it now; waiting queries may move, or never can. A worker
+    /// that turned Failed (a hung step) cannot hand its queries back itself: they resume elsewhere now.</summary>
+    private void Update(IActorRef worker, WorkerEntry entry, WorkerStatus status)
     {
+        bool failedNow = status.State == WorkerState.Failed && entry.Status?.State != WorkerState.Failed;
         entry.Status = status;
+        if (failedNow)
+            foreach (var q in _byTicket.Values.Where(q => worker.Equals(q.Worker)).ToList())
+                OnReturned(new QueryReturned(q.Ticket!.Value, $"worker {status.Worker} failed: {status.Error}", 0));
         entry.ReservedSinceReport = 0;
         if (!AnyMayBecomeReady) RefuseWaiting();
         Dispatch();

@@ -115,8 +115,11 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
 
     public ITimerScheduler Timers { get; set; } = null!;
 
-    public ModelActor(string worker, string node, IEngineFactory factory)
+    private readonly StepClock _clock;
+
+    public ModelActor(string worker, string node, IEngineFactory factory, StepClock? clock = null)
     {
+        _clock = clock ?? new StepClock();
         _worker = worker;
         _servedBy = $"{node}/{worker}";
         _factory = factory;
@@ -125,8 +128,8 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
     }
 
     /// <summary>Run it on a pinned dispatcher (<see cref="WorkerOptions.Dispatcher"/>): TorchSharp's dispose scopes are per thread.</summary>
-    public static Props Props(string worker, string node, IEngineFactory factory, string dispatcher) =>
-        Akka.Actor.Props.Create(() => new ModelActor(worker, node, factory)).WithDispatcher(dispatcher);
+    public static Props Props(string worker, string node, IEngineFactory factory, string dispatcher, StepClock? clock = null) =>
+        Akka.Actor.Props.Create(() => new ModelActor(worker, node, factory, clock)).WithDispatcher(dispatcher);
 
     protected override void PreStart() => Context.Parent.Tell(Started.Instance);
 
@@ -213,7 +216,10 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
         }
         // An exception here (OOM the engine could not absorb by preemption, or a crash) fails this actor:
         // the supervisor decides, PreRestart hands the queries back.
-        var result = engine.Step();
+        StepResult result;
+        _clock.Start();
+        try { result = engine.Step(); }
+        finally { _clock.Stop(); }
         if (result.Preempted > 0)
         {
             _newPreemptions += result.Preempted;

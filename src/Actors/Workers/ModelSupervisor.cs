@@ -13,12 +13,24 @@ namespace ActorQuery.Actors.Workers;
 ///   after an exponential backoff with jitter; messages that arrive meanwhile wait in its mailbox;</item>
 /// <item><see cref="WorkerOptions.DegradeAfterOoms"/> out-of-memory failures within <see cref="WorkerOptions.OomWindow"/>
 ///   reload with half the KV budget and batch (then, where allowed, on the CPU) instead of looping;</item>
-/// <item>a model that cannot load stops: the worker is Failed, queries are given back, no crash loop.</item>
+/// <item>a model that cannot load is tried again after the backoff, <see cref="WorkerOptions.MaxLoadAttempts"/> loads
+///   in all; then it stops: the worker is Failed, queries are given back, no crash loop.</item>
 /// </list>
+/// A step that has not returned after <see cref="WorkerOptions.StepTimeout"/> (a hung native call) is seen through the
+/// <see cref="StepClock"/>: in a worker process the process ends (its parent restarts it, its queries resume); in the
+/// server process the worker is Failed and its queries are resumed elsewhere.
 /// Publishes its <see cref="WorkerStatus"/> to subscribers (routers, the watchdog) whenever it changes.
 /// </summary>
-public sealed class ModelSupervisor : ReceiveActor
+public sealed class ModelSupervisor : ReceiveActor, IWithTimers
 {
+    private sealed record WatchSteps : INoSerializationVerificationNeeded
+    {
+        public static readonly WatchSteps Instance = new();
+    }
+
+    private readonly StepClock _clock = new();
+    public ITimerScheduler Timers { get; set; } = null!;
+
     private readonly string _worker;
     private readonly string _node;
     private readonly WorkerOptions _options;
@@ -42,7 +54,7 @@ public sealed class ModelSupervisor : ReceiveActor
         _node = node;
         _options = options;
         _policy = new RestartPolicy(options, factory.CanFallBackToCpu, random ?? Random.Shared.NextDouble);
-        _model = Context.ActorOf(ModelActor.Props(worker, node, factory, options.Dispatcher), "model");
+        _model = Context.ActorOf(ModelActor.Props(worker, node, factory, options.Dispatcher, _clock), "model");
         Context.Watch(_model);
 
         Receive<ModelActor.Started>(_ =>
@@ -96,6 +108,17 @@ public sealed class ModelSupervisor : ReceiveActor
             m.Subscriber.Tell(Status());
         });
         Receive<GetWorkerStatus>(_ => Sender.Tell(Status()));
+        Receive<WatchSteps>(_ =>
+        {
+            if (_state != WorkerState.Ready || _clock.Running is not { } running || running < _options.StepTimeout) return;
+            string why = $"a step made no progress for {running.TotalSeconds:0.#} s (step timeout {_options.StepTimeout.TotalSeconds:0.#} s)";
+            if (_options.ExitProcessOnHungStep)
+            {
+                _log.Error("{0}: {1}; this worker process ends so that its parent restarts it and its queries resume", _worker, why);
+                Environment.FailFast($"{_worker}: {why}");
+            }
+            Fail($"{why}; its thread cannot be reclaimed, restart the server (/health/live is 503)");
+        });
         Receive<Terminated>(t =>
         {
             if (t.ActorRef.Equals(_model))
@@ -137,12 +160,31 @@ public sealed class ModelSupervisor : ReceiveActor
         return Directive.Restart;
     }
 
+    protected override void PreStart()
+    {
+        if (_options.StepTimeout > TimeSpan.Zero)
+            Timers.StartPeriodicTimer("watch-steps", WatchSteps.Instance,
+                TimeSpan.FromMilliseconds(Math.Clamp(_options.StepTimeout.TotalMilliseconds / 4, 10, 1000)));
+    }
+
     private void OnLoadFailed(ModelActor.LoadFailed m)
     {
         _failedLoads++;
         if (!m.OutOfMemory)
         {
-            Fail($"model failed to load: {m.Reason}");
+            if (_failedLoads >= _options.MaxLoadAttempts)
+            {
+                Fail($"model failed to load {_failedLoads} times: {m.Reason}");
+                return;
+            }
+            _policy.RecordFailure(outOfMemory: false, DateTimeOffset.UtcNow);
+            var retry = _policy.NextDelay();
+            _log.Warning("{0}: model failed to load ({1}); trying again in {2:0} ms (attempt {3} of {4})", _worker, m.Reason,
+                retry.TotalMilliseconds, _failedLoads + 1, _options.MaxLoadAttempts);
+            _state = WorkerState.Restarting;
+            _error = m.Reason;
+            Sender.Tell(new ModelActor.LoadEngine(_policy.Settings, retry));
+            Publish();
             return;
         }
         _ooms++;

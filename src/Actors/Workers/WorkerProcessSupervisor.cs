@@ -51,6 +51,8 @@ public sealed class WorkerProcessSupervisor : ReceiveActor, IWithTimers
         public int FailedStarts { get; set; }
         public int ConsecutiveFailures { get; set; }
         public string? RecycleReason { get; set; }
+        /// <summary>Recycled because every worker in it failed (a failed start when none was ready).</summary>
+        public bool WorkersFailed { get; set; }
         public DateTimeOffset? PressureSince { get; set; }
         public WorkerProcessExitInfo? LastExit { get; set; }
         public string? Error { get; set; }
@@ -176,6 +178,7 @@ public sealed class WorkerProcessSupervisor : ReceiveActor, IWithTimers
         c.ReadySinceStart = false;
         c.PressureSince = null;
         c.RecycleReason = null;
+        c.WorkersFailed = false;
         try
         {
             var p = _launcher.Start(c.Id);
@@ -212,7 +215,7 @@ public sealed class WorkerProcessSupervisor : ReceiveActor, IWithTimers
         c.Workers.Clear();
 
         bool refused = m.Exit.Code == 2 && !c.EverReady && c.Restarts == 0 && c.RecycleReason is null;
-        bool failedStart = !c.ReadySinceStart && c.RecycleReason is null;
+        bool failedStart = !c.ReadySinceStart && (c.RecycleReason is null || c.WorkersFailed);
         c.FailedStarts = failedStart ? c.FailedStarts + 1 : 0;
         bool giveUp = refused || c.FailedStarts >= _options.MaxFailedStarts;
         // The router holds this process's queries through the restart; only a process given up lets them go.
@@ -233,7 +236,7 @@ public sealed class WorkerProcessSupervisor : ReceiveActor, IWithTimers
         }
 
         TimeSpan delay;
-        if (c.RecycleReason is not null) delay = TimeSpan.Zero;
+        if (c.RecycleReason is not null && !c.WorkersFailed) delay = TimeSpan.Zero;
         else
         {
             bool servedLong = c.StartedAt is { } started && DateTimeOffset.UtcNow - started >= _backoff.BackoffResetAfter && c.ReadySinceStart;
@@ -263,6 +266,13 @@ public sealed class WorkerProcessSupervisor : ReceiveActor, IWithTimers
             c.ReadySinceStart = c.EverReady = true;
             c.FailedStarts = 0;
             if (c.State == "starting") c.State = "ready";
+        }
+        if (c.Workers.Count > 0 && c.Workers.Values.All(w => w.State == WorkerState.Failed) && c.State is "starting" or "ready")
+        {
+            // Its workers gave up (a model that cannot load, a hung step): a fresh process is the next try.
+            c.WorkersFailed = true;
+            Recycle(c, $"every worker in it failed: {c.Workers.Values.First().Error}");
+            return;
         }
         if (c.State != "ready") return;
         var pressure = c.Workers.Values.Select(w => w.MemoryPressure).FirstOrDefault(p => p is not null);

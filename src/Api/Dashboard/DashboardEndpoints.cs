@@ -4,6 +4,7 @@ using System.Text.Json;
 using System.Threading.Channels;
 using ActorQuery.Actors;
 using ActorQuery.Actors.Cluster;
+using ActorQuery.Actors.Workers;
 using ActorQuery.Api.Dtos;
 using ActorQuery.Api.Endpoints;
 using ActorQuery.Api.Errors;
@@ -83,7 +84,7 @@ internal static class DashboardEndpoints
             {
                 if (DateTimeOffset.UtcNow >= next)
                 {
-                    await WriteAsync(response, "state", await StateAsync(client, view, model, options, metrics, monitor, ct), ct);
+                    await WriteAsync(response, "state", await StateAsync(client, view, services.GetService<IWorkerProcessClient>(), model, options, metrics, monitor, ct), ct);
                     next = DateTimeOffset.UtcNow + interval;
                 }
                 var wait = next - DateTimeOffset.UtcNow;
@@ -116,7 +117,8 @@ internal static class DashboardEndpoints
         return TimeSpan.FromMilliseconds(ms);
     }
 
-    private static async Task<DashboardState> StateAsync(IQueryClient client, IClusterViewClient? view, IServedModel model, ApiOptions options,
+    private static async Task<DashboardState> StateAsync(IQueryClient client, IClusterViewClient? view, IWorkerProcessClient? processes,
+        IServedModel model, ApiOptions options,
         ApiMetrics metrics, AlertMonitor monitor, CancellationToken ct)
     {
         var sample = metrics.Seconds.Last(1) is [var s] ? s : null;
@@ -134,11 +136,23 @@ internal static class DashboardEndpoints
             catch (Exception) when (!ct.IsCancellationRequested) { } // shown as unknown until the next answer
         }
         string state = status.ShuttingDown ? "shutting_down" : status.Paused ? "memory_pressure" : status.AnyWorkerReady ? "ok" : "no_model_ready";
+        // With worker processes the model's memory is the process's: its own report (one process), and each worker's pid.
+        var memory = MemoryReports.From(status);
+        var pids = new Dictionary<string, int>(StringComparer.Ordinal);
+        if (processes is not null)
+        {
+            var perProcess = await StatusEndpoints.WorkerProcessMemoryAsync(processes, options, ct);
+            foreach (var p in perProcess)
+                if (p.Pid is { } pid && p.Memory is { } m)
+                    foreach (var w in m.GetProperty("workers").EnumerateArray())
+                        pids[w.GetProperty("worker").GetString()!] = pid;
+            if (perProcess is [{ Memory: { } only }]) memory = only.Deserialize<MemoryResponse>(ApiJson.Options) ?? memory;
+        }
         var workers = status.Workers.Select(w => new DashboardWorker(w.Worker, w.Node, w.State.ToString().ToLowerInvariant(),
-            w.Node == status.Node ? Environment.ProcessId : null, w.Model, w.Device, w.Running, w.Queued, w.MaxBatch, w.KvFreeTokens,
+            pids.TryGetValue(w.Worker, out int workerPid) ? workerPid : processes is null && w.Node == status.Node ? Environment.ProcessId : null, w.Model, w.Device, w.Running, w.Queued, w.MaxBatch, w.KvFreeTokens,
             w.KvCapacityTokens, w.Restarts, w.OomCount, w.LastOom, w.Preemptions, w.Degraded, w.DegradedReason, w.DegradeLevel, w.Error)).ToList();
         return new DashboardState(DateTimeOffset.UtcNow, status.Node, Environment.ProcessId, model.Name, state, state == "ok", status.Paused,
-            status.PauseReason, status.InFlight, status.Queued, status.MaxInFlight, status.MaxQueue, workers, MemoryReports.From(status),
+            status.PauseReason, status.InFlight, status.Queued, status.MaxInFlight, status.MaxQueue, workers, memory,
             cluster, sample, monitor.Firing, null);
     }
 

@@ -37,7 +37,32 @@ internal static class StatusEndpoints
         return Results.Json(body, ApiJson.Options, statusCode: ready ? 200 : 503);
     }
 
-    public static IResult Live() => Results.Json(new { status = "alive" }, ApiJson.Options);
+    /// <summary>200 while the node can serve or recover; 503 when it has model workers (in this process or its worker
+    /// processes) and none is ready, loading or restarting: every one failed for good (a model that cannot load, a hung
+    /// step whose thread cannot be reclaimed, a worker process given up), so only a restart of the server helps. A router
+    /// that does not answer in time is not taken as dead (it may be busy).</summary>
+    public static async Task<IResult> Live(IQueryClient client, ApiOptions options, IServiceProvider services, CancellationToken ct)
+    {
+        try
+        {
+            var status = await client.GetStatusAsync(options.StatusTimeout, ct);
+            var local = status.Workers.Where(w => w.Node == status.Node).ToList();
+            IReadOnlyList<WorkerProcessInfo> processes = [];
+            if (services.GetService<IWorkerProcessClient>() is { } supervisor)
+                processes = (await supervisor.GetAsync(options.StatusTimeout, ct)).Processes;
+            bool hasWorkers = local.Count > 0 || processes.Count > 0;
+            bool canRecover = local.Any(w => w.State is WorkerState.Ready or WorkerState.Loading or WorkerState.Restarting)
+                              || processes.Any(p => p.State != "failed");
+            if (hasWorkers && !canRecover)
+            {
+                var reasons = local.Select(w => $"{w.Worker}: {w.Error ?? w.State.ToString()}")
+                    .Concat(processes.Select(p => $"worker process {p.Id}: {p.Error}"));
+                return Results.Json(new { status = "cannot_recover", reason = string.Join("; ", reasons) }, ApiJson.Options, statusCode: 503);
+            }
+        }
+        catch (Exception) when (!ct.IsCancellationRequested) { } // busy, not dead
+        return Results.Json(new { status = "alive" }, ApiJson.Options);
+    }
 
     public static async Task<IResult> Ready(IQueryClient client, DrainGate gate, ApiOptions options, CancellationToken ct)
     {
@@ -76,7 +101,7 @@ internal static class StatusEndpoints
     private static readonly HttpClient ProcessHttp = new();
 
     /// <summary>Each worker process's own /memory, read from its loopback HTTP API.</summary>
-    private static async Task<IReadOnlyList<WorkerProcessMemory>> WorkerProcessMemoryAsync(IWorkerProcessClient client, ApiOptions options,
+    internal static async Task<IReadOnlyList<WorkerProcessMemory>> WorkerProcessMemoryAsync(IWorkerProcessClient client, ApiOptions options,
         CancellationToken ct)
     {
         WorkerProcessesView view;

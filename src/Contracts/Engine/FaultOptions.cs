@@ -18,6 +18,10 @@ public sealed record FaultOptions
     /// <summary>Each step sleeps this long first (simulates a slow model); 0 = no delay.</summary>
     public int StepDelayMs { get; init; }
 
+    /// <summary>The engine step with this 1-based number (counted across restarts within one process) never returns
+    /// (a hung native call: a driver, a deadlock); 0 = never. It is released only when the fault state is (specs).</summary>
+    public int HangAtStep { get; init; }
+
     /// <summary>Exact 1-based step numbers (counted across restarts) that raise an out-of-memory; for deterministic specs.</summary>
     public IReadOnlyList<int> OomAtSteps { get; init; } = Array.Empty<int>();
 
@@ -27,7 +31,7 @@ public sealed record FaultOptions
     public long LeakBytesPerStep { get; init; }
 
     public bool Enabled => OomEveryNthStep > 0 || OomOnLoadAttempts > 0 || CrashEveryNthStep > 0 || StepDelayMs > 0
-                           || OomAtSteps.Count > 0 || LeakBytesPerStep > 0;
+                           || OomAtSteps.Count > 0 || LeakBytesPerStep > 0 || HangAtStep > 0;
 }
 
 /// <summary>
@@ -85,7 +89,16 @@ public sealed class FaultState : IDisposable
     public void Dispose()
     {
         lock (_leakGate) FreeLeak();
+        ReleaseHang();
     }
+
+    private readonly ManualResetEventSlim _hang = new(false);
+
+    /// <summary>Blocks the calling step until <see cref="ReleaseHang"/> (the hung-step fault).</summary>
+    public void Hang() => _hang.Wait();
+
+    /// <summary>Lets a hung step return (specs end with it, so that no thread stays blocked).</summary>
+    public void ReleaseHang() => _hang.Set();
 
     public long Steps => Interlocked.Read(ref _steps);
     public long Loads => Interlocked.Read(ref _loads);

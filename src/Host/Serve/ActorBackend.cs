@@ -180,7 +180,11 @@ internal sealed class ActorBackend : IServeBackend
                 MaxResumes = o.MaxResumes,
                 DefaultTimeout = o.DefaultDeadline,
             },
-            Workers = node.Workers with { Count = o.WorkersPerNode, MaxBatch = o.MaxBatch },
+            Workers = node.Workers with
+            {
+                Count = o.WorkersPerNode, MaxBatch = o.MaxBatch, StepTimeout = TimeSpan.FromSeconds(o.StepTimeoutSeconds),
+                ExitProcessOnHungStep = WorkerProcessRole.Current is not null,
+            },
             Watchdog = node.Watchdog with
             {
                 CleanupMark = o.CleanupMark,

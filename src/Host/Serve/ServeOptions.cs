@@ -28,6 +28,8 @@ public sealed class ServeOptions
     /// <summary>Child processes that run this node's model workers (each runs <see cref="WorkersPerNode"/>); 0: the
     /// workers run inside the server process.</summary>
     public int WorkerProcesses { get; set; } = new ActorQuery.Actors.Workers.WorkerProcessOptions().Count;
+    /// <summary>Seconds an engine step may run while work is pending before its worker counts as hung; 0: never.</summary>
+    public double StepTimeoutSeconds { get; set; } = Node.Workers.StepTimeout.TotalSeconds;
     /// <summary>Seconds a worker process may stay past its memory plan (its watchdog paused) before it is recycled; 0: never.</summary>
     public double WorkerRecycleAfterSeconds { get; set; } = new ActorQuery.Actors.Workers.WorkerProcessOptions().RecycleAfter.TotalSeconds;
     /// <summary>The real memory limit; "auto": the smaller of physical memory and the memory cgroup's limit.</summary>

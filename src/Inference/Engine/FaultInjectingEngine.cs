@@ -35,6 +35,7 @@ public sealed class FaultInjectingEngine(IGenerationEngine inner, FaultOptions f
         if (faults.StepDelayMs > 0) Thread.Sleep(faults.StepDelayMs);
         state.LeakStep();
         long n = state.NextStep();
+        if (faults.HangAtStep > 0 && n == faults.HangAtStep) state.Hang();
         if ((faults.OomEveryNthStep > 0 && n % faults.OomEveryNthStep == 0) || faults.OomAtSteps.Contains((int)n))
         {
             Interlocked.Increment(ref state.InjectedOoms);
@@ -60,8 +61,7 @@ public sealed class FaultInjectingEngine(IGenerationEngine inner, FaultOptions f
             RaiseRealOutOfMemory();
         }
         var engine = load();
-        return faults.OomEveryNthStep > 0 || faults.CrashEveryNthStep > 0 || faults.StepDelayMs > 0 || faults.OomAtSteps.Count > 0
-               || faults.LeakBytesPerStep > 0 || live
+        return faults.Enabled || live
             ? new FaultInjectingEngine(engine, faults, state)
             : engine;
     }
