@@ -104,6 +104,30 @@ public sealed class WorkerProcessTests
     }
 
     [Fact]
+    public async Task A_hung_step_ends_the_worker_process_within_the_step_timeout_and_the_query_resumes_on_the_restarted_one()
+    {
+        // Each worker process's 5th engine step never returns; the query needs 6 steps on one process.
+        await using var server = await DefaultModelServer.StartAsync(["--step-timeout", "2"],
+            new() { ["ActorQuery:Faults:HangAtStep"] = "5" });
+        var http = server.Http;
+        int pid = (await Health(http)).GetProperty("worker_processes")[0].GetProperty("pid").GetInt32();
+        var clock = Stopwatch.StartNew();
+
+        using var r = await http.PostAsync("/query", new StringContent("""{"prompt":"What is 2 + 3?","max_tokens":6,"ignore_eos":true,"temperature":0}""",
+            Encoding.UTF8, "application/json"));
+
+        Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+        var body = JsonDocument.Parse(await r.Content.ReadAsStringAsync()).RootElement;
+        Assert.Equal(6, body.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+        Assert.StartsWith("5", body.GetProperty("text").GetString());
+        var process = (await Health(http)).GetProperty("worker_processes")[0];
+        Assert.Equal(1, process.GetProperty("restarts").GetInt32());
+        Assert.NotEqual(pid, process.GetProperty("pid").GetInt32());
+        Assert.Contains("no progress", process.GetProperty("last_exit").GetProperty("reason").GetString());
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(60), $"answered after {clock.Elapsed}");
+    }
+
+    [Fact]
     public async Task Recycling_a_worker_process_by_name_restarts_it_and_an_unknown_id_is_a_404()
     {
         await using var server = await DefaultModelServer.StartAsync([]);

@@ -145,7 +145,7 @@ internal sealed class ChildWorkerProcess : IWorkerProcess
             lock (_lastErrors)
             {
                 _lastErrors.Enqueue(line.Trim());
-                if (_lastErrors.Count > 4) _lastErrors.Dequeue();
+                if (_lastErrors.Count > 40) _lastErrors.Dequeue();
             }
         };
         process.Exited += (_, _) => _ = OnExitedAsync();
@@ -183,10 +183,24 @@ internal sealed class ChildWorkerProcess : IWorkerProcess
         int? signal = code is > 128 and < 128 + 65 ? code - 128 : null;
         bool oom = signal == 9 && MemoryLimits.OomKillCount() is { } now && now > (_oomKillsAtStart ?? 0);
         string? detail;
-        lock (_lastErrors) detail = _lastErrors.LastOrDefault();
-        if (detail?.StartsWith("error: ", StringComparison.Ordinal) == true) detail = detail["error: ".Length..];
-        _exited.TrySetResult(new WorkerProcessExit(signal is null ? code : null, signal, oom, signal is null ? detail : null));
+        lock (_lastErrors) detail = Reason(_lastErrors.ToList());
+        // A SIGKILL (the kernel, an operator) leaves no last words; whatever it printed before is not why it ended.
+        _exited.TrySetResult(new WorkerProcessExit(signal is null ? code : null, signal, oom, signal == 9 ? null : detail));
         _process.Dispose();
+    }
+
+    /// <summary>Why a process ended, from its last stderr lines: its one-line refusal (<c>error: ...</c>), the message of a
+    /// fail-fast (<c>Process terminated. ...</c>) or an unhandled exception, else its last line that is no stack frame.</summary>
+    internal static string? Reason(IReadOnlyList<string> lines)
+    {
+        for (int i = lines.Count - 1; i >= 0; i--)
+        {
+            var l = lines[i];
+            if (l.StartsWith("error: ", StringComparison.Ordinal)) return l["error: ".Length..];
+            if (l.StartsWith("Process terminated. ", StringComparison.Ordinal)) return l["Process terminated. ".Length..];
+            if (l.StartsWith("Unhandled exception. ", StringComparison.Ordinal)) return l["Unhandled exception. ".Length..];
+        }
+        return lines.LastOrDefault(l => !l.StartsWith("at ", StringComparison.Ordinal) && !l.StartsWith("---", StringComparison.Ordinal));
     }
 
     /// <summary>Resident memory of process <paramref name="pid"/> (VmRSS), or null where it cannot be read.</summary>
