@@ -119,11 +119,24 @@ public sealed class ServeOptionsTests
         }
     }
 
+    [Fact]
+    public void Max_in_flight_auto_is_the_nodes_batch_capacity_and_at_least_the_routers_default()
+    {
+        static ServeOptions With(params (string Key, string Value)[] settings) =>
+            ServeOptions.From(new ConfigurationBuilder().AddInMemoryCollection(settings.Select(s =>
+                new KeyValuePair<string, string?>($"ActorQuery:{s.Key}", s.Value))).Build());
+        Assert.Equal(16, With().EffectiveMaxInFlight); // one worker process, one worker, a batch of 16
+        Assert.Equal(2 * 3 * 4, With(("WorkerProcesses", "2"), ("WorkersPerNode", "3"), ("MaxBatch", "4")).EffectiveMaxInFlight);
+        Assert.Equal(8, With(("MaxBatch", "2")).EffectiveMaxInFlight);
+        Assert.Equal(8, With(("Cluster:Roles", "gateway")).EffectiveMaxInFlight);
+        Assert.Equal(5, With(("MaxInFlight", "5")).EffectiveMaxInFlight);
+    }
+
     [Theory]
     [InlineData("PauseMark", "0.3", "CleanupMark")]
     [InlineData("Dtype", "int4", "Dtype")]
     [InlineData("Device", "tpu", "Device")]
-    [InlineData("MaxInFlight", "0", "MaxInFlight")]
+    [InlineData("MaxInFlight", "-1", "MaxInFlight")]
     [InlineData("MaxQueue", "lots", "MaxQueue")]
     [InlineData("MemoryLimit", "huge", "MemoryLimit")]
     [InlineData("Urls", "localhost:8000", "Urls")]

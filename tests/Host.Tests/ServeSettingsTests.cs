@@ -19,7 +19,7 @@ public sealed class ServeSettingsTests
     [Fact]
     public void Invalid_actor_options_are_refused_naming_the_field()
     {
-        Assert.Contains("ActorQuery:MaxInFlight", Refused(("MaxInFlight", "0")).Message);
+        Assert.Contains("ActorQuery:MaxInFlight", Refused(("MaxInFlight", "-1")).Message);
         var marks = Refused(("CleanupMark", "0.8"), ("PauseMark", "0.6")).Message;
         Assert.Contains("CleanupMark", marks);
         Assert.Contains("PauseMark", marks);

@@ -175,7 +175,7 @@ internal sealed class ActorBackend : IServeBackend
         {
             Router = node.Router with
             {
-                MaxInFlight = o.MaxInFlight,
+                MaxInFlight = o.EffectiveMaxInFlight,
                 MaxQueue = o.MaxQueue,
                 MaxResumes = o.MaxResumes,
                 DefaultTimeout = o.DefaultDeadline,

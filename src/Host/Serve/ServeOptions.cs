@@ -42,7 +42,16 @@ public sealed class ServeOptions
     public double PauseMark { get; set; } = Node.Watchdog.PauseMark;
     /// <summary>A JSON settings file layered over the environment and re-read when it changes; empty: none.</summary>
     public string SettingsFile { get; set; } = "";
-    public int MaxInFlight { get; set; } = Node.Router.MaxInFlight;
+    /// <summary>Queries running at once on this node; 0: <see cref="AutoMaxInFlight"/>.</summary>
+    public int MaxInFlight { get; set; }
+
+    /// <summary>What <c>--max-in-flight 0</c> (the default) means: every sequence the node's batches hold (worker processes
+    /// × workers × max batch), so that concurrent requests fill the batch rather than wait in the router's queue; at
+    /// least the router's own default, for a gateway whose workers are elsewhere.</summary>
+    public int AutoMaxInFlight => Math.Max(Node.Router.MaxInFlight,
+        Cluster.RoleList.Contains("worker") ? Math.Max(1, WorkerProcesses) * WorkersPerNode * MaxBatch : 0);
+
+    public int EffectiveMaxInFlight => MaxInFlight > 0 ? MaxInFlight : AutoMaxInFlight;
     public int MaxQueue { get; set; } = Node.Router.MaxQueue;
     /// <summary>Times a query is resumed from its generated tokens after its worker was lost; then it fails.</summary>
     public int MaxResumes { get; set; } = Node.Router.MaxResumes;

@@ -86,7 +86,8 @@ public static class ServeSettings
         new("PauseMark", "pause-mark", SettingKind.Number, Num(S.PauseMark), "(0, 1], below Watchdog:ShedMark", "fraction of the headroom the plan leaves where admission pauses",
             (v, read) => (double)v is > 0 and <= 1 ? (double)v < ReadDouble(read("Watchdog:ShedMark")) ? null : $"({Num((double)v)}) must be below Watchdog:ShedMark ({read("Watchdog:ShedMark")})"
                 : "must be in (0, 1]"),
-        new("MaxInFlight", "max-in-flight", SettingKind.Int, Int(S.MaxInFlight), ">= 1", "queries running at once per node", IntIn(1)),
+        new("MaxInFlight", "max-in-flight", SettingKind.Int, Int(S.MaxInFlight), ">= 0; 0: auto",
+            "queries running at once per node; auto: the node's batch capacity (worker processes x workers x max batch, at least 8)", IntIn(0)),
         new("MaxQueue", "max-queue", SettingKind.Int, Int(S.MaxQueue), ">= 0", "queries waiting per node before 429", IntIn(0)),
         new("MaxResumes", "max-resumes", SettingKind.Int, Int(S.MaxResumes), ">= 0; 0: fail instead",
             "times a query whose worker is lost after it generated tokens continues from them on another worker", IntIn(0)),
