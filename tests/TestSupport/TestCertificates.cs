@@ -1,7 +1,7 @@
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 
-namespace ActorQuery.Actors.Tests.Support;
+namespace ActorQuery.TestSupport;
 
 /// <summary>
 /// Throwaway certificates made in memory with <see cref="CertificateRequest"/>, as scripts/cluster-local.sh makes them
@@ -39,6 +39,22 @@ public static class TestCertificates
         if (ca is null) return Reload(request.CreateSelfSigned(notBefore, notAfter));
         using var signed = request.Create(ca, notBefore, notAfter, RandomNumberGenerator.GetBytes(16));
         return Reload(signed.CopyWithPrivateKey(key));
+    }
+
+    /// <summary>Writes <paramref name="certificate"/> as a PKCS#12 file with its key under <paramref name="password"/>.</summary>
+    public static string WritePfx(X509Certificate2 certificate, string folder, string name, string? password)
+    {
+        var path = Path.Combine(folder, name);
+        File.WriteAllBytes(path, certificate.Export(X509ContentType.Pkcs12, password));
+        return path;
+    }
+
+    /// <summary>Writes the certificate alone (no key) as PEM, as a CA's certificate is handed to the nodes.</summary>
+    public static string WritePem(X509Certificate2 certificate, string folder, string name)
+    {
+        var path = Path.Combine(folder, name);
+        File.WriteAllText(path, certificate.ExportCertificatePem());
+        return path;
     }
 
     private static X509Certificate2 Reload(X509Certificate2 certificate)
