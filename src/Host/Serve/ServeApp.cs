@@ -94,11 +94,16 @@ public static class ServeApp
         // Akka.Hosting may call StopApplication first on its own, so what counts is whether the actor system had already
         // ended when the application began to stop: on SIGTERM it ends only after the drain.
         var outcome = app.Services.GetRequiredService<ServeOutcome>();
-        app.Lifetime.ApplicationStarted.Register(() => ActorSystem(app).WhenTerminated.ContinueWith(_ =>
+        ActorSystem? started = null; // set once serving: a start that failed is no node that stopped under the server
+        app.Lifetime.ApplicationStarted.Register(() =>
         {
-            if (app.Lifetime.ApplicationStopping.IsCancellationRequested) return;
-            app.Lifetime.StopApplication();
-        }, TaskScheduler.Default));
+            started = ActorSystem(app);
+            started.WhenTerminated.ContinueWith(_ =>
+            {
+                if (app.Lifetime.ApplicationStopping.IsCancellationRequested) return;
+                app.Lifetime.StopApplication();
+            }, TaskScheduler.Default);
+        });
         if (WorkerProcessRole.Current is { } role)
             app.Lifetime.ApplicationStarted.Register(() =>
             {
@@ -107,11 +112,10 @@ public static class ServeApp
             });
         app.Lifetime.ApplicationStopping.Register(() =>
         {
-            var system = ActorSystem(app);
-            if (!system.WhenTerminated.IsCompleted) return;
+            if (started is not { WhenTerminated.IsCompleted: true } system) return;
             outcome.ExitCode = ExitCodes.ActorSystemStopped;
             logger.Error("the actor system stopped under the running server ({Reason}); stopping with exit code {Code}",
-                Akka.Actor.CoordinatedShutdown.Get(system).ShutdownReason?.ToString() ?? "terminated", outcome.ExitCode);
+                CoordinatedShutdown.Get(system).ShutdownReason?.ToString() ?? "terminated", outcome.ExitCode);
         });
         app.Lifetime.ApplicationStarted.Register(() =>
             logger.Information("ActorQuery serving {Model} on {Urls}; logs in {LogFolder}", options.ModelFolder, string.Join(", ", app.Urls),
