@@ -70,13 +70,14 @@ stop() {
   echo "stopped $(echo "$pids" | wc -w) node(s)"
 }
 
-# Counts the members node 0 sees as up, and whether all of them are reachable.
+# Counts the nodes node 0 sees as up and reachable: the gateway members. A node's worker processes are members too
+# (worker-only), so the number of members is larger than the number of nodes.
 up_members() {
   curl -s --max-time 2 "http://127.0.0.1:$1/cluster" | python3 -c '
 import json, sys
 try: c = json.load(sys.stdin)
 except Exception: print(0); sys.exit()
-print(sum(1 for m in c.get("members", []) if m["status"] == "up" and m["reachable"]))' 2>/dev/null || echo 0
+print(sum(1 for m in c.get("members", []) if m["status"] == "up" and m["reachable"] and "gateway" in m["roles"]))' 2>/dev/null || echo 0
 }
 
 start() {
