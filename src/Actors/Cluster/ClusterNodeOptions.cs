@@ -20,6 +20,8 @@ public sealed record ClusterNodeOptions
     public TimeSpan LoadPublishInterval { get; init; } = TimeSpan.FromMilliseconds(100);
     /// <summary>Every worker's status is re-published this often, so that late-joining gateways learn about it.</summary>
     public TimeSpan HeartbeatInterval { get; init; } = TimeSpan.FromSeconds(1);
+    /// <summary>TLS with mutual authentication on the remoting (addresses become akka.ssl.tcp://); null: plain TCP.</summary>
+    public ClusterTlsOptions? Tls { get; init; }
 
     public bool IsGateway => Roles.Contains(GatewayRole, StringComparer.OrdinalIgnoreCase);
     public bool IsWorker => Roles.Contains(WorkerRole, StringComparer.OrdinalIgnoreCase);

@@ -23,7 +23,7 @@ public static class ActorQueryHosting
     /// <summary>
     /// A node: the Akka configuration <paramref name="hocon"/> (hocon/*.hocon as <see cref="HoconFolder"/> loaded them:
     /// the pinned model dispatcher, serializer bindings, split-brain resolver), Akka.Remote over TCP and Akka.Cluster
-    /// (roles, seed nodes), then this node's part by its roles. Every node has a QueryRouter (the HTTP layer's entry)
+    /// (roles, seed nodes; TLS with mutual authentication when <see cref="ClusterNodeOptions.Tls"/> is set), then this node's part by its roles. Every node has a QueryRouter (the HTTP layer's entry)
     /// and a <see cref="WorkerDirectory"/>; a gateway's router also sees every worker in the cluster through it. A worker
     /// node runs <see cref="WorkerOptions.Count"/> workers (worker i loading through <paramref name="engines"/>(i)) and
     /// publishes their load. With no seed nodes the node joins itself (a cluster of one).
@@ -34,6 +34,7 @@ public static class ActorQueryHosting
     {
         builder.AddHocon(hocon, HoconAddMode.Append);
         builder.WithRemoting(cluster.Hostname, cluster.Port, cluster.PublicHostname);
+        if (cluster.Tls is { } tls) builder.WithClusterTls(tls);
         builder.WithClustering(new ClusterOptions
         {
             Roles = cluster.Roles.Select(r => r.ToLowerInvariant()).Distinct().ToArray(),

@@ -15,12 +15,13 @@ internal static class ServeCommand
         try { app = ServeApp.Build(overrides, backend); }
         catch (OptionsException e) { throw new CliException(e.Message); }
         catch (ActorQuery.Contracts.MemoryPlanException e) { throw new CliException(e.Message); }
+        var outcome = ServeApp.Outcome(app);
         try
         {
             app.Run(); // returns after SIGTERM / Ctrl+C and the graceful shutdown
             if (StartupPlanGuard.StartFailure is { } plan) throw new CliException(plan);
             if (ActorBackend.WorkerStartFailure is { } refused) throw new CliException(refused);
-            return 0;
+            return outcome.ExitCode; // non-zero when the node was downed or removed from the cluster
         }
         catch (CliException) { throw; }
         catch (Exception e)

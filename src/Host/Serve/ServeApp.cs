@@ -1,6 +1,7 @@
 using Akka.Actor;
 using Akka.Hosting;
 using Akka.Logger.Serilog;
+using ActorQuery.Actors.Cluster;
 using ActorQuery.Api;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
@@ -58,6 +59,7 @@ public static class ServeApp
 
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton(new ServeCommandLine(new Dictionary<string, string?>(cliOverrides, StringComparer.OrdinalIgnoreCase)));
+        builder.Services.AddSingleton<ServeOutcome>();
         // The Akka configuration as loaded from hocon/, the only source: the node wiring takes it from here.
         builder.Services.AddSingleton(HoconFiles.Merge(hocon));
         backend.ConfigureServices(builder.Services, options);
@@ -79,25 +81,42 @@ public static class ServeApp
                 loggers.AddLogger<SerilogLogger>();
             });
             backend.ConfigureAkka(akka, services, options);
+            // The backend wires the remoting (AddActorQueryNode); TLS goes onto it here, for every backend alike.
+            if (ClusterTlsFiles.Load(options.Cluster) is { } tls) akka.WithClusterTls(tls);
         });
 
         var app = builder.Build();
         app.UseSerilogRequestLogging(o => ServeLogging.ConfigureRequestLogging(o, logger));
         app.UseActorQueryApi();
-        // An actor system that ends under a running server (the split-brain resolver downed this node, or the cluster
-        // removed it) leaves HTTP without actors: stop the process too, so that its supervisor restarts it and it rejoins.
-        app.Lifetime.ApplicationStarted.Register(() => ActorSystem(app).WhenTerminated.ContinueWith(_ =>
+        // An actor system that ends under a running server (the split-brain resolver downed this node, the cluster removed
+        // it, an outbound TLS handshake failed) leaves HTTP without actors: stop the process too, with exit code
+        // ActorSystemStopped, so that its supervisor (systemd Restart=on-failure, Kubernetes) restarts it and it rejoins.
+        // Akka.Hosting may call StopApplication first on its own, so what counts is whether the actor system had already
+        // ended when the application began to stop: on SIGTERM it ends only after the drain.
+        var outcome = app.Services.GetRequiredService<ServeOutcome>();
+        ActorSystem? started = null; // set once serving: a start that failed is no node that stopped under the server
+        app.Lifetime.ApplicationStarted.Register(() =>
         {
-            if (app.Lifetime.ApplicationStopping.IsCancellationRequested) return;
-            logger.Error("the actor system stopped under the running server (downed or removed from the cluster); stopping");
-            app.Lifetime.StopApplication();
-        }, TaskScheduler.Default));
+            started = ActorSystem(app);
+            started.WhenTerminated.ContinueWith(_ =>
+            {
+                if (app.Lifetime.ApplicationStopping.IsCancellationRequested) return;
+                app.Lifetime.StopApplication();
+            }, TaskScheduler.Default);
+        });
         if (WorkerProcessRole.Current is { } role)
             app.Lifetime.ApplicationStarted.Register(() =>
             {
                 logger.Information("worker process {Id} of {Count} (parent pid {Parent})", role.Id, role.Count, role.ParentPid);
                 WorkerProcessRole.StopWithParent(app.Lifetime.StopApplication);
             });
+        app.Lifetime.ApplicationStopping.Register(() =>
+        {
+            if (started is not { WhenTerminated.IsCompleted: true } system) return;
+            outcome.ExitCode = ExitCodes.ActorSystemStopped;
+            logger.Error("the actor system stopped under the running server ({Reason}); stopping with exit code {Code}",
+                CoordinatedShutdown.Get(system).ShutdownReason?.ToString() ?? "terminated", outcome.ExitCode);
+        });
         app.Lifetime.ApplicationStarted.Register(() =>
             logger.Information("ActorQuery serving {Model} on {Urls}; logs in {LogFolder}", options.ModelFolder, string.Join(", ", app.Urls),
                 Path.GetFullPath(options.LogFolder)));
@@ -112,9 +131,34 @@ public static class ServeApp
         _ => Akka.Event.LogLevel.ErrorLevel,
     };
 
+    /// <summary>How <paramref name="app"/> ended, to read once it has stopped; take it before running the app, which
+    /// disposes its services when it stops.</summary>
+    public static ServeOutcome Outcome(WebApplication app) => app.Services.GetRequiredService<ServeOutcome>();
+
     /// <summary>The running actor system (for tests and diagnostics).</summary>
     public static ActorSystem ActorSystem(WebApplication app) => app.Services.GetRequiredService<ActorSystem>();
 }
 
 /// <summary>The command line's configuration keys, as given (a worker process is started with them).</summary>
 internal sealed record ServeCommandLine(IReadOnlyDictionary<string, string?> Settings);
+
+/// <summary>How the serve process ended; the README's exit code table says the same.</summary>
+public static class ExitCodes
+{
+    /// <summary>Stopped on request (SIGTERM, Ctrl+C) after the drain.</summary>
+    public const int Stopped = 0;
+    /// <summary>An unexpected exception ended the server.</summary>
+    public const int Crashed = 1;
+    /// <summary>Refused at start: a bad option, a memory plan that does not fit, unusable TLS files.</summary>
+    public const int BadStart = 2;
+    /// <summary>The actor system stopped under the running server: downed by the split-brain resolver, removed from the
+    /// cluster, or an outbound TLS handshake failed. Non-zero, so that Restart=on-failure restarts the node.</summary>
+    public const int ActorSystemStopped = 3;
+}
+
+/// <summary>What the server knows of its own end, read after it stopped (<see cref="ServeApp.Outcome"/>).</summary>
+public sealed class ServeOutcome
+{
+    /// <summary>One of <see cref="ExitCodes"/>: <see cref="ExitCodes.Stopped"/> unless the server saw otherwise.</summary>
+    public int ExitCode { get; internal set; } = ExitCodes.Stopped;
+}

@@ -124,6 +124,12 @@ public sealed record ClusterServeOptions
     public string SeedNodes { get; set; } = "";
     /// <summary>Actor system name; every node of one cluster must use the same.</summary>
     public string SystemName { get; set; } = "actorquery";
+    /// <summary>This node's certificate with its key (PKCS#12); empty: the remoting is plain TCP.</summary>
+    public string TlsCertificate { get; set; } = "";
+    /// <summary>Password of <see cref="TlsCertificate"/>; from the environment (ACTORQUERY__CLUSTER__TLSPASSWORD) rather than the command line.</summary>
+    public string TlsPassword { get; set; } = "";
+    /// <summary>The cluster CA's certificate: peers must present one it issued. Empty: the machine's trust store decides.</summary>
+    public string TlsCa { get; set; } = "";
     /// <summary>Coalescing window of load-only worker reports on the pub/sub topic.</summary>
     public TimeSpan LoadPublishInterval { get; set; } = new ClusterNodeOptions().LoadPublishInterval;
     /// <summary>Every worker's status is re-published this often, so that late-joining gateways learn about it.</summary>

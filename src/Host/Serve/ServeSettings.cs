@@ -126,6 +126,13 @@ public static class ServeSettings
         new("Cluster:SystemName", "cluster-name", SettingKind.Text, S.Cluster.SystemName, "ASCII letters, digits, '-', '_'", "actor system name, the same on every node",
             (v, _) => !string.IsNullOrWhiteSpace((string)v) && ((string)v).All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_') ? null
                 : $"'{v}' must be ASCII letters, digits, '-' or '_'"),
+        new("Cluster:TlsCertificate", "cluster-tls-certificate", SettingKind.Text, S.Cluster.TlsCertificate, "a PKCS#12 (.pfx) file with its key; empty: plain TCP",
+            "this node's certificate: remoting over TLS with mutual authentication, seed addresses akka.ssl.tcp://",
+            (v, read) => ClusterTlsFiles.Why((string)v, read("Cluster:TlsPassword"), read("Cluster:TlsCa"))),
+        new("Cluster:TlsPassword", "cluster-tls-password", SettingKind.Text, S.Cluster.TlsPassword, "any text; better the environment than the command line",
+            "password of the certificate file"),
+        new("Cluster:TlsCa", "cluster-tls-ca", SettingKind.Text, S.Cluster.TlsCa, "a PEM or DER certificate file; empty: the machine's trust store",
+            "the cluster CA: a peer must present a certificate it issued, or the handshake fails"),
 
         // The finer settings: no command-line flag; they bind onto the Actors' typed records.
         new("Router:QueueFullRetryAfter", null, SettingKind.Duration, Span(N.Router.QueueFullRetryAfter), ">= 0", "Retry-After of a queue-full refusal", SpanAtLeastZero),
@@ -313,10 +320,15 @@ public static class ServeSettings
     private static string? SeedNodes(object v, Func<string, string> read)
     {
         string system = read("Cluster:SystemName");
+        bool tls = read("Cluster:TlsCertificate").Length > 0;
+        string protocol = tls ? "akka.ssl.tcp" : "akka.tcp";
         foreach (var seed in ((string)v).Split([',', ';'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {
             if (!Akka.Actor.Address.TryParse(seed, out var a) || a.Host is null || a.Port is not > 0)
-                return $"'{seed}' is not an address like akka.tcp://{system}@10.0.0.1:4053";
+                return $"'{seed}' is not an address like {protocol}://{system}@10.0.0.1:4053";
+            // A TLS node's transport speaks akka.ssl.tcp only (and a plain one akka.tcp only): another scheme could never connect.
+            if (a.Protocol != protocol)
+                return $"'{seed}' is {a.Protocol}://, this node's remoting is {protocol}:// ({(tls ? "TLS on" : "TLS off")}: Cluster:TlsCertificate)";
             if (a.System != system) return $"'{seed}' names system '{a.System}', this node is '{system}'";
         }
         return null;

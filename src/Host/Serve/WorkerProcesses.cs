@@ -90,7 +90,10 @@ internal sealed class ChildWorkerProcessLauncher(
         foreach (var (key, value) in config)
             if (value is not null) start.Environment[WorkerProcessRole.ConfigPrefix + key.Replace(":", "__", StringComparison.Ordinal)] = value;
         var process = new Process { StartInfo = start, EnableRaisingEvents = true };
-        var address = new Address("akka.tcp", systemName, string.IsNullOrWhiteSpace(publicHostname) ? hostname : publicHostname, port);
+        // The child's remoting speaks its seeds' scheme: akka.ssl.tcp with cluster TLS (the child reads the same TLS settings),
+        // and the member it becomes must match this address.
+        var protocol = Address.Parse(seedNodes.Split(',', StringSplitOptions.TrimEntries)[0]).Protocol;
+        var address = new Address(protocol, systemName, string.IsNullOrWhiteSpace(publicHostname) ? hostname : publicHostname, port);
         return new ChildWorkerProcess(id, process, address);
     }
 
