@@ -1,12 +1,15 @@
 using ActorQuery.Contracts;
 using ActorQuery.Inference.Engine;
+using ActorQuery.Tokenization.Grammar;
 
 namespace ActorQuery.Inference.Sampling;
 
 /// <summary>
 /// Picks one sequence's next tokens from float32 logits. Holds that sequence's sampler state: its seed, the index of
 /// the next token in the completion, and the counts that penalties need.
-/// Order as in Hugging Face and vLLM: penalties → temperature → top-k → top-p → min-p → draw.
+/// Order as in Hugging Face and vLLM: constraint mask → penalties → temperature → top-k → top-p → min-p → draw.
+/// Under a constraint (<see cref="GrammarMatcher"/>) the tokens that would break it get -∞ first, so greedy and
+/// every sampling setting pick among the allowed tokens only, and the matcher advances with each token chosen.
 /// The draw for the token at index i is a pure function of (seed, i) (<see cref="Uniform"/>), not the i-th number of
 /// a stream: a query resumed on another worker from its prompt and the tokens generated so far draws exactly the
 /// numbers an uninterrupted run draws, so seeded answers do not depend on where they were cut.
@@ -20,18 +23,30 @@ public sealed class Sampler
     private long _index;
     private readonly Dictionary<int, int> _generatedCounts = new();
     private readonly HashSet<int> _seen;
+    private readonly GrammarMatcher? _constraint;
 
     /// <param name="generated">Tokens the completion already holds (a resumed sequence): they count in the penalties
-    /// and the next token is drawn for index <c>generated.Count</c>.</param>
-    public Sampler(SamplingParams p, IEnumerable<int> promptIds, IReadOnlyList<int>? generated = null)
+    /// and the next token is drawn for index <c>generated.Count</c>; a constraint replays them.</param>
+    /// <param name="constraint">The sequence's constraint, at the start of its output. Throws
+    /// <see cref="ArgumentException"/> ("generated") when the generated tokens do not fit it.</param>
+    public Sampler(SamplingParams p, IEnumerable<int> promptIds, IReadOnlyList<int>? generated = null, GrammarMatcher? constraint = null)
     {
         _p = p;
+        _constraint = constraint;
         // Unseeded: any seed will do, one per sequence.
         _seed = p.Seed is long seed ? unchecked((ulong)seed) : unchecked((ulong)Random.Shared.NextInt64());
         _seen = p.RepetitionPenalty != 1f ? new HashSet<int>(promptIds) : new HashSet<int>();
         if (generated is null) return;
-        foreach (var t in generated) Observe(t);
+        foreach (var t in generated)
+        {
+            if (constraint is not null && !constraint.Accept(t))
+                throw new ArgumentException($"generated token {t} at index {_index} does not fit the output constraint", "generated");
+            Observe(t);
+        }
     }
+
+    /// <summary>The constraint's progress, for tests and tools (null: unconstrained).</summary>
+    public GrammarMatcher? Constraint => _constraint;
 
     /// <summary>Index in the completion of the token the next <see cref="Sample"/> picks.</summary>
     public long NextIndex => _index;
@@ -62,8 +77,11 @@ public sealed class Sampler
         bool wantLogprobs = _p.Logprobs || _p.TopLogprobs > 0;
         double lse = wantLogprobs ? LogSumExp(logits) : 0;
         float[]? raw = wantLogprobs ? (float[])logits.Clone() : null;
+        _constraint?.MaskLogits(logits);
         ApplyPenalties(logits);
         int token = _p.Temperature == 0f ? ArgMax(logits) : Draw(logits);
+        if (_constraint is not null && !_constraint.Accept(token))
+            throw new InvalidOperationException($"the sampler chose token {token}, which the constraint had masked");
         logprob = raw is null ? null : new TokenLogprob(token, (float)(raw[token] - lse), TopAlternatives(raw, lse));
         Observe(token);
         return token;
@@ -142,12 +160,17 @@ public sealed class Sampler
         double total = 0;
         for (int j = 0; j < n; j++) total += probs[j];
         double u = Uniform(_seed, _index) * total;
+        // Only candidates of non-zero probability can be drawn: masked tokens (-∞) are zero, and rounding that leaves
+        // u above zero at the end falls back to the last one that is not.
+        int last = 0;
         for (int j = 0; j < n; j++)
         {
+            if (probs[j] == 0) continue;
+            last = j;
             u -= probs[j];
             if (u <= 0) return idx[j];
         }
-        return idx[n - 1];
+        return idx[last];
     }
 
     private IReadOnlyList<TopLogprob> TopAlternatives(float[] raw, double lse)
