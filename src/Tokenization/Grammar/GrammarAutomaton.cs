@@ -44,43 +44,50 @@ public sealed class GrammarAutomaton
     {
         var next = s.Next[b];
         if (next is not null) return next;
-        var moved = new List<(int Node, int Frame)>();
+        // Scratch buffers are reused: a cold mask calls this for every (state, byte) pair the trie walk meets.
+        _seeds.Clear();
         var t = s.Threads;
         for (int i = 0; i < t.Length; i += 2)
             foreach (var (lo, hi, to) in _nfa.Nodes[t[i]].Bytes)
-                if (b >= lo && b <= hi) moved.Add((to, t[i + 1]));
-        next = moved.Count == 0 ? GrammarState.Dead : Closure(moved);
+                if (b >= lo && b <= hi) _seeds.Add((to, t[i + 1]));
+        next = _seeds.Count == 0 ? GrammarState.Dead : Closure(_seeds);
         s.Next[b] = next;
         return next;
     }
 
+    private readonly List<(int Node, int Frame)> _seeds = new();
+    private readonly HashSet<(int, int)> _seen = new();
+    private readonly Stack<(int Node, int Frame)> _work = new();
+    private readonly List<(int, int)> _kept = new();
+
     private GrammarState Closure(List<(int Node, int Frame)> seeds)
     {
-        var seen = new HashSet<(int, int)>();
-        var work = new Stack<(int Node, int Frame)>(seeds);
-        var kept = new List<(int, int)>();
+        _seen.Clear();
+        _work.Clear();
+        _kept.Clear();
+        foreach (var x in seeds) _work.Push(x);
         bool canEnd = false;
-        while (work.Count > 0)
+        while (_work.Count > 0)
         {
-            var (n, f) = work.Pop();
-            if (!seen.Add((n, f))) continue;
+            var (n, f) = _work.Pop();
+            if (!_seen.Add((n, f))) continue;
             var node = _nfa.Nodes[n];
-            if (node.Bytes.Count > 0) kept.Add((n, f));
-            foreach (var e in node.Epsilon) work.Push((e, f));
+            if (node.Bytes.Count > 0) _kept.Add((n, f));
+            foreach (var e in node.Epsilon) _work.Push((e, f));
             if (node.Call >= 0)
             {
-                if (Depth(f) < MaxDepth) work.Push((_nfa.Rules[node.Call].Start, Frame(node.Return, f)));
+                if (Depth(f) < MaxDepth) _work.Push((_nfa.Rules[node.Call].Start, Frame(node.Return, f)));
             }
             if (node.IsRuleEnd)
             {
                 if (f < 0) canEnd = true;
-                else work.Push((_frames[f].Return, _frames[f].Parent));
+                else _work.Push((_frames[f].Return, _frames[f].Parent));
             }
         }
-        if (kept.Count == 0 && !canEnd) return GrammarState.Dead;
-        kept.Sort();
-        var threads = new int[kept.Count * 2];
-        for (int i = 0; i < kept.Count; i++) (threads[2 * i], threads[2 * i + 1]) = kept[i];
+        if (_kept.Count == 0 && !canEnd) return GrammarState.Dead;
+        _kept.Sort();
+        var threads = new int[_kept.Count * 2];
+        for (int i = 0; i < _kept.Count; i++) (threads[2 * i], threads[2 * i + 1]) = _kept[i];
         var key = new StateKey(threads, canEnd);
         if (_states.TryGetValue(key, out var existing)) return existing;
         if (_states.Count >= MaxStates) { _states = new(); _maskCount = 0; }
@@ -93,15 +100,12 @@ public sealed class GrammarAutomaton
     {
         if (_frameIds.TryGetValue((ret, parent), out var id)) return id;
         _frames.Add((ret, parent));
+        _frameDepth.Add(Depth(parent) + 1);
         return _frameIds[(ret, parent)] = _frames.Count - 1;
     }
 
-    private int Depth(int f)
-    {
-        int d = 0;
-        for (; f >= 0; f = _frames[f].Parent) d++;
-        return d;
-    }
+    private int Depth(int f) => f < 0 ? 0 : _frameDepth[f];
+    private readonly List<int> _frameDepth = new();
 
     private readonly struct StateKey(int[] threads, bool canEnd) : IEquatable<StateKey>
     {
@@ -135,6 +139,9 @@ public sealed class GrammarState
     /// <summary>Some byte may still follow.</summary>
     public bool CanContinue => Threads.Length > 0;
     public bool IsDead => ReferenceEquals(this, Dead);
+
+    /// <summary>Drops the cached mask (the bench times walks with it).</summary>
+    public void ForgetMask() => Mask = null;
 
     internal GrammarState(int[] threads, bool canEnd)
     {
