@@ -130,6 +130,25 @@ public class GrammarEngineTests
     }
 
     [Fact]
+    public void Top_k_top_p_and_min_p_mask_before_the_draw_and_stay_valid()
+    {
+        // These cut the distribution by rank and mass, so the sampler masks first instead of drawing first.
+        using var e = Load();
+        var schema = Cases.Value.GetProperty("schemas")[9].GetRawText();
+        var c = new OutputConstraint(ConstraintKind.JsonSchema, schema);
+        for (int seed = 0; seed < 6; seed++)
+            e.TryAdd(new GenerationRequest(seed, Prompt, Sampled(c, seed) with
+            {
+                TopK = seed % 3 == 0 ? 5 : 0, TopP = seed % 3 == 1 ? 0.8f : 1f, MinP = seed % 3 == 2 ? 0.05f : 0f,
+            }));
+        foreach (var (id, (tokens, finish)) in Drain(e))
+        {
+            Assert.Equal(FinishReason.Stop, finish);
+            Assert.Null(Invalidity(schema, Text(tokens)));
+        }
+    }
+
+    [Fact]
     public void Max_tokens_reached_mid_object_ends_with_length_and_a_valid_prefix()
     {
         using var e = Load();
