@@ -17,10 +17,12 @@ public sealed class GrammarAutomaton
 
     /// <summary>Deepest call stack a state may hold: bounds nesting, and ends left recursion in a schema.</summary>
     public const int MaxDepth = 128;
-    /// <summary>States kept before the table starts afresh (states in use keep working; only sharing is lost).</summary>
-    public const int MaxStates = 50_000;
-    /// <summary>Token masks kept (each is vocabulary/8 bytes: 19 KB for 151k tokens).</summary>
-    public const int MaxMasks = 2_000;
+    /// <summary>States kept before the table starts afresh (states in use keep working; only sharing is lost). Each
+    /// holds its transitions (2 KB), so a schema's table stays under about 20 MB.</summary>
+    public const int MaxStates = 10_000;
+    /// <summary>Token masks kept per schema (each is vocabulary/8 bytes: 19 KB for 151k tokens, so at most about 10 MB);
+    /// past it a state's mask is walked again each time.</summary>
+    public const int MaxMasks = 512;
 
     internal ByteNfa Nfa => _nfa;
 

@@ -40,9 +40,11 @@ public static class GrammarCompiler
 
 /// <summary>
 /// One engine's compiled constraints, most recently used first: a repeated schema reuses its automaton and with it
-/// the states and masks already computed. Not thread-safe (one engine, one thread).
+/// the states and masks already computed. Eight schemas of at most about 30 MB each (see
+/// <see cref="GrammarAutomaton.MaxStates"/> and <see cref="GrammarAutomaton.MaxMasks"/>). Not thread-safe (one engine,
+/// one thread).
 /// </summary>
-public sealed class GrammarCache(int capacity = 32)
+public sealed class GrammarCache(int capacity = 8)
 {
     private readonly LinkedList<(OutputConstraint Key, GrammarAutomaton Automaton)> _lru = new();
 
