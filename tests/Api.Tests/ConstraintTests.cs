@@ -87,5 +87,9 @@ public sealed class ConstraintTests(SharedServer shared) : IClassFixture<SharedS
         Assert.True(schemas.GetProperty("CompletionRequest").GetProperty("properties").TryGetProperty("response_format", out _));
         var native = schemas.GetProperty("NativeQueryRequest").GetProperty("properties");
         foreach (var f in new[] { "json_schema", "regex", "choices" }) Assert.True(native.TryGetProperty(f, out _), f);
+        var paths = doc.GetProperty("paths");
+        Assert.Contains("response_format", paths.GetProperty("/v1/chat/completions").GetProperty("post").GetProperty("description").GetString());
+        Assert.Contains("response_format", paths.GetProperty("/v1/completions").GetProperty("post").GetProperty("description").GetString());
+        Assert.Contains("json_schema", paths.GetProperty("/query").GetProperty("post").GetProperty("description").GetString());
     }
 }
