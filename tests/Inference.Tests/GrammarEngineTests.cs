@@ -149,6 +149,20 @@ public class GrammarEngineTests
     }
 
     [Fact]
+    public void With_ignore_eos_or_min_tokens_a_complete_output_is_followed_by_end_tokens_only()
+    {
+        using var e = Load();
+        var c = OutputConstraint.Choices(["yes", "no"]);
+        e.TryAdd(new GenerationRequest(1, Prompt, Sampled(c, 1, maxTokens: 8) with { IgnoreEos = true }));
+        e.TryAdd(new GenerationRequest(2, Prompt, Sampled(c, 2, maxTokens: 8) with { MinNewTokens = 6 }));
+        var done = Drain(e);
+        Assert.Equal((8, FinishReason.Length), (done[1].Tokens.Count, done[1].Finish));
+        Assert.Contains(Text(done[1].Tokens), new[] { "yes", "no" });
+        Assert.True(done[2].Tokens.Count >= 6);
+        Assert.Contains(Text(done[2].Tokens), new[] { "yes", "no" });
+    }
+
+    [Fact]
     public void Max_tokens_reached_mid_object_ends_with_length_and_a_valid_prefix()
     {
         using var e = Load();

@@ -9,10 +9,17 @@ public static class GrammarCompiler
     /// <summary>Most choices one constraint may list.</summary>
     public const int MaxChoices = 10_000;
 
-    public static GrammarAutomaton Compile(OutputConstraint constraint) => new(Network(constraint));
+    public static GrammarAutomaton Compile(OutputConstraint constraint)
+    {
+        var automaton = new GrammarAutomaton(Network(constraint));
+        if (automaton.Start.IsDead)
+            throw new GrammarException("the constraint admits no output (a schema that refers to itself before writing anything, " +
+                                       $"or that must nest deeper than {GrammarAutomaton.MaxDepth} levels)");
+        return automaton;
+    }
 
     /// <summary>Checks that <paramref name="constraint"/> compiles (the API's 400 before a query is queued).</summary>
-    public static void Validate(OutputConstraint constraint) => Network(constraint);
+    public static void Validate(OutputConstraint constraint) => Compile(constraint);
 
     private static ByteNfa Network(OutputConstraint c) => c.Kind switch
     {

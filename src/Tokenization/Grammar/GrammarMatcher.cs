@@ -24,11 +24,12 @@ public sealed class GrammarMatcher
     public bool Ended { get; private set; }
     public bool IsComplete => State.CanEnd;
 
-    /// <summary>Whether <paramref name="token"/> may come next.</summary>
+    /// <summary>Whether <paramref name="token"/> may come next. After an end token only end tokens may follow (a
+    /// sequence that must run on, <c>ignore_eos</c> or <c>min_tokens</c>, adds nothing to the output).</summary>
     public bool Allows(int token)
     {
-        if (Ended) return false;
-        if (_endTokenIds.Contains(token)) return State.CanEnd;
+        bool isEnd = _endTokenIds.Contains(token);
+        if (Ended || isEnd) return isEnd && EndAllowed();
         var bytes = _vocabulary.Bytes(token);
         if (bytes is null) return false;
         var s = State;
@@ -49,6 +50,13 @@ public sealed class GrammarMatcher
         return true;
     }
 
+    /// <summary>End where the output is complete, after an end token, and where no token can continue the output (a
+    /// schema whose only continuations nest past <see cref="GrammarAutomaton.MaxDepth"/>): an invalid end beats a
+    /// sequence with nothing to draw.</summary>
+    private bool EndAllowed() => Ended || State.CanEnd || IsStuck(AllowedBits());
+
+    private static bool IsStuck(ulong[] bits) => Array.TrueForAll(bits, w => w == 0);
+
     /// <summary>The allowed tokens of the vocabulary (end tokens not included), one bit per id.</summary>
     public ulong[] AllowedBits() => _vocabulary.Mask(_automaton, State);
 
@@ -60,6 +68,7 @@ public sealed class GrammarMatcher
         for (int i = 0; i < _endTokenIds.Length; i++)
             endLogits[i] = (uint)_endTokenIds[i] < (uint)logits.Length ? logits[_endTokenIds[i]] : float.NegativeInfinity;
         var bits = Ended ? new ulong[(_vocabulary.Size + 63) / 64] : AllowedBits();
+        bool endAllowed = Ended || State.CanEnd || IsStuck(bits);
         int n = Math.Min(logits.Length, _vocabulary.Size);
         for (int w = 0; w * 64 < n; w++)
         {
@@ -74,7 +83,7 @@ public sealed class GrammarMatcher
         for (int i = 0; i < _endTokenIds.Length; i++)
         {
             int id = _endTokenIds[i];
-            if ((uint)id < (uint)logits.Length) logits[id] = State.CanEnd && !Ended ? endLogits[i] : float.NegativeInfinity;
+            if ((uint)id < (uint)logits.Length) logits[id] = endAllowed ? endLogits[i] : float.NegativeInfinity;
         }
     }
 }

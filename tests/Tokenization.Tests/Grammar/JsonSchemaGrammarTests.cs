@@ -224,6 +224,7 @@ public class JsonSchemaGrammarTests
         Assert.Equal("maxItems", Refuses("""{"type":"array","minItems":3,"maxItems":2}""").Keyword);
         Assert.Contains("not valid JSON", Refuses("{").Message);
         Assert.Contains("false admits no value", Refuses("false").Message);
+        Assert.Contains("admits no output", Refuses("""{"$defs":{"a":{"$ref":"#/$defs/a"}},"$ref":"#/$defs/a"}""").Message);
     }
 
     [Fact]

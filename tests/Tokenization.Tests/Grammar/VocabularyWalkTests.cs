@@ -119,6 +119,41 @@ public class VocabularyWalkTests
     }
 
     [Fact]
+    public void A_schema_that_must_nest_past_the_depth_limit_lets_the_output_end_instead_of_leaving_nothing_to_draw()
+    {
+        var m = new GrammarMatcher(Schema("""{"type":"object","properties":{"child":{"$ref":"#"}},"required":["child"]}"""), Vocabulary, EndIds);
+        var piece = TokenizerFixtures.Qwen.Encode("{\"child\":");
+        bool refused = false;
+        for (int level = 0; level < 200 && !refused; level++)
+            foreach (var t in piece)
+                if (!m.Accept(t)) { refused = true; break; }
+        Assert.True(refused);                                   // the depth limit cut the recursion
+        for (int step = 0; step < 20 && !m.Allows(EndIds[0]); step++)
+        {
+            var bits = m.AllowedBits();
+            int w = Array.FindIndex(bits, x => x != 0);
+            Assert.True(m.Accept(w * 64 + System.Numerics.BitOperations.TrailingZeroCount(bits[w])));
+        }
+        Assert.True(m.Allows(EndIds[0]));
+        var logits = new float[151936];
+        m.MaskLogits(logits);
+        Assert.Equal(0f, logits[EndIds[0]]);
+    }
+
+    [Fact]
+    public void After_an_end_token_only_end_tokens_may_follow()
+    {
+        var m = new GrammarMatcher(GrammarCompiler.Compile(OutputConstraint.Choices(["yes"])), Vocabulary, EndIds);
+        foreach (var t in TokenizerFixtures.Qwen.Encode("yes")) Assert.True(m.Accept(t));
+        Assert.True(m.Accept(EndIds[0]));
+        Assert.False(m.Allows(TokenizerFixtures.Qwen.Encode("yes")[0]));
+        Assert.True(m.Accept(EndIds[1]));
+        var logits = new float[151936];
+        m.MaskLogits(logits);
+        Assert.Equal(2, logits.Count(x => !float.IsNegativeInfinity(x)));
+    }
+
+    [Fact]
     public void Json_object_walks_end_in_objects_when_they_end()
     {
         var a = GrammarCompiler.Compile(OutputConstraint.JsonObject);
