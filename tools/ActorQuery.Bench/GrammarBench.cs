@@ -59,7 +59,7 @@ internal static class GrammarBench
                 Array.Clear(logits);
                 var t0 = Stopwatch.GetTimestamp();
                 m.MaskLogits(logits);
-                int token = Pick(logits, rng, m.IsComplete);
+                int token = Pick(logits, rng);
                 if (!m.Accept(token)) throw new InvalidOperationException("the bench drew a masked token");
                 times.Add(Stopwatch.GetElapsedTime(t0).TotalMilliseconds);
                 steps++;
@@ -158,8 +158,8 @@ internal static class GrammarBench
         return $"| {label} | {xs.Average():F2} | {sorted[sorted.Count / 2]:F2} | {sorted[(int)(sorted.Count * 0.99)]:F2} | {sorted[^1]:F2} | {xs.Count} |";
     }
 
-    /// <summary>Uniform among the allowed tokens; an allowed end token is as likely as all the others together.</summary>
-    private static int Pick(float[] logits, Random rng, bool complete)
+    /// <summary>Uniform among the allowed tokens (end tokens included where the output may end).</summary>
+    private static int Pick(float[] logits, Random rng)
     {
         var allowed = new List<int>();
         for (int i = 0; i < logits.Length; i++) if (!float.IsNegativeInfinity(logits[i])) allowed.Add(i);
