@@ -20,6 +20,11 @@ namespace ActorQuery.Api;
 /// </summary>
 public static class ApiServiceCollectionExtensions
 {
+    private const string ConstraintDescription =
+        "`response_format` `{\"type\":\"json_object\"}` (any JSON object) or `{\"type\":\"json_schema\",\"json_schema\":" +
+        "{\"name\",\"schema\",\"strict\"}}` is enforced while decoding: the output always parses and validates, or ends with " +
+        "`finish_reason: \"length\"`; a schema keyword that cannot be enforced is a 400 naming it.";
+
     public static IServiceCollection AddActorQueryApi(this IServiceCollection services, Action<ApiOptions>? configure = null)
     {
         var options = new ApiOptions();
@@ -62,7 +67,10 @@ public static class ApiServiceCollectionExtensions
         app.MapPost("/query", NativeEndpoints.Query).WithTags("Native").WithName("Query")
             .WithSummary("Generate text from a prompt or chat messages")
             .WithDescription("Give `prompt` (plain text) or `messages` (rendered with the model's chat template). With `stream: true` " +
-                             "the answer comes as server-sent events: `event: chunk` per text piece, then `event: done` with usage.")
+                             "the answer comes as server-sent events: `event: chunk` per text piece, then `event: done` with usage. " +
+                             "At most one of `json_schema` (a JSON Schema the output validates against), `regex` (matched by the whole " +
+                             "output) and `choices` (the output is one of them) holds the output to a form while decoding; a schema " +
+                             "keyword that cannot be enforced is a 400 naming it.")
             .Accepts<NativeQueryRequest>("application/json")
             .Produces<NativeQueryResponse>(200)
             .ProducesProblem(400).ProducesProblem(413).ProducesProblem(415).ProducesProblem(429).ProducesProblem(503)
@@ -73,7 +81,7 @@ public static class ApiServiceCollectionExtensions
         app.MapPost("/v1/chat/completions", OpenAiEndpoints.ChatCompletions).WithTags("OpenAI").WithName("ChatCompletions")
             .WithSummary("OpenAI-compatible chat completion")
             .WithDescription("OpenAI's request and response shapes; `stream: true` sends `chat.completion.chunk` events ending in `data: [DONE]`. " +
-                             "Errors come as `{\"error\":{\"message\",\"type\",\"param\",\"code\"}}`.")
+                             "Errors come as `{\"error\":{\"message\",\"type\",\"param\",\"code\"}}`. " + ConstraintDescription)
             .Accepts<ChatCompletionRequest>("application/json")
             .Produces<ChatCompletionResponse>(200)
             .Produces<OpenAiErrorEnvelope>(400).Produces<OpenAiErrorEnvelope>(413).Produces<OpenAiErrorEnvelope>(429)
@@ -83,6 +91,7 @@ public static class ApiServiceCollectionExtensions
 
         app.MapPost("/v1/completions", OpenAiEndpoints.Completions).WithTags("OpenAI").WithName("Completions")
             .WithSummary("OpenAI-compatible text completion")
+            .WithDescription(ConstraintDescription)
             .Accepts<CompletionRequest>("application/json")
             .Produces<CompletionResponse>(200)
             .Produces<OpenAiErrorEnvelope>(400).Produces<OpenAiErrorEnvelope>(413).Produces<OpenAiErrorEnvelope>(429)

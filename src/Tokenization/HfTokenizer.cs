@@ -202,6 +202,12 @@ public sealed class HfTokenizer : ITokenizer
         return _cleanUpSpaces ? SpaceCleanup.Apply(text) : text;
     }
 
+    private Grammar.TokenVocabulary? _grammarVocabulary;
+
+    /// <summary>Built on first use (a constrained request): about a second for 151k tokens.</summary>
+    public Grammar.TokenVocabulary GrammarVocabulary =>
+        LazyInitializer.EnsureInitialized(ref _grammarVocabulary, () => Grammar.TokenVocabulary.From(this));
+
     public IStreamingDetokenizer CreateStreamingDetokenizer(bool skipSpecialTokens = true) =>
         new StreamingDetokenizer(this, skipSpecialTokens, _cleanUpSpaces);
 

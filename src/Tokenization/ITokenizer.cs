@@ -29,6 +29,10 @@ public interface ITokenizer
 
     /// <summary>Tokens that end a turn or the text (<c>&lt;|im_end|&gt;</c>, <c>&lt;|eot_id|&gt;</c>, <c>&lt;|endoftext|&gt;</c>), as far as the tokenizer knows them.</summary>
     IReadOnlyList<int> EndOfTurnTokenIds { get; }
+
+    /// <summary>The vocabulary's byte strings as the trie that constrained decoding walks (built once, on first use);
+    /// null when this tokenizer cannot spell its tokens as bytes.</summary>
+    Grammar.TokenVocabulary? GrammarVocabulary => null;
 }
 
 /// <summary>Turns one sequence's tokens into text chunks as they arrive.</summary>

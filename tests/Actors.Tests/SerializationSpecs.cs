@@ -8,6 +8,7 @@ using ActorQuery.Actors.Routing;
 using ActorQuery.Actors.Tests.Support;
 using ActorQuery.Actors.Workers;
 using ActorQuery.Inference.Engine;
+using ActorQuery.Tokenization.Grammar;
 using Xunit.Abstractions;
 
 namespace ActorQuery.Actors.Tests;
@@ -48,6 +49,10 @@ public sealed class SerializationSpecs(ITestOutputHelper output) : ActorSpec(
     {
         ["RunQuery"] = new RunQuery(long.MaxValue, Request),
         ["RunQuery (resumed)"] = new RunQuery(3, Request with { GeneratedTokenIds = [7, 151643, 0], GeneratedText = "héllo \n" }),
+        ["RunQuery (json_schema)"] = new RunQuery(4, Request with { Sampling = Sampling with { Constraint = new(ConstraintKind.JsonSchema, "{\"type\":\"object\",\"properties\":{\"é\":{\"const\":\"—\"}}}") } }),
+        ["RunQuery (json_object, resumed)"] = new RunQuery(5, Request with { Sampling = Sampling with { Constraint = OutputConstraint.JsonObject }, GeneratedTokenIds = [90] }),
+        ["RunQuery (regex)"] = new RunQuery(6, Request with { Sampling = Sampling with { Constraint = new(ConstraintKind.Regex, "[0-9]{3}\\d") } }),
+        ["RunQuery (choices)"] = new RunQuery(7, Request with { Sampling = Sampling with { Constraint = OutputConstraint.Choices(["東京", "Paris"]) } }),
         ["RunQuery (defaults)"] = new RunQuery(1, new QueryRequest { QueryId = "d", PromptTokenIds = [5], Sampling = SamplingParams.Greedy(4) }),
         ["CancelRun"] = new CancelRun(77),
         ["QueryReturned"] = new QueryReturned(78, "worker worker-1 is restarting", 3),

@@ -19,7 +19,7 @@ internal static class BenchCommand
 {
     public static int Run(string[] args)
     {
-        var a = new CliArgs(args, new HashSet<string>(EngineCli.Flags) { "profile" });
+        var a = new CliArgs(args, new HashSet<string>(EngineCli.Flags) { "profile", "grammar" });
         var model = a.String("model") ?? "models/shapes/qwen2.5-0.5b";
         bool dummy = a.Flag("dummy-weights") || a.String("model") is null;
         var dtypes = (a.String("dtypes") ?? "float32,bfloat16").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
@@ -36,8 +36,19 @@ internal static class BenchCommand
         int rounds = a.Int("rounds", 1, 100) ?? 2;
         int? maxTokensPerStep = a.Int("max-tokens-per-step", 1, 65536);
         bool profile = a.Flag("profile");
+        bool grammar = a.Flag("grammar");
+        var schemaFile = a.String("schema");
+        int sequences = a.Int("sequences", 2, 100_000) ?? 40;
         a.Known("json", "ignore-eos");
         a.EnsureAllUsed();
+        if (grammar)
+        {
+            var report = GrammarBench.Run(new GrammarBench.Settings(model, dummy,
+                schemaFile is null ? GrammarBench.DefaultSchema : File.ReadAllText(schemaFile), sequences, decode, threads, device));
+            Console.WriteLine(report);
+            if (outPath is not null) File.WriteAllText(outPath, report);
+            return 0;
+        }
         if (streams is not null)
         {
             if (streams.Any(n => n < 1)) throw new CliException("option --streams: every count must be >= 1");
@@ -118,9 +129,12 @@ internal static class BenchCommand
 
     /// <summary>Runs one sequence to <paramref name="tokens"/> new tokens; returns the seconds of each step that
     /// produced a token, the first one including every prefill step before it.</summary>
-    internal static List<double> Run(InferenceEngine engine, long id, int[] prompt, int tokens, out double toFirstToken)
+    internal static List<double> Run(InferenceEngine engine, long id, int[] prompt, int tokens, out double toFirstToken) =>
+        Run(engine, id, prompt, new SamplingParams { MaxNewTokens = tokens, IgnoreEos = true }, out toFirstToken);
+
+    internal static List<double> Run(InferenceEngine engine, long id, int[] prompt, SamplingParams sampling, out double toFirstToken)
     {
-        var added = engine.TryAdd(new GenerationRequest(id, prompt, new SamplingParams { MaxNewTokens = tokens, IgnoreEos = true }));
+        var added = engine.TryAdd(new GenerationRequest(id, prompt, sampling));
         if (!added.Added) throw new CliException(added.Reason ?? "not added");
         var times = new List<double>();
         var sw = Stopwatch.StartNew();

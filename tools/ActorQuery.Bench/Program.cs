@@ -18,6 +18,8 @@ static int Usage()
           engine     [--model DIR] [--dtypes float32,bfloat16] [--prefill-tokens 512] [--decode-tokens 32]
                      [--decode-prompt-lengths 16,1024] [--repeats 3] [--threads N] [--out FILE]
                      engine speed; default model: the Qwen2.5-0.5B shape with random weights
+                     --grammar [--schema FILE] [--sequences 40]: constrained decoding's mask cost per sequence per
+                     step on the model's vocabulary, next to its one-stream decode step
           http       --url URL [--concurrency 1,4,16,64] [--input-tokens 128] [--output-tokens 128]
                      [--requests-per-stream 4] [--max-seconds 300] [--warmup 2] [--temperature 0]
                      [--model DIR [--dtype D] [--dummy-weights] [--device D] [--threads N] [--engine-repeats 3]]

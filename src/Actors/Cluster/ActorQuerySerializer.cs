@@ -2,6 +2,7 @@ using System.Text;
 using Akka.Actor;
 using Akka.Serialization;
 using ActorQuery.Contracts;
+using ActorQuery.Tokenization.Grammar;
 
 namespace ActorQuery.Actors.Cluster;
 
@@ -112,6 +113,13 @@ public sealed class ActorQuerySerializer(ExtendedActorSystem system) : Serialize
         w.Write(q.Buffered);
         WriteInts(w, q.GeneratedTokenIds);
         w.Write(q.GeneratedText);
+        // The output constraint is part of the sampling, written last so that older readers ignore it.
+        w.Write(q.Sampling.Constraint is not null);
+        if (q.Sampling.Constraint is { } c)
+        {
+            w.Write((byte)c.Kind);
+            w.Write(c.Source);
+        }
     }
 
     private static QueryRequest ReadRequest(BinaryReader r)
@@ -121,7 +129,7 @@ public sealed class ActorQuerySerializer(ExtendedActorSystem system) : Serialize
         var sampling = ReadSampling(r);
         var stops = new string[r.Read7BitEncodedInt()];
         for (int i = 0; i < stops.Length; i++) stops[i] = r.ReadString();
-        return new QueryRequest
+        var request = new QueryRequest
         {
             QueryId = id,
             PromptTokenIds = prompt,
@@ -135,6 +143,13 @@ public sealed class ActorQuerySerializer(ExtendedActorSystem system) : Serialize
             GeneratedTokenIds = r.BaseStream.Position < r.BaseStream.Length ? ReadInts(r) : Array.Empty<int>(),
             GeneratedText = r.BaseStream.Position < r.BaseStream.Length ? r.ReadString() : "",
         };
+        if (r.BaseStream.Position < r.BaseStream.Length && r.ReadBoolean())
+        {
+            var kind = (ConstraintKind)r.ReadByte();
+            if (!Enum.IsDefined(kind)) throw new System.Runtime.Serialization.SerializationException($"ActorQuerySerializer: unknown output constraint kind {(int)kind}");
+            request = request with { Sampling = sampling with { Constraint = new OutputConstraint(kind, r.ReadString()) } };
+        }
+        return request;
     }
 
     private static void WriteSampling(BinaryWriter w, SamplingParams s)

@@ -26,6 +26,12 @@ public sealed class NativeQueryRequest : ISamplingFields
     public int? TimeoutMs { get; set; }
     public bool? IgnoreEos { get; set; }
     public int? MinTokens { get; set; }
+    /// <summary>The output is JSON that validates against this JSON Schema (at most one of json_schema, regex, choices).</summary>
+    public JsonElement? JsonSchema { get; set; }
+    /// <summary>The whole output matches this regular expression.</summary>
+    public string? Regex { get; set; }
+    /// <summary>The output is exactly one of these strings.</summary>
+    public List<string>? Choices { get; set; }
 }
 
 /// <summary>Reply of POST /query (and the final SSE event of a streamed one, without <c>text</c>).</summary>

@@ -31,6 +31,23 @@ public sealed class StreamOptionsDto
     public bool? IncludeUsage { get; set; }
 }
 
+/// <summary>OpenAI's <c>response_format</c>: <c>text</c>, <c>json_object</c> (any JSON object) or <c>json_schema</c>
+/// (the output validates against <c>json_schema.schema</c>). Both JSON forms are enforced while decoding.</summary>
+public sealed class ResponseFormatDto
+{
+    public string? Type { get; set; }
+    public JsonSchemaFormatDto? JsonSchema { get; set; }
+}
+
+public sealed class JsonSchemaFormatDto
+{
+    public string? Name { get; set; }
+    public string? Description { get; set; }
+    public JsonElement? Schema { get; set; }
+    /// <summary>Accepted for compatibility: the schema is always enforced.</summary>
+    public bool? Strict { get; set; }
+}
+
 /// <summary>Body of POST /v1/chat/completions (OpenAI's fields; unknown ones are ignored).</summary>
 public sealed class ChatCompletionRequest : ISamplingFields
 {
@@ -54,6 +71,8 @@ public sealed class ChatCompletionRequest : ISamplingFields
     public int? N { get; set; }
     public bool? IgnoreEos { get; set; }
     public int? MinTokens { get; set; }
+    /// <summary>json_object or json_schema: the output is held to it while decoding.</summary>
+    public ResponseFormatDto? ResponseFormat { get; set; }
 }
 
 /// <summary>Body of POST /v1/completions.</summary>
@@ -80,6 +99,8 @@ public sealed class CompletionRequest : ISamplingFields
     public int? N { get; set; }
     public bool? IgnoreEos { get; set; }
     public int? MinTokens { get; set; }
+    /// <summary>json_object or json_schema: the output is held to it while decoding.</summary>
+    public ResponseFormatDto? ResponseFormat { get; set; }
 }
 
 public sealed record ChatCompletionResponse(

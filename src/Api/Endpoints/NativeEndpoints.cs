@@ -30,7 +30,8 @@ internal static class NativeEndpoints
             ? PromptBuilder.EncodeText(body.Prompt, model.Tokenizer)
             : PromptBuilder.EncodeChat(PromptBuilder.ParseMessages(body.Messages), model.Tokenizer);
         var sampling = PromptBuilder.BuildSampling(body, body.MaxNewTokens ?? body.MaxTokens, maxField,
-            defaultTemperature: 0f, logprobs: false, topLogprobs: 0, "top_logprobs", promptIds.Count, promptField, model, options);
+            defaultTemperature: 0f, logprobs: false, topLogprobs: 0, "top_logprobs", promptIds.Count, promptField, model, options)
+            with { Constraint = ConstraintReader.FromNative(body) };
         var job = new GenerationJob(id, promptIds, sampling, stop,
             body.TimeoutMs is { } ms ? TimeSpan.FromMilliseconds(ms) : null, maxField);
 

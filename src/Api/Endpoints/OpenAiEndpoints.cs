@@ -28,7 +28,8 @@ internal static class OpenAiEndpoints
         var stop = PromptBuilder.ParseStop(body.Stop, options.MaxStopStrings);
         var promptIds = PromptBuilder.EncodeChat(PromptBuilder.ParseMessages(body.Messages), model.Tokenizer);
         var sampling = PromptBuilder.BuildSampling(body, body.MaxCompletionTokens ?? body.MaxTokens, maxField, defaultTemperature: 1f,
-            body.Logprobs == true, body.TopLogprobs ?? 0, "top_logprobs", promptIds.Count, "messages", model, options);
+            body.Logprobs == true, body.TopLogprobs ?? 0, "top_logprobs", promptIds.Count, "messages", model, options)
+            with { Constraint = ConstraintReader.FromResponseFormat(body.ResponseFormat) };
         string id = "chatcmpl-" + RequestIdMiddleware.Get(context);
         var job = new GenerationJob(RequestIdMiddleware.Get(context), promptIds, sampling, stop, null, maxField);
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
@@ -57,7 +58,8 @@ internal static class OpenAiEndpoints
         var stop = PromptBuilder.ParseStop(body.Stop, options.MaxStopStrings);
         var promptIds = PromptBuilder.EncodeCompletionPrompt(body.Prompt, model.Tokenizer);
         var sampling = PromptBuilder.BuildSampling(body, body.MaxTokens, "max_tokens",
-            defaultTemperature: 1f, body.Logprobs is not null, body.Logprobs ?? 0, "logprobs", promptIds.Count, "prompt", model, options);
+            defaultTemperature: 1f, body.Logprobs is not null, body.Logprobs ?? 0, "logprobs", promptIds.Count, "prompt", model, options)
+            with { Constraint = ConstraintReader.FromResponseFormat(body.ResponseFormat) };
         string id = "cmpl-" + RequestIdMiddleware.Get(context);
         var job = new GenerationJob(RequestIdMiddleware.Get(context), promptIds, sampling, stop, null, "max_tokens");
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();

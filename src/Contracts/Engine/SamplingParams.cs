@@ -1,3 +1,5 @@
+using ActorQuery.Tokenization.Grammar;
+
 namespace ActorQuery.Contracts;
 
 /// <summary>
@@ -32,6 +34,10 @@ public sealed record SamplingParams
     /// <summary>Return the chosen token's log-probability (and this many alternatives, 0..20).</summary>
     public bool Logprobs { get; init; }
     public int TopLogprobs { get; init; }
+    /// <summary>The whole output must satisfy this (a JSON Schema, any JSON object, a regex, one of some choices):
+    /// tokens that would break it are masked before each draw, and end-of-sequence is allowed only where the output
+    /// is complete. Carried as text; each engine compiles it against its vocabulary. Null: unconstrained.</summary>
+    public OutputConstraint? Constraint { get; init; }
 
     /// <summary>Greedy or seeded: the same request always yields the same tokens, so answers can be cached.</summary>
     public bool IsDeterministic => Temperature == 0f || Seed is not null;

@@ -40,4 +40,7 @@ public sealed record EngineOptions
     /// hand-written kernels (CpuKernelLayerOps) and gives libtorch one thread; elsewhere they are libtorch's
     /// intra-op threads (0 keeps libtorch's default).</summary>
     public int Threads { get; init; }
+    /// <summary>The model's tokenizer: constrained decoding (<see cref="SamplingParams.Constraint"/>) walks its
+    /// vocabulary's bytes. Null: constrained requests are refused.</summary>
+    public ActorQuery.Tokenization.ITokenizer? Tokenizer { get; init; }
 }

@@ -61,11 +61,11 @@ public sealed class InferenceEngine : IGenerationEngine
         _activationPeak = m.ActivationPeakBytes;
         _loadOverhead = m.LoadOverheadBytes;
         _onDevice = m.Decoder.Weights.Device.type != TorchSharp.DeviceType.CPU;
-        _runner = new ModelRunner(m.Decoder, m.Pool);
+        var eos = new HashSet<int>(m.Config.EosTokenIds.Concat(m.Defaults?.EosTokenIds ?? []));
+        _runner = new ModelRunner(m.Decoder, m.Pool, options.Tokenizer, eos);
         Config = m.Config;
         GenerationDefaults = m.Defaults;
         LoadTime = m.LoadTime;
-        var eos = new HashSet<int>(m.Config.EosTokenIds.Concat(m.Defaults?.EosTokenIds ?? []));
         _scheduler = new Scheduler(m.Pool.Allocator, options.MaxBatchSequences, options.MaxTokensPerStep, m.Config.MaxPositionEmbeddings, eos);
         var w = m.Decoder.Weights;
         Model = new ModelDescription(m.Name, m.Config.Architecture, m.Config.MaxPositionEmbeddings, m.Config.VocabSize,
@@ -96,8 +96,9 @@ public sealed class InferenceEngine : IGenerationEngine
         if (request.Generated.Count >= request.Sampling.MaxNewTokens)
             throw new ArgumentException($"{request.Generated.Count} tokens already generated leave none of max_new_tokens ({request.Sampling.MaxNewTokens})", "generated");
         CheckVocabulary(request.Generated, "generated");
+        var sampler = _runner.NewSampler(request);                // before the scheduler: a constraint may refuse it
         var result = _scheduler.TryAdd(request);
-        if (result.Added) _runner.Add(request);                   // its sampler, whether it runs now or waits
+        if (result.Added) _runner.Add(request.SequenceId, sampler); // its sampler, whether it runs now or waits
         return result;
     }
 

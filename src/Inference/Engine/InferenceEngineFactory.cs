@@ -16,6 +16,7 @@ public sealed class InferenceEngineFactory(EngineOptions options, ITokenizer? to
             KvFraction = settings.KvBudgetFraction,
             MaxBatchSequences = Math.Max(1, Math.Min(options.MaxBatchSequences, settings.MaxBatch)),
             Device = settings.ForceCpu ? "cpu" : options.Device,
+            Tokenizer = options.Tokenizer ?? tokenizer,
         });
 
     public ITokenizer? Tokenizer => tokenizer;

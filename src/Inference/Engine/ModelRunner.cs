@@ -1,5 +1,7 @@
 using ActorQuery.Inference.Model;
 using ActorQuery.Inference.Sampling;
+using ActorQuery.Tokenization;
+using ActorQuery.Tokenization.Grammar;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -19,11 +21,16 @@ public sealed class ModelRunner : IDisposable
     private readonly KvBlockPool _pool;
     private readonly Dictionary<long, Sampler> _samplers = new();
     private float[] _logitsRow = [];
+    private readonly ITokenizer? _tokenizer;
+    private readonly int[] _endTokenIds;
+    private readonly GrammarCache _grammars = new();
 
-    internal ModelRunner(Decoder decoder, KvBlockPool pool)
+    internal ModelRunner(Decoder decoder, KvBlockPool pool, ITokenizer? tokenizer = null, IEnumerable<int>? endTokenIds = null)
     {
         _decoder = decoder;
         _pool = pool;
+        _tokenizer = tokenizer;
+        _endTokenIds = endTokenIds?.ToArray() ?? [];
         WeightBytes = decoder.Weights.ByteSize();
     }
 
@@ -42,7 +49,28 @@ public sealed class ModelRunner : IDisposable
     /// <summary>For the bench's profile: x·Wᵀ computed exactly as this engine's projections are (kernel or libtorch).</summary>
     public Tensor Project(Tensor x, Tensor weight) => _decoder.Linear(x, weight);
 
-    internal void Add(GenerationRequest request) => _samplers[request.SequenceId] = new Sampler(request.Sampling, request.PromptIds, request.Generated);
+    /// <summary>The sampler a request will use: its constraint compiled (or taken from the cache) and the generated
+    /// tokens of a resumed request replayed into it. Throws <see cref="ArgumentException"/> naming "constraint" or
+    /// "generated" for a request that cannot run.</summary>
+    internal Sampler NewSampler(GenerationRequest request)
+    {
+        GrammarMatcher? matcher = null;
+        if (request.Sampling.Constraint is { } constraint)
+        {
+            var vocabulary = _tokenizer?.GrammarVocabulary
+                ?? throw new ArgumentException("this engine was loaded without a tokenizer vocabulary, so it cannot constrain output", "constraint");
+            GrammarAutomaton automaton;
+            try { automaton = _grammars.Get(constraint); }
+            catch (GrammarException e) { throw new ArgumentException(e.Message, "constraint", e); }
+            matcher = new GrammarMatcher(automaton, vocabulary, _endTokenIds.Concat(request.Sampling.StopTokenIds));
+        }
+        return new Sampler(request.Sampling, request.PromptIds, request.Generated, matcher);
+    }
+
+    internal void Add(long sequenceId, Sampler sampler) => _samplers[sequenceId] = sampler;
+
+    /// <summary>A sequence's sampler (tests and tools read its constraint's progress).</summary>
+    internal Sampler? SamplerOf(long sequenceId) => _samplers.GetValueOrDefault(sequenceId);
 
     internal void Forget(long sequenceId) => _samplers.Remove(sequenceId);
 

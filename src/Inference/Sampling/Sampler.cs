@@ -1,5 +1,6 @@
 using ActorQuery.Contracts;
 using ActorQuery.Inference.Engine;
+using ActorQuery.Tokenization.Grammar;
 
 namespace ActorQuery.Inference.Sampling;
 
@@ -7,6 +8,10 @@ namespace ActorQuery.Inference.Sampling;
 /// Picks one sequence's next tokens from float32 logits. Holds that sequence's sampler state: its seed, the index of
 /// the next token in the completion, and the counts that penalties need.
 /// Order as in Hugging Face and vLLM: penalties → temperature → top-k → top-p → min-p → draw.
+/// Under a constraint (<see cref="GrammarMatcher"/>) the tokens that would break it get -∞ before the draw, so greedy
+/// and every sampling setting pick among the allowed tokens only, and the matcher advances with each token chosen.
+/// Greedy and plain-temperature draws try the unmasked distribution first and mask only when its token is refused
+/// (the same distribution; see <see cref="MayMaskLazily"/>).
 /// The draw for the token at index i is a pure function of (seed, i) (<see cref="Uniform"/>), not the i-th number of
 /// a stream: a query resumed on another worker from its prompt and the tokens generated so far draws exactly the
 /// numbers an uninterrupted run draws, so seeded answers do not depend on where they were cut.
@@ -20,18 +25,30 @@ public sealed class Sampler
     private long _index;
     private readonly Dictionary<int, int> _generatedCounts = new();
     private readonly HashSet<int> _seen;
+    private readonly GrammarMatcher? _constraint;
 
     /// <param name="generated">Tokens the completion already holds (a resumed sequence): they count in the penalties
-    /// and the next token is drawn for index <c>generated.Count</c>.</param>
-    public Sampler(SamplingParams p, IEnumerable<int> promptIds, IReadOnlyList<int>? generated = null)
+    /// and the next token is drawn for index <c>generated.Count</c>; a constraint replays them.</param>
+    /// <param name="constraint">The sequence's constraint, at the start of its output. Throws
+    /// <see cref="ArgumentException"/> ("generated") when the generated tokens do not fit it.</param>
+    public Sampler(SamplingParams p, IEnumerable<int> promptIds, IReadOnlyList<int>? generated = null, GrammarMatcher? constraint = null)
     {
         _p = p;
+        _constraint = constraint;
         // Unseeded: any seed will do, one per sequence.
         _seed = p.Seed is long seed ? unchecked((ulong)seed) : unchecked((ulong)Random.Shared.NextInt64());
         _seen = p.RepetitionPenalty != 1f ? new HashSet<int>(promptIds) : new HashSet<int>();
         if (generated is null) return;
-        foreach (var t in generated) Observe(t);
+        foreach (var t in generated)
+        {
+            if (constraint is not null && !constraint.Accept(t))
+                throw new ArgumentException($"generated token {t} at index {_index} does not fit the output constraint", "generated");
+            Observe(t);
+        }
     }
+
+    /// <summary>The constraint's progress, for tests and tools (null: unconstrained).</summary>
+    public GrammarMatcher? Constraint => _constraint;
 
     /// <summary>Index in the completion of the token the next <see cref="Sample"/> picks.</summary>
     public long NextIndex => _index;
@@ -63,11 +80,42 @@ public sealed class Sampler
         double lse = wantLogprobs ? LogSumExp(logits) : 0;
         float[]? raw = wantLogprobs ? (float[])logits.Clone() : null;
         ApplyPenalties(logits);
-        int token = _p.Temperature == 0f ? ArgMax(logits) : Draw(logits);
+        int token;
+        if (_constraint is null) token = Pick(logits, retry: false);
+        else if (MayMaskLazily)
+        {
+            // Draw first and mask only when the token is not allowed: the retry then draws from the masked
+            // distribution, and the two together draw exactly from it (rejection sampling), while a model that
+            // already writes valid output, or any token inside a string, costs one automaton step and no mask.
+            token = Pick(logits, retry: false);
+            if (!_constraint.Allows(token))
+            {
+                _constraint.MaskLogits(logits);
+                token = Pick(logits, retry: true);
+            }
+        }
+        else
+        {
+            _constraint.MaskLogits(logits);
+            token = Pick(logits, retry: false);
+        }
+        if (_constraint is not null && !_constraint.Accept(token))
+            throw new InvalidOperationException($"the sampler chose token {token}, which the constraint had masked");
         logprob = raw is null ? null : new TokenLogprob(token, (float)(raw[token] - lse), TopAlternatives(raw, lse));
         Observe(token);
         return token;
     }
+
+    /// <summary>Drawing before masking is exact only when the draw sees the whole distribution: greedy, or plain
+    /// temperature (top-k, top-p and min-p cut it by ranks and mass that the mask would change).</summary>
+    private bool MayMaskLazily => _p.Temperature == 0f || (_p.TopK == 0 && _p.TopP >= 1f && _p.MinP == 0f);
+
+    /// <summary>Greedy or a draw; a retry after a refused token draws with its own number for the same index, so a
+    /// seeded sequence stays a pure function of (seed, index).</summary>
+    private int Pick(float[] logits, bool retry) =>
+        _p.Temperature == 0f ? ArgMax(logits) : Draw(logits, retry ? Next(_seed ^ RetryStream) : _seed);
+
+    private const ulong RetryStream = 0x5DEECE66DUL;
 
     private void ApplyPenalties(float[] logits)
     {
@@ -93,7 +141,7 @@ public sealed class Sampler
         return best;
     }
 
-    private int Draw(float[] logits)
+    private int Draw(float[] logits, ulong seed)
     {
         float invT = 1f / _p.Temperature;
         int vocab = logits.Length;
@@ -121,7 +169,13 @@ public sealed class Sampler
         foreach (var i in idx) max = Math.Max(max, logits[i]);
         var probs = new double[idx.Length];
         double sum = 0;
-        for (int j = 0; j < idx.Length; j++) { probs[j] = Math.Exp((logits[idx[j]] - max) * invT); sum += probs[j]; }
+        for (int j = 0; j < idx.Length; j++)
+        {
+            // A masked token (-∞) is zero without an exp: after a constraint's mask most of the vocabulary is.
+            float l = logits[idx[j]];
+            probs[j] = float.IsNegativeInfinity(l) ? 0 : Math.Exp((l - max) * invT);
+            sum += probs[j];
+        }
         int n = idx.Length;
         if (_p.TopP < 1f)
         {
@@ -141,13 +195,18 @@ public sealed class Sampler
         }
         double total = 0;
         for (int j = 0; j < n; j++) total += probs[j];
-        double u = Uniform(_seed, _index) * total;
+        double u = Uniform(seed, _index) * total;
+        // Only candidates of non-zero probability can be drawn: masked tokens (-∞) are zero, and rounding that leaves
+        // u above zero at the end falls back to the last one that is not.
+        int last = 0;
         for (int j = 0; j < n; j++)
         {
+            if (probs[j] == 0) continue;
+            last = j;
             u -= probs[j];
             if (u <= 0) return idx[j];
         }
-        return idx[n - 1];
+        return idx[last];
     }
 
     private IReadOnlyList<TopLogprob> TopAlternatives(float[] raw, double lse)
