@@ -35,6 +35,18 @@ public sealed class ActorQueryClient(ActorSystem system, IActorRef router) : IQu
         }
     }
 
+    public Task StartDrainingAsync(CancellationToken cancellationToken)
+    {
+        router.Tell(StartDraining.Instance);
+        return Task.CompletedTask;
+    }
+
+    public Task AbortAllAsync(string reason, CancellationToken cancellationToken)
+    {
+        router.Tell(new AbortAll(reason));
+        return Task.CompletedTask;
+    }
+
     public Task<RouterStatus> GetStatusAsync(TimeSpan timeout, CancellationToken cancellationToken) =>
         router.Ask<RouterStatus>(GetStatus.Instance, timeout, cancellationToken);
 }

@@ -57,7 +57,8 @@ public sealed record QueryTimedOut(string QueryId, TimeSpan Deadline) : QueryEve
 
 public sealed record QueryCancelled(string QueryId) : QueryEvent(QueryId);
 
-public enum WorkerState { Loading, Ready, Restarting, Failed, Stopped }
+/// <summary>Draining: its node is shutting down; it finishes what it runs and takes nothing new.</summary>
+public enum WorkerState { Loading, Ready, Restarting, Failed, Stopped, Draining }
 
 /// <summary>What a worker (a ModelSupervisor and its ModelActor) reports to routers and the watchdog. Built with named
 /// properties: only <see cref="Worker"/>, <see cref="Node"/> and <see cref="State"/> are required, the rest default

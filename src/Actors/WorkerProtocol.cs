@@ -43,6 +43,14 @@ public sealed record ShedLoad : Akka.Actor.INoSerializationVerificationNeeded
 /// the cluster route around it.</summary>
 public sealed record MemoryPressure(string? Reason) : Akka.Actor.INoSerializationVerificationNeeded;
 
+/// <summary>From its node's router when the node shuts down: finish the running queries, take no new ones, and say so
+/// (<see cref="WorkerState.Draining"/>) so that every gateway routes around it at once. Crosses to worker processes.</summary>
+public sealed record DrainWorker
+{
+    public static readonly DrainWorker Instance = new();
+    private DrainWorker() { }
+}
+
 /// <summary>Send me your <see cref="WorkerStatus"/> now and whenever it changes (until I terminate).</summary>
 public sealed record SubscribeWorkerStatus(IActorRef Subscriber);
 

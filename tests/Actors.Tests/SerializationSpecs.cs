@@ -72,6 +72,7 @@ public sealed class SerializationSpecs(ITestOutputHelper output) : ActorSpec(
         ["WorkerLoadPublished"] = new WorkerLoadPublished(someActor, Status),
         ["SubscribeWorkerStatus"] = new SubscribeWorkerStatus(someActor),
         ["GetWorkerStatus"] = GetWorkerStatus.Instance,
+        ["DrainWorker"] = DrainWorker.Instance,
     };
 
     [Theory]

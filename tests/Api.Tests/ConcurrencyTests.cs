@@ -70,6 +70,29 @@ public sealed class ConcurrencyTests
             Assert.Equal("request", (await Json.ReadAsync(r)).GetProperty("choices")[0].GetProperty("text").GetString());
     }
 
+    [Theory]
+    [InlineData("/v1/chat/completions", """{"messages": [{"role": "user", "content": "x #hang"}], "stream": true}""")]
+    [InlineData("/query", """{"prompt": "x #hang", "stream": true}""")]
+    public async Task A_stream_still_running_at_the_drain_timeout_ends_with_a_shutting_down_error_and_its_end_not_a_cut(string path, string body)
+    {
+        await using var server = await ApiServer.StartAsync(configure: o => o.DrainTimeout = TimeSpan.FromMilliseconds(500));
+        using var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = new StringContent(body, System.Text.Encoding.UTF8, "application/json") };
+        using var response = await server.Http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var reading = response.Content.ReadAsStringAsync();
+        await Eventually.Until(() => server.Fake.Active > 0, TimeSpan.FromSeconds(10), "the stream to reach the fake router");
+
+        await server.App.StopAsync(); // what SIGTERM does: drain, then the timeout
+
+        Assert.True(server.Fake.DrainingStarted, "the router was not told to drain");
+        var events = Sse.Parse(await reading.WaitAsync(TimeSpan.FromSeconds(10)));
+        var error = events.Single(e => e.Data.Contains("shutting down"));
+        Assert.Contains("drain timeout of 0.5 s passed", error.Data);
+        Assert.Contains("shutting_down", error.Data);
+        if (path.StartsWith("/v1/")) Assert.Equal("[DONE]", events[^1].Data);
+        else Assert.Equal("error", events[^1].Event);
+    }
+
     [Fact]
     public async Task Shutdown_turns_readiness_and_new_queries_to_503_while_running_ones_finish()
     {

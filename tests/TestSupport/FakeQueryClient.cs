@@ -45,6 +45,23 @@ public sealed class FakeQueryClient : IQueryClient
 
     public void Release() => _release.TrySetResult();
 
+    /// <summary>Whether the API told the router to drain (SIGTERM).</summary>
+    public bool DrainingStarted { get; private set; }
+    private readonly TaskCompletionSource<string> _abort = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public Task StartDrainingAsync(CancellationToken cancellationToken)
+    {
+        DrainingStarted = true;
+        return Task.CompletedTask;
+    }
+
+    /// <summary>Ends the held (#hang) queries with a shutting-down refusal, as the router's AbortAll does.</summary>
+    public Task AbortAllAsync(string reason, CancellationToken cancellationToken)
+    {
+        _abort.TrySetResult(reason);
+        return Task.CompletedTask;
+    }
+
     public async IAsyncEnumerable<QueryEvent> SubmitAsync(QueryRequest request, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         Requests.Enqueue(request);
@@ -85,7 +102,10 @@ public sealed class FakeQueryClient : IQueryClient
             if (prompt.Contains("#hang"))
             {
                 yield return Token(id, request.PromptTokenIds[0], request.Sampling);
-                await Task.Delay(Timeout.Infinite, cancellationToken);
+                await Task.WhenAny(Task.Delay(Timeout.Infinite, cancellationToken), _abort.Task);
+                cancellationToken.ThrowIfCancellationRequested();
+                yield return new QueryRefused(id, RefusalReason.ShuttingDown, await _abort.Task, TimeSpan.FromSeconds(10));
+                yield break;
             }
 
             int n = Math.Min(request.Sampling.MaxNewTokens, request.PromptTokenIds.Count);

@@ -31,7 +31,7 @@ public sealed class ActorQuerySerializer(ExtendedActorSystem system) : Serialize
     public override int Identifier => Id;
 
     private const string RunQueryM = "RQ", CancelRunM = "CR", ProgressM = "QP", ReturnedM = "QR",
-        StatusM = "WS", PublishedM = "WP", SubscribeM = "SW", GetStatusM = "GW",
+        StatusM = "WS", PublishedM = "WP", SubscribeM = "SW", GetStatusM = "GW", DrainM = "DW",
         TokensM = "TG", CompletedM = "QC", RefusedM = "QX", FailedM = "QF", TimedOutM = "QT", CancelledM = "QK";
 
     public override string Manifest(object o) => o switch
@@ -44,6 +44,7 @@ public sealed class ActorQuerySerializer(ExtendedActorSystem system) : Serialize
         WorkerLoadPublished => PublishedM,
         SubscribeWorkerStatus => SubscribeM,
         GetWorkerStatus => GetStatusM,
+        DrainWorker => DrainM,
         QueryEvent e => EventManifest(e),
         _ => throw new ArgumentException($"ActorQuerySerializer cannot serialize {o.GetType()}", nameof(o)),
     };
@@ -74,6 +75,7 @@ public sealed class ActorQuerySerializer(ExtendedActorSystem system) : Serialize
                 case WorkerLoadPublished m: WriteRef(w, m.Worker); WriteStatus(w, m.Status); break;
                 case SubscribeWorkerStatus m: WriteRef(w, m.Subscriber); break;
                 case GetWorkerStatus: break;
+                case DrainWorker: break;
                 case QueryEvent e: WriteEvent(w, e); break;
                 default: throw new ArgumentException($"ActorQuerySerializer cannot serialize {obj.GetType()}", nameof(obj));
             }
@@ -94,6 +96,7 @@ public sealed class ActorQuerySerializer(ExtendedActorSystem system) : Serialize
             PublishedM => new WorkerLoadPublished(ReadRef(r), ReadStatus(r)),
             SubscribeM => new SubscribeWorkerStatus(ReadRef(r)),
             GetStatusM => GetWorkerStatus.Instance,
+            DrainM => DrainWorker.Instance,
             _ => ReadEvent(r, manifest),
         };
     }

@@ -143,6 +143,12 @@ public static class ActorQueryHosting
             await foreach (var e in client.SubmitAsync(request, cancellationToken).ConfigureAwait(false)) yield return e;
         }
 
+        public async Task StartDrainingAsync(CancellationToken cancellationToken) =>
+            await (await Client(cancellationToken).ConfigureAwait(false)).StartDrainingAsync(cancellationToken).ConfigureAwait(false);
+
+        public async Task AbortAllAsync(string reason, CancellationToken cancellationToken) =>
+            await (await Client(cancellationToken).ConfigureAwait(false)).AbortAllAsync(reason, cancellationToken).ConfigureAwait(false);
+
         public async Task<RouterStatus> GetStatusAsync(TimeSpan timeout, CancellationToken cancellationToken)
         {
             using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);

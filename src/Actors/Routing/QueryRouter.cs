@@ -136,6 +136,10 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
         Receive<GetStatus>(_ => Sender.Tell(Status()));
         Receive<StartDraining>(_ =>
         {
+            // This node's workers (its own and its worker processes') say so to every gateway, which then routes around them.
+            if (!_draining)
+                foreach (var (worker, entry) in _workers)
+                    if (entry.Direct || entry.Status?.Node == _node) worker.Tell(DrainWorker.Instance);
             _draining = true;
             _drainWaiters.Add(Sender);
             _log.Info("draining: refusing new queries, {0} still live", _live.Count);
@@ -143,11 +147,12 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
         });
         Receive<AbortAll>(m =>
         {
+            // The node is going away, not the model failing: a retryable refusal, even after tokens.
             foreach (var q in _live.Values.ToList())
             {
                 CancelWork(q);
-                _failed++;
-                Finish(q, new QueryFailed(q.Request.QueryId, m.Reason));
+                _refused++;
+                Finish(q, new QueryRefused(q.Request.QueryId, RefusalReason.ShuttingDown, m.Reason, _options.NoModelRetryAfter));
             }
         });
     }

@@ -47,6 +47,7 @@ public sealed class ModelSupervisor : ReceiveActor, IWithTimers
     private int _kvBlockSize = 1;
     private string? _memoryPressure;
     private WorkerStatus? _published;
+    private bool _draining;
 
     public ModelSupervisor(string worker, string node, IEngineFactory factory, WorkerOptions options, Func<double>? random = null)
     {
@@ -108,6 +109,13 @@ public sealed class ModelSupervisor : ReceiveActor, IWithTimers
             m.Subscriber.Tell(Status());
         });
         Receive<GetWorkerStatus>(_ => Sender.Tell(Status()));
+        Receive<DrainWorker>(_ =>
+        {
+            if (_draining) return;
+            _draining = true;
+            _log.Info("{0}: draining (the node shuts down): finishing {1} running queries, taking no new ones", _worker, _load.Running + _load.Queued);
+            Publish();
+        });
         Receive<WatchSteps>(_ =>
         {
             if (_state != WorkerState.Ready || _clock.Running is not { } running || running < _options.StepTimeout) return;
@@ -217,7 +225,7 @@ public sealed class ModelSupervisor : ReceiveActor, IWithTimers
         var s = _policy.Settings;
         return new WorkerStatus
         {
-            Worker = _worker, Node = _node, State = _state, Model = _modelName, Device = _device, Error = _error,
+            Worker = _worker, Node = _node, State = _draining && _state == WorkerState.Ready ? WorkerState.Draining : _state, Model = _modelName, Device = _device, Error = _error,
             Running = _load.Running, Queued = _load.Queued, KvFreeTokens = _load.KvFreeTokens, KvCapacityTokens = _load.KvCapacityTokens,
             MaxBatch = s.MaxBatch, TensorBytes = _load.TensorBytes, Memory = _load.Memory, KvBlockSize = _kvBlockSize,
             MemoryPressure = _memoryPressure,

@@ -51,7 +51,7 @@ internal static class StatusEndpoints
             if (services.GetService<IWorkerProcessClient>() is { } supervisor)
                 processes = (await supervisor.GetAsync(options.StatusTimeout, ct)).Processes;
             bool hasWorkers = local.Count > 0 || processes.Count > 0;
-            bool canRecover = local.Any(w => w.State is WorkerState.Ready or WorkerState.Loading or WorkerState.Restarting)
+            bool canRecover = local.Any(w => w.State is WorkerState.Ready or WorkerState.Loading or WorkerState.Restarting or WorkerState.Draining)
                               || processes.Any(p => p.State != "failed");
             if (hasWorkers && !canRecover)
             {

@@ -1,3 +1,4 @@
+using ActorQuery.Actors;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
@@ -8,16 +9,32 @@ namespace ActorQuery.Api.Shutdown;
 /// listens; running requests get up to <see cref="ApiOptions.DrainTimeout"/> to finish. Runs in the host's
 /// "stopping" phase, before the web server and Akka (coordinated shutdown) are stopped.
 /// </summary>
-internal sealed class DrainOnShutdown(DrainGate gate, ApiOptions options, ILogger<DrainOnShutdown> logger) : IHostedLifecycleService
+internal sealed class DrainOnShutdown(DrainGate gate, ApiOptions options, IQueryClient client, ILogger<DrainOnShutdown> logger)
+    : IHostedLifecycleService
 {
+    /// <summary>How long the requests get, after the timeout, to write the error event and the end of their stream.</summary>
+    private static readonly TimeSpan AbortGrace = TimeSpan.FromSeconds(3);
+
     public async Task StoppingAsync(CancellationToken cancellationToken)
     {
         gate.BeginDrain();
         logger.LogInformation("Shutting down: draining {Active} running requests for up to {DrainSeconds} s", gate.Active,
             options.DrainTimeout.TotalSeconds);
+        // The node's workers leave every gateway's routing now; the queries they run go on.
+        try { await client.StartDrainingAsync(cancellationToken); }
+        catch (Exception e) when (e is not OperationCanceledException) { logger.LogWarning("the router could not be told to drain: {Reason}", e.Message); }
         bool drained = await gate.WaitIdleAsync(options.DrainTimeout, cancellationToken);
-        if (drained) logger.LogInformation("All requests finished; stopping");
-        else logger.LogWarning("Drain timeout passed with {Active} requests still running; they will be cancelled", gate.Active);
+        if (drained)
+        {
+            logger.LogInformation("All requests finished; stopping");
+            return;
+        }
+        // Never a cut stream: each running query ends with an error naming the shutdown, then its stream's end.
+        logger.LogWarning("Drain timeout passed with {Active} requests still running; ending them with an error", gate.Active);
+        try { await client.AbortAllAsync($"the node is shutting down: its drain timeout of {options.DrainTimeout.TotalSeconds:0.#} s passed", cancellationToken); }
+        catch (Exception e) when (e is not OperationCanceledException) { logger.LogWarning("the router could not end the queries: {Reason}", e.Message); }
+        if (!await gate.WaitIdleAsync(AbortGrace, cancellationToken))
+            logger.LogWarning("{Active} requests did not end within {Grace} s after the error; they are cancelled", gate.Active, AbortGrace.TotalSeconds);
     }
 
     public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
