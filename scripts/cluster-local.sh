@@ -4,9 +4,11 @@
 #   scripts/cluster-local.sh start N BASEPORT [serve options...]       plain TCP remoting, loopback only
 #   scripts/cluster-local.sh start-tls N BASEPORT [serve options...]   TLS with mutual authentication
 #   scripts/cluster-local.sh intruder BASEPORT                         a node outside the CA tries to join (TLS)
+#   scripts/cluster-local.sh restart I                                 SIGTERM node I (its drain), then start it again
 #   scripts/cluster-local.sh stop
 #
-# Node i serves HTTP on BASEPORT+i and Akka.Remote on BASEPORT+100+i; node 0 is the seed and every node is
+# Node i serves HTTP on BASEPORT+i and Akka.Remote on BASEPORT+100+i; every node is a seed (so that any one of them,
+# node 0 too, can be restarted and rejoin the others instead of forming a cluster of its own) and every node is
 # gateway and worker. The Host is built once (Release) and each node runs the built dll. start returns when every
 # node is an Up member of the cluster (as node 0's GET /cluster shows) and every node's /health/ready is 200.
 # Process ids go to .cluster/pids (one per line), logs to .cluster/node-i.log (+ .cluster/logs-i/ for Serilog files).
@@ -24,7 +26,7 @@ DIR="$ROOT/.cluster"
 DLL="$ROOT/src/Host/bin/Release/net10.0/linux-x64/actorquery.dll"
 START_TIMEOUT="${CLUSTER_START_TIMEOUT:-180}"
 
-usage() { echo "usage: $0 start|start-tls N BASEPORT [serve options...] | $0 intruder BASEPORT | $0 stop" >&2; exit 2; }
+usage() { echo "usage: $0 start|start-tls N BASEPORT [serve options...] | $0 intruder BASEPORT | $0 restart I | $0 stop" >&2; exit 2; }
 
 TLS_DIR="$DIR/tls"
 
@@ -80,6 +82,44 @@ except Exception: print(0); sys.exit()
 print(sum(1 for m in c.get("members", []) if m["status"] == "up" and m["reachable"] and "gateway" in m["roles"]))' 2>/dev/null || echo 0
 }
 
+# start_node I BASEPORT TLS SEEDS [serve options...]: node I in the background; STARTED_PID is its pid.
+start_node() {
+  local i="$1" base="$2" tls="$3" seeds="$4"; shift 4
+  local tls_options=()
+  [[ $tls == 1 ]] && tls_options=(--cluster-tls-certificate "$TLS_DIR/node-$i.pfx" --cluster-tls-ca "$TLS_DIR/ca.crt")
+  (cd "$ROOT" && { [[ $tls == 1 ]] && export ACTORQUERY__CLUSTER__TLSPASSWORD="$(cat "$TLS_DIR/password")"; true; } \
+      && exec dotnet "$DLL" serve --urls "http://127.0.0.1:$((base + i))" \
+      --cluster-host 127.0.0.1 --cluster-port $((base + 100 + i)) --seed-nodes "$seeds" "${tls_options[@]}" \
+      --node-name "node-$i" --log-folder "$DIR/logs-$i" "$@") >> "$DIR/node-$i.log" 2>&1 &
+  STARTED_PID=$!
+}
+
+# restart I: SIGTERM to node I (it drains: readiness 503, its workers leave every gateway's routing, running queries
+# finish or end with the drain reason), wait for it to exit, start it again with the same options, and wait until it
+# is ready and an Up member again.
+restart() {
+  [[ $# -eq 1 && "$1" =~ ^[0-9]+$ && -f "$DIR/cluster" ]] || usage
+  local i="$1" n base tls seeds
+  { read -r n; read -r base; read -r tls; read -r seeds; } < "$DIR/cluster"
+  mapfile -t options < "$DIR/options"
+  [[ ${#options[@]} -eq 1 && -z "${options[0]}" ]] && options=()
+  local pid; pid=$(sed -n "$((i + 1))p" "$DIR/pids")
+  local t0=$SECONDS
+  kill -TERM "$pid" 2>/dev/null || true
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.2; done
+  echo "node $i (pid $pid) stopped after $((SECONDS - t0)) s"
+  start_node "$i" "$base" "$tls" "$seeds" "${options[@]}"
+  sed -i "$((i + 1))s/.*/$STARTED_PID/" "$DIR/pids"
+  local deadline=$((SECONDS + START_TIMEOUT))
+  until [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$((base + i))/health/ready")" == 200 \
+           && "$(up_members "$base")" == "$n" ]]; do
+    (( SECONDS < deadline )) || { echo "node $i did not come back within ${START_TIMEOUT}s" >&2; exit 1; }
+    kill -0 "$STARTED_PID" 2>/dev/null || { echo "node $i exited on restart; see $DIR/node-$i.log" >&2; exit 1; }
+    sleep 1
+  done
+  echo "node $i back (pid $STARTED_PID) after $((SECONDS - t0)) s in all"
+}
+
 start() {
   local tls=0
   if [[ "${1:-}" == --tls ]]; then tls=1; shift; fi
@@ -94,17 +134,16 @@ start() {
     (cd "$ROOT" && dotnet build src/Host -c Release -v quiet -nologo) > "$DIR/build.log" 2>&1 \
       || { echo "build failed: see $DIR/build.log" >&2; exit 1; }
   fi
-  local seed="akka.tcp://actorquery@127.0.0.1:$((base + 100))"
-  if [[ $tls == 1 ]]; then make_certs "$n"; seed="akka.ssl.tcp://actorquery@127.0.0.1:$((base + 100))"; fi
+  local scheme=akka.tcp
+  if [[ $tls == 1 ]]; then make_certs "$n"; scheme=akka.ssl.tcp; fi
+  local seeds; seeds=$(for i in $(seq 0 $((n - 1))); do printf '%s://actorquery@127.0.0.1:%d,' "$scheme" $((base + 100 + i)); done)
+  seeds=${seeds%,}
   : > "$DIR/pids"
+  printf '%s\n' "$n" "$base" "$tls" "$seeds" > "$DIR/cluster"
+  printf '%s\n' "$@" > "$DIR/options"
   for i in $(seq 0 $((n - 1))); do
-    local seeds="$seed" tls_options=()
-    [[ $tls == 1 ]] && tls_options=(--cluster-tls-certificate "$TLS_DIR/node-$i.pfx" --cluster-tls-ca "$TLS_DIR/ca.crt")
-    (cd "$ROOT" && { [[ $tls == 1 ]] && export ACTORQUERY__CLUSTER__TLSPASSWORD="$(cat "$TLS_DIR/password")"; true; } \
-        && exec dotnet "$DLL" serve --urls "http://127.0.0.1:$((base + i))" \
-        --cluster-host 127.0.0.1 --cluster-port $((base + 100 + i)) --seed-nodes "$seeds" "${tls_options[@]}" \
-        --node-name "node-$i" --log-folder "$DIR/logs-$i" "$@") > "$DIR/node-$i.log" 2>&1 &
-    echo $! >> "$DIR/pids"
+    start_node "$i" "$base" "$tls" "$seeds" "$@"
+    echo "$STARTED_PID" >> "$DIR/pids"
   done
   echo "started $n node(s): pids $(tr '\n' ' ' < "$DIR/pids"); waiting for the cluster..."
   local deadline=$((SECONDS + START_TIMEOUT))
@@ -160,6 +199,7 @@ case "${1:-}" in
   start) shift; start "$@" ;;
   start-tls) shift; start --tls "$@" ;;
   intruder) shift; intruder "$@" ;;
+  restart) shift; restart "$@" ;;
   stop) stop ;;
   *) usage ;;
 esac
