@@ -2,8 +2,10 @@ using Akka.Actor;
 using Akka.Hosting;
 using Akka.Logger.Serilog;
 using ActorQuery.Api;
+using ActorQuery.Api.Security;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -51,7 +53,16 @@ public static class ServeApp
 
         builder.WebHost.UseUrls(options.Urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
         // The API enforces MaxBodyBytes itself with an explained 413; Kestrel's own cap only has to stay above it.
-        builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = Math.Max(30L << 20, options.MaxBodyBytesValue + 1));
+        builder.WebHost.ConfigureKestrel(k =>
+        {
+            k.Limits.MaxRequestBodySize = Math.Max(30L << 20, options.MaxBodyBytesValue + 1);
+            var http = options.Http;
+            k.Limits.RequestHeadersTimeout = http.RequestHeadersTimeout;
+            k.Limits.KeepAliveTimeout = http.KeepAliveTimeout;
+            k.Limits.MinRequestBodyDataRate = http.MinRequestBodyDataRate > 0 ? new MinDataRate(http.MinRequestBodyDataRate, http.MinDataRateGracePeriod) : null;
+            k.Limits.MinResponseDataRate = http.MinResponseDataRate > 0 ? new MinDataRate(http.MinResponseDataRate, http.MinDataRateGracePeriod) : null;
+            k.Limits.MaxConcurrentConnections = http.MaxConcurrentConnections > 0 ? http.MaxConcurrentConnections : null;
+        });
         builder.Services.Configure<HostOptions>(h => h.ShutdownTimeout = options.DrainTimeout + TimeSpan.FromSeconds(30));
 
         builder.Services.AddSingleton(options);
@@ -64,6 +75,18 @@ public static class ServeApp
             api.DefaultMaxTokens = options.DefaultMaxTokens;
             api.DrainTimeout = options.DrainTimeout;
             api.AlertWebhook = options.AlertWebhook.Length == 0 ? null : new Uri(options.AlertWebhook);
+            api.MaxStopStrings = options.MaxStopStrings;
+            api.MaxMessages = options.MaxMessages;
+            api.MaxPromptChars = options.MaxPromptChars;
+            api.Security = new SecurityOptions
+            {
+                ApiKeys = ApiKeySet.From(options.ApiKeys.Select(k => k.Trim()), options.ApiKeyFile),
+                AdminKeys = ApiKeySet.From(options.AdminKeys.Select(k => k.Trim()), options.AdminKeyFile),
+                MetricsAuth = options.MetricsAuth,
+                RequestsPerMinute = options.KeyRequestsPerMinute,
+                TokensPerMinute = options.KeyTokensPerMinute,
+                ConcurrentRequests = options.KeyConcurrentRequests,
+            };
         });
 
         builder.Services.AddAkka(options.Cluster.SystemName, (akka, services) =>
