@@ -122,7 +122,7 @@ internal sealed class QueryRunner(IQueryClient client, ApiMetrics metrics, ApiOp
 
     private RequestStats Begin(HttpContext context, GenerationJob job)
     {
-        if (Security.ApiKeyMiddleware.KeyOf(context) is { } key) limits.TakeTokens(key, job.Sampling.MaxNewTokens, job.MaxTokensField);
+        if (Security.ApiKey.Of(context) is { } key) limits.TakeTokens(key, job.Sampling.MaxNewTokens, job.MaxTokensField);
         var stats = RequestStats.For(context);
         stats.PromptTokens = job.PromptIds.Count;
         metrics.PromptTokens.Inc(job.PromptIds.Count);

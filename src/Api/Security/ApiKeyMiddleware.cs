@@ -54,9 +54,6 @@ internal sealed class ApiKeyMiddleware(RequestDelegate next, ApiOptions options,
         using (limits.Admit(key)) await next(context);
     }
 
-    /// <summary>The key this request was admitted with; null where none was needed.</summary>
-    public static ApiKey? KeyOf(HttpContext context) => context.Items.TryGetValue(typeof(ApiKey), out var k) ? k as ApiKey : null;
-
     private static bool IsOpen(PathString path, SecurityOptions security) =>
         path.Equals("/health/live", StringComparison.OrdinalIgnoreCase) || path.Equals("/health/ready", StringComparison.OrdinalIgnoreCase)
         || (!security.MetricsAuth && path.StartsWithSegments("/metrics"))

@@ -13,6 +13,9 @@ public sealed record ApiKey(byte[] Hash, string Label)
     /// <summary>The hash in hex: what the per-key limits are kept under (two keys may share a label).</summary>
     public string Id { get; } = Convert.ToHexStringLower(Hash);
 
+    /// <summary>The key a request was admitted with; null where none was needed.</summary>
+    public static ApiKey? Of(HttpContext context) => context.Items.TryGetValue(typeof(ApiKey), out var k) ? k as ApiKey : null;
+
     public static ApiKey FromPlain(string key)
     {
         var hash = SHA256.HashData(Encoding.UTF8.GetBytes(key));
