@@ -62,6 +62,28 @@ public sealed class KeyLimitTests
     }
 
     [Fact]
+    public async Task A_keys_own_limits_from_its_line_in_the_key_file_override_the_settings()
+    {
+        string file = Path.GetTempFileName();
+        string Hash(string key) => Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(key)));
+        await File.WriteAllLinesAsync(file, [$"{Hash(Key)} trial requests-per-minute=1", $"{Hash(OtherKey)} batch requests-per-minute=0"]);
+        await using var server = await ApiServer.StartAsync(configure: o => o.Security = new SecurityOptions
+        {
+            ApiKeys = ApiKeySet.From([], file), RequestsPerMinute = 2,
+        });
+        const string query = """{"prompt": "hi", "max_new_tokens": 2}""";
+        Assert.Equal(HttpStatusCode.OK, (await AuthTests.Send(server.Http, "/query", query, Key)).StatusCode);
+        using var refused = await AuthTests.Send(server.Http, "/query", query, Key);
+        Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
+        Assert.Contains("API key 'trial' is over its limit of 1 request per minute", (await Json.ReadAsync(refused)).GetProperty("detail").GetString());
+        for (int i = 0; i < 4; i++) // 0: unlimited, over the settings' 2
+            Assert.Equal(HttpStatusCode.OK, (await AuthTests.Send(server.Http, "/query", query, OtherKey)).StatusCode);
+
+        await File.WriteAllLinesAsync(file, [$"{Hash(Key)} trial requests-per-hour=1"]);
+        Assert.Contains("requests-per-minute=N", Assert.Throws<FormatException>(() => ApiKeySet.From([], file)).Message);
+    }
+
+    [Fact]
     public async Task Over_its_concurrent_requests_a_key_gets_429_until_its_running_request_ends()
     {
         await using var server = await Start(concurrent: 1);

@@ -76,6 +76,7 @@ internal static class StatusEndpoints
         ["GET /events"] = "the dashboard's live feed (server-sent events)",
         ["GET /docs"] = "interactive API documentation",
         ["GET /openapi/v1.json"] = "OpenAPI document",
+        ["POST /admin/drain"] = "admin key: stop admitting queries, as SIGTERM does, while the process keeps running",
     }), ApiJson.Options);
 
     private static string StateName(WorkerState s) => s.ToString().ToLowerInvariant();

@@ -8,7 +8,8 @@ namespace ActorQuery.Api.Security;
 /// One accepted key, held only as the SHA-256 of its UTF-8 bytes. <see cref="Label"/> names it in logs, limits and
 /// refusals: the label given in a key file, else the first 8 hex digits of the hash (never the key itself).
 /// </summary>
-public sealed record ApiKey(byte[] Hash, string Label)
+/// <param name="Limits">This key's own limits, over the settings' (null: the settings').</param>
+public sealed record ApiKey(byte[] Hash, string Label, KeyLimits? Limits = null)
 {
     /// <summary>The hash in hex: what the per-key limits are kept under (two keys may share a label).</summary>
     public string Id { get; } = Convert.ToHexStringLower(Hash);
@@ -21,6 +22,13 @@ public sealed record ApiKey(byte[] Hash, string Label)
         var hash = SHA256.HashData(Encoding.UTF8.GetBytes(key));
         return new ApiKey(hash, Convert.ToHexStringLower(hash)[..8]);
     }
+}
+
+/// <summary>One key's limits from its line in a key file; null fields take the settings' value, 0 is unlimited.</summary>
+public sealed record KeyLimits(int? RequestsPerMinute, int? TokensPerMinute, int? ConcurrentRequests)
+{
+    /// <summary>The names in a key file, the settings' flags without "key-".</summary>
+    public static readonly string[] Names = ["requests-per-minute", "tokens-per-minute", "concurrent-requests"];
 }
 
 /// <summary>
@@ -48,8 +56,9 @@ public sealed class ApiKeySet(IReadOnlyList<ApiKey> keys)
 
     /// <summary>
     /// Plain keys (from the command line or the configuration) and the lines of a hash file: one SHA-256 hex hash a line
-    /// (as <c>sha256sum</c> prints it), optionally followed by a label; blank lines and lines starting with '#' are skipped.
-    /// Throws <see cref="FormatException"/> naming the file and line of a line that is not a hash.
+    /// (as <c>sha256sum</c> prints it), optionally followed by a label and by the key's own limits
+    /// (<c>HASH billing requests-per-minute=60 tokens-per-minute=20000 concurrent-requests=4</c>); blank lines and lines
+    /// starting with '#' are skipped. Throws <see cref="FormatException"/> naming the file and line of a line it cannot read.
     /// </summary>
     public static ApiKeySet From(IEnumerable<string> plainKeys, string? hashFile)
     {
@@ -67,13 +76,30 @@ public sealed class ApiKeySet(IReadOnlyList<ApiKey> keys)
             number++;
             string line = raw.Trim();
             if (line.Length == 0 || line.StartsWith('#')) continue;
-            var parts = line.Split((char[]?)null, 2, StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            var parts = line.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            string at = $"'{path}' line {number.ToString(CultureInfo.InvariantCulture)}";
             string hex = parts[0];
             if (hex.Length != 64 || !hex.All(char.IsAsciiHexDigit))
-                throw new FormatException($"'{path}' line {number.ToString(CultureInfo.InvariantCulture)} is not a SHA-256 hex hash (64 hex digits; make one with: printf %s \"$KEY\" | sha256sum)");
-            // sha256sum prints "HASH  -" for standard input: that '-' is no label.
-            string? label = parts.Length > 1 && parts[1] != "-" ? parts[1] : null;
-            keys.Add(new ApiKey(Convert.FromHexString(hex), label ?? hex[..8].ToLowerInvariant()));
+                throw new FormatException($"{at} is not a SHA-256 hex hash (64 hex digits; make one with: printf %s \"$KEY\" | sha256sum)");
+            string? label = null;
+            var limits = new Dictionary<string, int>();
+            foreach (var part in parts.Skip(1))
+            {
+                int eq = part.IndexOf('=');
+                if (eq < 0)
+                {
+                    // sha256sum prints "HASH  -" for standard input: that '-' is no label.
+                    if (label is null && part != "-") label = part;
+                    continue;
+                }
+                string name = part[..eq];
+                if (!KeyLimits.Names.Contains(name) || !int.TryParse(part[(eq + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out int value))
+                    throw new FormatException($"{at}: '{part}' is not one of {string.Join(", ", KeyLimits.Names.Select(n => n + "=N"))} (N >= 0)");
+                limits[name] = value;
+            }
+            int? Limit(string name) => limits.TryGetValue(name, out var v) ? v : null;
+            var own = limits.Count == 0 ? null : new KeyLimits(Limit(KeyLimits.Names[0]), Limit(KeyLimits.Names[1]), Limit(KeyLimits.Names[2]));
+            keys.Add(new ApiKey(Convert.FromHexString(hex), label ?? hex[..8].ToLowerInvariant(), own));
         }
         return keys;
     }

@@ -7,7 +7,8 @@ namespace ActorQuery.Api.Security;
 /// <summary>
 /// Each key's limits on the generation endpoints, kept by System.Threading.RateLimiting with one partition per key:
 /// requests per minute and tokens per minute in fixed one-minute windows (the limiter then knows when the window
-/// opens again, which becomes Retry-After), and requests running at once. A limit of 0 is no limiter at all.
+/// opens again, which becomes Retry-After), and requests running at once. A key's own limits (<see cref="ApiKey.Limits"/>,
+/// from its line in a key file) override the settings'; a limit of 0 is no limit.
 /// Tokens are each request's max tokens, taken when it is admitted rather than counted as they are generated: that is
 /// known before any work, so a key never goes over its limit and is refused before it holds a worker, and a client that
 /// wants more requests under the same limit asks for fewer max tokens.
@@ -15,24 +16,30 @@ namespace ActorQuery.Api.Security;
 public sealed class KeyRateLimits : IAsyncDisposable
 {
     private readonly SecurityOptions _options;
-    private readonly PartitionedRateLimiter<string>? _requests;
-    private readonly PartitionedRateLimiter<string>? _tokens;
-    private readonly PartitionedRateLimiter<string>? _concurrent;
+    private readonly PartitionedRateLimiter<ApiKey> _requests;
+    private readonly PartitionedRateLimiter<ApiKey> _tokens;
+    private readonly PartitionedRateLimiter<ApiKey> _concurrent;
 
     public KeyRateLimits(ApiOptions options)
     {
         _options = options.Security;
-        if (_options.RequestsPerMinute > 0) _requests = PerMinute(_options.RequestsPerMinute);
-        if (_options.TokensPerMinute > 0) _tokens = PerMinute(_options.TokensPerMinute);
-        if (_options.ConcurrentRequests > 0)
-            _concurrent = PartitionedRateLimiter.Create<string, string>(id => RateLimitPartition.GetConcurrencyLimiter(id,
-                _ => new ConcurrencyLimiterOptions { PermitLimit = _options.ConcurrentRequests, QueueLimit = 0 }));
+        _requests = PerMinute(RequestsPerMinute);
+        _tokens = PerMinute(TokensPerMinute);
+        _concurrent = PartitionedRateLimiter.Create<ApiKey, string>(key => ConcurrentRequests(key) is > 0 and var n
+            ? RateLimitPartition.GetConcurrencyLimiter(key.Id, _ => new ConcurrencyLimiterOptions { PermitLimit = n, QueueLimit = 0 })
+            : RateLimitPartition.GetNoLimiter(key.Id));
     }
 
-    private static PartitionedRateLimiter<string> PerMinute(int permits) =>
-        PartitionedRateLimiter.Create<string, string>(id => RateLimitPartition.GetFixedWindowLimiter(id,
+    private int RequestsPerMinute(ApiKey key) => key.Limits?.RequestsPerMinute ?? _options.RequestsPerMinute;
+    private int TokensPerMinute(ApiKey key) => key.Limits?.TokensPerMinute ?? _options.TokensPerMinute;
+    private int ConcurrentRequests(ApiKey key) => key.Limits?.ConcurrentRequests ?? _options.ConcurrentRequests;
+
+    private static PartitionedRateLimiter<ApiKey> PerMinute(Func<ApiKey, int> permits) =>
+        PartitionedRateLimiter.Create<ApiKey, string>(key => permits(key) is > 0 and var n
             // The partitioned limiter's own timer replenishes every partition; no timer per key.
-            _ => new FixedWindowRateLimiterOptions { PermitLimit = permits, Window = TimeSpan.FromMinutes(1), QueueLimit = 0, AutoReplenishment = false }));
+            ? RateLimitPartition.GetFixedWindowLimiter(key.Id,
+                _ => new FixedWindowRateLimiterOptions { PermitLimit = n, Window = TimeSpan.FromMinutes(1), QueueLimit = 0, AutoReplenishment = false })
+            : RateLimitPartition.GetNoLimiter(key.Id));
 
     /// <summary>
     /// Admits one generation request of <paramref name="key"/>: its requests-per-minute and concurrency limits. The returned
@@ -40,27 +47,24 @@ public sealed class KeyRateLimits : IAsyncDisposable
     /// </summary>
     public IDisposable Admit(ApiKey key)
     {
-        if (_requests is not null)
-        {
-            using var lease = _requests.AttemptAcquire(key.Id);
-            if (!lease.IsAcquired) throw Refused(key, $"{Requests(_options.RequestsPerMinute)} per minute", lease);
-        }
-        if (_concurrent is null) return NoLease.Instance;
-        var slot = _concurrent.AttemptAcquire(key.Id);
+        using (var lease = _requests.AttemptAcquire(key))
+            if (!lease.IsAcquired) throw Refused(key, $"{Requests(RequestsPerMinute(key))} per minute", lease);
+        var slot = _concurrent.AttemptAcquire(key);
         if (slot.IsAcquired) return slot;
         slot.Dispose();
-        throw Refused(key, $"{Requests(_options.ConcurrentRequests)} at once", null);
+        throw Refused(key, $"{Requests(ConcurrentRequests(key))} at once", null);
     }
 
     /// <summary>Takes <paramref name="maxTokens"/> from the key's tokens-per-minute limit; throws 429, or 400 naming
     /// <paramref name="maxField"/> when the request alone is over the limit (it could never be admitted).</summary>
     public void TakeTokens(ApiKey key, int maxTokens, string maxField)
     {
-        if (_tokens is null) return;
-        if (maxTokens > _options.TokensPerMinute)
-            throw ApiException.BadRequest(maxField, $"{maxTokens} is over this key's limit of {Count(_options.TokensPerMinute)} tokens per minute; ask for fewer");
-        using var lease = _tokens.AttemptAcquire(key.Id, maxTokens);
-        if (!lease.IsAcquired) throw Refused(key, $"{Count(_options.TokensPerMinute)} tokens per minute ({maxTokens} asked)", lease);
+        int limit = TokensPerMinute(key);
+        if (limit <= 0) return;
+        if (maxTokens > limit)
+            throw ApiException.BadRequest(maxField, $"{maxTokens} is over this key's limit of {Count(limit)} tokens per minute; ask for fewer");
+        using var lease = _tokens.AttemptAcquire(key, maxTokens);
+        if (!lease.IsAcquired) throw Refused(key, $"{Count(limit)} tokens per minute ({maxTokens} asked)", lease);
     }
 
     private ApiException Refused(ApiKey key, string limit, RateLimitLease? lease)
@@ -77,14 +81,8 @@ public sealed class KeyRateLimits : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        if (_requests is not null) await _requests.DisposeAsync();
-        if (_tokens is not null) await _tokens.DisposeAsync();
-        if (_concurrent is not null) await _concurrent.DisposeAsync();
-    }
-
-    private sealed class NoLease : IDisposable
-    {
-        public static readonly NoLease Instance = new();
-        public void Dispose() { }
+        await _requests.DisposeAsync();
+        await _tokens.DisposeAsync();
+        await _concurrent.DisposeAsync();
     }
 }

@@ -110,7 +110,7 @@ public static class ServeSettings
             "an API key that clients send as 'Authorization: Bearer KEY' (see *Security*); with none, only loopback --urls",
             (v, _) => ((IReadOnlyList<string>)v).FirstOrDefault(k => k.Trim().Length < 16) is { } weak ? $"has a key of {weak.Trim().Length} characters; at least 16" : null),
         new("ApiKeyFile", "api-key-file", SettingKind.Text, S.ApiKeyFile, "a file; empty: none",
-            "API keys as SHA-256 hex hashes, one a line ('printf %s KEY | sha256sum'), optionally each followed by a label", HashFile),
+            "API keys as SHA-256 hex hashes, one a line ('printf %s KEY | sha256sum'), each optionally followed by a label and its own limits (see *Security*)", HashFile),
         new("AdminKeys", "admin-key", SettingKind.TextList, "none", "repeatable; each at least 16 characters",
             "a key for /admin/* (drain); with none, /admin/* is closed",
             (v, _) => ((IReadOnlyList<string>)v).FirstOrDefault(k => k.Trim().Length < 16) is { } weak ? $"has a key of {weak.Trim().Length} characters; at least 16" : null),
