@@ -77,6 +77,26 @@ public sealed class SecurityStartTests
         Assert.Equal(HttpStatusCode.OK, (await server.Http.GetAsync("/health/live")).StatusCode);
     }
 
+    [Fact]
+    public async Task A_client_that_sends_its_headers_too_slowly_is_cut_off_after_the_headers_timeout()
+    {
+        await using var server = await DefaultModelServer.StartAsync([], new() { ["ActorQuery:Http:RequestHeadersTimeout"] = "00:00:01" });
+        var address = new Uri(server.Url);
+        using var tcp = new System.Net.Sockets.TcpClient();
+        await tcp.ConnectAsync(address.Host, address.Port);
+        var stream = tcp.GetStream();
+        await stream.WriteAsync(Encoding.ASCII.GetBytes("GET /health/live HTTP/1.1\r\nHost: x\r\n")); // and never the blank line
+        var clock = Stopwatch.StartNew();
+        var buffer = new byte[1024];
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        int read = await stream.ReadAsync(buffer, cts.Token); // Kestrel answers 408 and closes
+        string answer = Encoding.ASCII.GetString(buffer, 0, read);
+        Assert.True(read == 0 || answer.StartsWith("HTTP/1.1 408"), answer);
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(10), $"cut off after {clock.Elapsed}");
+        // A normal client is still served.
+        Assert.Equal(HttpStatusCode.OK, (await server.Http.GetAsync("/health/live")).StatusCode);
+    }
+
     private static ServeOptions Options(string[] args) =>
         ServeOptions.From(new ConfigurationBuilder().AddInMemoryCollection(ServeCli.Parse(args)).Build());
 }
