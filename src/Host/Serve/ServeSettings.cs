@@ -108,12 +108,12 @@ public static class ServeSettings
             (v, _) => ((string)v).Length == 0 || File.Exists((string)v) ? null : $"'{v}' does not exist"),
         new("ApiKeys", "api-key", SettingKind.TextList, "none", "repeatable; each at least 16 characters",
             "an API key that clients send as 'Authorization: Bearer KEY' (see *Security*); with none, only loopback --urls",
-            (v, _) => ((IReadOnlyList<string>)v).FirstOrDefault(k => k.Trim().Length < 16) is { } weak ? $"has a key of {weak.Trim().Length} characters; at least 16" : null),
+            StrongKeys),
         new("ApiKeyFile", "api-key-file", SettingKind.Text, S.ApiKeyFile, "a file; empty: none",
             "API keys as SHA-256 hex hashes, one a line ('printf %s KEY | sha256sum'), each optionally followed by a label and its own limits (see *Security*)", HashFile),
         new("AdminKeys", "admin-key", SettingKind.TextList, "none", "repeatable; each at least 16 characters",
             "a key for /admin/* (drain); with none, /admin/* is closed",
-            (v, _) => ((IReadOnlyList<string>)v).FirstOrDefault(k => k.Trim().Length < 16) is { } weak ? $"has a key of {weak.Trim().Length} characters; at least 16" : null),
+            StrongKeys),
         new("AdminKeyFile", "admin-key-file", SettingKind.Text, S.AdminKeyFile, "a file; empty: none", "admin keys as SHA-256 hex hashes, as --api-key-file", HashFile),
         new("AllowUnauthenticated", "allow-unauthenticated", SettingKind.Flag, Flag(S.AllowUnauthenticated), "true, false",
             "serve without API keys on addresses beyond loopback"),
@@ -331,6 +331,10 @@ public static class ServeSettings
 
     private static string? SpanAtLeastZero(object v, Func<string, string> _) => (TimeSpan)v >= TimeSpan.Zero ? null : "must be >= 0";
     private static string? SpanAboveZero(object v, Func<string, string> _) => (TimeSpan)v > TimeSpan.Zero ? null : "must be > 0";
+
+    /// <summary>Keys short enough to guess are refused rather than served with.</summary>
+    private static string? StrongKeys(object v, Func<string, string> _) =>
+        ((IReadOnlyList<string>)v).FirstOrDefault(k => k.Trim().Length < 16) is { } weak ? $"has a key of {weak.Trim().Length} characters; at least 16" : null;
 
     /// <summary>A URL as Kestrel binds it (which, unlike <see cref="Uri"/>, reads the wildcard hosts * and +).</summary>
     private static bool IsBindingUrl(string url)
