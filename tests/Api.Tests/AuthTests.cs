@@ -105,6 +105,18 @@ public sealed class AuthTests(AuthTests.KeyedServer keyed) : IClassFixture<AuthT
     }
 
     [Fact]
+    public async Task The_openapi_document_is_open_and_declares_the_bearer_key_so_docs_can_send_it()
+    {
+        using var r = await Server.Http.GetAsync("/openapi/v1.json");
+        Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+        var document = await Json.ReadAsync(r);
+        var scheme = document.GetProperty("components").GetProperty("securitySchemes").GetProperty("apiKey");
+        Assert.Equal("http", scheme.GetProperty("type").GetString());
+        Assert.Equal("bearer", scheme.GetProperty("scheme").GetString());
+        Assert.True(document.GetProperty("security")[0].TryGetProperty("apiKey", out _));
+    }
+
+    [Fact]
     public async Task Metrics_need_a_key_with_metrics_auth()
     {
         await using var server = await ApiServer.StartAsync(configure: o => o.Security = new SecurityOptions
