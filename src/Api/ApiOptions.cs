@@ -13,6 +13,12 @@ public sealed class ApiOptions
     public TimeSpan DefaultRetryAfter { get; set; } = TimeSpan.FromSeconds(1);
     /// <summary>Most stop strings one request may carry.</summary>
     public int MaxStopStrings { get; set; } = 16;
+    /// <summary>Most chat messages one request may carry.</summary>
+    public int MaxMessages { get; set; } = 1024;
+    /// <summary>Most characters of a prompt (or of all messages' content), checked before the tokenizer sees them.</summary>
+    public int MaxPromptChars { get; set; } = 262_144;
+    /// <summary>API keys, the admin key and each key's limits.</summary>
+    public Security.SecurityOptions Security { get; set; } = new();
     /// <summary>On shutdown, how long running requests may take to finish before they are cancelled.</summary>
     public TimeSpan DrainTimeout { get; set; } = TimeSpan.FromSeconds(30);
     /// <summary>Where alerts are POSTed as JSON; null: nowhere (they are still logged, counted and on the dashboard).</summary>

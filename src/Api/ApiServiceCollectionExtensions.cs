@@ -6,6 +6,7 @@ using ActorQuery.Api.Endpoints;
 using ActorQuery.Api.Errors;
 using ActorQuery.Api.Generation;
 using ActorQuery.Api.Observability;
+using ActorQuery.Api.Security;
 using ActorQuery.Api.Shutdown;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
@@ -32,6 +33,7 @@ public static class ApiServiceCollectionExtensions
         services.AddSingleton(options);
         services.AddSingleton<ApiMetrics>();
         services.AddSingleton<DrainGate>();
+        services.AddSingleton<KeyRateLimits>();
         services.AddSingleton<QueryRunner>();
         services.AddHostedService<DrainOnShutdown>();
         services.AddSingleton<Timeline>();
@@ -59,6 +61,7 @@ public static class ApiServiceCollectionExtensions
         app.UseMiddleware<RequestIdMiddleware>();
         app.UseMiddleware<RequestMetricsMiddleware>();
         app.UseMiddleware<ApiErrorMiddleware>();
+        app.UseMiddleware<ApiKeyMiddleware>();
         app.UseMiddleware<DrainMiddleware>();
 
         app.MapGet("/", StatusEndpoints.Index).WithTags("Index").WithSummary("A short index of the endpoints")
@@ -156,6 +159,11 @@ public static class ApiServiceCollectionExtensions
                              "(as GET /memory), the cluster, the last second's sample and the alerts firing; and `event: timeline` for each " +
                              "new entry (alerts firing and resolved, out-of-memory errors, restarts, workers changing state).")
             .Produces(200, contentType: "text/event-stream").ProducesProblem(400);
+        app.MapPost("/admin/drain", AdminEndpoints.Drain).WithTags("Admin")
+            .WithSummary("Stop admitting queries, as SIGTERM does: readiness 503, new queries 503, running ones finish")
+            .WithDescription("Needs an admin key (`Authorization: Bearer ADMIN_KEY`). The process keeps running; stop it (SIGTERM) " +
+                             "once `in_flight` is 0 or the orchestrator has moved traffic elsewhere.")
+            .Produces<AdminEndpoints.DrainResponse>().ProducesProblem(401).ProducesProblem(403);
         app.MapMetrics("/metrics", metrics.Registry).WithTags("Health").WithSummary("Prometheus metrics (text exposition format)");
 
         app.MapOpenApi("/openapi/{documentName}.json");

@@ -187,9 +187,38 @@ public sealed class HfTokenizer : ITokenizer
     private void EncodeSegment(string segment, List<int> ids)
     {
         if (segment.Length == 0) return;
-        if (_normalization is { } form && !segment.IsNormalized(form)) segment = segment.Normalize(form);
+        if (_normalization is { } form) segment = Normalize(segment, form);
         if (_addPrefixSpace && segment[0] != ' ') segment = " " + segment;
         _preTokenizer.Split(segment, (offset, length) => _bpe.EncodeWord(segment.AsSpan(offset, length), ids));
+    }
+
+    /// <summary>
+    /// .NET's normalizer refuses a string holding U+FFFE or U+FFFF (or a lone surrogate) with an ArgumentException, while
+    /// Hugging Face's passes them through: a prompt of "\ufffe" must not be a 500. Such code points have no decomposition
+    /// and compose with nothing, so normalizing the runs between them, and keeping them as they are, is what Hugging
+    /// Face's normalizer gives.
+    /// </summary>
+    private static string Normalize(string s, NormalizationForm form)
+    {
+        try { return s.IsNormalized(form) ? s : s.Normalize(form); }
+        catch (ArgumentException) { }
+        var result = new StringBuilder(s.Length);
+        int start = 0;
+        for (int i = 0; i < s.Length; i++)
+        {
+            bool pair = char.IsHighSurrogate(s[i]) && i + 1 < s.Length && char.IsLowSurrogate(s[i + 1]);
+            int value = pair ? char.ConvertToUtf32(s[i], s[i + 1]) : s[i];
+            bool refused = (!pair && char.IsSurrogate(s[i])) || (value >= 0xFDD0 && value <= 0xFDEF) || (value & 0xFFFE) == 0xFFFE;
+            if (refused)
+            {
+                if (i > start) result.Append(s.AsSpan(start, i - start).ToString().Normalize(form));
+                result.Append(s, i, pair ? 2 : 1);
+                start = i + (pair ? 2 : 1);
+            }
+            if (pair) i++;
+        }
+        if (start < s.Length) result.Append(s[start..].Normalize(form));
+        return result.ToString();
     }
 
     public string Decode(IEnumerable<int> ids, bool skipSpecialTokens = false)

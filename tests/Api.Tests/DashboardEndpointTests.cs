@@ -35,7 +35,7 @@ public sealed class DashboardEndpointTests
         var script = await server.Http.GetAsync("/ui/dashboard.js");
         Assert.Equal("text/javascript", script.Content.Headers.ContentType?.MediaType);
         string js = await script.Content.ReadAsStringAsync();
-        Assert.Contains("new EventSource(\"/events\")", js);
+        Assert.Contains("new EventSource(\"/events\"", js); // with ?access_token= when keys are on
         Assert.Contains("/v1/chat/completions", js);
         Assert.Equal("text/css", (await server.Http.GetAsync("/ui/dashboard.css")).Content.Headers.ContentType?.MediaType);
 

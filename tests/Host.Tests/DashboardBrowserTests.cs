@@ -74,6 +74,37 @@ public sealed class DashboardBrowserTests
             await TakeScreenshotsAsync(driver, server, Path.Combine(RepoFixtures.Root, folder)); // relative: to the repository
     }
 
+    [SkippableFact]
+    public async Task With_api_keys_on_the_dashboard_asks_for_the_key_then_shows_the_worker_and_the_playground_answers()
+    {
+        var (browser, driverFolder, driverFile) = FindBrowser();
+        Skip.If(browser is null, "chromium is not installed (apt-get install chromium chromium-driver)");
+        Skip.If(driverFolder is null, "chromedriver is not installed (apt-get install chromium-driver)");
+        const string key = "dashboard-key-0123456789";
+
+        await using var server = await DefaultModelServer.StartAsync(["--api-key", key]);
+        using var driver = StartChromium(browser!, driverFolder!, driverFile!);
+        driver.Navigate().GoToUrl(server.Url + "/ui");
+        await Until(() => driver.FindElement(By.Id("status")).Text.Contains("API key needed") ? "asked" : null, "the page to ask for the key");
+        Assert.Empty(driver.FindElements(By.CssSelector("#workers tr[data-state='ready']")));
+
+        var field = driver.FindElement(By.Id("pg-key"));
+        field.SendKeys(key);
+        field.SendKeys(Keys.Tab); // the change event: the page reconnects the live feed with the key
+        var row = await Until(() => driver.FindElements(By.CssSelector("#workers tr[data-state='ready']")).FirstOrDefault(),
+            "the worker to show as ready once the key is given");
+        Assert.Contains("ready", row.Text);
+
+        var user = driver.FindElement(By.Id("pg-user"));
+        user.Clear();
+        user.SendKeys("What is 37 + 58?");
+        driver.FindElement(By.Id("pg-send")).Click();
+        await Until(() => driver.FindElement(By.Id("pg-stats")).Text.Contains("total") ? "done" : null, "the playground's answer to finish");
+        Assert.Contains("95", driver.FindElement(By.Id("pg-output")).Text);
+        // The only console errors are the refused calls made before the key was given.
+        Assert.All(BrowserErrors(driver), e => Assert.Contains("401", e));
+    }
+
     private static async Task TakeScreenshotsAsync(ChromeDriver driver, DefaultModelServer server, string folder)
     {
         Directory.CreateDirectory(folder);

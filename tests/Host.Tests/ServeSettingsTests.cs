@@ -76,7 +76,7 @@ public sealed class ServeSettingsTests
     [Fact]
     public void Every_flag_parses_its_default_and_every_shipped_appsettings_key_is_a_definition()
     {
-        var args = ServeSettings.All.Where(s => s.Flag is not null && s.Kind != SettingKind.Flag && s.Key != "Node" && s.Default.Length > 0)
+        var args = ServeSettings.All.Where(s => s.Flag is not null && s.Kind is not (SettingKind.Flag or SettingKind.TextList) && s.Key != "Node" && s.Default.Length > 0)
             .SelectMany(s => new[] { $"--{s.Flag}", s.Default }).ToArray();
         var keys = ServeCli.Parse(args);
         Assert.Equal(new ServeOptions().Cluster, ServeOptions.From(new ConfigurationBuilder().AddInMemoryCollection(keys).Build()).Cluster);

@@ -130,8 +130,10 @@ public sealed class WorkerProcessTests
     [Fact]
     public async Task Recycling_a_worker_process_by_name_restarts_it_and_an_unknown_id_is_a_404()
     {
-        await using var server = await DefaultModelServer.StartAsync([]);
+        const string adminKey = "admin-key-0123456789";
+        await using var server = await DefaultModelServer.StartAsync(["--admin-key", adminKey]); // /admin/* needs one
         var http = server.Http;
+        http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", adminKey);
         int pid = (await Health(http)).GetProperty("worker_processes")[0].GetProperty("pid").GetInt32();
 
         using var unknown = await http.PostAsync("/admin/workers/worker-7/recycle", null);

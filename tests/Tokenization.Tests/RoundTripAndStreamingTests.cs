@@ -27,6 +27,15 @@ public sealed class RoundTripAndStreamingTests
         }
     }
 
+    [Theory]
+    [InlineData("\ufffe", "\ufffe")]
+    [InlineData("a\uffffe\u0301b", "a\uffff\u00e9b")]
+    [InlineData("\ufdd0 cafe\u0301 \U0001FFFE", "\ufdd0 caf\u00e9 \U0001FFFE")]
+    public void Noncharacters_pass_through_the_normalizer_and_the_text_around_them_is_still_normalized(string text, string expected)
+    {
+        Assert.Equal(expected, Qwen.Decode(Qwen.Encode(text)));
+    }
+
     [Fact]
     public void Streaming_chunks_of_random_text_join_to_the_whole_decode_and_never_split_a_character()
     {

@@ -8,6 +8,7 @@ using ActorQuery.Actors.Workers;
 using ActorQuery.Api.Dtos;
 using ActorQuery.Api.Endpoints;
 using ActorQuery.Api.Errors;
+using ActorQuery.Api.Generation;
 using ActorQuery.Api.Observability;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -66,6 +67,7 @@ internal static class DashboardEndpoints
         var ct = context.RequestAborted;
         var response = context.Response;
         response.ContentType = "text/event-stream";
+        SlowStreams.Allow(context);
         response.Headers.CacheControl = "no-cache";
         response.Headers["X-Accel-Buffering"] = "no"; // nginx: do not hold the stream back
 

@@ -18,6 +18,17 @@ internal static class ApiDocs
                 Description = "Language-model inference over HTTP: a native `/query` endpoint and OpenAI-compatible " +
                               "`/v1/chat/completions`, `/v1/completions` and `/v1/models`, plus health, memory and metrics.",
             };
+            // The key as Scalar's "Authentication" box sends it, so that /docs can try the endpoints of a server with keys.
+            document.Components ??= new OpenApiComponents();
+            document.Components.SecuritySchemes ??= new Dictionary<string, IOpenApiSecurityScheme>();
+            document.Components.SecuritySchemes["apiKey"] = new OpenApiSecurityScheme
+            {
+                Type = SecuritySchemeType.Http,
+                Scheme = "bearer",
+                Description = "An API key (--api-key) when the server has keys; /health/live, /health/ready and /metrics never need one, " +
+                              "/admin/* needs an admin key (--admin-key).",
+            };
+            document.Security = [new OpenApiSecurityRequirement { [new OpenApiSecuritySchemeReference("apiKey", document)] = [] }];
             // /metrics is mapped by prometheus-net, not as a minimal-API handler, so the generator does not see it.
             document.Paths ??= new OpenApiPaths();
             document.Paths["/metrics"] = new OpenApiPathItem

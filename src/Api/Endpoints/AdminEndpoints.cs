@@ -1,12 +1,26 @@
 using ActorQuery.Actors.Workers;
 using ActorQuery.Api.Errors;
+using ActorQuery.Api.Shutdown;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace ActorQuery.Api.Endpoints;
 
-/// <summary>POST /admin/workers/{id}/recycle: restart a worker process gracefully, its running queries resumed.</summary>
+/// <summary>/admin/*: operations for whoever holds an admin key (the path policy is <see cref="Security.ApiKeyMiddleware"/>):
+/// drain, and restarting a worker process gracefully.</summary>
 internal static class AdminEndpoints
 {
+    /// <param name="Draining">Always true after the call: the node admits no new query until it restarts.</param>
+    /// <param name="InFlight">Generation requests still running.</param>
+    public sealed record DrainResponse(bool Draining, int InFlight);
+
+    /// <summary>The same gate SIGTERM closes: readiness turns 503 and new queries get 503 "shutting down".</summary>
+    public static IResult Drain(DrainGate gate)
+    {
+        gate.BeginDrain();
+        return Results.Json(new DrainResponse(true, gate.Active), ApiJson.Options);
+    }
+
+    /// <summary>POST /admin/workers/{id}/recycle: restart a worker process gracefully, its running queries resumed.</summary>
     public static async Task<IResult> RecycleWorker(string id, IServiceProvider services, ApiOptions options, CancellationToken ct)
     {
         var client = services.GetService<IWorkerProcessClient>()

@@ -27,8 +27,8 @@ internal static class NativeEndpoints
         string maxField = body.MaxTokens is not null ? "max_tokens" : "max_new_tokens";
         var stop = PromptBuilder.ParseStop(body.Stop, options.MaxStopStrings);
         IReadOnlyList<int> promptIds = body.Prompt is not null
-            ? PromptBuilder.EncodeText(body.Prompt, model.Tokenizer)
-            : PromptBuilder.EncodeChat(PromptBuilder.ParseMessages(body.Messages), model.Tokenizer);
+            ? PromptBuilder.EncodeText(body.Prompt, model.Tokenizer, options)
+            : PromptBuilder.EncodeChat(PromptBuilder.ParseMessages(body.Messages, options), model.Tokenizer);
         var sampling = PromptBuilder.BuildSampling(body, body.MaxNewTokens ?? body.MaxTokens, maxField,
             defaultTemperature: 0f, logprobs: false, topLogprobs: 0, "top_logprobs", promptIds.Count, promptField, model, options)
             with { Constraint = ConstraintReader.FromNative(body) };

@@ -26,7 +26,7 @@ internal static class OpenAiEndpoints
 
         string maxField = body.MaxCompletionTokens is not null ? "max_completion_tokens" : "max_tokens";
         var stop = PromptBuilder.ParseStop(body.Stop, options.MaxStopStrings);
-        var promptIds = PromptBuilder.EncodeChat(PromptBuilder.ParseMessages(body.Messages), model.Tokenizer);
+        var promptIds = PromptBuilder.EncodeChat(PromptBuilder.ParseMessages(body.Messages, options), model.Tokenizer);
         var sampling = PromptBuilder.BuildSampling(body, body.MaxCompletionTokens ?? body.MaxTokens, maxField, defaultTemperature: 1f,
             body.Logprobs == true, body.TopLogprobs ?? 0, "top_logprobs", promptIds.Count, "messages", model, options)
             with { Constraint = ConstraintReader.FromResponseFormat(body.ResponseFormat) };
@@ -56,7 +56,7 @@ internal static class OpenAiEndpoints
         if (body.Echo == true) throw ApiException.BadRequest("echo", "is not supported");
 
         var stop = PromptBuilder.ParseStop(body.Stop, options.MaxStopStrings);
-        var promptIds = PromptBuilder.EncodeCompletionPrompt(body.Prompt, model.Tokenizer);
+        var promptIds = PromptBuilder.EncodeCompletionPrompt(body.Prompt, model.Tokenizer, options);
         var sampling = PromptBuilder.BuildSampling(body, body.MaxTokens, "max_tokens",
             defaultTemperature: 1f, body.Logprobs is not null, body.Logprobs ?? 0, "logprobs", promptIds.Count, "prompt", model, options)
             with { Constraint = ConstraintReader.FromResponseFormat(body.ResponseFormat) };

@@ -114,7 +114,9 @@ internal static class StatusEndpoints
             {
                 using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
                 cts.CancelAfter(options.StatusTimeout);
-                using var reply = await ProcessHttp.GetAsync(new Uri(new Uri(p.Url), "/memory"), cts.Token);
+                using var request = new HttpRequestMessage(HttpMethod.Get, new Uri(new Uri(p.Url), "/memory"));
+                if (options.Security.WorkerProcessKey is { } key) request.Headers.Authorization = new("Bearer", key);
+                using var reply = await ProcessHttp.SendAsync(request, cts.Token);
                 var json = System.Text.Json.JsonDocument.Parse(await reply.Content.ReadAsStringAsync(cts.Token)).RootElement.Clone();
                 return new WorkerProcessMemory(p.Id, p.Pid, p.State, p.Url, p.ResidentBytes, json, null);
             }
@@ -141,6 +143,7 @@ internal static class StatusEndpoints
         ["GET /events"] = "the dashboard's live feed (server-sent events)",
         ["GET /docs"] = "interactive API documentation",
         ["GET /openapi/v1.json"] = "OpenAPI document",
+        ["POST /admin/drain"] = "admin key: stop admitting queries, as SIGTERM does, while the process keeps running",
     }), ApiJson.Options);
 
     private static string StateName(WorkerState s) => s.ToString().ToLowerInvariant();

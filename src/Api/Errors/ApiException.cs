@@ -14,6 +14,8 @@ public sealed class ApiException(int status, string? field, string message, stri
     /// <summary>Machine-readable code (OpenAI's <c>error.code</c>), e.g. <c>context_length_exceeded</c>.</summary>
     public string? Code { get; } = code;
     public TimeSpan? RetryAfter { get; } = retryAfter;
+    /// <summary>The <c>WWW-Authenticate</c> header of a 401 (RFC 6750: <c>Bearer</c>, with the error when a key was sent).</summary>
+    public string? Challenge { get; init; }
 
     public static ApiException BadRequest(string field, string reason) =>
         new((int)HttpStatusCode.BadRequest, field, $"{field}: {reason}", "invalid_value");

@@ -21,6 +21,7 @@ public static class ErrorWriter
         response.StatusCode = error.Status;
         if (error.RetryAfter is { } retry)
             response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(retry.TotalSeconds)).ToString(CultureInfo.InvariantCulture);
+        if (error.Challenge is { } challenge) response.Headers.WWWAuthenticate = challenge;
         RequestIdMiddleware.EnsureHeader(context);
 
         if (IsOpenAiPath(context.Request.Path))
@@ -48,6 +49,8 @@ public static class ErrorWriter
     internal static string OpenAiType(int status) => status switch
     {
         400 or 404 or 413 or 415 => "invalid_request_error",
+        401 => "authentication_error",
+        403 => "permission_error",
         429 => "rate_limit_error",
         503 => "service_unavailable",
         504 => "timeout",
@@ -57,6 +60,8 @@ public static class ErrorWriter
     internal static string DefaultCode(int status) => status switch
     {
         400 => "invalid_value",
+        401 => "invalid_api_key",
+        403 => "forbidden",
         404 => "not_found",
         413 => "request_too_large",
         415 => "unsupported_media_type",

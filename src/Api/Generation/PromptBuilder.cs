@@ -16,11 +16,16 @@ internal static class PromptBuilder
 {
     private static readonly HashSet<string> Roles = new(StringComparer.Ordinal) { "system", "user", "assistant", "developer" };
 
-    public static IReadOnlyList<ChatMessage> ParseMessages(List<ChatMessageDto>? messages)
+    /// <summary>The messages, at most <see cref="ApiOptions.MaxMessages"/> of them and <see cref="ApiOptions.MaxPromptChars"/>
+    /// characters of content in all, checked before the chat template and the tokenizer run.</summary>
+    public static IReadOnlyList<ChatMessage> ParseMessages(List<ChatMessageDto>? messages, ApiOptions options)
     {
         if (messages is null) throw ApiException.BadRequest("messages", "is required");
         if (messages.Count == 0) throw ApiException.BadRequest("messages", "must hold at least one message");
+        if (messages.Count > options.MaxMessages)
+            throw ApiException.BadRequest("messages", $"holds {messages.Count} messages; at most {options.MaxMessages}");
         var result = new List<ChatMessage>(messages.Count);
+        long chars = 0;
         for (int i = 0; i < messages.Count; i++)
         {
             var m = messages[i];
@@ -31,7 +36,11 @@ internal static class PromptBuilder
                 throw ApiException.BadRequest($"{at}.role", $"unknown role '{m.Role}' (expected system, user, assistant or developer)");
             // OpenAI's "developer" role is the newer name of "system"; chat templates only know "system".
             string role = m.Role == "developer" ? "system" : m.Role;
-            result.Add(new ChatMessage(role, ParseContent(m.Content, $"{at}.content")));
+            var message = new ChatMessage(role, ParseContent(m.Content, $"{at}.content"));
+            chars += message.Content.Length;
+            if (chars > options.MaxPromptChars)
+                throw ApiException.BadRequest("messages", $"content is over {options.MaxPromptChars} characters in all");
+            result.Add(message);
         }
         return result;
     }
@@ -94,17 +103,17 @@ internal static class PromptBuilder
     }
 
     /// <summary>Prompt of /v1/completions: a string, a one-string array, or token ids.</summary>
-    public static IReadOnlyList<int> EncodeCompletionPrompt(JsonElement? prompt, ITokenizer tokenizer)
+    public static IReadOnlyList<int> EncodeCompletionPrompt(JsonElement? prompt, ITokenizer tokenizer, ApiOptions options)
     {
         if (prompt is not { } p || p.ValueKind == JsonValueKind.Null) throw ApiException.BadRequest("prompt", "is required");
-        if (p.ValueKind == JsonValueKind.String) return EncodeText(Text(p, "prompt"), tokenizer);
+        if (p.ValueKind == JsonValueKind.String) return EncodeText(Text(p, "prompt"), tokenizer, options);
         if (p.ValueKind != JsonValueKind.Array) throw ApiException.BadRequest("prompt", "must be a string, an array of one string, or an array of token ids");
         var items = p.EnumerateArray().ToList();
         if (items.Count == 0) throw ApiException.BadRequest("prompt", "must not be empty");
         if (items.All(i => i.ValueKind == JsonValueKind.String))
         {
             if (items.Count > 1) throw ApiException.BadRequest("prompt", "only one prompt per request is supported");
-            return EncodeText(Text(items[0], "prompt[0]"), tokenizer);
+            return EncodeText(Text(items[0], "prompt[0]"), tokenizer, options);
         }
         var ids = new List<int>(items.Count);
         foreach (var i in items)
@@ -116,9 +125,13 @@ internal static class PromptBuilder
         return ids;
     }
 
-    public static IReadOnlyList<int> EncodeText(string text, ITokenizer tokenizer)
+    /// <summary>Tokenizes a prompt of at most <see cref="ApiOptions.MaxPromptChars"/> characters: the cap comes before the
+    /// tokenizer, whose time and memory grow with the text.</summary>
+    public static IReadOnlyList<int> EncodeText(string text, ITokenizer tokenizer, ApiOptions options)
     {
         if (text.Length == 0) throw ApiException.BadRequest("prompt", "must not be empty");
+        if (text.Length > options.MaxPromptChars)
+            throw ApiException.BadRequest("prompt", $"is {text.Length} characters; at most {options.MaxPromptChars}");
         return tokenizer.Encode(text, addSpecialTokens: true);
     }
 

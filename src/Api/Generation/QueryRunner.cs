@@ -29,7 +29,7 @@ internal interface IStreamShape
 /// become text or SSE chunks, the terminal event the answer or an <see cref="ApiException"/> with the status a
 /// client expects. The request's abort token is the query's cancellation, so a client that disconnects cancels it.
 /// </summary>
-internal sealed class QueryRunner(IQueryClient client, ApiMetrics metrics, ApiOptions options)
+internal sealed class QueryRunner(IQueryClient client, ApiMetrics metrics, ApiOptions options, Security.KeyRateLimits limits)
 {
     public async Task<GenerationResult> RunAsync(HttpContext context, GenerationJob job)
     {
@@ -78,6 +78,7 @@ internal sealed class QueryRunner(IQueryClient client, ApiMetrics metrics, ApiOp
             if (!await events.MoveNextAsync()) throw NoTerminal(stats);
             var first = events.Current;
             if (first.IsTerminal && first is not QueryCompleted) throw Fail(stats, first, job);
+            SlowStreams.Allow(context);
             await TypedResults.ServerSentEvents(Items(first, events, shape, stats, job, clock)).ExecuteAsync(context);
         }
         finally
@@ -121,6 +122,7 @@ internal sealed class QueryRunner(IQueryClient client, ApiMetrics metrics, ApiOp
 
     private RequestStats Begin(HttpContext context, GenerationJob job)
     {
+        if (Security.ApiKey.Of(context) is { } key) limits.TakeTokens(key, job.Sampling.MaxNewTokens, job.MaxTokensField);
         var stats = RequestStats.For(context);
         stats.PromptTokens = job.PromptIds.Count;
         metrics.PromptTokens.Inc(job.PromptIds.Count);

@@ -15,9 +15,11 @@ internal sealed class CliException(string message) : Exception(message);
 internal sealed class CliArgs
 {
     private readonly Dictionary<string, string?> _values = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, List<string>> _repeated = new(StringComparer.Ordinal);
     private readonly HashSet<string> _used = new(StringComparer.Ordinal);
 
-    public CliArgs(IEnumerable<string> args, ISet<string> flags)
+    /// <param name="repeatable">Options that may be given more than once (<c>--api-key A --api-key B</c>); read them with <see cref="Strings"/>.</param>
+    public CliArgs(IEnumerable<string> args, ISet<string> flags, ISet<string>? repeatable = null)
     {
         var list = args.ToList();
         for (int i = 0; i < list.Count; i++)
@@ -32,7 +34,12 @@ internal sealed class CliArgs
             else if (flags.Contains(name)) value = null;
             else if (i + 1 < list.Count) value = list[++i];
             else throw new CliException($"option --{name} needs a value");
-            if (!_values.TryAdd(name, value)) throw new CliException($"option --{name} given twice");
+            if (repeatable?.Contains(name) == true && value is not null)
+            {
+                _values[name] = value;
+                (_repeated.TryGetValue(name, out var all) ? all : _repeated[name] = []).Add(value);
+            }
+            else if (!_values.TryAdd(name, value)) throw new CliException($"option --{name} given twice");
         }
     }
 
@@ -41,6 +48,9 @@ internal sealed class CliArgs
     public bool Flag(string name) => Has(name);
 
     public string? String(string name) { _used.Add(name); return _values.GetValueOrDefault(name); }
+
+    /// <summary>Every value of a repeatable option, in order; empty when absent.</summary>
+    public IReadOnlyList<string> Strings(string name) { _used.Add(name); return _repeated.GetValueOrDefault(name) ?? []; }
 
     public string RequiredString(string name) =>
         String(name) ?? throw new CliException($"option --{name} is required");

@@ -3,8 +3,10 @@ using Akka.Hosting;
 using Akka.Logger.Serilog;
 using ActorQuery.Actors.Cluster;
 using ActorQuery.Api;
+using ActorQuery.Api.Security;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -54,11 +56,26 @@ public static class ServeApp
 
         builder.WebHost.UseUrls(options.Urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
         // The API enforces MaxBodyBytes itself with an explained 413; Kestrel's own cap only has to stay above it.
-        builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = Math.Max(30L << 20, options.MaxBodyBytesValue + 1));
+        builder.WebHost.ConfigureKestrel(k =>
+        {
+            k.Limits.MaxRequestBodySize = Math.Max(30L << 20, options.MaxBodyBytesValue + 1);
+            var http = options.Http;
+            k.Limits.RequestHeadersTimeout = http.RequestHeadersTimeout;
+            k.Limits.KeepAliveTimeout = http.KeepAliveTimeout;
+            k.Limits.MinRequestBodyDataRate = http.MinRequestBodyDataRate > 0 ? new MinDataRate(http.MinRequestBodyDataRate, http.MinDataRateGracePeriod) : null;
+            k.Limits.MinResponseDataRate = http.MinResponseDataRate > 0 ? new MinDataRate(http.MinResponseDataRate, http.MinDataRateGracePeriod) : null;
+            k.Limits.MaxConcurrentConnections = http.MaxConcurrentConnections > 0 ? http.MaxConcurrentConnections : null;
+        });
         builder.Services.Configure<HostOptions>(h => h.ShutdownTimeout = options.DrainTimeout + TimeSpan.FromSeconds(30));
 
         builder.Services.AddSingleton(options);
-        builder.Services.AddSingleton(new ServeCommandLine(new Dictionary<string, string?>(cliOverrides, StringComparer.OrdinalIgnoreCase)));
+        var commandLine = new Dictionary<string, string?>(cliOverrides, StringComparer.OrdinalIgnoreCase);
+        // Worker processes inherit the keys (their configuration is this command line and this environment), so their
+        // loopback API wants one too: this run's own key, known only to this process and its children, lets the server
+        // read their /memory without handing them a user's key or leaving their port open to other local users.
+        string? workerProcessKey = options.HasApiKeys ? Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32)) : null;
+        if (workerProcessKey is not null) commandLine[$"{ServeOptions.Section}:ApiKeys:workerprocesses"] = workerProcessKey;
+        builder.Services.AddSingleton(new ServeCommandLine(commandLine));
         builder.Services.AddSingleton<ServeOutcome>();
         // The Akka configuration as loaded from hocon/, the only source: the node wiring takes it from here.
         builder.Services.AddSingleton(HoconFiles.Merge(hocon));
@@ -69,6 +86,19 @@ public static class ServeApp
             api.DefaultMaxTokens = options.DefaultMaxTokens;
             api.DrainTimeout = options.DrainTimeout;
             api.AlertWebhook = options.AlertWebhook.Length == 0 ? null : new Uri(options.AlertWebhook);
+            api.MaxStopStrings = options.MaxStopStrings;
+            api.MaxMessages = options.MaxMessages;
+            api.MaxPromptChars = options.MaxPromptChars;
+            api.Security = new SecurityOptions
+            {
+                WorkerProcessKey = workerProcessKey,
+                ApiKeys = ApiKeySet.From(options.ApiKeys.Select(k => k.Trim()), options.ApiKeyFile),
+                AdminKeys = ApiKeySet.From(options.AdminKeys.Select(k => k.Trim()), options.AdminKeyFile),
+                MetricsAuth = options.MetricsAuth,
+                RequestsPerMinute = options.KeyRequestsPerMinute,
+                TokensPerMinute = options.KeyTokensPerMinute,
+                ConcurrentRequests = options.KeyConcurrentRequests,
+            };
         });
 
         builder.Services.AddAkka(options.Cluster.SystemName, (akka, services) =>

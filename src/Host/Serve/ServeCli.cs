@@ -14,11 +14,20 @@ public static class ServeCli
     public static Dictionary<string, string?> Parse(string[] args)
     {
         var flags = ServeSettings.All.Where(s => s is { Flag: not null, Kind: SettingKind.Flag }).Select(s => s.Flag!).ToHashSet();
-        var cli = new CliArgs(args, flags);
+        var repeatable = ServeSettings.All.Where(s => s is { Flag: not null, Kind: SettingKind.TextList }).Select(s => s.Flag!).ToHashSet();
+        var cli = new CliArgs(args, flags, repeatable);
         var overrides = new Dictionary<string, string?>(StringComparer.OrdinalIgnoreCase);
         foreach (var s in ServeSettings.All)
         {
             if (s.Flag is not { } option) continue;
+            if (s.Kind == SettingKind.TextList)
+            {
+                // A list binds from every child of its key; the command line's own child names add its items to those of
+                // the other layers (ACTORQUERY__APIKEYS__0) instead of overwriting them.
+                var items = cli.Strings(option);
+                for (int i = 0; i < items.Count; i++) overrides[$"{s.ConfigKey}:cli{i}"] = items[i];
+                continue;
+            }
             string? value = s.Kind switch
             {
                 SettingKind.Int => cli.Int(option)?.ToString(CultureInfo.InvariantCulture),

@@ -50,12 +50,14 @@ public static class ServeLogging
         o.GetLevel = (context, _, exception) =>
             exception is not null || context.Response.StatusCode is 500 or 501 or 502 ? LogEventLevel.Error
             : context.Request.Path.StartsWithSegments("/metrics") || context.Request.Path.StartsWithSegments("/health") ? LogEventLevel.Debug
-            : context.Response.StatusCode is 429 or 503 or 504 ? LogEventLevel.Warning
+            : context.Response.StatusCode is 401 or 403 or 429 or 503 or 504 ? LogEventLevel.Warning
             : LogEventLevel.Information;
         o.EnrichDiagnosticContext = (diagnostics, context) =>
         {
             diagnostics.Set("RequestId", RequestIdMiddleware.Get(context));
             if (RequestIdMiddleware.ClientId(context) is { } client) diagnostics.Set("ClientRequestId", client);
+            // The key's label (or the first hex digits of its hash), never the key: who did what, and whose limit it hit.
+            if (ActorQuery.Api.Security.ApiKey.Of(context) is { } key) diagnostics.Set("ApiKey", key.Label);
             diagnostics.Set("Endpoint", (context.GetEndpoint() as Microsoft.AspNetCore.Routing.RouteEndpoint)?.RoutePattern.RawText ?? "unmatched");
             var stats = context.Features.Get<RequestStats>();
             diagnostics.Set("Tokens", stats?.PromptTokens is { } p ? $", tokens {p}+{stats.CompletionTokens ?? 0}" : "");

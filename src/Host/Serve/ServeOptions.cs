@@ -16,6 +16,7 @@ public sealed class ServeOptions
 
     /// <summary>Where a setting also exists in the Actors' records, its default is theirs: one value for both.</summary>
     private static readonly ActorQuery.Actors.ActorQueryNodeOptions Node = new();
+    private static readonly ActorQuery.Api.ApiOptions Api = new();
 
     /// <summary>A Hugging Face checkpoint folder (config.json, tokenizer.json, *.safetensors).</summary>
     public string ModelFolder { get; set; } = "models/default";
@@ -76,6 +77,24 @@ public sealed class ServeOptions
     public bool DummyWeights { get; set; }
     /// <summary>Akka.Cluster: roles, remoting address, seed nodes (section ActorQuery:Cluster).</summary>
     public ClusterServeOptions Cluster { get; set; } = new();
+    /// <summary>Kestrel's limits on slow and idle clients (section ActorQuery:Http).</summary>
+    public HttpServeOptions Http { get; set; } = new();
+
+    /// <summary>Plain API keys (command line, configuration, environment); the server keeps only their SHA-256.</summary>
+    public List<string> ApiKeys { get; set; } = [];
+    /// <summary>A file of SHA-256 hex hashes of API keys, one a line; empty: none.</summary>
+    public string ApiKeyFile { get; set; } = "";
+    public List<string> AdminKeys { get; set; } = [];
+    public string AdminKeyFile { get; set; } = "";
+    /// <summary>Serve without API keys on addresses beyond loopback (otherwise refused at start).</summary>
+    public bool AllowUnauthenticated { get; set; }
+    public bool MetricsAuth { get; set; }
+    public int KeyRequestsPerMinute { get; set; }
+    public int KeyTokensPerMinute { get; set; }
+    public int KeyConcurrentRequests { get; set; }
+    public int MaxStopStrings { get; set; } = Api.MaxStopStrings;
+    public int MaxMessages { get; set; } = Api.MaxMessages;
+    public int MaxPromptChars { get; set; } = Api.MaxPromptChars;
 
     public static readonly string[] LogLevels = ["Verbose", "Debug", "Information", "Warning", "Error", "Fatal"];
 
@@ -99,8 +118,44 @@ public sealed class ServeOptions
             // The binder's message names the key ("Failed to convert configuration value at 'ActorQuery:MaxQueue'...").
             throw new OptionsException(e.Message);
         }
+        options.RefuseOpenExposure();
         return options;
     }
+
+    public bool HasApiKeys => ApiKeys.Count > 0 || ApiKeyFile.Length > 0;
+
+    /// <summary>
+    /// Without API keys anyone who reaches the port can use the model, so the server then listens on loopback only:
+    /// an address beyond it (0.0.0.0, a LAN address, a host name, * or +) is refused unless AllowUnauthenticated says
+    /// that this is meant (a trusted network, or a proxy in front that authenticates).
+    /// </summary>
+    private void RefuseOpenExposure()
+    {
+        if (HasApiKeys || AllowUnauthenticated) return;
+        foreach (var url in Urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            string host = Microsoft.AspNetCore.Http.BindingAddress.Parse(url).Host;
+            bool loopback = host.Equals("localhost", StringComparison.OrdinalIgnoreCase)
+                            || (System.Net.IPAddress.TryParse(host.Trim('[', ']'), out var ip) && System.Net.IPAddress.IsLoopback(ip));
+            if (!loopback)
+                throw new OptionsException($"{Section}:Urls '{url}' listens beyond loopback and no API key is set: give --api-key or " +
+                                           "--api-key-file, or --allow-unauthenticated to serve it open");
+        }
+    }
+}
+
+/// <summary>Kestrel's limits on slow and idle clients; the defaults hold a slowloris back without hurting real clients.</summary>
+public sealed record HttpServeOptions
+{
+    public TimeSpan RequestHeadersTimeout { get; set; } = TimeSpan.FromSeconds(15);
+    public TimeSpan KeepAliveTimeout { get; set; } = TimeSpan.FromSeconds(60);
+    /// <summary>Bytes per second; 0: no minimum. Kestrel's own default.</summary>
+    public int MinRequestBodyDataRate { get; set; } = 240;
+    /// <summary>Bytes per second; 0: no minimum. Server-sent event streams opt out (they are as slow as the model).</summary>
+    public int MinResponseDataRate { get; set; } = 240;
+    public TimeSpan MinDataRateGracePeriod { get; set; } = TimeSpan.FromSeconds(5);
+    /// <summary>0: unlimited.</summary>
+    public int MaxConcurrentConnections { get; set; } = 1024;
 }
 
 /// <summary>

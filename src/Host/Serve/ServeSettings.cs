@@ -22,6 +22,8 @@ public enum SettingKind
     Duration,
     /// <summary>A list of integers: <c>KEY:0</c>, <c>KEY:1</c>, ... (<c>ACTORQUERY__FAULTS__OOMATSTEPS__0=5</c>).</summary>
     IntList,
+    /// <summary>A list of texts: <c>KEY:0</c>, <c>KEY:1</c>, ...; on the command line, the flag given once per item.</summary>
+    TextList,
 }
 
 /// <summary>
@@ -49,6 +51,7 @@ public static class ServeSettings
     private static readonly ActorQueryNodeOptions N = new();
     private static readonly ClusterNodeOptions C = new();
     private static readonly FaultOptions F = new();
+    private static readonly HttpServeOptions H = new();
 
     public static readonly IReadOnlyList<ServeSetting> All =
     [
@@ -96,8 +99,8 @@ public static class ServeSettings
         new("CacheEntries", "cache-entries", SettingKind.Int, Int(S.CacheEntries), ">= 0; 0: no cache", "answer cache entries", IntIn(0, int.MaxValue, " (0 turns the cache off)")),
         new("CacheMaxBytes", "cache-size", SettingKind.Size, S.CacheMaxBytes, "[0B, unlimited]", "answer cache size", SizeIn(0)),
         new("Urls", "urls", SettingKind.Text, S.Urls, "http(s) URLs, ';'-separated", "where HTTP listens",
-            (v, _) => ((string)v).Split(';', StringSplitOptions.RemoveEmptyEntries).All(u => Uri.TryCreate(u.Trim(), UriKind.Absolute, out var uri)
-                && uri.Scheme is "http" or "https") ? null : $"'{v}' is not a ';'-separated list of http(s) URLs"),
+            (v, _) => ((string)v).Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).All(IsBindingUrl)
+                ? null : $"'{v}' is not a ';'-separated list of http(s) URLs"),
         new("LogFolder", "log-folder", SettingKind.Text, S.LogFolder, "not empty", "folder of the app- and error- log files", (v, _) => NotEmpty(v)),
         new("LogLevel", "log-level", SettingKind.Text, S.LogLevel, string.Join(", ", ServeOptions.LogLevels), "least level logged",
             (v, _) => ServeOptions.LogLevels.Contains((string)v, StringComparer.OrdinalIgnoreCase) ? null
@@ -113,6 +116,28 @@ public static class ServeSettings
         new("SettingsFile", "settings", SettingKind.Text, S.SettingsFile, "a JSON file; empty: none",
             "settings file layered over the environment, re-read when it changes (Faults:LeakBytesPerStep applies live)",
             (v, _) => ((string)v).Length == 0 || File.Exists((string)v) ? null : $"'{v}' does not exist"),
+        new("ApiKeys", "api-key", SettingKind.TextList, "none", "repeatable; each at least 16 characters",
+            "an API key that clients send as 'Authorization: Bearer KEY' (see *Security*); with none, only loopback --urls",
+            StrongKeys),
+        new("ApiKeyFile", "api-key-file", SettingKind.Text, S.ApiKeyFile, "a file; empty: none",
+            "API keys as SHA-256 hex hashes, one a line ('printf %s KEY | sha256sum'), each optionally followed by a label and its own limits (see *Security*)", HashFile),
+        new("AdminKeys", "admin-key", SettingKind.TextList, "none", "repeatable; each at least 16 characters",
+            "a key for /admin/* (drain); with none, /admin/* is closed",
+            StrongKeys),
+        new("AdminKeyFile", "admin-key-file", SettingKind.Text, S.AdminKeyFile, "a file; empty: none", "admin keys as SHA-256 hex hashes, as --api-key-file", HashFile),
+        new("AllowUnauthenticated", "allow-unauthenticated", SettingKind.Flag, Flag(S.AllowUnauthenticated), "true, false",
+            "serve without API keys on addresses beyond loopback"),
+        new("MetricsAuth", "metrics-auth", SettingKind.Flag, Flag(S.MetricsAuth), "true, false", "/metrics needs an API key too (when keys are on)"),
+        new("KeyRequestsPerMinute", "key-requests-per-minute", SettingKind.Int, Int(S.KeyRequestsPerMinute), ">= 0; 0: unlimited",
+            "generation requests one key may start per minute", IntIn(0)),
+        new("KeyTokensPerMinute", "key-tokens-per-minute", SettingKind.Int, Int(S.KeyTokensPerMinute), ">= 0; 0: unlimited",
+            "completion tokens one key may ask for per minute (each request's max tokens, taken when it is admitted)", IntIn(0)),
+        new("KeyConcurrentRequests", "key-concurrent-requests", SettingKind.Int, Int(S.KeyConcurrentRequests), ">= 0; 0: unlimited",
+            "generation requests of one key running at once", IntIn(0)),
+        new("MaxStopStrings", "max-stop-strings", SettingKind.Int, Int(S.MaxStopStrings), "[1, 1024]", "stop strings one request may carry", IntIn(1, 1024)),
+        new("MaxMessages", "max-messages", SettingKind.Int, Int(S.MaxMessages), ">= 1", "chat messages one request may carry", IntIn(1)),
+        new("MaxPromptChars", "max-prompt-chars", SettingKind.Int, Int(S.MaxPromptChars), ">= 1",
+            "characters of a prompt (or of all messages' content), checked before tokenization", IntIn(1)),
         new("Node", "node-name", SettingKind.Text, "the machine name", "any text", "this node's name in statuses"),
         new("Cluster:Roles", "roles", SettingKind.Text, S.Cluster.Roles, "gateway, worker or both, ','-separated", "what this node does (see docs/operations.md)",
             (v, _) => RoleList((string)v) is { Count: > 0 } roles && roles.All(r => r is "gateway" or "worker") ? null
@@ -166,6 +191,15 @@ public static class ServeSettings
         new("Faults:HangAtStep", null, SettingKind.Int, Int(F.HangAtStep), ">= 0; 0: never", "the engine step with this number (counted from 1 in each process) never returns (a hung driver call)", IntIn(0)),
         new("Faults:OomAtSteps", null, SettingKind.IntList, "none", "step numbers >= 1, one key each (`__0`, `__1`, ...)", "engine steps that raise an out-of-memory",
             (v, _) => ((IReadOnlyList<int>)v).All(s => s >= 1) ? null : "step numbers start at 1"),
+        new("Http:RequestHeadersTimeout", null, SettingKind.Duration, Span(H.RequestHeadersTimeout), "> 0", "time a client has to send a request's headers", SpanAboveZero),
+        new("Http:KeepAliveTimeout", null, SettingKind.Duration, Span(H.KeepAliveTimeout), "> 0", "time an idle connection stays open", SpanAboveZero),
+        new("Http:MinRequestBodyDataRate", null, SettingKind.Int, Int(H.MinRequestBodyDataRate), ">= 0; 0: off",
+            "bytes per second a client must send a request body at, after Http:MinDataRateGracePeriod", IntIn(0)),
+        new("Http:MinResponseDataRate", null, SettingKind.Int, Int(H.MinResponseDataRate), ">= 0; 0: off",
+            "bytes per second a client must read a response at, after Http:MinDataRateGracePeriod (streams are exempt)", IntIn(0)),
+        new("Http:MinDataRateGracePeriod", null, SettingKind.Duration, Span(H.MinDataRateGracePeriod), ">= 00:00:01", "time before the data rates apply",
+            (v, _) => (TimeSpan)v >= TimeSpan.FromSeconds(1) ? null : "must be >= 00:00:01"),
+        new("Http:MaxConcurrentConnections", null, SettingKind.Int, Int(H.MaxConcurrentConnections), ">= 0; 0: unlimited", "open HTTP connections", IntIn(0)),
         new("Cluster:LoadPublishInterval", null, SettingKind.Duration, Span(C.LoadPublishInterval), "> 0", "coalescing window of workers' load reports", SpanAboveZero),
         new("Cluster:HeartbeatInterval", null, SettingKind.Duration, Span(C.HeartbeatInterval), "> 0", "how often every worker's status is re-published", SpanAboveZero),
     ];
@@ -213,7 +247,7 @@ public static class ServeSettings
         {
             if (value is null) continue; // a section, not a value
             bool known = All.Any(s => s.Key.Equals(key, StringComparison.OrdinalIgnoreCase)
-                                      || (s.Kind == SettingKind.IntList && key.StartsWith(s.Key + ":", StringComparison.OrdinalIgnoreCase)));
+                                      || (s.Kind is SettingKind.IntList or SettingKind.TextList && key.StartsWith(s.Key + ":", StringComparison.OrdinalIgnoreCase)));
             if (known) continue;
             var full = $"{ServeOptions.Section}:{key}";
             if (SetByMainSetting.TryGetValue(key, out var main))
@@ -240,6 +274,8 @@ public static class ServeSettings
             }
             return list;
         }
+        if (s.Kind == SettingKind.TextList)
+            return section.GetSection(s.Key).GetChildren().Select(c => c.Value ?? "").ToList();
         string? text = section[s.Key];
         if (text is null && s.Key == "Node") return null;
         text ??= s.Default;
@@ -313,6 +349,28 @@ public static class ServeSettings
 
     private static string? SpanAtLeastZero(object v, Func<string, string> _) => (TimeSpan)v >= TimeSpan.Zero ? null : "must be >= 0";
     private static string? SpanAboveZero(object v, Func<string, string> _) => (TimeSpan)v > TimeSpan.Zero ? null : "must be > 0";
+
+    /// <summary>Keys short enough to guess are refused rather than served with.</summary>
+    private static string? StrongKeys(object v, Func<string, string> _) =>
+        ((IReadOnlyList<string>)v).FirstOrDefault(k => k.Trim().Length < 16) is { } weak ? $"has a key of {weak.Trim().Length} characters; at least 16" : null;
+
+    /// <summary>A URL as Kestrel binds it (which, unlike <see cref="Uri"/>, reads the wildcard hosts * and +).</summary>
+    private static bool IsBindingUrl(string url)
+    {
+        try { return Microsoft.AspNetCore.Http.BindingAddress.Parse(url) is { Scheme: "http" or "https" } a && a.Host.Length > 0; }
+        catch (FormatException) { return false; }
+    }
+
+    private static string? HashFile(object v, Func<string, string> _)
+    {
+        string path = (string)v;
+        if (path.Length == 0) return null;
+        if (!File.Exists(path)) return $"'{path}' does not exist";
+        try { ActorQuery.Api.Security.ApiKeySet.ReadHashFile(path); return null; }
+        catch (FormatException e) { return e.Message; }
+        catch (IOException e) { return $"'{path}' cannot be read: {e.Message}"; }
+        catch (UnauthorizedAccessException e) { return $"'{path}' cannot be read: {e.Message}"; }
+    }
 
     internal static List<string> RoleList(string s) =>
         s.Split([',', ';'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(r => r.ToLowerInvariant()).Distinct().ToList();

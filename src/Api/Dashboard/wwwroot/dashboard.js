@@ -27,8 +27,14 @@
   function pill(text, cls) { return el("span", { class: "pill " + cls }, text); }
 
   // ---- live feed ----
+  // With API keys on, every call sends the key of the playground's field (kept for this tab in sessionStorage). The
+  // live feed's EventSource cannot set headers, so it passes the key as /events?access_token=, which only /events takes.
+  let source = null;
   function connect() {
-    const source = new EventSource("/events");
+    if (source) source.close();
+    const key = apiKey();
+    source = new EventSource("/events" + (key ? "?access_token=" + encodeURIComponent(key) : ""));
+    const current = source;
     source.addEventListener("init", (e) => {
       const init = JSON.parse(e.data);
       $("model").textContent = "model " + init.model;
@@ -41,7 +47,24 @@
     });
     source.addEventListener("state", (e) => render(JSON.parse(e.data)));
     source.addEventListener("timeline", (e) => addTimeline(JSON.parse(e.data)));
-    source.onerror = () => { $("status").textContent = "reconnecting"; $("status").className = "pill warning"; };
+    source.onerror = () => {
+      // A refused feed (401) is closed for good, while a lost one reconnects by itself: ask which it was.
+      if (current.readyState === EventSource.CLOSED) { checkKey(); return; }
+      $("status").textContent = "reconnecting"; $("status").className = "pill warning";
+    };
+  }
+
+  async function checkKey() {
+    try {
+      const r = await fetch("/v1/models", { headers: authHeaders() });
+      if (r.status === 401) {
+        $("status").textContent = apiKey() ? "API key not valid" : "API key needed";
+        $("status").className = "pill warning";
+        $("pg-key").focus();
+        return;
+      }
+    } catch (_) { /* the server is gone: try again below */ }
+    setTimeout(connect, 2000);
   }
 
   function render(s) {
@@ -217,8 +240,9 @@
     } catch (_) { /* the select stays empty; the request then names no model */ }
   }
 
+  function apiKey() { return $("pg-key").value.trim(); }
   function authHeaders() {
-    const key = $("pg-key").value.trim();
+    const key = apiKey();
     return key ? { Authorization: "Bearer " + key } : {};
   }
 
@@ -303,6 +327,12 @@
   $("pg-form").addEventListener("submit", send);
   $("pg-stop").addEventListener("click", () => { if (controller) controller.abort(); });
   setInterval(drawCharts, 5000); // the window moves even when nothing streams
+  $("pg-key").value = sessionStorage.getItem("actorquery-api-key") || "";
+  $("pg-key").addEventListener("change", () => {
+    sessionStorage.setItem("actorquery-api-key", apiKey());
+    loadModels();
+    connect();
+  });
   loadModels();
   connect();
 })();
