@@ -42,7 +42,7 @@ cases=("$@"); [ ${#cases[@]} -gt 0 ] || cases=(kill oom)
 build_host
 RUN_DIR=$(mktemp -d /tmp/worker-chaos-XXXXXX)
 echo "run folder: $RUN_DIR ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores)" >&2
-SERVER_PID=; URL=; RESULTS=()
+SERVER_PID=; URL=; RESULTS=(); LIMITED=0
 
 # start NAME LIMIT ARGS...: `serve` with SERVE_ARGS and ARGS on a free port, in a cgroup of LIMIT (none: no cgroup).
 start() {
@@ -50,7 +50,8 @@ start() {
   DIR=$RUN_DIR/$name; mkdir -p "$DIR"
   URL="http://127.0.0.1:$(free_port)"
   local cmd=("${HOST[@]}" serve "${SERVE_ARGS[@]}" "$@" --urls "$URL" --log-folder "$DIR/logs")
-  [ "$limit" = none ] || cmd=("$LIMIT_TOOL" "$limit" "${cmd[@]}")
+  LIMITED=0
+  [ "$limit" = none ] || { cmd=("$LIMIT_TOOL" "$limit" "${cmd[@]}"); LIMITED=1; }
   echo "[$name] ${cmd[*]}" >&2
   "${cmd[@]}" >"$DIR/stdout.txt" 2>"$DIR/stderr.txt" &
   SERVER_PID=$!
@@ -65,8 +66,10 @@ start() {
 
 stop() {
   [ -n "$SERVER_PID" ] || return 0
+  # In a cgroup SERVER_PID is the cgroup tool and the server its child; otherwise the server itself (whose own child
+  # is its worker process, which stops with it).
   local target=$SERVER_PID
-  pgrep -P "$SERVER_PID" -f actorquery >/dev/null && target=$(pgrep -P "$SERVER_PID" -f actorquery | head -1)
+  if [ "$LIMITED" = 1 ]; then target=$(pgrep -P "$SERVER_PID" | head -1 || echo "$SERVER_PID"); fi
   kill -TERM "$target" 2>/dev/null || true
   wait "$SERVER_PID" 2>/dev/null || true
   SERVER_PID=
