@@ -25,11 +25,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/serve-common.sh
 
-# GET /memory's fields (see its example in /docs), as jq expressions over the whole reply.
-JQ_KV_POOL_BYTES='.plan.kv_pool_bytes'
-JQ_KV_POOL_TOKENS='.kv.capacity_tokens'
-JQ_LIMIT_BYTES='.limit.bytes'
-JQ_MEMORY_STATE='.watchdog.state'
+# GET /memory's fields (see its example in /docs), as jq expressions over the whole reply: the model's plan is its
+# worker process's own report (worker_processes[0].memory) when the server runs one (the default), else the top level.
+JQ_KV_POOL_BYTES='(.worker_processes[0].memory // .).plan.kv_pool_bytes'
+JQ_KV_POOL_TOKENS='(.worker_processes[0].memory // .).kv.capacity_tokens'
+JQ_LIMIT_BYTES='(.worker_processes[0].memory // .).limit.bytes'
+JQ_MEMORY_STATE='(.worker_processes[0].memory // .).watchdog.state'
 # A 503 from /health/ready for memory names it in its body ({"status":"memory_pressure"} or so).
 READY_MEMORY_PATTERN='memory'
 # The start-up log line that says why --dtype auto chose what it chose.
