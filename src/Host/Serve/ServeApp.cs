@@ -37,16 +37,21 @@ public static class ServeApp
             ContentRootPath = contentRoot ?? AppContext.BaseDirectory,
             Args = [],
         });
-        builder.Configuration.AddInMemoryCollection(cliOverrides);
+        // The command line is the last layer; a worker process's is its parent's command line and its own keys
+        // (WorkerProcessRole), read from the environment.
+        void AddCommandLine()
+        {
+            builder.Configuration.AddInMemoryCollection(cliOverrides);
+            if (WorkerProcessRole.Current is not null) builder.Configuration.AddEnvironmentVariables(WorkerProcessRole.ConfigPrefix);
+        }
+        AddCommandLine();
         // --settings: a JSON file over the environment, re-read when it changes; the command line keeps the last word.
         if (builder.Configuration[$"{ServeOptions.Section}:SettingsFile"] is { Length: > 0 } settingsFile)
         {
             if (!File.Exists(settingsFile)) throw new OptionsException($"{ServeOptions.Section}:SettingsFile '{settingsFile}' does not exist");
             builder.Configuration.AddJsonFile(Path.GetFullPath(settingsFile), optional: false, reloadOnChange: true);
-            builder.Configuration.AddInMemoryCollection(cliOverrides);
+            AddCommandLine();
         }
-        // A worker process: its parent's command line and its own keys, last (WorkerProcessRole).
-        if (WorkerProcessRole.Current is not null) builder.Configuration.AddEnvironmentVariables(WorkerProcessRole.ConfigPrefix);
         var options = ServeOptions.From(builder.Configuration);
         var hocon = HoconFiles.Load(hoconFolder ?? HoconFiles.DefaultFolder);
 
