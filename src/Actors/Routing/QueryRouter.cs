@@ -474,9 +474,7 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
     {
         bool failedNow = status.State == WorkerState.Failed && entry.Status?.State != WorkerState.Failed;
         entry.Status = status;
-        if (failedNow)
-            foreach (var q in _byTicket.Values.Where(q => worker.Equals(q.Worker)).ToList())
-                OnReturned(new QueryReturned(q.Ticket!.Value, $"worker {status.Worker} failed: {status.Error}", 0));
+        if (failedNow) ReturnQueriesOf(worker, $"worker {status.Worker} failed: {status.Error}");
         entry.ReservedSinceReport = 0;
         if (!AnyMayBecomeReady) RefuseWaiting();
         Dispatch();
@@ -498,9 +496,15 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
     private void OnWorkerGone(IActorRef worker, string reason = "its worker stopped")
     {
         if (!_workers.Remove(worker)) return;
+        ReturnQueriesOf(worker, reason);
+        if (!AnyMayBecomeReady) RefuseWaiting();
+    }
+
+    /// <summary>The queries dispatched to <paramref name="worker"/> come back as if it had handed them back: retried or resumed.</summary>
+    private void ReturnQueriesOf(IActorRef worker, string reason)
+    {
         foreach (var q in _byTicket.Values.Where(q => worker.Equals(q.Worker)).ToList())
             OnReturned(new QueryReturned(q.Ticket!.Value, reason, 0));
-        if (!AnyMayBecomeReady) RefuseWaiting();
     }
 
     /// <summary>No worker can ever take the waiting queries (all failed): tell their clients now rather than at the deadline.</summary>
@@ -556,10 +560,14 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
 
     private static string DeadlineKey(Live q) => "deadline:" + q.Request.QueryId;
 
-    private RouterStatus Status() => new(
-        _node, _paused || WorkersPressure is not null, _draining, InFlight, _queue.Count, _options.MaxInFlight, _options.MaxQueue,
-        _workers.Values.Select(w => w.Status).OfType<WorkerStatus>().OrderBy(s => s.Worker, StringComparer.Ordinal).ToList(),
-        _cache.Stats, _memory,
-        new RouterCounters(_admitted, _completed, _cancelled, _refused, _timedOut, _failed, _retried, _cacheHits, _resumed),
-        _pauseReason ?? WorkersPressure);
+    private RouterStatus Status()
+    {
+        var pressure = WorkersPressure;
+        return new(
+            _node, _paused || pressure is not null, _draining, InFlight, _queue.Count, _options.MaxInFlight, _options.MaxQueue,
+            _workers.Values.Select(w => w.Status).OfType<WorkerStatus>().OrderBy(s => s.Worker, StringComparer.Ordinal).ToList(),
+            _cache.Stats, _memory,
+            new RouterCounters(_admitted, _completed, _cancelled, _refused, _timedOut, _failed, _retried, _cacheHits, _resumed),
+            _pauseReason ?? pressure);
+    }
 }

@@ -31,12 +31,15 @@ public sealed class RestartPolicy(WorkerOptions options, bool canFallBackToCpu, 
     }
 
     /// <summary>Delay before the next load: min × 2^(failures-1), capped, plus up to <see cref="WorkerOptions.BackoffJitter"/> of it.</summary>
-    public TimeSpan NextDelay()
+    public TimeSpan NextDelay() => ConsecutiveFailures == 0 ? TimeSpan.Zero : Backoff(options, ConsecutiveFailures, random());
+
+    /// <summary>The backoff after <paramref name="failures"/> (≥ 1) failures in a row: min × 2^(failures-1), capped at
+    /// max, plus <paramref name="random"/> (in [0, 1)) × jitter of it. Worker processes restart on the same ladder.</summary>
+    public static TimeSpan Backoff(WorkerOptions options, int failures, double random)
     {
-        if (ConsecutiveFailures == 0) return TimeSpan.Zero;
-        double ms = options.BackoffMin.TotalMilliseconds * Math.Pow(2, Math.Min(ConsecutiveFailures - 1, 30));
+        double ms = options.BackoffMin.TotalMilliseconds * Math.Pow(2, Math.Min(failures - 1, 30));
         ms = Math.Min(ms, options.BackoffMax.TotalMilliseconds);
-        ms += ms * options.BackoffJitter * random();
+        ms += ms * options.BackoffJitter * random;
         return TimeSpan.FromMilliseconds(ms);
     }
 

@@ -241,20 +241,13 @@ public sealed class WorkerProcessSupervisor : ReceiveActor, IWithTimers
         {
             bool servedLong = c.StartedAt is { } started && DateTimeOffset.UtcNow - started >= _backoff.BackoffResetAfter && c.ReadySinceStart;
             c.ConsecutiveFailures = servedLong ? 1 : c.ConsecutiveFailures + 1;
-            delay = Backoff(c.ConsecutiveFailures);
+            delay = RestartPolicy.Backoff(_backoff, c.ConsecutiveFailures, _random.NextDouble());
         }
         c.State = "restarting";
         c.Restarts++;
         if (c.RecycleReason is null) _log.Warning("{0}; starting it again in {1:0.###}s (restart {2})", reason, delay.TotalSeconds, c.Restarts);
         else _log.Info("{0}; starting it again (restart {1})", reason, c.Restarts);
         Timers.StartSingleTimer($"start-{c.Id}", new StartAgain(c.Id, c.Generation), delay);
-    }
-
-    private TimeSpan Backoff(int failures)
-    {
-        double ms = _backoff.BackoffMin.TotalMilliseconds * Math.Pow(2, Math.Min(failures - 1, 30));
-        ms = Math.Min(ms, _backoff.BackoffMax.TotalMilliseconds);
-        return TimeSpan.FromMilliseconds(ms + ms * _backoff.BackoffJitter * _random.NextDouble());
     }
 
     private void OnPublished(WorkerLoadPublished m)

@@ -9,18 +9,27 @@ public static partial class NativeMemory
     /// <summary>Resident set size in bytes (VmRSS on Linux; WorkingSet64 elsewhere).</summary>
     public static long ResidentBytes()
     {
-        if (OperatingSystem.IsLinux())
-        {
-            try
-            {
-                foreach (var line in File.ReadLines("/proc/self/status"))
-                    if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
-                        return long.Parse(line.AsSpan(6).Trim().TrimEnd("kB").Trim()) * 1024;
-            }
-            catch (IOException) { }
-        }
+        if (VmRss("/proc/self/status") is { } bytes) return bytes;
         using var p = Process.GetCurrentProcess();
         return p.WorkingSet64;
+    }
+
+    /// <summary>Resident set size of process <paramref name="pid"/> (VmRSS); null where it cannot be read (ended, not
+    /// Linux, not permitted).</summary>
+    public static long? ResidentBytesOf(int pid) => VmRss($"/proc/{pid}/status");
+
+    private static long? VmRss(string statusFile)
+    {
+        if (!OperatingSystem.IsLinux()) return null;
+        try
+        {
+            foreach (var line in File.ReadLines(statusFile))
+                if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
+                    return long.Parse(line.AsSpan(6).Trim().TrimEnd("kB").Trim(), System.Globalization.CultureInfo.InvariantCulture) * 1024;
+        }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
+        return null;
     }
 
     /// <summary>Peak resident set size since start or since <see cref="ResetPeakResident"/> (VmHWM on Linux); null elsewhere.</summary>

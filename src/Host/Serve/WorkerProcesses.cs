@@ -32,7 +32,7 @@ internal sealed record WorkerProcessRole(int Id, int Count, int ParentPid)
     }
 
     /// <summary>Resident memory of the parent (the server process), which shares the node's memory limit with its workers.</summary>
-    public long ParentResidentBytes() => ChildWorkerProcess.ResidentOf(ParentPid) ?? 0;
+    public long ParentResidentBytes() => NativeMemory.ResidentBytesOf(ParentPid) ?? 0;
 
     /// <summary>Stops <paramref name="stop"/> when the parent's pipe on stdin closes (the parent ended).</summary>
     public static void StopWithParent(Action stop)
@@ -165,7 +165,7 @@ internal sealed class ChildWorkerProcess : IWorkerProcess
     public string? Url { get; private set; }
     public Address Address { get; }
     public Task<WorkerProcessExit> Exited => _exited.Task;
-    public long? ResidentBytes => _exited.Task.IsCompleted ? null : ResidentOf(Pid);
+    public long? ResidentBytes => _exited.Task.IsCompleted ? null : NativeMemory.ResidentBytesOf(Pid);
 
     public void Terminate()
     {
@@ -204,20 +204,5 @@ internal sealed class ChildWorkerProcess : IWorkerProcess
             if (l.StartsWith("Unhandled exception. ", StringComparison.Ordinal)) return l["Unhandled exception. ".Length..];
         }
         return lines.LastOrDefault(l => !l.StartsWith("at ", StringComparison.Ordinal) && !l.StartsWith("---", StringComparison.Ordinal));
-    }
-
-    /// <summary>Resident memory of process <paramref name="pid"/> (VmRSS), or null where it cannot be read.</summary>
-    internal static long? ResidentOf(int pid)
-    {
-        if (!OperatingSystem.IsLinux()) return null;
-        try
-        {
-            foreach (var line in File.ReadLines($"/proc/{pid}/status"))
-                if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
-                    return long.Parse(line.AsSpan(6).Trim().TrimEnd("kB").Trim(), System.Globalization.CultureInfo.InvariantCulture) * 1024;
-        }
-        catch (IOException) { }
-        catch (UnauthorizedAccessException) { }
-        return null;
     }
 }
