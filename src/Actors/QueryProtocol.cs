@@ -29,6 +29,10 @@ public sealed record QueryRequest
     /// shorter than their whole text (a tail that may start a stop string is held back until the next tokens decide);
     /// the worker primes its stop-string matcher with the whole text and sends only what follows this.</summary>
     public string GeneratedText { get; init; } = "";
+    /// <summary>How long the model stays loaded after this query (Ollama's <c>keep_alive</c>): a duration,
+    /// <see cref="System.Threading.Timeout.InfiniteTimeSpan"/> for ever, zero to unload it after; null: the model's own.
+    /// Read by the gateway's router and its node's model pool; it does not travel to workers.</summary>
+    public TimeSpan? KeepAlive { get; init; }
 }
 
 public enum RefusalReason { QueueFull, NoModelReady, MemoryPressure, TooLarge, ShuttingDown, InvalidRequest }

@@ -10,6 +10,7 @@ using ActorQuery.Api.Security;
 using ActorQuery.Api.Shutdown;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Prometheus;
 using Scalar.AspNetCore;
 
@@ -31,6 +32,7 @@ public static class ApiServiceCollectionExtensions
         var options = new ApiOptions();
         configure?.Invoke(options);
         services.AddSingleton(options);
+        services.TryAddSingleton<IServedModels>(sp => ServedModelSet.Single(sp.GetRequiredService<IServedModel>()));
         services.AddSingleton<ApiMetrics>();
         services.AddSingleton<DrainGate>();
         services.AddSingleton<KeyRateLimits>();
@@ -45,6 +47,22 @@ public static class ApiServiceCollectionExtensions
         return services;
     }
 
+    private static void MapModelPool(WebApplication app)
+    {
+        app.MapGet("/admin/models", ModelEndpoints.Pool).WithTags("Admin")
+            .WithSummary("The model pool: budget, reserved bytes and every model's state and memory")
+            .Produces<ModelPoolResponse>().ProducesProblem(401).ProducesProblem(403).ProducesProblem(404);
+        app.MapPost("/admin/models/{name}/load", ModelEndpoints.Load).WithTags("Admin")
+            .WithSummary("Load a model now (evicting idle ones when it does not fit)")
+            .WithDescription("202 with the model (state `loading`, or `ready` when it was); 404 unknown model or no pool; 503 when no " +
+                             "room can be made (the reason names the budget and the pinned models).")
+            .Produces<ModelCard>(202).ProducesProblem(404).ProducesProblem(503);
+        app.MapPost("/admin/models/{name}/unload", ModelEndpoints.Unload).WithTags("Admin")
+            .WithSummary("Unload a model now, pinned or not; its worker processes stop and return their memory")
+            .WithDescription("202 with the model (state `unloading`); 409 while it runs queries; 404 unknown model or no pool.")
+            .Produces<ModelCard>(202).ProducesProblem(404).ProducesProblem(409);
+    }
+
     /// <summary>Adds the middleware and maps every endpoint.</summary>
     public static WebApplication UseActorQueryApi(this WebApplication app)
     {
@@ -56,6 +74,11 @@ public static class ApiServiceCollectionExtensions
             // A router that does not answer must not break the scrape; the gauges then keep their last values.
             try { metrics.Apply(await client.GetStatusAsync(options.StatusTimeout, ct)); }
             catch (Exception) when (!ct.IsCancellationRequested) { }
+            if (app.Services.GetService<ActorQuery.Actors.Workers.IModelPoolClient>() is { } pool)
+            {
+                try { metrics.Apply(await pool.GetAsync(options.StatusTimeout, ct)); }
+                catch (Exception) when (!ct.IsCancellationRequested) { }
+            }
         });
 
         app.UseMiddleware<RequestIdMiddleware>();
@@ -102,9 +125,12 @@ public static class ApiServiceCollectionExtensions
             .WithMetadata(GenerationEndpointMetadata.Instance)
             .AddOpenApiOperationTransformer(ApiDocs.Examples(ApiExamples.CompletionRequest, ApiExamples.CompletionResponse, ApiExamples.CompletionStream));
 
-        app.MapGet("/v1/models", OpenAiEndpoints.Models).WithTags("OpenAI").WithSummary("The served model")
+        app.MapGet("/v1/models", ModelEndpoints.List).WithTags("OpenAI").WithSummary("The served models")
+            .WithDescription("OpenAI's list. On a server with a model pool each card also has `pool`: its state (available, loading, " +
+                             "ready, unloading, failed), the error of a failed load, its reservation of the budget and resident memory, " +
+                             "keep-alive, pinning and counters.")
             .Produces<ModelList>().AddOpenApiOperationTransformer(ApiDocs.Examples(null, ApiExamples.Models));
-        app.MapGet("/v1/models/{id}", OpenAiEndpoints.Model).WithTags("OpenAI").WithSummary("One model")
+        app.MapGet("/v1/models/{id}", ModelEndpoints.One).WithTags("OpenAI").WithSummary("One model")
             .Produces<ModelCard>().Produces<OpenAiErrorEnvelope>(404);
 
         app.MapGet("/health", StatusEndpoints.Health).WithTags("Health")
@@ -164,6 +190,7 @@ public static class ApiServiceCollectionExtensions
             .WithDescription("Needs an admin key (`Authorization: Bearer ADMIN_KEY`). The process keeps running; stop it (SIGTERM) " +
                              "once `in_flight` is 0 or the orchestrator has moved traffic elsewhere.")
             .Produces<AdminEndpoints.DrainResponse>().ProducesProblem(401).ProducesProblem(403);
+        MapModelPool(app);
         app.MapMetrics("/metrics", metrics.Registry).WithTags("Health").WithSummary("Prometheus metrics (text exposition format)");
 
         app.MapOpenApi("/openapi/{documentName}.json");

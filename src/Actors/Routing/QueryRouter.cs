@@ -73,7 +73,12 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
     private readonly Dictionary<IActorRef, WorkerEntry> _workers = new();
     /// <summary>Worker processes (re)starting on this node, by source, with their address once known: their workers will
     /// register, so waiting queries are held for them rather than refused.</summary>
-    private readonly Dictionary<string, Address?> _expected = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, (Address? Node, string? Model)> _expected = new(StringComparer.Ordinal);
+    /// <summary>The node's model pool and the models it may load: a query for one of them waits for its load.</summary>
+    private IActorRef? _pool;
+    private readonly HashSet<string> _catalog = new(StringComparer.OrdinalIgnoreCase);
+    /// <summary>Live queries per model, which the pool reads as busy (never evicted) and as a request to load.</summary>
+    private readonly Dictionary<string, int> _liveByModel = new(StringComparer.OrdinalIgnoreCase);
     /// <summary>Dispatch tickets start at a random point, so that a restarted router never reuses one that a worker may
     /// still answer (a late event of an earlier incarnation's query).</summary>
     private long _nextTicket = Random.Shared.NextInt64(1, long.MaxValue / 2);
@@ -114,10 +119,24 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
         Receive<WorkerNodeLost>(OnNodeLost);
         Receive<ActorQuery.Actors.Workers.WorkersExpected>(m =>
         {
-            if (m.Expected) _expected[m.Source] = m.Node;
-            else if (_expected.Remove(m.Source) && !AnyMayBecomeReady) RefuseWaiting();
+            if (m.Expected) _expected[m.Source] = (m.Node, m.Model);
+            else if (_expected.Remove(m.Source)) RefuseWaiting();
         });
         Receive<Terminated>(t => OnWorkerGone(t.ActorRef));
+        Receive<ActorQuery.Actors.Workers.ModelCatalog>(m =>
+        {
+            _pool = m.Pool;
+            _catalog.Clear();
+            _catalog.UnionWith(m.Models);
+        });
+        Receive<ActorQuery.Actors.Workers.ModelUnavailable>(m =>
+        {
+            foreach (var q in _queue.Where(q => q.Ticket is null && string.Equals(q.Request.Model, m.Model, StringComparison.OrdinalIgnoreCase)).ToList())
+            {
+                _refused++;
+                Finish(q, new QueryRefused(q.Request.QueryId, RefusalReason.NoModelReady, m.Reason, m.RetryAfter));
+            }
+        });
         Receive<PauseAdmission>(m =>
         {
             if (!_paused) _log.Warning("admission paused: {0}", m.Reason);
@@ -196,6 +215,13 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
     /// <summary>Some worker is ready, loading or restarting, or a worker process is on its way.</summary>
     private bool AnyMayBecomeReady => _expected.Count > 0 || _workers.Values.Any(w => w.MayBecomeReady);
 
+    /// <summary>A query for <paramref name="model"/> (null: any) may still be served here: a worker of it is ready, loading or
+    /// restarting, a worker process of it is on its way, or the node's pool can load it (the pool refuses it if not).</summary>
+    private bool MayServe(string? model) =>
+        (model is not null && _catalog.Contains(model))
+        || _expected.Values.Any(e => model is null || e.Model is null || string.Equals(e.Model, model, StringComparison.OrdinalIgnoreCase))
+        || _workers.Values.Any(w => w.MayBecomeReady && (model is null || w.Status?.Model is null || Serves(w, model)));
+
     private void Submit(SubmitQuery m)
     {
         var r = m.Request;
@@ -221,7 +247,7 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
             Refuse(r, client, RefusalReason.MemoryPressure, $"memory pressure on every ready worker: {pressure}", _options.MemoryPressureRetryAfter);
             return;
         }
-        if (r.Model is { } model && _workers.Values.All(w => w.Status?.Model is not null) && _workers.Count > 0
+        if (r.Model is { } model && !_catalog.Contains(model) && _workers.Values.All(w => w.Status?.Model is not null) && _workers.Count > 0
             && !_workers.Values.Any(w => Serves(w, model)))
         {
             var served = string.Join(", ", _workers.Values.Select(w => w.Status!.Model).Distinct());
@@ -229,7 +255,8 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
             return;
         }
         int need = KvNeed.Tokens(r.PromptTokenIds.Count, r.Sampling.MaxNewTokens);
-        var sized = _workers.Values.Where(w => w.MayBecomeReady && w.Status is { KvCapacityTokens: > 0 }).ToList();
+        var sized = _workers.Values.Where(w => w.MayBecomeReady && w.Status is { KvCapacityTokens: > 0 }
+                                               && (r.Model is null || Serves(w, r.Model))).ToList();
         if (sized.Count > 0 && sized.All(w => w.BlockNeed(need) > w.Status!.KvCapacityTokens))
         {
             var largest = sized.MaxBy(w => w.Status!.KvCapacityTokens)!.Status!;
@@ -238,7 +265,7 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
                 + $"KV pool holds {largest.KvCapacityTokens} ({largest.KvCapacityTokens / Math.Max(1, largest.KvBlockSize)} blocks of {Math.Max(1, largest.KvBlockSize)})", null);
             return;
         }
-        if (_expected.Count == 0 && !_workers.Values.Any(w => w.MayBecomeReady && (r.Model is null || w.Status?.Model is null || Serves(w, r.Model))))
+        if (!MayServe(r.Model))
         {
             Refuse(r, client, RefusalReason.NoModelReady, NoModelMessage(), _options.NoModelRetryAfter);
             return;
@@ -283,6 +310,7 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
     {
         _admitted++;
         _live[q.Request.QueryId] = q;
+        CountLive(q.Request, +1);
         Timers.StartSingleTimer(DeadlineKey(q), new DeadlineReached(q.Request.QueryId), q.Timeout);
     }
 
@@ -422,7 +450,7 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
                 id, q.Ids.Count, m.Reason, q.Resumes, _options.MaxResumes);
         }
         _queue.AddFirst(q);
-        if (!AnyMayBecomeReady) RefuseWaiting();
+        RefuseWaiting();
         Dispatch();
     }
 
@@ -433,7 +461,7 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
     {
         if (!_live.TryGetValue(m.QueryId, out var q)) return;
         CancelWork(q);
-        if (q.Ticket is null && !_workers.Values.Any(w => w.IsReady))
+        if (q.Ticket is null && !_workers.Values.Any(w => w.IsReady && (q.Request.Model is null || w.Status?.Model is null || Serves(w, q.Request.Model))))
         {
             _refused++;
             Finish(q, new QueryRefused(q.Request.QueryId, RefusalReason.NoModelReady,
@@ -452,7 +480,7 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
     /// <summary>A worker anywhere in the cluster, as its node publishes it (<see cref="WorkerDirectory"/> passes on only reachable members).</summary>
     private void OnWorkerPublished(WorkerLoadPublished m)
     {
-        foreach (var (source, node) in _expected.Where(e => e.Value is not null && e.Value.Equals(m.Worker.Path.Address)).ToList())
+        foreach (var (source, _) in _expected.Where(e => e.Value.Node is not null && e.Value.Node.Equals(m.Worker.Path.Address)).ToList())
             _expected.Remove(source);
         if (_workers.TryGetValue(m.Worker, out var entry))
         {
@@ -476,7 +504,7 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
         entry.Status = status;
         if (failedNow) ReturnQueriesOf(worker, $"worker {status.Worker} failed: {status.Error}");
         entry.ReservedSinceReport = 0;
-        if (!AnyMayBecomeReady) RefuseWaiting();
+        RefuseWaiting();
         Dispatch();
     }
 
@@ -497,7 +525,7 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
     {
         if (!_workers.Remove(worker)) return;
         ReturnQueriesOf(worker, reason);
-        if (!AnyMayBecomeReady) RefuseWaiting();
+        RefuseWaiting();
     }
 
     /// <summary>The queries dispatched to <paramref name="worker"/> come back as if it had handed them back: retried or resumed.</summary>
@@ -507,10 +535,11 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
             OnReturned(new QueryReturned(q.Ticket!.Value, reason, 0));
     }
 
-    /// <summary>No worker can ever take the waiting queries (all failed): tell their clients now rather than at the deadline.</summary>
+    /// <summary>No worker can ever take these waiting queries (all failed): tell their clients now rather than at the deadline.</summary>
     private void RefuseWaiting()
     {
-        foreach (var q in _queue.ToList())
+        if (_queue.Count == 0) return;
+        foreach (var q in _queue.Where(q => !MayServe(q.Request.Model)).ToList())
         {
             _refused++;
             Finish(q, new QueryRefused(q.Request.QueryId, RefusalReason.NoModelReady, NoModelMessage(), _options.NoModelRetryAfter));
@@ -541,6 +570,7 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
     private void Finish(Live q, QueryEvent terminal)
     {
         if (!_live.Remove(q.Request.QueryId)) return;
+        CountLive(q.Request, -1);
         Unassign(q);
         _queue.Remove(q);
         Timers.Cancel(DeadlineKey(q));
@@ -549,6 +579,17 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
         q.Held = null;
         q.Client.Tell(terminal);
         Dispatch();
+    }
+
+    /// <summary>Tells the pool how many queries of a pooled model are live (it loads the model, or keeps it).</summary>
+    private void CountLive(QueryRequest r, int delta)
+    {
+        if (_pool is null || r.Model is not { } model || !_catalog.Contains(model)) return;
+        _liveByModel.TryGetValue(model, out int n);
+        n = Math.Max(0, n + delta);
+        if (n == 0) _liveByModel.Remove(model);
+        else _liveByModel[model] = n;
+        _pool.Tell(new ActorQuery.Actors.Workers.ModelActivity(model, n, delta > 0 ? r.KeepAlive : null));
     }
 
     private void CheckDrained()

@@ -59,13 +59,37 @@ public sealed record WorkerProcessOptions
     public TimeSpan TerminateGrace { get; init; } = TimeSpan.FromSeconds(10);
     /// <summary>Starts in a row that end before any worker was ready before the process is given up (failed).</summary>
     public int MaxFailedStarts { get; init; } = 5;
+    /// <summary>The id of the first process: a model pool numbers each model's processes on from the others', so that
+    /// ids and worker names stay unique on the node.</summary>
+    public int FirstId { get; init; } = 1;
+    /// <summary>The model the processes serve, in a model pool; null: the node's one model.</summary>
+    public string? Model { get; init; }
 }
+
+/// <summary>To a WorkerProcessSupervisor: stop every process for good (a model pool unloads the model). Its queries resume
+/// elsewhere or wait for the next load; the supervisor reports <see cref="WorkerProcessesChanged"/> with
+/// <c>Stopped</c> once every process has ended.</summary>
+public sealed record StopWorkerProcesses : INoSerializationVerificationNeeded
+{
+    public static readonly StopWorkerProcesses Instance = new();
+    private StopWorkerProcesses() { }
+}
+
+/// <summary>From a WorkerProcessSupervisor to whoever asked for reports (a model pool), when its processes' sum changes.</summary>
+/// <param name="Ready">Some worker in them is ready.</param>
+/// <param name="Busy">Some worker in them runs or holds a query.</param>
+/// <param name="Failed">Every process was given up; <paramref name="Error"/> says why.</param>
+/// <param name="Stopped">After <see cref="StopWorkerProcesses"/>: every process has ended.</param>
+/// <param name="ResidentBytes">The processes' resident memory together, where it can be read.</param>
+public sealed record WorkerProcessesChanged(string? Model, bool Ready, bool Busy, bool Failed, bool Stopped, string? Error, long? ResidentBytes)
+    : INoSerializationVerificationNeeded;
 
 /// <summary>To a QueryRouter: workers of <paramref name="Source"/> (a worker process) are coming, at
 /// <paramref name="Node"/> once it is known; hold queries for them instead of refusing that no model is loaded. The
 /// expectation ends when a worker at <paramref name="Node"/> reports, or with <paramref name="Expected"/> false (the
-/// process was given up).</summary>
-public sealed record WorkersExpected(string Source, Address? Node, bool Expected, string Detail) : INoSerializationVerificationNeeded;
+/// process was given up).
+/// <paramref name="Model"/>: the model they serve, in a model pool (null: any model).</summary>
+public sealed record WorkersExpected(string Source, Address? Node, bool Expected, string Detail, string? Model = null) : INoSerializationVerificationNeeded;
 
 /// <summary>To a WorkerDirectory: the worker process at <paramref name="Node"/> is gone or going (it exited, or it is being
 /// recycled); its workers leave the routing now, and its late reports are ignored.</summary>

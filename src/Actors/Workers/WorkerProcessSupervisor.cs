@@ -67,6 +67,9 @@ public sealed class WorkerProcessSupervisor : ReceiveActor, IWithTimers
     private readonly Action<Address> _down;
     private readonly Action<string> _onStartRefused;
     private readonly bool _subscribe;
+    private readonly IActorRef? _reportTo;
+    private bool _stopping;
+    private WorkerProcessesChanged? _reported;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly Random _random = new();
     private readonly List<Child> _children = new();
@@ -77,8 +80,9 @@ public sealed class WorkerProcessSupervisor : ReceiveActor, IWithTimers
     /// <param name="onStartRefused">The first start of a process was refused with exit code 2; the node should end with that line.</param>
     /// <param name="subscribe">Subscribe to the workers' published load and to reachability (off in specs that send those themselves).</param>
     public WorkerProcessSupervisor(WorkerProcessOptions options, WorkerOptions backoff, IWorkerProcessLauncher launcher,
-        IActorRef router, IActorRef directory, Action<Address> down, Action<string> onStartRefused, bool subscribe)
+        IActorRef router, IActorRef directory, Action<Address> down, Action<string> onStartRefused, bool subscribe, IActorRef? reportTo = null)
     {
+        _reportTo = reportTo;
         _options = options;
         _backoff = backoff;
         _launcher = launcher;
@@ -87,7 +91,7 @@ public sealed class WorkerProcessSupervisor : ReceiveActor, IWithTimers
         _down = down;
         _onStartRefused = onStartRefused;
         _subscribe = subscribe;
-        for (int i = 1; i <= options.Count; i++) _children.Add(new Child(i));
+        for (int i = 0; i < options.Count; i++) _children.Add(new Child(options.FirstId + i));
 
         Receive<StartAll>(_ =>
         {
@@ -96,12 +100,12 @@ public sealed class WorkerProcessSupervisor : ReceiveActor, IWithTimers
         Receive<Exited>(OnExited);
         Receive<StartAgain>(m =>
         {
-            var c = _children[m.Id - 1];
-            if (c.Generation == m.Generation && c.Process is null && c.State == "restarting") Start(c);
+            var c = ChildById(m.Id);
+            if (c.Generation == m.Generation && c.Process is null && c.State == "restarting" && !_stopping) Start(c);
         });
         Receive<KillIfRunning>(m =>
         {
-            var c = _children[m.Id - 1];
+            var c = ChildById(m.Id);
             if (c.Generation != m.Generation || c.Process is null) return;
             _log.Warning("worker process {0} (pid {1}): {2}; killing it", c.Id, c.Process.Pid, m.Why);
             c.Process.Kill();
@@ -118,7 +122,7 @@ public sealed class WorkerProcessSupervisor : ReceiveActor, IWithTimers
         });
         Receive<CheckUnreachable>(m =>
         {
-            var c = _children[m.Id - 1];
+            var c = ChildById(m.Id);
             if (c.Generation != m.Generation || c.Process is null) return;
             Recycle(c, $"unreachable for {_options.UnreachableKillAfter.TotalSeconds:0.#}s");
             c.Process?.Kill();
@@ -126,6 +130,17 @@ public sealed class WorkerProcessSupervisor : ReceiveActor, IWithTimers
         Receive<IMemberEvent>(_ => { });
         Receive<SubscribeAck>(_ => { });
         Receive<GetWorkerProcesses>(_ => Sender.Tell(View()));
+        Receive<StopWorkerProcesses>(_ =>
+        {
+            _stopping = true;
+            foreach (var c in _children)
+            {
+                Timers.Cancel($"start-{c.Id}");
+                if (c.Process is null) c.State = "stopped";
+                else Recycle(c, "the model is unloaded");
+            }
+            Report();
+        });
         Receive<RecycleWorkerProcess>(m =>
         {
             var c = Find(m.Id);
@@ -135,7 +150,7 @@ public sealed class WorkerProcessSupervisor : ReceiveActor, IWithTimers
                     + $"workers: {string.Join(", ", _children.SelectMany(x => x.Workers.Keys))})", NotFound: true));
                 return;
             }
-            if (c.Process is null || c.State is "recycling")
+            if (c.Process is null || c.State is "recycling" || _stopping)
             {
                 Sender.Tell(new RecycleRefused($"worker process {c.Id} is {c.State}", NotFound: false));
                 return;
@@ -146,8 +161,8 @@ public sealed class WorkerProcessSupervisor : ReceiveActor, IWithTimers
     }
 
     public static Props Props(WorkerProcessOptions options, WorkerOptions backoff, IWorkerProcessLauncher launcher, IActorRef router,
-        IActorRef directory, Action<Address> down, Action<string> onStartRefused, bool subscribe = true) =>
-        Akka.Actor.Props.Create(() => new WorkerProcessSupervisor(options, backoff, launcher, router, directory, down, onStartRefused, subscribe));
+        IActorRef directory, Action<Address> down, Action<string> onStartRefused, bool subscribe = true, IActorRef? reportTo = null) =>
+        Akka.Actor.Props.Create(() => new WorkerProcessSupervisor(options, backoff, launcher, router, directory, down, onStartRefused, subscribe, reportTo));
 
     protected override void PreStart()
     {
@@ -186,7 +201,7 @@ public sealed class WorkerProcessSupervisor : ReceiveActor, IWithTimers
             c.Address = p.Address;
             c.State = "starting";
             c.StartedAt = DateTimeOffset.UtcNow;
-            _router.Tell(new WorkersExpected(c.Source, p.Address, true, $"worker process {c.Id} (pid {p.Pid}) is starting"));
+            _router.Tell(new WorkersExpected(c.Source, p.Address, true, $"worker process {c.Id} (pid {p.Pid}) is starting", _options.Model));
             _log.Info("worker process {0} started: pid {1}, {2}", c.Id, p.Pid, p.Address);
             int generation = c.Generation;
             p.Exited.PipeTo(Self, success: e => new Exited(c.Id, generation, e),
@@ -201,7 +216,7 @@ public sealed class WorkerProcessSupervisor : ReceiveActor, IWithTimers
 
     private void OnExited(Exited m)
     {
-        var c = _children[m.Id - 1];
+        var c = ChildById(m.Id);
         if (c.Generation != m.Generation) return;
         var p = c.Process;
         var address = c.Address;
@@ -214,12 +229,26 @@ public sealed class WorkerProcessSupervisor : ReceiveActor, IWithTimers
         c.LastExit = new WorkerProcessExitInfo(m.Exit.Code, m.Exit.Signal, m.Exit.OomKilled, reason, DateTimeOffset.UtcNow);
         c.Workers.Clear();
 
+        if (_stopping)
+        {
+            // Unloaded: not started again; its queries wait for the model's next load or resume elsewhere.
+            c.State = "stopped";
+            _router.Tell(new WorkersExpected(c.Source, null, false, reason, _options.Model));
+            if (address is not null)
+            {
+                _directory.Tell(new WorkerProcessLost(address, reason));
+                _down(address);
+            }
+            _log.Info("{0}", reason);
+            Report();
+            return;
+        }
         bool refused = m.Exit.Code == 2 && !c.EverReady && c.Restarts == 0 && c.RecycleReason is null;
         bool failedStart = !c.ReadySinceStart && (c.RecycleReason is null || c.WorkersFailed);
         c.FailedStarts = failedStart ? c.FailedStarts + 1 : 0;
         bool giveUp = refused || c.FailedStarts >= _options.MaxFailedStarts;
         // The router holds this process's queries through the restart; only a process given up lets them go.
-        _router.Tell(new WorkersExpected(c.Source, null, !giveUp, reason));
+        _router.Tell(new WorkersExpected(c.Source, null, !giveUp, reason, _options.Model));
         if (address is not null)
         {
             _directory.Tell(new WorkerProcessLost(address, reason));
@@ -232,6 +261,7 @@ public sealed class WorkerProcessSupervisor : ReceiveActor, IWithTimers
                 : $"{reason}; it ended before any worker was ready {c.FailedStarts} times in a row, so it is not started again";
             _log.Error("worker process {0} failed: {1}", c.Id, c.Error);
             if (refused) _onStartRefused(m.Exit.Detail ?? reason);
+            Report();
             return;
         }
 
@@ -248,12 +278,14 @@ public sealed class WorkerProcessSupervisor : ReceiveActor, IWithTimers
         if (c.RecycleReason is null) _log.Warning("{0}; starting it again in {1:0.###}s (restart {2})", reason, delay.TotalSeconds, c.Restarts);
         else _log.Info("{0}; starting it again (restart {1})", reason, c.Restarts);
         Timers.StartSingleTimer($"start-{c.Id}", new StartAgain(c.Id, c.Generation), delay);
+        Report();
     }
 
     private void OnPublished(WorkerLoadPublished m)
     {
         if (ChildAt(m.Worker.Path.Address) is not { Process: not null } c) return;
         c.Workers[m.Status.Worker] = m.Status;
+        Report();
         if (m.Status.State == WorkerState.Ready)
         {
             c.ReadySinceStart = c.EverReady = true;
@@ -283,17 +315,38 @@ public sealed class WorkerProcessSupervisor : ReceiveActor, IWithTimers
         c.RecycleReason = reason;
         c.State = "recycling";
         _log.Warning("worker process {0} (pid {1}): recycling it ({2}); its queries resume", c.Id, p.Pid, reason);
-        _router.Tell(new WorkersExpected(c.Source, null, true, $"worker process {c.Id} is being recycled"));
+        _router.Tell(new WorkersExpected(c.Source, null, !_stopping, $"worker process {c.Id} is being recycled", _options.Model));
         if (c.Address is { } address) _directory.Tell(new WorkerProcessLost(address, $"worker process {c.Id} is being recycled ({reason})"));
         p.Terminate();
         Timers.StartSingleTimer($"kill-{c.Id}", new KillIfRunning(c.Id, c.Generation,
             $"still running {_options.TerminateGrace.TotalSeconds:0.#}s after SIGTERM"), _options.TerminateGrace);
     }
 
+    private Child ChildById(int id) => _children[id - _options.FirstId];
+
+    /// <summary>Tells <c>reportTo</c> (a model pool) the processes' sum when it changed.</summary>
+    private void Report()
+    {
+        if (_reportTo is null) return;
+        var workers = _children.SelectMany(c => c.Workers.Values).ToList();
+        long? resident = _children.Any(c => c.Process is not null)
+            ? _children.Sum(c => c.Process?.ResidentBytes ?? 0) : null;
+        var now = new WorkerProcessesChanged(_options.Model,
+            Ready: workers.Any(w => w.State == WorkerState.Ready),
+            Busy: workers.Any(w => w.Running + w.Queued > 0),
+            Failed: _children.All(c => c.State == "failed"),
+            Stopped: _stopping && _children.All(c => c.Process is null),
+            Error: _children.Select(c => c.Error ?? c.LastExit?.Reason).FirstOrDefault(e => e is not null),
+            ResidentBytes: resident);
+        if (_reported is { } before && before with { ResidentBytes = now.ResidentBytes } == now) return;
+        _reported = now;
+        _reportTo.Tell(now);
+    }
+
     private Child? ChildAt(Address address) => _children.FirstOrDefault(c => c.Process is not null && address.Equals(c.Address));
 
     private Child? Find(string id) =>
-        int.TryParse(id, out int n) && n >= 1 && n <= _children.Count ? _children[n - 1]
+        int.TryParse(id, out int n) && n >= _options.FirstId && n < _options.FirstId + _children.Count ? ChildById(n)
         : _children.FirstOrDefault(c => c.Workers.ContainsKey(id));
 
     private WorkerProcessesView View() => new(_children.Select(Info).ToList());

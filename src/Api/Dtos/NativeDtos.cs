@@ -5,6 +5,10 @@ namespace ActorQuery.Api.Dtos;
 /// <summary>Body of POST /query: a <c>prompt</c> or chat <c>messages</c>, and how to sample.</summary>
 public sealed class NativeQueryRequest : ISamplingFields
 {
+    /// <summary>The model to answer with; null: the server's default one.</summary>
+    public string? Model { get; set; }
+    /// <summary>Ollama's keep_alive: how long the model stays loaded after this request.</summary>
+    public System.Text.Json.JsonElement? KeepAlive { get; set; }
     /// <summary>Plain text, tokenised as is (no chat template).</summary>
     public string? Prompt { get; set; }
     /// <summary>Chat messages, rendered with the model's chat template.</summary>

@@ -52,6 +52,8 @@ public sealed class JsonSchemaFormatDto
 public sealed class ChatCompletionRequest : ISamplingFields
 {
     public string? Model { get; set; }
+    /// <summary>Ollama's keep_alive: how long the model stays loaded after this request (see <see cref="ActorQuery.Contracts.KeepAliveDuration"/>).</summary>
+    public System.Text.Json.JsonElement? KeepAlive { get; set; }
     public List<ChatMessageDto>? Messages { get; set; }
     public int? MaxTokens { get; set; }
     public int? MaxCompletionTokens { get; set; }
@@ -79,6 +81,7 @@ public sealed class ChatCompletionRequest : ISamplingFields
 public sealed class CompletionRequest : ISamplingFields
 {
     public string? Model { get; set; }
+    public System.Text.Json.JsonElement? KeepAlive { get; set; }
     /// <summary>A string, an array with one string, or an array of token ids.</summary>
     public JsonElement? Prompt { get; set; }
     public int? MaxTokens { get; set; }
@@ -135,4 +138,19 @@ public sealed record CompletionLogprobs(
 
 public sealed record ModelList(string Object, IReadOnlyList<ModelCard> Data);
 
-public sealed record ModelCard(string Id, string Object, long Created, string OwnedBy, int MaxModelLen);
+/// <param name="Pool">Beside OpenAI's fields, on a server with a model pool: the model's state and memory.</param>
+public sealed record ModelCard(string Id, string Object, long Created, string OwnedBy, int MaxModelLen,
+    [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    ModelPoolDto? Pool = null);
+
+/// <summary>A model of the pool (GET /v1/models, /admin/models).</summary>
+/// <param name="State">available, loading, ready, unloading or failed.</param>
+/// <param name="ReservationBytes">What it takes of the node's budget while loaded (weights, KV pool, activations, process).</param>
+/// <param name="ResidentBytes">Its worker processes' resident memory now; null while not loaded.</param>
+/// <param name="KeepAlive">"5m", "forever": idle time before it unloads.</param>
+public sealed record ModelPoolDto(
+    string State, string? Error, bool Pinned, string KeepAlive, long ReservationBytes, string ReservationTerms, long? ResidentBytes,
+    int Live, string Folder, DateTimeOffset? LoadedAt, DateTimeOffset? LastUsed, long Loads, long Unloads, long Evictions, double LoadSeconds);
+
+/// <summary>GET /admin/models: the pool, its budget and what the loaded models reserve of it.</summary>
+public sealed record ModelPoolResponse(long BudgetBytes, string BudgetTerms, long ReservedBytes, IReadOnlyList<ModelCard> Models);

@@ -10,9 +10,10 @@ namespace ActorQuery.Api.Endpoints;
 /// <summary>POST /query: the native endpoint (prompt or messages, every sampling field, optional SSE).</summary>
 internal static class NativeEndpoints
 {
-    public static async Task Query(HttpContext context, QueryRunner runner, IServedModel model, ApiOptions options)
+    public static async Task Query(HttpContext context, QueryRunner runner, IServedModels models, ApiOptions options)
     {
         var body = await RequestReader.ReadAsync<NativeQueryRequest>(context, options);
+        var model = models.Resolve(body.Model);
         string id = RequestIdMiddleware.Get(context);
 
         if (body.Prompt is not null && body.Messages is not null)
@@ -33,7 +34,7 @@ internal static class NativeEndpoints
             defaultTemperature: 0f, logprobs: false, topLogprobs: 0, "top_logprobs", promptIds.Count, promptField, model, options)
             with { Constraint = ConstraintReader.FromNative(body) };
         var job = new GenerationJob(id, promptIds, sampling, stop,
-            body.TimeoutMs is { } ms ? TimeSpan.FromMilliseconds(ms) : null, maxField);
+            body.TimeoutMs is { } ms ? TimeSpan.FromMilliseconds(ms) : null, maxField).For(models, model, body.KeepAlive);
 
         if (body.Stream == true)
         {

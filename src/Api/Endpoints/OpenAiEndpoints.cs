@@ -15,10 +15,10 @@ internal static class OpenAiEndpoints
 {
     private const string Done = "[DONE]";
 
-    public static async Task ChatCompletions(HttpContext context, QueryRunner runner, IServedModel model, ApiOptions options)
+    public static async Task ChatCompletions(HttpContext context, QueryRunner runner, IServedModels models, ApiOptions options)
     {
         var body = await RequestReader.ReadAsync<ChatCompletionRequest>(context, options);
-        CheckModelAndN(body.Model, body.N, model);
+        var model = CheckModelAndN(body.Model, body.N, models);
         if (body.MaxTokens is not null && body.MaxCompletionTokens is not null)
             throw ApiException.BadRequest("max_completion_tokens", "give either max_tokens or max_completion_tokens, not both");
         if (body.TopLogprobs is not null && body.Logprobs != true)
@@ -31,7 +31,7 @@ internal static class OpenAiEndpoints
             body.Logprobs == true, body.TopLogprobs ?? 0, "top_logprobs", promptIds.Count, "messages", model, options)
             with { Constraint = ConstraintReader.FromResponseFormat(body.ResponseFormat) };
         string id = "chatcmpl-" + RequestIdMiddleware.Get(context);
-        var job = new GenerationJob(RequestIdMiddleware.Get(context), promptIds, sampling, stop, null, maxField);
+        var job = new GenerationJob(RequestIdMiddleware.Get(context), promptIds, sampling, stop, null, maxField).For(models, model, body.KeepAlive);
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
 
         if (body.Stream == true)
@@ -48,10 +48,10 @@ internal static class OpenAiEndpoints
         await Results.Json(response, ApiJson.Options).ExecuteAsync(context);
     }
 
-    public static async Task Completions(HttpContext context, QueryRunner runner, IServedModel model, ApiOptions options)
+    public static async Task Completions(HttpContext context, QueryRunner runner, IServedModels models, ApiOptions options)
     {
         var body = await RequestReader.ReadAsync<CompletionRequest>(context, options);
-        CheckModelAndN(body.Model, body.N, model);
+        var model = CheckModelAndN(body.Model, body.N, models);
         if (body.Logprobs is < 0 or > 5) throw ApiException.BadRequest("logprobs", "must be in [0, 5]");
         if (body.Echo == true) throw ApiException.BadRequest("echo", "is not supported");
 
@@ -61,7 +61,7 @@ internal static class OpenAiEndpoints
             defaultTemperature: 1f, body.Logprobs is not null, body.Logprobs ?? 0, "logprobs", promptIds.Count, "prompt", model, options)
             with { Constraint = ConstraintReader.FromResponseFormat(body.ResponseFormat) };
         string id = "cmpl-" + RequestIdMiddleware.Get(context);
-        var job = new GenerationJob(RequestIdMiddleware.Get(context), promptIds, sampling, stop, null, "max_tokens");
+        var job = new GenerationJob(RequestIdMiddleware.Get(context), promptIds, sampling, stop, null, "max_tokens").For(models, model, body.KeepAlive);
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
 
         if (body.Stream == true)
@@ -78,27 +78,13 @@ internal static class OpenAiEndpoints
         await Results.Json(response, ApiJson.Options).ExecuteAsync(context);
     }
 
-    public static IResult Models(IServedModel model) =>
-        Results.Json(new ModelList("list", [Card(model)]), ApiJson.Options);
-
-    public static IResult Model(string id, IServedModel model) =>
-        id == model.Name
-            ? Results.Json(Card(model), ApiJson.Options)
-            : throw new ApiException(404, "model", $"model: '{id}' is not served here (this server serves '{model.Name}')", "model_not_found");
-
-    private static ModelCard Card(IServedModel model) =>
-        new(model.Name, "model", model.CreatedAt.ToUnixTimeSeconds(), "actorquery", model.ContextLength);
-
-    /// <summary>
-    /// Only the served model may be named (vLLM does the same), so that a typo does not silently use another
-    /// model; "default" and an empty name are accepted for convenience.
-    /// </summary>
-    private static void CheckModelAndN(string? name, int? n, IServedModel model)
+    /// <summary>Only a served model may be named (see <see cref="ServedModelsExtensions.Resolve"/>).</summary>
+    private static IServedModel CheckModelAndN(string? name, int? n, IServedModels models)
     {
-        if (!string.IsNullOrEmpty(name) && name != model.Name && name != "default")
-            throw new ApiException(404, "model", $"model: '{name}' is not served here (this server serves '{model.Name}')", "model_not_found");
+        var model = models.Resolve(name);
         if (n is not null && n != 1)
             throw ApiException.BadRequest("n", "only n = 1 is supported (one sequence per request)");
+        return model;
     }
 
     private static string TokenText(int id, ITokenizer tokenizer) => tokenizer.Decode([id], skipSpecialTokens: false);

@@ -34,7 +34,7 @@ internal sealed class QueryRunner(IQueryClient client, ApiMetrics metrics, ApiOp
     public async Task<GenerationResult> RunAsync(HttpContext context, GenerationJob job)
     {
         var clock = Stopwatch.StartNew();
-        var timing = new TokenTiming(metrics, clock);
+        var timing = new TokenTiming(metrics, clock, job.ModelName);
         var stats = Begin(context, job);
         var text = new StringBuilder();
         var ids = new List<int>();
@@ -91,7 +91,7 @@ internal sealed class QueryRunner(IQueryClient client, ApiMetrics metrics, ApiOp
     private async IAsyncEnumerable<SseItem<string>> Items(QueryEvent first, IAsyncEnumerator<QueryEvent> events,
         IStreamShape shape, RequestStats stats, GenerationJob job, Stopwatch clock)
     {
-        var timing = new TokenTiming(metrics, clock);
+        var timing = new TokenTiming(metrics, clock, job.ModelName);
         foreach (var item in shape.Start()) yield return item;
         var ev = first;
         while (true)
@@ -126,6 +126,9 @@ internal sealed class QueryRunner(IQueryClient client, ApiMetrics metrics, ApiOp
         var stats = RequestStats.For(context);
         stats.PromptTokens = job.PromptIds.Count;
         metrics.PromptTokens.Inc(job.PromptIds.Count);
+        var model = job.ModelName ?? "";
+        metrics.ModelRequests.WithLabels(model).Inc();
+        metrics.ModelTokens.WithLabels(model, "prompt").Inc(job.PromptIds.Count);
         return stats;
     }
 
@@ -148,6 +151,8 @@ internal sealed class QueryRunner(IQueryClient client, ApiMetrics metrics, ApiOp
         Sampling = job.Sampling,
         StopStrings = job.Stop,
         Timeout = job.Timeout,
+        Model = job.Model,
+        KeepAlive = job.KeepAlive,
     };
 
     public static string FinishReasonText(FinishReason reason) => reason == FinishReason.Length ? "length" : "stop";
@@ -198,7 +203,7 @@ internal sealed class QueryRunner(IQueryClient client, ApiMetrics metrics, ApiOp
     private static string Say(string? message, string fallback) => string.IsNullOrWhiteSpace(message) ? fallback : message;
 
     /// <summary>Time to first token and between tokens, in the metrics and the dashboard's per-second series.</summary>
-    private sealed class TokenTiming(ApiMetrics metrics, Stopwatch clock)
+    private sealed class TokenTiming(ApiMetrics metrics, Stopwatch clock, string? model)
     {
         private TimeSpan? _last;
 
@@ -219,6 +224,7 @@ internal sealed class QueryRunner(IQueryClient client, ApiMetrics metrics, ApiOp
             }
             _last = now;
             metrics.GeneratedTokens.Inc(t.TokenIds.Count);
+            metrics.ModelTokens.WithLabels(model ?? "", "generated").Inc(t.TokenIds.Count);
         }
     }
 }

@@ -38,6 +38,14 @@ public sealed class ApiMetrics
     public Counter CacheMisses { get; }
     public Gauge WorkersReady { get; }
     public Counter Alerts { get; }
+    public Counter ModelRequests { get; }
+    public Counter ModelTokens { get; }
+    public Counter ModelLoads { get; }
+    public Counter ModelUnloads { get; }
+    public Counter ModelEvictions { get; }
+    public Gauge ModelLoadSeconds { get; }
+    public Gauge ModelLoaded { get; }
+    public Gauge ModelResidentBytes { get; }
     /// <summary>Tokens/s, time to first token and inter-token latency per second over the last 10 minutes (the dashboard's charts).</summary>
     public Dashboard.LiveSeries Seconds { get; } = new();
 
@@ -74,6 +82,15 @@ public sealed class ApiMetrics
         CacheMisses = f.CreateCounter("actorquery_cache_misses_total", "Query cache misses.");
         WorkersReady = f.CreateGauge("actorquery_workers_ready", "Model workers ready to take queries.");
         Alerts = f.CreateCounter("actorquery_alerts_total", "Alerts fired, by kind (see the README's Alerts section).", "kind");
+        ModelRequests = f.CreateCounter("actorquery_model_requests_total", "Generation requests, by model.", "model");
+        ModelTokens = f.CreateCounter("actorquery_model_tokens_total", "Tokens by model and kind (prompt, generated).", "model", "kind");
+        ModelLoads = f.CreateCounter("actorquery_model_loads_total", "Loads of a pooled model.", "model");
+        ModelUnloads = f.CreateCounter("actorquery_model_unloads_total", "Unloads of a pooled model (keep-alive, eviction, admin).", "model");
+        ModelEvictions = f.CreateCounter("actorquery_model_evictions_total",
+            "Unloads of an idle pooled model to make room for another (least recently used first).", "model");
+        ModelLoadSeconds = f.CreateGauge("actorquery_model_load_seconds", "Seconds the last load of a pooled model took until a worker was ready.", "model");
+        ModelLoaded = f.CreateGauge("actorquery_model_loaded", "1 while a pooled model is ready, else 0.", "model");
+        ModelResidentBytes = f.CreateGauge("actorquery_model_resident_bytes", "Resident memory of a pooled model's worker processes.", "model");
         // Label sets that exist from the start, so that dashboards see zeros rather than gaps.
         ModelRestarts.WithLabels("oom");
         ModelRestarts.WithLabels("other");
@@ -82,6 +99,20 @@ public sealed class ApiMetrics
     }
 
     /// <summary>Copies the router's figures into the gauges and the cumulative counters.</summary>
+    /// <summary>The model pool's counters and states, at each scrape.</summary>
+    public void Apply(ActorQuery.Actors.Workers.ModelPoolView pool)
+    {
+        foreach (var m in pool.Models)
+        {
+            ModelLoads.WithLabels(m.Name).IncTo(m.Loads);
+            ModelUnloads.WithLabels(m.Name).IncTo(m.Unloads);
+            ModelEvictions.WithLabels(m.Name).IncTo(m.Evictions);
+            ModelLoadSeconds.WithLabels(m.Name).Set(m.LoadSeconds);
+            ModelLoaded.WithLabels(m.Name).Set(m.State == "ready" ? 1 : 0);
+            ModelResidentBytes.WithLabels(m.Name).Set(m.ResidentBytes ?? 0);
+        }
+    }
+
     public void Apply(RouterStatus status)
     {
         QueueDepth.Set(status.Queued);

@@ -28,6 +28,7 @@ internal sealed class ActorBackend : IServeBackend
 {
     private HfTokenizer? _tokenizer;
     private NodeMemoryPlan? _plan;
+    private IReadOnlyList<PooledModel>? _pool;
 
     /// <summary>Set when the first start of a worker process was refused (its plan or options, exit code 2): the serve
     /// command prints it and exits with code 2, as a refusal in this process does.</summary>
@@ -43,6 +44,11 @@ internal sealed class ActorBackend : IServeBackend
 
     public void ConfigureServices(IServiceCollection services, ServeOptions options)
     {
+        if (options.IsPool)
+        {
+            ConfigurePoolServices(services, options);
+            return;
+        }
         _tokenizer = LoadTokenizer(options.ModelFolder);
         // Before anything loads: a plan that cannot fit refuses to start here (exit code 2), not under load. A worker
         // process plans its share of the node: the parent's memory is held already, the budget is shared by the
@@ -51,10 +57,37 @@ internal sealed class ActorBackend : IServeBackend
         int workers = ProcessRoles(options).Contains(ClusterNodeOptions.WorkerRole) ? options.WorkersPerNode : 0;
         _plan = NodeMemoryPlan.Make(options, EngineOptions(options), workers, workers * (role?.Count ?? 1), role?.ParentResidentBytes() ?? 0);
         services.AddSingleton<ITokenizer>(_tokenizer);
-        services.AddSingleton<IServedModel>(ServedModels.FromFolder(options.ModelFolder, _tokenizer));
+        services.AddSingleton<IServedModel>(ServedModels.FromFolder(options.ModelFolder, _tokenizer, options.ServedModelName));
         services.AddActorQueryClient();
         services.AddActorQueryClusterView();
         if (SpawnsWorkers(options)) services.AddSingleton<IWorkerProcessClient>(sp => new WorkerProcessClient(sp));
+    }
+
+    /// <summary>A model pool: every model's tokenizer for the API, the node's plan without a model of its own (the budget the
+    /// pool shares out), and the pool's client. Its models run in worker processes, one set per loaded model.</summary>
+    private void ConfigurePoolServices(IServiceCollection services, ServeOptions options)
+    {
+        if (options.WorkerProcesses < 1 && options.WorkersPerNode > 0 && options.Cluster.RoleList.Contains(ClusterNodeOptions.WorkerRole))
+            throw new OptionsException($"{ServeOptions.Section}:WorkerProcesses 0: a model pool runs each model in worker processes of its own "
+                                       + "(unloading a model ends them, which returns all its memory); use --worker-processes 1 or more");
+        _pool = ModelPoolCatalogue.Build(options);
+        var first = _pool[0];
+        _tokenizer = (HfTokenizer)first.Served.Tokenizer;
+        _plan = NodeMemoryPlan.Make(options, EngineOptions(options) with { ModelPath = first.Folder }, 0, 0);
+        services.AddSingleton<ITokenizer>(_tokenizer);
+        services.AddSingleton<IServedModel>(first.Served);
+        services.AddSingleton<IServedModels>(new ServedModelSet(first.Served, _pool.Select(m => m.Served).ToList(), IsPool: true));
+        services.AddActorQueryClient();
+        services.AddActorQueryClusterView();
+        if (SpawnsWorkers(options))
+        {
+            services.AddSingleton<IWorkerProcessClient>(sp => new WorkerProcessClient(sp));
+            services.AddSingleton<IModelPoolClient>(sp => new ModelPoolClient(sp));
+        }
+        foreach (var m in _pool)
+            Serilog.Log.Information("model pool: {Name} ({Folder}) reserves {Bytes} ({Terms}){Pinned}, keep-alive {KeepAlive}",
+                m.Entry.Name, m.Folder, MemorySize.Format(m.Entry.ReservationBytes), m.Entry.ReservationTerms, m.Entry.Pinned ? ", pinned" : "",
+                KeepAliveDuration.Format(m.Entry.KeepAlive));
     }
 
     public void ConfigureAkka(AkkaConfigurationBuilder akka, IServiceProvider services, ServeOptions options)
@@ -62,7 +95,8 @@ internal sealed class ActorBackend : IServeBackend
         var configuration = services.GetRequiredService<IConfiguration>();
         var node = NodeOptions(configuration, options);
         var plan = _plan!;
-        var engine = EngineOptions(options) with { Dtype = plan.Format?.Dtype ?? options.Dtype, Plan = plan.Engine };
+        // A pool's server process loads no model itself: its engine factory is never used, the default model's folder keeps it valid.
+        var engine = EngineOptions(options) with { ModelPath = _pool?[0].Folder ?? options.ModelFolder, Dtype = plan.Format?.Dtype ?? options.Dtype, Plan = plan.Engine };
         var guard = new StartupPlanGuard(new InferenceEngineFactory(engine, _tokenizer),
             services.GetRequiredService<Microsoft.Extensions.Hosting.IHostApplicationLifetime>());
         // One fault schedule (and its counters) per worker, so that "first N loads fail" holds for each; every engine is
@@ -93,7 +127,62 @@ internal sealed class ActorBackend : IServeBackend
             node = node with { Workers = node.Workers with { FirstNumber = (role.Id - 1) * options.WorkersPerNode + 1 } };
         akka.AddActorQueryNode(services.GetRequiredService<Config>(), node, cluster, Worker,
             new ProcessMemoryReader(CudaMemory.UsedBytes), budget: plan.Host);
-        if (SpawnsWorkers(options)) AddWorkerProcesses(akka, services, options, node);
+        if (SpawnsWorkers(options))
+        {
+            if (_pool is not null) AddModelPool(akka, services, options, node, _pool, plan);
+            else AddWorkerProcesses(akka, services, options, node);
+        }
+    }
+
+    /// <summary>The node's model pool: a supervisor of worker processes for each model it loads, inside the node's budget.</summary>
+    private static void AddModelPool(AkkaConfigurationBuilder akka, IServiceProvider services, ServeOptions options, ActorQueryNodeOptions node,
+        IReadOnlyList<PooledModel> pool, NodeMemoryPlan plan)
+    {
+        var commandLine = services.GetRequiredService<ServeCommandLine>().Settings;
+        var processes = new WorkerProcessOptions
+        {
+            Count = options.WorkerProcesses,
+            RecycleAfter = TimeSpan.FromSeconds(options.WorkerRecycleAfterSeconds),
+            // A load that fails twice in a row fails its queries with the reason; the next query tries again.
+            MaxFailedStarts = 2,
+        };
+        var poolOptions = new ModelPoolOptions(pool.Select(m => m.Entry).ToList(), plan.Host.BudgetBytes, plan.Host.Describe(), options.WorkerProcesses);
+        akka.WithActors((system, registry) =>
+        {
+            var self = Akka.Cluster.Cluster.Get(system);
+            var seeds = options.Cluster.SeedNodeList.Count > 0 ? string.Join(",", options.Cluster.SeedNodeList) : self.SelfAddress.ToString();
+            var router = registry.Get<Actors.Routing.QueryRouter>();
+            var directory = registry.Get<WorkerDirectory>();
+            int total = pool.Count * options.WorkerProcesses;
+            Props Supervisor(ModelPoolEntry entry, int firstId, IActorRef reportTo)
+            {
+                var model = pool.Single(m => m.Entry.Name == entry.Name);
+                var launcher = new ChildWorkerProcessLauncher(commandLine, total, options.Cluster.SystemName, options.Cluster.Hostname,
+                    options.Cluster.PublicHostname, seeds, node.Node, options.LogFolder, model);
+                // A refused start fails this model's load (the pool reports it), not the server.
+                return WorkerProcessSupervisor.Props(processes with { FirstId = firstId, Model = entry.Name }, node.Workers, launcher,
+                    router, directory, a => self.Down(a), _ => { }, subscribe: false, reportTo: reportTo);
+            }
+            var actor = system.ActorOf(ModelPool.Props(poolOptions, Supervisor, router), "model-pool");
+            registry.Register<ModelPool>(actor);
+            // The pool answers /health's and /admin/workers' questions for all its processes, as one supervisor does.
+            registry.Register<WorkerProcessSupervisor>(actor);
+        });
+    }
+
+    private sealed class ModelPoolClient(IServiceProvider services) : IModelPoolClient
+    {
+        private async Task<IActorRef> Pool(CancellationToken ct) =>
+            await services.GetRequiredService<IRequiredActor<ModelPool>>().GetAsync(ct).ConfigureAwait(false);
+
+        public async Task<ModelPoolView> GetAsync(TimeSpan timeout, CancellationToken cancellationToken) =>
+            await (await Pool(cancellationToken).ConfigureAwait(false)).Ask<ModelPoolView>(GetModelPool.Instance, timeout, cancellationToken).ConfigureAwait(false);
+
+        public async Task<ModelPoolAnswer> LoadAsync(string model, TimeSpan timeout, CancellationToken cancellationToken) =>
+            await (await Pool(cancellationToken).ConfigureAwait(false)).Ask<ModelPoolAnswer>(new LoadModel(model), timeout, cancellationToken).ConfigureAwait(false);
+
+        public async Task<ModelPoolAnswer> UnloadAsync(string model, TimeSpan timeout, CancellationToken cancellationToken) =>
+            await (await Pool(cancellationToken).ConfigureAwait(false)).Ask<ModelPoolAnswer>(new UnloadModel(model), timeout, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>The supervisor of this node's worker processes, started once this node is up so that they join it at once.</summary>
@@ -139,6 +228,7 @@ internal sealed class ActorBackend : IServeBackend
     private static EngineOptions EngineOptions(ServeOptions options) => new()
     {
         ModelPath = options.ModelFolder,
+        ServedName = string.IsNullOrEmpty(options.ServedModelName) ? null : options.ServedModelName,
         Dtype = options.Dtype,
         Device = options.Device,
         DummyWeights = options.DummyWeights,

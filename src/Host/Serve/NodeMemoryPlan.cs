@@ -28,6 +28,13 @@ internal sealed record NodeMemoryPlan(MemoryBudget Host, EnginePlan? Engine, Pla
         if (workers > 0) using (TorchSharp.torch.zeros(1)) { }
         long held = NativeMemory.ResidentBytes() + otherHeldBytes;
         var host = new MemoryBudget(limit.LimitBytes, limit.Source, options.MemoryUtilization, held, limit.AvailableBytes, workers == 0 ? 0 : shareWorkers);
+        if (WorkerProcessRole.Current?.ShareBytes is { } poolShare && workers > 0)
+        {
+            // A model pool's worker process: its model's reservation is its whole budget, whatever the others hold.
+            held = NativeMemory.ResidentBytes();
+            host = new MemoryBudget(poolShare, "the model pool's reservation", 1.0, held, limit.AvailableBytes, workers);
+            shareWorkers = workers;
+        }
         Log.Information("memory: limit {Limit} ({Source}: {Detail}), {Available} free now; budget {Budget} ({Terms})",
             MemorySize.Format(limit.LimitBytes), limit.Source, limit.Detail, MemorySize.Format(limit.AvailableBytes),
             MemorySize.Format(host.BudgetBytes), host.Describe());

@@ -153,7 +153,9 @@ public static class ServeApp
                 CoordinatedShutdown.Get(system).ShutdownReason?.ToString() ?? "terminated", outcome.ExitCode);
         });
         app.Lifetime.ApplicationStarted.Register(() =>
-            logger.Information("ActorQuery serving {Model} on {Urls}; logs in {LogFolder}", options.ModelFolder, string.Join(", ", app.Urls),
+            logger.Information("ActorQuery serving {Model} on {Urls}; logs in {LogFolder}",
+                options.IsPool ? "a model pool (" + string.Join(", ", app.Services.GetRequiredService<ActorQuery.Api.IServedModels>().All.Select(m => m.Name)) + ")" : options.ModelFolder,
+                string.Join(", ", app.Urls),
                 Path.GetFullPath(options.LogFolder)));
         return app;
     }

@@ -15,11 +15,18 @@ public static class ServeCli
     {
         var flags = ServeSettings.All.Where(s => s is { Flag: not null, Kind: SettingKind.Flag }).Select(s => s.Flag!).ToHashSet();
         var repeatable = ServeSettings.All.Where(s => s is { Flag: not null, Kind: SettingKind.TextList }).Select(s => s.Flag!).ToHashSet();
+        repeatable.Add("model");
         var cli = new CliArgs(args, flags, repeatable);
         var overrides = new Dictionary<string, string?>(StringComparer.OrdinalIgnoreCase);
+        // --model DIR is the one model; --model NAME=DIR (or --model given more than once, or beside --models-dir) a pool's.
+        var models = cli.Strings("model");
+        if (models.Count == 1 && !models[0].Contains('=') && cli.String("models-dir") is null)
+            overrides[ServeSettings.Get("ModelFolder").ConfigKey] = models[0];
+        else
+            for (int i = 0; i < models.Count; i++) overrides[$"{ServeSettings.Get("Models").ConfigKey}:cli{i}"] = models[i];
         foreach (var s in ServeSettings.All)
         {
-            if (s.Flag is not { } option) continue;
+            if (s.Flag is not { } option || s.Key == "ModelFolder") continue;
             if (s.Kind == SettingKind.TextList)
             {
                 // A list binds from every child of its key; the command line's own child names add its items to those of

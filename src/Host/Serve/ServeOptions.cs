@@ -20,6 +20,23 @@ public sealed class ServeOptions
 
     /// <summary>A Hugging Face checkpoint folder (config.json, tokenizer.json, *.safetensors).</summary>
     public string ModelFolder { get; set; } = "models/default";
+    /// <summary>The name clients send as <c>model</c>; empty: the folder's name.</summary>
+    public string ServedModelName { get; set; } = "";
+    /// <summary>A model pool's models, each "NAME=DIR" or "DIR" (named by its folder).</summary>
+    public List<string> Models { get; set; } = [];
+    /// <summary>A folder whose subfolders are models of the pool, each named by its folder; empty: none.</summary>
+    public string ModelsDir { get; set; } = "";
+    /// <summary>The pool's model for requests that name none; empty: the first.</summary>
+    public string DefaultModel { get; set; } = "";
+    /// <summary>Idle time before a pooled model unloads: "DURATION" for all, or "NAME=DURATION"; none: <see cref="DefaultKeepAlive"/>.</summary>
+    public List<string> KeepAlive { get; set; } = [];
+    /// <summary>Pooled models loaded at start and never unloaded by keep-alive or eviction.</summary>
+    public List<string> Pin { get; set; } = [];
+
+    public static readonly TimeSpan DefaultKeepAlive = TimeSpan.FromMinutes(5);
+
+    /// <summary>This server runs a model pool (several models, loaded on demand); a worker process of a pool serves one.</summary>
+    public bool IsPool => WorkerProcessRole.Current is null && (Models.Count > 0 || ModelsDir.Length > 0);
     /// <summary>float32, bfloat16 or auto (DeviceAndDtype.ResolveDtypes: bf16 where the device computes it fast, bf16
     /// weights under float32 arithmetic for a bf16 checkpoint on a CPU without bf16 instructions, else float32).</summary>
     public string Dtype { get; set; } = "auto";

@@ -55,8 +55,18 @@ public static class ServeSettings
 
     public static readonly IReadOnlyList<ServeSetting> All =
     [
-        new("ModelFolder", "model", SettingKind.Text, S.ModelFolder, "not empty", "Hugging Face model folder (config.json, tokenizer.json, *.safetensors)",
+        new("ModelFolder", "model", SettingKind.Text, S.ModelFolder, "not empty; NAME=DIR, repeatable: a model pool",
+            "Hugging Face model folder (config.json, tokenizer.json, *.safetensors); `--model NAME=DIR` given once or more serves a model pool (see *Model pool*)",
             (v, _) => NotEmpty(v)),
+        new("ServedModelName", "served-model-name", SettingKind.Text, S.ServedModelName, "empty: the folder's name", "the name clients send as model"),
+        new("Models", null, SettingKind.TextList, "none", "NAME=DIR or DIR, one key each (`__0`, `__1`, ...)",
+            "the model pool's models (on the command line `--model NAME=DIR`, repeatable)", (v, _) => ((IReadOnlyList<string>)v).Any(string.IsNullOrWhiteSpace) ? "has an empty entry" : null),
+        new("ModelsDir", "models-dir", SettingKind.Text, S.ModelsDir, "a folder; empty: none", "folder whose subfolders are models of the pool, each named by its folder",
+            (v, _) => ((string)v).Length == 0 || Directory.Exists((string)v) ? null : $"'{v}' is not a folder"),
+        new("DefaultModel", "default-model", SettingKind.Text, S.DefaultModel, "a pooled model's name; empty: the first", "the pool's model for requests that name none"),
+        new("KeepAlive", "keep-alive", SettingKind.TextList, "5m", "DURATION (5m, 30s, 1h; -1 never, 0 at once) or NAME=DURATION; repeatable",
+            "idle time after which a pooled model is unloaded (a request's keep_alive overrides it)", KeepAlives),
+        new("Pin", "pin", SettingKind.TextList, "none", "a pooled model's name; repeatable", "pooled models loaded at start and never unloaded by keep-alive or eviction"),
         new("Dtype", "dtype", SettingKind.Text, S.Dtype, "auto, float32, bfloat16", "weight and compute dtype (auto: see *Models*)",
             OneOf("auto", "float32", "bfloat16")),
         new("Device", "device", SettingKind.Text, S.Device, "auto, cpu, cuda, cuda:N, mps", "device the model runs on",
@@ -359,6 +369,17 @@ public static class ServeSettings
     {
         try { return Microsoft.AspNetCore.Http.BindingAddress.Parse(url) is { Scheme: "http" or "https" } a && a.Host.Length > 0; }
         catch (FormatException) { return false; }
+    }
+
+    private static string? KeepAlives(object v, Func<string, string> _)
+    {
+        foreach (var item in (IReadOnlyList<string>)v)
+        {
+            int eq = item.IndexOf('=');
+            try { KeepAliveDuration.Parse(eq < 0 ? item : item[(eq + 1)..]); }
+            catch (FormatException e) { return $"'{item}': {e.Message}"; }
+        }
+        return null;
     }
 
     private static string? HashFile(object v, Func<string, string> _)

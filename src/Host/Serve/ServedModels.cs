@@ -8,11 +8,11 @@ namespace ActorQuery.Host.Serve;
 public static class ServedModels
 {
     /// <summary>Name: the folder's name (what clients send as <c>model</c>); context: config.json's max_position_embeddings.</summary>
-    public static IServedModel FromFolder(string folder, ITokenizer tokenizer)
+    public static IServedModel FromFolder(string folder, ITokenizer tokenizer, string? name = null)
     {
         string full = Path.GetFullPath(folder);
         var config = ModelConfig.Load(Path.Combine(full, "config.json"));
-        return new ServedModel(NameOf(full), config.MaxPositionEmbeddings, tokenizer, DateTimeOffset.UtcNow);
+        return new ServedModel(string.IsNullOrEmpty(name) ? NameOf(full) : name, config.MaxPositionEmbeddings, tokenizer, DateTimeOffset.UtcNow);
     }
 
     public static string NameOf(string folder) => Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(folder)));

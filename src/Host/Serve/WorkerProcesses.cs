@@ -17,6 +17,8 @@ namespace ActorQuery.Host.Serve;
 internal sealed record WorkerProcessRole(int Id, int Count, int ParentPid)
 {
     public const string Variable = "ACTORQUERY_WORKER_PROCESS";
+    /// <summary>In a model pool: the bytes of the node's budget this process plans inside (its model's reservation).</summary>
+    public const string ShareVariable = "ACTORQUERY_WORKER_SHARE";
     public const string ConfigPrefix = "ACTORQUERY_WORKER__";
 
     /// <summary>This process's role when its parent started it as a worker process; null otherwise.</summary>
@@ -30,6 +32,9 @@ internal sealed record WorkerProcessRole(int Id, int Count, int ParentPid)
             ? new WorkerProcessRole(i, n, p)
             : null;
     }
+
+    /// <summary>The share of the budget a model pool gave this process; null: it shares the node's budget with the others.</summary>
+    public long? ShareBytes { get; } = long.TryParse(Environment.GetEnvironmentVariable(ShareVariable), out long b) && b > 0 ? b : null;
 
     /// <summary>Resident memory of the parent (the server process), which shares the node's memory limit with its workers.</summary>
     public long ParentResidentBytes() => NativeMemory.ResidentBytesOf(ParentPid) ?? 0;
@@ -60,8 +65,11 @@ internal sealed record WorkerProcessRole(int Id, int Count, int ParentPid)
 /// </summary>
 internal sealed class ChildWorkerProcessLauncher(
     IReadOnlyDictionary<string, string?> commandLine, int count, string systemName, string hostname, string? publicHostname,
-    string seedNodes, string node, string logFolder) : IWorkerProcessLauncher
+    string seedNodes, string node, string logFolder, PooledModel? model = null) : IWorkerProcessLauncher
 {
+    /// <summary>The pool's own settings: a worker process serves the one model it is started for.</summary>
+    private static readonly string[] PoolKeys = ["Models", "ModelsDir", "DefaultModel", "KeepAlive", "Pin", "ModelFolder", "ServedModelName", "KvCacheSize"];
+
     public IWorkerProcess Start(int id)
     {
         int port = FreePort(hostname);
@@ -76,7 +84,9 @@ internal sealed class ChildWorkerProcessLauncher(
         foreach (var a in prefix) start.ArgumentList.Add(a);
         start.ArgumentList.Add("serve");
         string section = ServeOptions.Section;
-        var config = new Dictionary<string, string?>(commandLine, StringComparer.OrdinalIgnoreCase)
+        var config = new Dictionary<string, string?>(
+            model is null ? commandLine : commandLine.Where(kv => !PoolKeys.Any(k => kv.Key.StartsWith($"{section}:{k}", StringComparison.OrdinalIgnoreCase))),
+            StringComparer.OrdinalIgnoreCase)
         {
             [$"{section}:Cluster:Roles"] = "worker",
             [$"{section}:WorkerProcesses"] = "0",
@@ -86,6 +96,17 @@ internal sealed class ChildWorkerProcessLauncher(
             [$"{section}:Node"] = node,
             [$"{section}:LogFolder"] = Path.Combine(logFolder, $"worker-process-{id}"),
         };
+        if (model is not null)
+        {
+            config[$"{section}:ModelFolder"] = model.Folder;
+            config[$"{section}:ServedModelName"] = model.Entry.Name;
+            config[$"{section}:KvCacheSize"] = model.KvBytes.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            start.Environment[WorkerProcessRole.ShareVariable] = model.Entry.ReservationBytes.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            // The parent's environment may name the pool's models too (ACTORQUERY__MODELS__0): this process serves one.
+            foreach (var key in start.Environment.Keys.Where(k => k.StartsWith("ACTORQUERY__", StringComparison.OrdinalIgnoreCase)
+                         && PoolKeys.Any(p => k.StartsWith("ACTORQUERY__" + p.ToUpperInvariant(), StringComparison.OrdinalIgnoreCase))).ToList())
+                start.Environment.Remove(key);
+        }
         start.Environment[WorkerProcessRole.Variable] = $"{id}/{count}/{Environment.ProcessId}";
         foreach (var (key, value) in config)
             if (value is not null) start.Environment[WorkerProcessRole.ConfigPrefix + key.Replace(":", "__", StringComparison.Ordinal)] = value;

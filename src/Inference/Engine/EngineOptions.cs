@@ -6,6 +6,8 @@ public sealed record EngineOptions
 {
     /// <summary>A Hugging Face model folder (config.json + safetensors).</summary>
     public required string ModelPath { get; init; }
+    /// <summary>The name workers report and clients send as <c>model</c>; null: the folder's name.</summary>
+    public string? ServedName { get; init; }
     /// <summary>float32, bfloat16 or auto (see DeviceAndDtype.ResolveDtypes: bfloat16 where it is fast, that is CUDA,
     /// MPS and CPUs with AVX-512 BF16/AMX; on an AVX2 CPU a bfloat16 checkpoint keeps bf16 matrices under float32
     /// arithmetic; float32 elsewhere).</summary>

@@ -65,6 +65,9 @@ public static class ActivationProbe
 /// smaller format when the preferred one does not fit) and why.</summary>
 public sealed record PlannedFormat(string Dtype, long WeightBytes, string Why);
 
+/// <summary>A model's size in one format (<see cref="EnginePlanner.Footprint"/>).</summary>
+public sealed record ModelFootprint(long WeightBytes, long KvBytesPerToken, int ContextLength, string WeightDtype);
+
 /// <summary>
 /// The plan's check before any weight is loaded, from config.json alone: the weights' exact bytes in each format
 /// (<see cref="DecoderWeights.ByteSize(ModelConfig, ScalarType, ScalarType)"/>) plus the minimum KV pool (or the explicit
@@ -113,6 +116,17 @@ public static class EnginePlanner
             }
             catch (MemoryPlanException) { throw tooBig; }
         }
+    }
+
+    /// <summary>What the model takes in the dtype <paramref name="options"/> asks for (auto resolved as <see cref="Choose"/>
+    /// prefers it), from config.json alone: its weights' bytes, its KV bytes per token and its context length.</summary>
+    public static ModelFootprint Footprint(EngineOptions options)
+    {
+        var config = Checkpoint.ModelConfig.Load(Path.Combine(Path.GetFullPath(options.ModelPath), "config.json"));
+        var device = DeviceAndDtype.ResolveDevice(options.Device);
+        var d = DeviceAndDtype.ResolveDtypes(options.Dtype, device, config.TorchDtype, LayerOps.CpuKernelsAvailable(ScalarType.Float32, device));
+        return new ModelFootprint(DecoderWeights.ByteSize(config, d.Compute, d.Matrices), KvBlockPool.BytesPerToken(config, d.Compute),
+            config.MaxPositionEmbeddings, DeviceAndDtype.Name(d.Matrices));
     }
 
     private static string DeviceName(Device d) => d.type switch { DeviceType.CPU => "CPU", DeviceType.CUDA => "CUDA device", _ => d.type.ToString() };

@@ -85,6 +85,6 @@ public static class ModelLoader
             pool = KvBlockPool.ForBudget(weights, kvBytes, options.KvBlockSize, commit: options.Plan is not null);
         }
         catch { decoder.Dispose(); throw; }
-        return new LoadedModel(decoder, pool, config, defaults, Path.GetFileName(folder.TrimEnd('/')), sw.Elapsed, activations, overhead);
+        return new LoadedModel(decoder, pool, config, defaults, string.IsNullOrEmpty(options.ServedName) ? Path.GetFileName(folder.TrimEnd('/')) : options.ServedName, sw.Elapsed, activations, overhead);
     }
 }
