@@ -52,6 +52,13 @@ public sealed class ModelPool : ReceiveActor, IWithTimers
         /// <summary>Set by a request's keep_alive; null: the entry's.</summary>
         public TimeSpan? KeepAliveOverride { get; set; }
         public bool Wanted { get; set; }
+        /// <summary>Since when it waits for room: waiting models load in this order, so that none is passed over for ever.</summary>
+        public DateTimeOffset? WaitingSince { get; set; }
+        /// <summary>Chosen to make room while busy: its workers take no new query, and it unloads once they are idle.</summary>
+        public bool Draining { get; set; }
+        /// <summary>Its workers ran a query since it was loaded: only then may it be drained for another model (a model
+        /// drained before its waiting queries reached it would serve nothing, and the pool would only thrash).</summary>
+        public bool ServedSinceLoad { get; set; }
         public long? ResidentBytes { get; set; }
         public long Loads { get; set; }
         public long Unloads { get; set; }
@@ -207,7 +214,7 @@ public sealed class ModelPool : ReceiveActor, IWithTimers
         if (c.Model is null || Find(c.Model) is not { } m) return;
         var now = DateTimeOffset.UtcNow;
         m.ResidentBytes = c.ResidentBytes;
-        if (c.Busy) { m.LastUsed = now; m.BusyUntil = null; }
+        if (c.Busy) { m.LastUsed = now; m.BusyUntil = null; m.ServedSinceLoad = true; }
         else if (m.WorkersBusy) m.BusyUntil = now + _options.IdleGrace;
         m.WorkersBusy = c.Busy;
         if (c.Stopped)
@@ -248,17 +255,26 @@ public sealed class ModelPool : ReceiveActor, IWithTimers
         }
     }
 
-    /// <summary>Keep-alive expiry, then the loads that wait for room.</summary>
+    /// <summary>Drained models that went idle, keep-alive expiry, then the loads that wait for room.</summary>
     private void OnTick()
     {
         var now = DateTimeOffset.UtcNow;
+        foreach (var m in _models.Where(m => m.State == "ready" && m.Draining && !m.WorkersBusy && !(m.BusyUntil is { } t && now < t)).ToList())
+        {
+            m.Evictions++;
+            m.Wanted = false; // its own waiting queries (Live) bring it back in its turn
+            Unload(m, "drained to make room for a waiting model, its queries done");
+        }
         foreach (var m in _models.Where(m => m.State == "ready" && !m.Pinned && m.KeepAlive is not null && !IsBusy(m, now)).ToList())
             if (now - (m.LastUsed ?? now) >= m.KeepAlive!.Value)
             {
                 m.Wanted = false;
                 Unload(m, m.KeepAlive == TimeSpan.Zero ? "its request asked for keep_alive 0" : $"idle past its keep-alive of {Describe(m.KeepAlive.Value)}");
             }
-        foreach (var m in _models.Where(m => m.State == "available" && (m.Wanted || m.Live > 0)).OrderBy(m => m.LastUsed ?? DateTimeOffset.MinValue).ToList())
+        foreach (var m in _models)
+            if (IsWaiting(m)) m.WaitingSince ??= now;
+            else m.WaitingSince = null;
+        foreach (var m in _models.Where(IsWaiting).OrderBy(m => m.WaitingSince).ToList())
             TryLoadOrRefuse(m, "waiting for room");
     }
 
@@ -266,6 +282,9 @@ public sealed class ModelPool : ReceiveActor, IWithTimers
     {
         if (TryLoad(m, why) is { } refused) _router.Tell(new ModelUnavailable(m.Entry.Name, refused, _options.NoRoomRetryAfter));
     }
+
+    /// <summary>Not loaded, asked for, and able to fit the budget at all.</summary>
+    private bool IsWaiting(Model m) => m.State == "available" && (m.Wanted || m.Live > 0) && m.Entry.ReservationBytes <= _options.BudgetBytes;
 
     private bool IsBusy(Model m, DateTimeOffset now) => m.Live > 0 || m.WorkersBusy || (m.BusyUntil is { } t && now < t);
 
@@ -284,7 +303,10 @@ public sealed class ModelPool : ReceiveActor, IWithTimers
             return $"model '{m.Entry.Name}' needs {MemorySize.Format(need)} ({m.Entry.ReservationTerms}), more than this node's whole budget of "
                    + $"{MemorySize.Format(_options.BudgetBytes)} ({_options.BudgetTerms})";
         m.Wanted = true;
+        m.WaitingSince ??= DateTimeOffset.UtcNow;
         long free = _options.BudgetBytes - Reserved;
+        // A model that waits longer goes first: this one waits behind it rather than taking the room made for it.
+        if (_models.Any(x => x != m && IsWaiting(x) && x.WaitingSince < m.WaitingSince)) return null;
         if (need <= free)
         {
             Load(m, why);
@@ -313,7 +335,24 @@ public sealed class ModelPool : ReceiveActor, IWithTimers
         }
         // Busy or loading models may become idle later: wait for them. Only pinned ones can never make room.
         long couldFree = _models.Where(x => x != m && x.Holds && !x.Pinned).Sum(x => x.Entry.ReservationBytes);
-        if (free + couldFree >= need) return null;
+        if (free + couldFree >= need)
+        {
+            // Busy models that have served since their load are drained, the longest loaded first: they finish their queries
+            // and take no new ones (those wait for their model's next turn), so that a stream of queries for the loaded
+            // models cannot starve this one past its deadline.
+            long draining = _models.Where(x => x.Draining && x.State == "ready").Sum(x => x.Entry.ReservationBytes);
+            foreach (var x in _models.Where(x => x.State == "ready" && !x.Pinned && !x.Draining && x.ServedSinceLoad)
+                         .OrderBy(x => x.LoadedAt ?? DateTimeOffset.MinValue))
+            {
+                if (free + freed + draining >= need) break;
+                x.Draining = true;
+                draining += x.Entry.ReservationBytes;
+                _log.Info("model {0}: draining it to make room for '{1}' ({2}): it finishes its queries and takes no new ones",
+                    x.Entry.Name, m.Entry.Name, MemorySize.Format(need));
+                x.Supervisor?.Tell(DrainWorkerProcesses.Instance);
+            }
+            return null;
+        }
         var pinned = _models.Where(x => x.Holds && x.Pinned).Select(x => $"{x.Entry.Name} {MemorySize.Format(x.Entry.ReservationBytes)}").ToList();
         return $"no room for model '{m.Entry.Name}' ({MemorySize.Format(need)}): the budget is {MemorySize.Format(_options.BudgetBytes)} "
                + $"and pinned models hold {string.Join(", ", pinned)}";
@@ -322,7 +361,10 @@ public sealed class ModelPool : ReceiveActor, IWithTimers
     private void Load(Model m, string why)
     {
         m.State = "loading";
+        m.WaitingSince = null;
         m.Error = null;
+        m.Draining = false;
+        m.ServedSinceLoad = false;
         m.LoadStartedAt = DateTimeOffset.UtcNow;
         m.Loads++;
         int firstId = m.Index * _options.ProcessesPerModel + 1;

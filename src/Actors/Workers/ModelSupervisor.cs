@@ -113,7 +113,7 @@ public sealed class ModelSupervisor : ReceiveActor, IWithTimers
         {
             if (_draining) return;
             _draining = true;
-            _log.Info("{0}: draining (the node shuts down): finishing {1} running queries, taking no new ones", _worker, _load.Running + _load.Queued);
+            _log.Info("{0}: draining (its node shuts down, or its model makes room for another): finishing {1} running queries, taking no new ones", _worker, _load.Running + _load.Queued);
             Publish();
         });
         Receive<WatchSteps>(_ =>

@@ -75,6 +75,14 @@ public sealed record StopWorkerProcesses : INoSerializationVerificationNeeded
     private StopWorkerProcesses() { }
 }
 
+/// <summary>To a WorkerProcessSupervisor: drain every worker of its processes (they finish their queries and take no new
+/// ones), so that a model pool can unload the model once they are idle while another model waits for its room.</summary>
+public sealed record DrainWorkerProcesses : INoSerializationVerificationNeeded
+{
+    public static readonly DrainWorkerProcesses Instance = new();
+    private DrainWorkerProcesses() { }
+}
+
 /// <summary>From a WorkerProcessSupervisor to whoever asked for reports (a model pool), when its processes' sum changes.</summary>
 /// <param name="Ready">Some worker in them is ready.</param>
 /// <param name="Busy">Some worker in them runs or holds a query.</param>

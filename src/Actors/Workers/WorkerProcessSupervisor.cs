@@ -57,6 +57,7 @@ public sealed class WorkerProcessSupervisor : ReceiveActor, IWithTimers
         public WorkerProcessExitInfo? LastExit { get; set; }
         public string? Error { get; set; }
         public Dictionary<string, WorkerStatus> Workers { get; } = new(StringComparer.Ordinal);
+        public Dictionary<string, IActorRef> WorkerRefs { get; } = new(StringComparer.Ordinal);
     }
 
     private readonly WorkerProcessOptions _options;
@@ -68,7 +69,7 @@ public sealed class WorkerProcessSupervisor : ReceiveActor, IWithTimers
     private readonly Action<string> _onStartRefused;
     private readonly bool _subscribe;
     private readonly IActorRef? _reportTo;
-    private bool _stopping;
+    private bool _stopping, _drainingAll;
     private WorkerProcessesChanged? _reported;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly Random _random = new();
@@ -130,6 +131,11 @@ public sealed class WorkerProcessSupervisor : ReceiveActor, IWithTimers
         Receive<IMemberEvent>(_ => { });
         Receive<SubscribeAck>(_ => { });
         Receive<GetWorkerProcesses>(_ => Sender.Tell(View()));
+        Receive<DrainWorkerProcesses>(_ =>
+        {
+            _drainingAll = true;
+            foreach (var w in _children.SelectMany(c => c.WorkerRefs.Values)) w.Tell(DrainWorker.Instance);
+        });
         Receive<StopWorkerProcesses>(_ =>
         {
             _stopping = true;
@@ -190,6 +196,7 @@ public sealed class WorkerProcessSupervisor : ReceiveActor, IWithTimers
     {
         c.Generation++;
         c.Workers.Clear();
+        c.WorkerRefs.Clear();
         c.ReadySinceStart = false;
         c.PressureSince = null;
         c.RecycleReason = null;
@@ -228,6 +235,7 @@ public sealed class WorkerProcessSupervisor : ReceiveActor, IWithTimers
             : $"worker process {c.Id} (pid {p?.Pid}) {m.Exit.Describe()}";
         c.LastExit = new WorkerProcessExitInfo(m.Exit.Code, m.Exit.Signal, m.Exit.OomKilled, reason, DateTimeOffset.UtcNow);
         c.Workers.Clear();
+        c.WorkerRefs.Clear();
 
         if (_stopping)
         {
@@ -285,6 +293,8 @@ public sealed class WorkerProcessSupervisor : ReceiveActor, IWithTimers
     {
         if (ChildAt(m.Worker.Path.Address) is not { Process: not null } c) return;
         c.Workers[m.Status.Worker] = m.Status;
+        if (_drainingAll && !c.WorkerRefs.ContainsKey(m.Status.Worker)) m.Worker.Tell(DrainWorker.Instance);
+        c.WorkerRefs[m.Status.Worker] = m.Worker;
         Report();
         if (m.Status.State == WorkerState.Ready)
         {

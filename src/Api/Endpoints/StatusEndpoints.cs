@@ -21,8 +21,9 @@ internal static class StatusEndpoints
                 $"the router did not answer: {e.Message}"), ApiJson.Options, statusCode: 503);
         }
         bool shuttingDown = gate.IsDraining || status.ShuttingDown;
-        bool ready = status.AnyWorkerReady && !shuttingDown && !status.Paused;
-        string state = shuttingDown ? "shutting_down" : status.Paused ? "memory_pressure" : status.AnyWorkerReady ? "ok" : "no_model_ready";
+        bool serves = status.AnyWorkerReady || await PoolCanLoadAsync(services, options, ct);
+        bool ready = serves && !shuttingDown && !status.Paused;
+        string state = shuttingDown ? "shutting_down" : status.Paused ? "memory_pressure" : serves ? "ok" : "no_model_ready";
         var workers = status.Workers.Select(w => new WorkerHealth(w.Worker, w.Node, StateName(w.State), w.Model, w.Running, w.Queued,
             w.KvFreeTokens, w.KvCapacityTokens, w.Restarts, w.OomCount, w.LastOom, w.Degraded, w.DegradedReason, w.Error)).ToList();
         IReadOnlyList<WorkerProcessInfo>? processes = null;
@@ -64,7 +65,16 @@ internal static class StatusEndpoints
         return Results.Json(new { status = "alive" }, ApiJson.Options);
     }
 
-    public static async Task<IResult> Ready(IQueryClient client, DrainGate gate, ApiOptions options, CancellationToken ct)
+    /// <summary>A model pool serves without a model loaded: it loads one when a query asks. It cannot while every model of it
+    /// failed its last load (a later query tries again) or no pool answers.</summary>
+    private static async Task<bool> PoolCanLoadAsync(IServiceProvider services, ApiOptions options, CancellationToken ct)
+    {
+        if (services.GetService<IModelPoolClient>() is not { } pool) return false;
+        try { return (await pool.GetAsync(options.StatusTimeout, ct)).Models.Any(m => m.State != "failed"); }
+        catch (Exception) when (!ct.IsCancellationRequested) { return false; }
+    }
+
+    public static async Task<IResult> Ready(IQueryClient client, DrainGate gate, ApiOptions options, IServiceProvider services, CancellationToken ct)
     {
         if (gate.IsDraining) return Results.Json(new { status = "shutting_down" }, ApiJson.Options, statusCode: 503);
         try
@@ -74,7 +84,7 @@ internal static class StatusEndpoints
             // A paused node refuses every query with 503, so a load balancer should send them elsewhere until it resumes.
             if (status.Paused)
                 return Results.Json(new { status = "memory_pressure", reason = status.PauseReason ?? "admission paused" }, ApiJson.Options, statusCode: 503);
-            return status.AnyWorkerReady
+            return status.AnyWorkerReady || await PoolCanLoadAsync(services, options, ct)
                 ? Results.Json(new { status = "ready" }, ApiJson.Options)
                 : Results.Json(new { status = "no_model_ready" }, ApiJson.Options, statusCode: 503);
         }

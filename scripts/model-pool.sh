@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# A model pool inside a memory limit (issue 22). Two cases:
+#
+#   evict      Three copies of the Qwen2.5-0.5B shape (random weights, bfloat16) under the names q1, q2, q3, q1 pinned,
+#              in a memory cgroup (../shared/tools/in-memory-limit.sh, LIMIT 6G) whose budget fits two: REQUESTS (60)
+#              chat requests alternating q1, q2, q3, CONCURRENCY (6) at once. Passes when every request got 200 from the
+#              model it named, actorquery_model_evictions_total is at least 1, the kernel's OOM killer never acted, no
+#              request was refused or timed out, and q1 (pinned) was loaded once and never unloaded.
+#   keepalive  One model (k1) with --keep-alive KEEP_ALIVE (15s): the server's resident memory (its process and its worker
+#              processes) before the first request, with the model loaded, and after the keep-alive unloaded it. Passes
+#              when the memory after is within 10% of the memory before.
+#
+#   scripts/model-pool.sh [evict] [keepalive]        default: both
+#   ACTORQUERY_NO_BUILD=1 REQUESTS=30 scripts/model-pool.sh evict
+#
+# Needs curl, jq, node 20 and, for evict, root (the cgroup). Every server's output and logs stay in the folder printed
+# at the start. Exit code 0 only when every case passed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/serve-common.sh
+
+REQUESTS=${REQUESTS:-60}
+CONCURRENCY=${CONCURRENCY:-6}
+MAX_TOKENS=${MAX_TOKENS:-16}
+LIMIT=${LIMIT:-6G}
+KEEP_ALIVE=${KEEP_ALIVE:-15s}
+MODEL=models/shapes/qwen2.5-0.5b
+LIMIT_TOOL=${MEMORY_LIMIT_TOOL:-../shared/tools/in-memory-limit.sh}
+SERVE_ARGS=(--dummy-weights --dtype bfloat16 --cache-entries 0 --log-level Information)
+
+for tool in curl jq node; do command -v $tool >/dev/null || { echo "error: $tool is needed" >&2; exit 2; }; done
+cases=("$@"); [ ${#cases[@]} -gt 0 ] || cases=(evict keepalive)
+build_host
+RUN_DIR=$(mktemp -d /tmp/model-pool-XXXXXX)
+echo "run folder: $RUN_DIR ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores)" >&2
+SERVER_PID=; URL=; RESULTS=(); LIMITED=0
+
+# start NAME LIMIT ARGS...: `serve` with SERVE_ARGS and ARGS on a free port, in a cgroup of LIMIT (none: no cgroup).
+start() {
+  local name=$1 limit=$2; shift 2
+  DIR=$RUN_DIR/$name; mkdir -p "$DIR"
+  URL="http://127.0.0.1:$(free_port)"
+  local cmd=("${HOST[@]}" serve "${SERVE_ARGS[@]}" "$@" --urls "$URL" --log-folder "$DIR/logs")
+  LIMITED=0
+  [ "$limit" = none ] || { cmd=("$LIMIT_TOOL" "$limit" "${cmd[@]}"); LIMITED=1; }
+  echo "[$name] ${cmd[*]}" >&2
+  "${cmd[@]}" >"$DIR/stdout.txt" 2>"$DIR/stderr.txt" &
+  SERVER_PID=$!
+  local deadline=$((SECONDS + 300))
+  until [ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/v1/models")" = 200 ]; do
+    kill -0 "$SERVER_PID" 2>/dev/null || { echo "[$name] the server exited: $(tail -3 "$DIR/stderr.txt")" >&2; return 1; }
+    ((SECONDS < deadline)) || { echo "[$name] not up after 300 s" >&2; return 1; }
+    sleep 1
+  done
+  echo "[$name] up" >&2
+}
+
+server_pid() { if [ "$LIMITED" = 1 ]; then pgrep -P "$SERVER_PID" | head -1; else echo "$SERVER_PID"; fi; }
+
+stop() {
+  [ -n "$SERVER_PID" ] || return 0
+  kill -TERM "$(server_pid)" 2>/dev/null || true
+  wait "$SERVER_PID" 2>/dev/null || true
+  SERVER_PID=
+}
+trap stop EXIT
+
+# tree_rss: resident bytes of the server process and its worker processes.
+tree_rss() {
+  local pid; pid=$(server_pid)
+  local total=0 p kb
+  for p in $pid $(pgrep -P "$pid" || true); do
+    kb=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
+    total=$((total + ${kb:-0} * 1024))
+  done
+  echo $total
+}
+
+metric() { curl -s "$URL/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
+model_state() { curl -s "$URL/v1/models" | jq -r --arg m "$1" '.data[] | select(.id == $m) | .pool.state'; }
+mib() { echo "$(( $1 / 1048576 )) MiB"; }
+
+verdict() {
+  local name=$1; shift
+  if [ $# -eq 0 ]; then RESULTS+=("PASS  $name"); else RESULTS+=("FAIL  $name: $*"); fi
+}
+
+case_evict() {
+  start evict "$LIMIT" --model q1=$MODEL --model q2=$MODEL --model q3=$MODEL --pin q1 || { verdict evict "did not start"; return; }
+  local deadline=$((SECONDS + 300))
+  until [ "$(model_state q1)" = ready ]; do ((SECONDS < deadline)) || break; sleep 1; done
+  curl -s "$URL/admin/models" -o /dev/null || true
+  node scripts/lib/pool-load.mjs "$URL" "$REQUESTS" "$CONCURRENCY" q1,q2,q3 "$MAX_TOKENS" "$DIR/requests.json" | tee "$DIR/summary.txt" >&2
+  curl -s "$URL/v1/models" > "$DIR/models.json"
+  curl -s "$URL/metrics" > "$DIR/metrics.txt"
+  local problems=()
+  local ok; ok=$(jq '[.[] | select(.status == 200 and .error == null)] | length' "$DIR/requests.json")
+  [ "$ok" = "$REQUESTS" ] || problems+=("$ok of $REQUESTS answered 200 by their model")
+  local evictions; evictions=$(awk '$1 ~ /^actorquery_model_evictions_total/ {s += $2} END {print s + 0}' "$DIR/metrics.txt")
+  ((evictions >= 1)) || problems+=("no eviction")
+  local q1; q1=$(jq -r '.data[] | select(.id == "q1") | "\(.pool.loads) \(.pool.unloads)"' "$DIR/models.json")
+  [ "$q1" = "1 0" ] || problems+=("q1 (pinned): loads and unloads $q1")
+  local slowest; slowest=$(jq '[.[].seconds] | max' "$DIR/requests.json")
+  jq -r '.data[] | "  \(.id): \(.pool.state), loads \(.pool.loads), unloads \(.pool.unloads), evictions \(.pool.evictions), reserves \(.pool.reservation_bytes / 1048576 | floor) MiB, resident \((.pool.resident_bytes // 0) / 1048576 | floor) MiB"' "$DIR/models.json" >&2
+  stop
+  local oom; oom=$(grep -o 'oom_kill [0-9]*' "$DIR/stderr.txt" | tail -1 | awk '{print $2}')
+  local peak; peak=$(grep -io 'peak[^,;]*' "$DIR/stderr.txt" | tail -1 || true)
+  [ "${oom:-0}" = 0 ] || problems+=("the OOM killer acted $oom times")
+  echo "[evict] evictions $evictions, slowest request ${slowest}s, cgroup: ${peak:-peak unknown}, oom_kill ${oom:-?}" >&2
+  verdict evict "${problems[@]}"
+}
+
+case_keepalive() {
+  start keepalive none --model k1=$MODEL --keep-alive "$KEEP_ALIVE" || { verdict keepalive "did not start"; return; }
+  sleep 3
+  local before; before=$(tree_rss)
+  curl -s "$URL/v1/chat/completions" -H 'content-type: application/json' \
+    -d '{"model":"k1","messages":[{"role":"user","content":"hi"}],"max_tokens":8}' -o "$DIR/answer.json" -w '%{http_code}\n' >&2
+  local loaded; loaded=$(tree_rss)
+  local deadline=$((SECONDS + 120))
+  until [ "$(model_state k1)" = available ]; do ((SECONDS < deadline)) || break; sleep 1; done
+  sleep 2
+  local after; after=$(tree_rss)
+  echo "[keepalive] resident: before the load $(mib "$before"), loaded $(mib "$loaded"), after the keep-alive unload $(mib "$after")" >&2
+  local problems=()
+  [ "$(model_state k1)" = available ] || problems+=("k1 was not unloaded within 120 s")
+  (( after * 10 <= before * 11 )) || problems+=("resident after the unload ($(mib "$after")) is more than 10% above before ($(mib "$before"))")
+  stop
+  verdict keepalive "${problems[@]}"
+}
+
+for c in "${cases[@]}"; do "case_$c"; done
+printf '%s\n' "${RESULTS[@]}"
+for r in "${RESULTS[@]}"; do [[ $r == PASS* ]] || exit 1; done
