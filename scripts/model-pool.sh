@@ -6,11 +6,14 @@
 #              chat requests alternating q1, q2, q3, CONCURRENCY (6) at once. Passes when every request got 200 from the
 #              model it named, actorquery_model_evictions_total is at least 1, the kernel's OOM killer never acted, no
 #              request was refused or timed out, and q1 (pinned) was loaded once and never unloaded.
+#   cluster    Two cluster nodes on loopback, each a pool of the same two names (x, y: the default model) that loads only
+#              one of them (--serves): a request for each model through either node's gateway is answered by the node
+#              that loads it (the reply's `node` field).
 #   keepalive  One model (k1) with --keep-alive KEEP_ALIVE (15s): the server's resident memory (its process and its worker
 #              processes) before the first request, with the model loaded, and after the keep-alive unloaded it. Passes
 #              when the memory after is within 10% of the memory before.
 #
-#   scripts/model-pool.sh [evict] [keepalive]        default: both
+#   scripts/model-pool.sh [evict] [keepalive] [cluster]        default: all three
 #   ACTORQUERY_NO_BUILD=1 REQUESTS=30 scripts/model-pool.sh evict
 #
 # Needs curl, jq, node 20 and, for evict, root (the cgroup). Every server's output and logs stay in the folder printed
@@ -29,7 +32,7 @@ LIMIT_TOOL=${MEMORY_LIMIT_TOOL:-../shared/tools/in-memory-limit.sh}
 SERVE_ARGS=(--dummy-weights --dtype bfloat16 --cache-entries 0 --log-level Information)
 
 for tool in curl jq node; do command -v $tool >/dev/null || { echo "error: $tool is needed" >&2; exit 2; }; done
-cases=("$@"); [ ${#cases[@]} -gt 0 ] || cases=(evict keepalive)
+cases=("$@"); [ ${#cases[@]} -gt 0 ] || cases=(evict keepalive cluster)
 build_host
 RUN_DIR=$(mktemp -d /tmp/model-pool-XXXXXX)
 echo "run folder: $RUN_DIR ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores)" >&2
@@ -89,7 +92,6 @@ case_evict() {
   start evict "$LIMIT" --model q1=$MODEL --model q2=$MODEL --model q3=$MODEL --pin q1 || { verdict evict "did not start"; return; }
   local deadline=$((SECONDS + 300))
   until [ "$(model_state q1)" = ready ]; do ((SECONDS < deadline)) || break; sleep 1; done
-  curl -s "$URL/admin/models" -o /dev/null || true
   node scripts/lib/pool-load.mjs "$URL" "$REQUESTS" "$CONCURRENCY" q1,q2,q3 "$MAX_TOKENS" "$DIR/requests.json" | tee "$DIR/summary.txt" >&2
   curl -s "$URL/v1/models" > "$DIR/models.json"
   curl -s "$URL/metrics" > "$DIR/metrics.txt"
@@ -127,6 +129,37 @@ case_keepalive() {
   (( after * 10 <= before * 11 )) || problems+=("resident after the unload ($(mib "$after")) is more than 10% above before ($(mib "$before"))")
   stop
   verdict keepalive "${problems[@]}"
+}
+
+case_cluster() {
+  local dir=$RUN_DIR/cluster; mkdir -p "$dir"
+  local p1 p2 r1 r2; p1=$(free_port); p2=$(free_port); r1=$(free_port); r2=$(free_port)
+  local seed="akka.tcp://actorquery@127.0.0.1:$r1" pids=() problems=()
+  local common=(serve --model x=models/default --model y=models/default --cluster-host 127.0.0.1 --seed-nodes "$seed" --log-level Information)
+  "${HOST[@]}" "${common[@]}" --serves x --node-name n1 --cluster-port "$r1" --urls "http://127.0.0.1:$p1" --log-folder "$dir/logs-1" >"$dir/n1.txt" 2>&1 &
+  pids+=($!)
+  "${HOST[@]}" "${common[@]}" --serves y --node-name n2 --cluster-port "$r2" --urls "http://127.0.0.1:$p2" --log-folder "$dir/logs-2" >"$dir/n2.txt" 2>&1 &
+  pids+=($!)
+  echo "[cluster] n1 (loads x) on $p1, n2 (loads y) on $p2" >&2
+  local deadline=$((SECONDS + 120)) port model answer node
+  for port in $p1 $p2; do
+    until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v1/models")" = 200 ]; do
+      ((SECONDS < deadline)) || { problems+=("gateway $port not up"); break; }; sleep 1
+    done
+  done
+  sleep 6   # each pool publishes its models every 5 s
+  for port in $p1 $p2; do
+    for model in x y; do
+      answer=$(curl -s --max-time 120 "http://127.0.0.1:$port/query" -H 'content-type: application/json'         -d "{\"model\":\"$model\",\"prompt\":\"What is 2 + 3?\",\"max_tokens\":4,\"temperature\":0}")
+      node=$(echo "$answer" | jq -r '.node // empty' | cut -d/ -f1)
+      echo "[cluster] gateway $port, model $model: answered by ${node:-nobody} $(echo "$answer" | jq -c '{model, text, detail}' 2>/dev/null)" >&2
+      local want=n1; [ $model = y ] && want=n2
+      [ "$node" = "$want" ] || problems+=("gateway $port, model $model: answered by '${node}' not $want")
+    done
+  done
+  kill -TERM "${pids[@]}" 2>/dev/null || true
+  wait "${pids[@]}" 2>/dev/null || true
+  verdict cluster "${problems[@]}"
 }
 
 for c in "${cases[@]}"; do "case_$c"; done

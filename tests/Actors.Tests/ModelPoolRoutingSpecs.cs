@@ -52,6 +52,24 @@ public sealed class ModelPoolRoutingSpecs(ITestOutputHelper output) : ActorSpec(
     }
 
     [Fact]
+    public void Should_send_a_query_for_a_model_only_another_nodes_pool_loads_to_that_pool_and_wait_for_its_worker()
+    {
+        var (router, pool, _) = Start();
+        var elsewhere = CreateTestProbe();                      // stands in for another node's pool
+        router.Tell(new ModelCatalogPublished(elsewhere.Ref, ["c"]));
+        var client = CreateTestProbe();
+        router.Tell(new SubmitQuery(Greedy("qc") with { Model = "c" }, client.Ref));
+
+        Assert.Equal(("c", 1), (elsewhere.ExpectMsg<ModelActivity>().Model, 1));
+        pool.ExpectNoMsg(TimeSpan.FromMilliseconds(100));     // this node's pool cannot load c
+        client.ExpectNoMsg(TimeSpan.FromMilliseconds(10));
+
+        var c = CreateTestProbe();                              // c's worker, as that node publishes it
+        router.Tell(new ActorQuery.Actors.Cluster.WorkerLoadPublished(c.Ref, Status("worker-9", "c")));
+        Assert.Equal("qc", c.ExpectMsg<RunQuery>().Request.QueryId);
+    }
+
+    [Fact]
     public void Should_refuse_the_waiting_queries_of_a_model_the_pool_cannot_serve_with_its_reason_and_keep_the_others()
     {
         var (router, pool, a) = Start();

@@ -73,6 +73,12 @@ public sealed class SerializationSpecs(ITestOutputHelper output) : ActorSpec(
         ["SubscribeWorkerStatus"] = new SubscribeWorkerStatus(someActor),
         ["GetWorkerStatus"] = GetWorkerStatus.Instance,
         ["DrainWorker"] = DrainWorker.Instance,
+        ["ModelActivity"] = new ActorQuery.Actors.Workers.ModelActivity("qwen-ü", 3, TimeSpan.FromMinutes(5)),
+        ["ModelActivity (forever, none live)"] = new ActorQuery.Actors.Workers.ModelActivity("m", 0, Timeout.InfiniteTimeSpan),
+        ["ModelActivity (the model's keep-alive)"] = new ActorQuery.Actors.Workers.ModelActivity("m", 1, null),
+        ["ModelUnavailable"] = new ActorQuery.Actors.Workers.ModelUnavailable("m", "no room for model 'm'", TimeSpan.FromSeconds(10)),
+        ["ModelUnavailable (no retry)"] = new ActorQuery.Actors.Workers.ModelUnavailable("m", "failed to load", null),
+        ["ModelCatalogPublished"] = new ActorQuery.Actors.Workers.ModelCatalogPublished(someActor, ["x", "y-7b"]),
     };
 
     [Theory]
@@ -95,6 +101,11 @@ public sealed class SerializationSpecs(ITestOutputHelper output) : ActorSpec(
                 var q = (WorkerLoadPublished)back;
                 Assert.Equal(p.Worker, q.Worker);
                 Assert.Equal(p.Status, q.Status);
+                break;
+            case ActorQuery.Actors.Workers.ModelCatalogPublished c:
+                var d = (ActorQuery.Actors.Workers.ModelCatalogPublished)back;
+                Assert.Equal(c.Pool, d.Pool);
+                Assert.Equal(c.Models, d.Models);
                 break;
             case SubscribeWorkerStatus s:
                 Assert.Equal(s.Subscriber, ((SubscribeWorkerStatus)back).Subscriber);

@@ -32,6 +32,7 @@ public sealed class ActorQuerySerializer(ExtendedActorSystem system) : Serialize
 
     private const string RunQueryM = "RQ", CancelRunM = "CR", ProgressM = "QP", ReturnedM = "QR",
         StatusM = "WS", PublishedM = "WP", SubscribeM = "SW", GetStatusM = "GW", DrainM = "DW",
+        ModelActivityM = "MA", ModelUnavailableM = "MU", ModelCatalogM = "MC",
         TokensM = "TG", CompletedM = "QC", RefusedM = "QX", FailedM = "QF", TimedOutM = "QT", CancelledM = "QK";
 
     public override string Manifest(object o) => o switch
@@ -45,6 +46,9 @@ public sealed class ActorQuerySerializer(ExtendedActorSystem system) : Serialize
         SubscribeWorkerStatus => SubscribeM,
         GetWorkerStatus => GetStatusM,
         DrainWorker => DrainM,
+        Workers.ModelActivity => ModelActivityM,
+        Workers.ModelUnavailable => ModelUnavailableM,
+        Workers.ModelCatalogPublished => ModelCatalogM,
         QueryEvent e => EventManifest(e),
         _ => throw new ArgumentException($"ActorQuerySerializer cannot serialize {o.GetType()}", nameof(o)),
     };
@@ -76,6 +80,12 @@ public sealed class ActorQuerySerializer(ExtendedActorSystem system) : Serialize
                 case SubscribeWorkerStatus m: WriteRef(w, m.Subscriber); break;
                 case GetWorkerStatus: break;
                 case DrainWorker: break;
+                case Workers.ModelActivity m:
+                    w.Write(m.Model); w.Write7BitEncodedInt(m.Live); WriteNullable(w, m.KeepAlive, (x, t) => x.Write(t.Ticks)); break;
+                case Workers.ModelUnavailable m:
+                    w.Write(m.Model); w.Write(m.Reason); WriteNullable(w, m.RetryAfter, (x, t) => x.Write(t.Ticks)); break;
+                case Workers.ModelCatalogPublished m:
+                    WriteRef(w, m.Pool); w.Write7BitEncodedInt(m.Models.Count); foreach (var name in m.Models) w.Write(name); break;
                 case QueryEvent e: WriteEvent(w, e); break;
                 default: throw new ArgumentException($"ActorQuerySerializer cannot serialize {obj.GetType()}", nameof(obj));
             }
@@ -97,8 +107,19 @@ public sealed class ActorQuerySerializer(ExtendedActorSystem system) : Serialize
             SubscribeM => new SubscribeWorkerStatus(ReadRef(r)),
             GetStatusM => GetWorkerStatus.Instance,
             DrainM => DrainWorker.Instance,
+            ModelActivityM => new Workers.ModelActivity(r.ReadString(), r.Read7BitEncodedInt(), ReadNullable(r, x => TimeSpan.FromTicks(x.ReadInt64()))),
+            ModelUnavailableM => new Workers.ModelUnavailable(r.ReadString(), r.ReadString(), ReadNullable(r, x => TimeSpan.FromTicks(x.ReadInt64()))),
+            ModelCatalogM => ReadCatalog(r),
             _ => ReadEvent(r, manifest),
         };
+    }
+
+    private Workers.ModelCatalogPublished ReadCatalog(BinaryReader r)
+    {
+        var pool = ReadRef(r);
+        var models = new string[r.Read7BitEncodedInt()];
+        for (int i = 0; i < models.Length; i++) models[i] = r.ReadString();
+        return new Workers.ModelCatalogPublished(pool, models);
     }
 
     // ---- query request ----

@@ -20,6 +20,8 @@ public static class ClusterTopics
 {
     /// <summary>Distributed Pub/Sub topic of <see cref="WorkerLoadPublished"/>.</summary>
     public const string Workers = "actorquery-workers";
+    /// <summary>Each model pool's catalogue (<see cref="ActorQuery.Actors.Workers.ModelCatalogPublished"/>).</summary>
+    public const string Models = "actorquery-models";
 }
 
 /// <summary>Asks the node's WorkerDirectory for a <see cref="ClusterView"/>.</summary>

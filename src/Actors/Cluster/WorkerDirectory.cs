@@ -29,6 +29,12 @@ public sealed class WorkerDirectory : ReceiveActor
         _router = router;
         Receive<SubscribeAck>(_ => { });
         Receive<WorkerLoadPublished>(OnPublished);
+        Receive<ActorQuery.Actors.Workers.ModelCatalogPublished>(m =>
+        {
+            var address = m.Pool.Path.Address;
+            if (!address.HasLocalScope && (_unreachable.Contains(address) || !IsMember(address))) return;
+            _router?.Tell(m);
+        });
         Receive<UnreachableMember>(m =>
         {
             if (!_unreachable.Add(m.Member.Address)) return;
@@ -61,6 +67,7 @@ public sealed class WorkerDirectory : ReceiveActor
     protected override void PreStart()
     {
         DistributedPubSub.Get(Context.System).Mediator.Tell(new Subscribe(ClusterTopics.Workers, Self));
+        DistributedPubSub.Get(Context.System).Mediator.Tell(new Subscribe(ClusterTopics.Models, Self));
         _cluster.Subscribe(Self, InitialStateAsEvents, typeof(IMemberEvent), typeof(IReachabilityEvent));
     }
 

@@ -79,6 +79,8 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
     private readonly HashSet<string> _catalog = new(StringComparer.OrdinalIgnoreCase);
     /// <summary>Live queries per model, which the pool reads as busy (never evicted) and as a request to load.</summary>
     private readonly Dictionary<string, int> _liveByModel = new(StringComparer.OrdinalIgnoreCase);
+    /// <summary>The pools of other nodes and the models each may load: a query for a model only they have goes there.</summary>
+    private readonly Dictionary<IActorRef, HashSet<string>> _remotePools = new();
     /// <summary>Dispatch tickets start at a random point, so that a restarted router never reuses one that a worker may
     /// still answer (a late event of an earlier incarnation's query).</summary>
     private long _nextTicket = Random.Shared.NextInt64(1, long.MaxValue / 2);
@@ -128,6 +130,12 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
             _pool = m.Pool;
             _catalog.Clear();
             _catalog.UnionWith(m.Models);
+        });
+        Receive<ActorQuery.Actors.Workers.ModelCatalogPublished>(m =>
+        {
+            if (m.Pool.Equals(_pool)) return;
+            if (!_remotePools.ContainsKey(m.Pool)) _log.Info("model pool at {0} may load {1}", m.Pool.Path.Address, string.Join(", ", m.Models));
+            _remotePools[m.Pool] = new HashSet<string>(m.Models, StringComparer.OrdinalIgnoreCase);
         });
         Receive<ActorQuery.Actors.Workers.ModelUnavailable>(m =>
         {
@@ -218,7 +226,7 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
     /// <summary>A query for <paramref name="model"/> (null: any) may still be served here: a worker of it is ready, loading or
     /// restarting, a worker process of it is on its way, or the node's pool can load it (the pool refuses it if not).</summary>
     private bool MayServe(string? model) =>
-        (model is not null && _catalog.Contains(model))
+        (model is not null && PoolOf(model) is not null)
         || _expected.Values.Any(e => model is null || e.Model is null || string.Equals(e.Model, model, StringComparison.OrdinalIgnoreCase))
         || _workers.Values.Any(w => w.MayBecomeReady && (model is null || w.Status?.Model is null || Serves(w, model)));
 
@@ -247,7 +255,7 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
             Refuse(r, client, RefusalReason.MemoryPressure, $"memory pressure on every ready worker: {pressure}", _options.MemoryPressureRetryAfter);
             return;
         }
-        if (r.Model is { } model && !_catalog.Contains(model) && _workers.Values.All(w => w.Status?.Model is not null) && _workers.Count > 0
+        if (r.Model is { } model && PoolOf(model) is null && _workers.Values.All(w => w.Status?.Model is not null) && _workers.Count > 0
             && !_workers.Values.Any(w => Serves(w, model)))
         {
             var served = string.Join(", ", _workers.Values.Select(w => w.Status!.Model).Distinct());
@@ -511,6 +519,7 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
     /// <summary>A node is unreachable or gone: its workers leave the routing and their queries end now, not at their deadline.</summary>
     private void OnNodeLost(WorkerNodeLost m)
     {
+        foreach (var pool in _remotePools.Keys.Where(p => p.Path.Address.Equals(m.Node)).ToList()) _remotePools.Remove(pool);
         var lost = _workers.Keys.Where(w => w.Path.Address.Equals(m.Node)).ToList();
         if (lost.Count == 0) return;
         _log.Warning("{0}: {1} worker(s) leave the routing", m.Reason, lost.Count);
@@ -581,15 +590,23 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
         Dispatch();
     }
 
-    /// <summary>Tells the pool how many queries of a pooled model are live (it loads the model, or keeps it).</summary>
+    /// <summary>The pool that loads <paramref name="model"/>: this node's when it may, else one elsewhere that may.</summary>
+    private IActorRef? PoolOf(string model)
+    {
+        if (_pool is not null && _catalog.Contains(model)) return _pool;
+        return _remotePools.Where(p => p.Value.Contains(model)).OrderBy(p => p.Key.Path.ToString(), StringComparer.Ordinal)
+            .Select(p => p.Key).FirstOrDefault();
+    }
+
+    /// <summary>Tells the model's pool how many queries of it are live here (it loads the model, or keeps it).</summary>
     private void CountLive(QueryRequest r, int delta)
     {
-        if (_pool is null || r.Model is not { } model || !_catalog.Contains(model)) return;
+        if (r.Model is not { } model || PoolOf(model) is not { } pool) return;
         _liveByModel.TryGetValue(model, out int n);
         n = Math.Max(0, n + delta);
         if (n == 0) _liveByModel.Remove(model);
         else _liveByModel[model] = n;
-        _pool.Tell(new ActorQuery.Actors.Workers.ModelActivity(model, n, delta > 0 ? r.KeepAlive : null));
+        pool.Tell(new ActorQuery.Actors.Workers.ModelActivity(model, n, delta > 0 ? r.KeepAlive : null));
     }
 
     private void CheckDrained()

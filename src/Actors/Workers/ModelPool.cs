@@ -31,6 +31,11 @@ public sealed class ModelPool : ReceiveActor, IWithTimers
         public static readonly Tick Instance = new();
     }
 
+    private sealed record PublishCatalog : INoSerializationVerificationNeeded
+    {
+        public static readonly PublishCatalog Instance = new();
+    }
+
     private sealed record LoadPinned : INoSerializationVerificationNeeded
     {
         public static readonly LoadPinned Instance = new();
@@ -43,7 +48,9 @@ public sealed class ModelPool : ReceiveActor, IWithTimers
         public string State { get; set; } = "available";
         public string? Error { get; set; }
         public IActorRef? Supervisor { get; set; }
-        public int Live { get; set; }
+        /// <summary>Live queries of it, summed over the routers that sent them (this node's, and others').</summary>
+        public int Live => LiveByRouter.Values.Sum();
+        public Dictionary<IActorRef, int> LiveByRouter { get; } = new();
         public bool WorkersBusy { get; set; }
         public DateTimeOffset? BusyUntil { get; set; }
         public DateTimeOffset? LastUsed { get; set; }
@@ -93,6 +100,8 @@ public sealed class ModelPool : ReceiveActor, IWithTimers
         Receive<ModelActivity>(OnActivity);
         Receive<WorkerProcessesChanged>(OnProcesses);
         Receive<Tick>(_ => OnTick());
+        Receive<PublishCatalog>(_ => DistributedPubSub.Get(Context.System).Mediator.Tell(
+            new Publish(ClusterTopics.Models, new ModelCatalogPublished(Self, _models.Select(m => m.Entry.Name).ToList()))));
         Receive<LoadPinned>(_ =>
         {
             foreach (var m in _models.Where(m => m.Entry.Pinned))
@@ -155,6 +164,7 @@ public sealed class ModelPool : ReceiveActor, IWithTimers
             Akka.Cluster.Cluster.Get(Context.System).Subscribe(Self, InitialStateAsEvents, typeof(IReachabilityEvent));
         }
         Timers.StartPeriodicTimer("tick", Tick.Instance, _options.Tick);
+        if (_subscribe) Timers.StartPeriodicTimer("catalog", PublishCatalog.Instance, TimeSpan.Zero, _options.CatalogInterval);
         // Worker processes join this node: start the pinned ones once it is a member, or their first joins go unanswered.
         var self = Self;
         if (_subscribe) Akka.Cluster.Cluster.Get(Context.System).RegisterOnMemberUp(() => self.Tell(LoadPinned.Instance));
@@ -195,15 +205,15 @@ public sealed class ModelPool : ReceiveActor, IWithTimers
         if (Find(a.Model) is not { } m) return;
         var now = DateTimeOffset.UtcNow;
         int previous = m.Live;
-        m.Live = Math.Max(0, a.Live);
+        if (a.Live > 0) m.LiveByRouter[Sender] = a.Live;
+        else m.LiveByRouter.Remove(Sender);
         m.LastUsed = now;
         if (a.KeepAlive is { } k) m.KeepAliveOverride = k;
         bool more = a.Live > previous;
         // A failed model is tried again by a new query, not by the ends of those its failure refused.
         if (m.Live > 0 && (m.State == "available" || (m.State == "failed" && more)))
         {
-            if (TryLoad(m, "a query asks for it") is { } why)
-                _router.Tell(new ModelUnavailable(m.Entry.Name, why, _options.NoRoomRetryAfter));
+            if (TryLoad(m, "a query asks for it") is { } why) Refuse(m, why, _options.NoRoomRetryAfter);
         }
         else if (m.Live > 0 && m.State == "unloading") m.Wanted = true;
         if (m.Live == 0) OnTick();
@@ -240,7 +250,7 @@ public sealed class ModelPool : ReceiveActor, IWithTimers
             m.ResidentBytes = null;
             m.Wanted = false;
             _log.Error("model {0} failed to load: {1}", m.Entry.Name, m.Error);
-            _router.Tell(new ModelUnavailable(m.Entry.Name, $"model '{m.Entry.Name}' failed to load: {m.Error}", null));
+            Refuse(m, $"model '{m.Entry.Name}' failed to load: {m.Error}", null);
             OnTick();
             return;
         }
@@ -280,7 +290,15 @@ public sealed class ModelPool : ReceiveActor, IWithTimers
 
     private void TryLoadOrRefuse(Model m, string why)
     {
-        if (TryLoad(m, why) is { } refused) _router.Tell(new ModelUnavailable(m.Entry.Name, refused, _options.NoRoomRetryAfter));
+        if (TryLoad(m, why) is { } refused) Refuse(m, refused, _options.NoRoomRetryAfter);
+    }
+
+    /// <summary>The model's waiting queries are refused with the reason, by every router that has some.</summary>
+    private void Refuse(Model m, string reason, TimeSpan? retryAfter)
+    {
+        var message = new ModelUnavailable(m.Entry.Name, reason, retryAfter);
+        _router.Tell(message);
+        foreach (var router in m.LiveByRouter.Keys.Where(r => !r.Equals(_router))) router.Tell(message);
     }
 
     /// <summary>Not loaded, asked for, and able to fit the budget at all.</summary>

@@ -2,8 +2,9 @@ using Akka.Actor;
 
 namespace ActorQuery.Actors.Workers;
 
-// Between a node's ModelPool, its QueryRouter, the WorkerProcessSupervisor of each loaded model, and the HTTP layer
-// (/v1/models, /admin/models). Everything here stays on the node: never serialized.
+// Between a node's ModelPool, the QueryRouters (its own and, for models only it can load, those of other nodes), the
+// WorkerProcessSupervisor of each loaded model, and the HTTP layer (/v1/models, /admin/models). ModelActivity,
+// ModelUnavailable and ModelCatalogPublished cross nodes (ActorQuerySerializer); the rest stays on the node.
 
 /// <summary>One model a node's pool may load.</summary>
 /// <param name="Name">What clients send as <c>model</c>.</param>
@@ -26,20 +27,27 @@ public sealed record ModelPoolOptions(IReadOnlyList<ModelPoolEntry> Models, long
     public TimeSpan NoRoomRetryAfter { get; init; } = TimeSpan.FromSeconds(10);
     /// <summary>A model counts as idle this long after its workers last reported a query (a report may lag a dispatch).</summary>
     public TimeSpan IdleGrace { get; init; } = TimeSpan.FromSeconds(2);
+    /// <summary>How often the pool publishes its catalogue to the cluster's routers.</summary>
+    public TimeSpan CatalogInterval { get; init; } = TimeSpan.FromSeconds(5);
 }
 
 /// <summary>From a QueryRouter to its node's pool: <paramref name="Live"/> queries of <paramref name="Model"/> are admitted and
 /// not ended now. A model with live queries is loaded if it is not, and is never unloaded. <paramref name="KeepAlive"/>: the
 /// request's own keep-alive (Ollama's <c>keep_alive</c>: a duration, <see cref="Timeout.InfiniteTimeSpan"/> pinned, zero
 /// unload after it); null: the model's.</summary>
-public sealed record ModelActivity(string Model, int Live, TimeSpan? KeepAlive) : INoSerializationVerificationNeeded;
+public sealed record ModelActivity(string Model, int Live, TimeSpan? KeepAlive);
+
+/// <summary>Published by each pool on <see cref="Cluster.ClusterTopics.Models"/> at start and every few seconds: the models
+/// it may load, so that a router elsewhere sends a query for one of them there (<see cref="ModelActivity"/>) rather than
+/// refusing it.</summary>
+public sealed record ModelCatalogPublished(IActorRef Pool, IReadOnlyList<string> Models);
 
 /// <summary>From a pool to its router: the models it may load, so that a query for one that is not loaded waits for it.</summary>
 public sealed record ModelCatalog(IActorRef Pool, IReadOnlyList<string> Models) : INoSerializationVerificationNeeded;
 
 /// <summary>From a pool to its router: <paramref name="Model"/> cannot be served now (its load failed, or no room can be
 /// made): the router refuses its waiting queries with <paramref name="Reason"/>.</summary>
-public sealed record ModelUnavailable(string Model, string Reason, TimeSpan? RetryAfter) : INoSerializationVerificationNeeded;
+public sealed record ModelUnavailable(string Model, string Reason, TimeSpan? RetryAfter);
 
 /// <summary>Load a model now (POST /admin/models/{name}/load). Replies <see cref="ModelPoolAnswer"/>.</summary>
 public sealed record LoadModel(string Model) : INoSerializationVerificationNeeded;

@@ -85,9 +85,11 @@ internal sealed class ActorBackend : IServeBackend
             services.AddSingleton<IModelPoolClient>(sp => new ModelPoolClient(sp));
         }
         foreach (var m in _pool)
-            Serilog.Log.Information("model pool: {Name} ({Folder}) reserves {Bytes} ({Terms}){Pinned}, keep-alive {KeepAlive}",
-                m.Entry.Name, m.Folder, MemorySize.Format(m.Entry.ReservationBytes), m.Entry.ReservationTerms, m.Entry.Pinned ? ", pinned" : "",
-                KeepAliveDuration.Format(m.Entry.KeepAlive));
+            if (m.Loads)
+                Serilog.Log.Information("model pool: {Name} ({Folder}) reserves {Bytes} ({Terms}){Pinned}, keep-alive {KeepAlive}",
+                    m.Entry.Name, m.Folder, MemorySize.Format(m.Entry.ReservationBytes), m.Entry.ReservationTerms, m.Entry.Pinned ? ", pinned" : "",
+                    KeepAliveDuration.Format(m.Entry.KeepAlive));
+            else Serilog.Log.Information("model pool: {Name} ({Folder}) is loaded by other nodes (--serves): this node routes its queries there", m.Entry.Name, m.Folder);
     }
 
     public void ConfigureAkka(AkkaConfigurationBuilder akka, IServiceProvider services, ServeOptions options)
@@ -146,7 +148,8 @@ internal sealed class ActorBackend : IServeBackend
             // A load that fails twice in a row fails its queries with the reason; the next query tries again.
             MaxFailedStarts = 2,
         };
-        var poolOptions = new ModelPoolOptions(pool.Select(m => m.Entry).ToList(), plan.Host.BudgetBytes, plan.Host.Describe(), options.WorkerProcesses);
+        var poolOptions = new ModelPoolOptions(pool.Where(m => m.Loads).Select(m => m.Entry).ToList(), plan.Host.BudgetBytes, plan.Host.Describe(),
+            options.WorkerProcesses);
         akka.WithActors((system, registry) =>
         {
             var self = Akka.Cluster.Cluster.Get(system);

@@ -8,7 +8,8 @@ namespace ActorQuery.Host.Serve;
 
 /// <summary>One model of the pool as the Host knows it: what the API needs (tokenizer, name, context) and what its
 /// worker processes are started with (folder, explicit KV pool, the share of the budget they plan inside).</summary>
-internal sealed record PooledModel(IServedModel Served, string Folder, long KvBytes, ModelPoolEntry Entry);
+/// <param name="Loads">This node loads it (<c>--serves</c>); otherwise it only routes its queries to nodes that do.</param>
+internal sealed record PooledModel(IServedModel Served, string Folder, long KvBytes, ModelPoolEntry Entry, bool Loads);
 
 /// <summary>
 /// The model pool's catalogue, read and checked at start (exit code 2 with the setting at fault): <c>--model NAME=DIR</c>
@@ -56,6 +57,9 @@ internal static class ModelPoolCatalogue
             names.FirstOrDefault(n => string.Equals(n, name.Trim(), StringComparison.OrdinalIgnoreCase))
             ?? throw new OptionsException($"{ServeOptions.Section}:{setting} '{name}' is not a model of the pool ({string.Join(", ", names)})");
         var pins = o.Pin.Select(p => Known(p, "Pin")).ToHashSet(StringComparer.OrdinalIgnoreCase);
+        var serves = o.Serves.Select(p => Known(p, "Serves")).ToHashSet(StringComparer.OrdinalIgnoreCase);
+        var notServed = pins.FirstOrDefault(p => serves.Count > 0 && !serves.Contains(p));
+        if (notServed is not null) throw new OptionsException($"{ServeOptions.Section}:Pin '{notServed}' is not among the models this node loads (Serves)");
         TimeSpan? keepAll = ServeOptions.DefaultKeepAlive;
         var keep = new Dictionary<string, TimeSpan?>(StringComparer.OrdinalIgnoreCase);
         foreach (var item in o.KeepAlive)
@@ -91,7 +95,7 @@ internal static class ModelPoolCatalogue
             bool pinned = pins.Contains(name);
             var keepAlive = keep.TryGetValue(name, out var k) ? k : keepAll;
             var entry = new ModelPoolEntry(name, Path.GetFullPath(folder), reservation, terms, pinned, keepAlive);
-            models.Add(new PooledModel(served, folder, kv, entry));
+            models.Add(new PooledModel(served, folder, kv, entry, serves.Count == 0 || serves.Contains(name)));
         }
         // The default model first: requests that name none get it, and the API lists it first.
         return models.OrderBy(m => m.Served.Name == defaultName ? 0 : 1).ToList();

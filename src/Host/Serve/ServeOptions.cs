@@ -32,6 +32,8 @@ public sealed class ServeOptions
     public List<string> KeepAlive { get; set; } = [];
     /// <summary>Pooled models loaded at start and never unloaded by keep-alive or eviction.</summary>
     public List<string> Pin { get; set; } = [];
+    /// <summary>Pooled models this node loads; none: all. It routes queries for the others to nodes that load them.</summary>
+    public List<string> Serves { get; set; } = [];
 
     public static readonly TimeSpan DefaultKeepAlive = TimeSpan.FromMinutes(5);
 

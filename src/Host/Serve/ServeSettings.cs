@@ -67,6 +67,8 @@ public static class ServeSettings
         new("KeepAlive", "keep-alive", SettingKind.TextList, "5m", "DURATION (5m, 30s, 1h; -1 never, 0 at once) or NAME=DURATION; repeatable",
             "idle time after which a pooled model is unloaded (a request's keep_alive overrides it)", KeepAlives),
         new("Pin", "pin", SettingKind.TextList, "none", "a pooled model's name; repeatable", "pooled models loaded at start and never unloaded by keep-alive or eviction"),
+        new("Serves", "serves", SettingKind.TextList, "all", "a pooled model's name; repeatable",
+            "pooled models this node loads; it sends queries for the others to the cluster's nodes that load them"),
         new("Dtype", "dtype", SettingKind.Text, S.Dtype, "auto, float32, bfloat16", "weight and compute dtype (auto: see *Models*)",
             OneOf("auto", "float32", "bfloat16")),
         new("Device", "device", SettingKind.Text, S.Device, "auto, cpu, cuda, cuda:N, mps", "device the model runs on",
