@@ -9,7 +9,8 @@ namespace ActorQuery.Actors.Cluster;
 /// <summary>
 /// The wire format of every message that crosses nodes (bound in hocon/cluster.hocon): the router ↔ worker protocol
 /// (RunQuery, CancelRun, QueryProgress with its events, QueryReturned), the query events themselves, and the
-/// workers' load (WorkerStatus, WorkerLoadPublished, SubscribeWorkerStatus, GetWorkerStatus).
+/// workers' load (WorkerStatus, WorkerLoadPublished, SubscribeWorkerStatus, GetWorkerStatus), and the admin operations on
+/// a node's workers (CleanupWorker, WorkerCleanedUp, ArmFaults, GetFaults, FaultsReported).
 /// <para>
 /// Why binary and why by hand: a streamed query sends one <see cref="QueryProgress"/> per generated token, so this is
 /// the hot path of the cluster. Akka's default JSON serializer writes type names and property names for each of them
@@ -32,6 +33,7 @@ public sealed class ActorQuerySerializer(ExtendedActorSystem system) : Serialize
 
     private const string RunQueryM = "RQ", CancelRunM = "CR", ProgressM = "QP", ReturnedM = "QR",
         StatusM = "WS", PublishedM = "WP", SubscribeM = "SW", GetStatusM = "GW", DrainM = "DW",
+        CleanupM = "CU", CleanedUpM = "CD", ArmFaultsM = "AF", GetFaultsM = "GF", FaultsM = "FR",
         TokensM = "TG", CompletedM = "QC", RefusedM = "QX", FailedM = "QF", TimedOutM = "QT", CancelledM = "QK";
 
     public override string Manifest(object o) => o switch
@@ -45,6 +47,11 @@ public sealed class ActorQuerySerializer(ExtendedActorSystem system) : Serialize
         SubscribeWorkerStatus => SubscribeM,
         GetWorkerStatus => GetStatusM,
         DrainWorker => DrainM,
+        CleanupWorker => CleanupM,
+        WorkerCleanedUp => CleanedUpM,
+        ArmFaults => ArmFaultsM,
+        GetFaults => GetFaultsM,
+        FaultsReported => FaultsM,
         QueryEvent e => EventManifest(e),
         _ => throw new ArgumentException($"ActorQuerySerializer cannot serialize {o.GetType()}", nameof(o)),
     };
@@ -76,6 +83,20 @@ public sealed class ActorQuerySerializer(ExtendedActorSystem system) : Serialize
                 case SubscribeWorkerStatus m: WriteRef(w, m.Subscriber); break;
                 case GetWorkerStatus: break;
                 case DrainWorker: break;
+                case CleanupWorker: break;
+                case WorkerCleanedUp m:
+                    w.Write(m.Worker); w.Write(m.Node); w.Write7BitEncodedInt(m.ProcessId); w.Write(m.State);
+                    w.Write7BitEncodedInt64(m.ResidentBeforeBytes); w.Write7BitEncodedInt64(m.ResidentAfterBytes);
+                    w.Write7BitEncodedInt64(m.ManagedBeforeBytes); w.Write7BitEncodedInt64(m.ManagedAfterBytes);
+                    break;
+                case ArmFaults m: WriteFaults(w, m.Faults); break;
+                case GetFaults: break;
+                case FaultsReported m:
+                    w.Write(m.Worker); w.Write(m.Node); w.Write7BitEncodedInt(m.ProcessId);
+                    w.Write(m.Faults is not null);
+                    if (m.Faults is { } f) WriteFaults(w, f);
+                    w.Write7BitEncodedInt64(m.Steps); w.Write7BitEncodedInt64(m.LeakedBytes);
+                    break;
                 case QueryEvent e: WriteEvent(w, e); break;
                 default: throw new ArgumentException($"ActorQuerySerializer cannot serialize {obj.GetType()}", nameof(obj));
             }
@@ -97,6 +118,13 @@ public sealed class ActorQuerySerializer(ExtendedActorSystem system) : Serialize
             SubscribeM => new SubscribeWorkerStatus(ReadRef(r)),
             GetStatusM => GetWorkerStatus.Instance,
             DrainM => DrainWorker.Instance,
+            CleanupM => CleanupWorker.Instance,
+            CleanedUpM => new WorkerCleanedUp(r.ReadString(), r.ReadString(), r.Read7BitEncodedInt(), r.ReadString(),
+                r.Read7BitEncodedInt64(), r.Read7BitEncodedInt64(), r.Read7BitEncodedInt64(), r.Read7BitEncodedInt64()),
+            ArmFaultsM => new ArmFaults(ReadFaults(r)),
+            GetFaultsM => GetFaults.Instance,
+            FaultsM => new FaultsReported(r.ReadString(), r.ReadString(), r.Read7BitEncodedInt(), r.ReadBoolean() ? ReadFaults(r) : null,
+                r.Read7BitEncodedInt64(), r.Read7BitEncodedInt64()),
             _ => ReadEvent(r, manifest),
         };
     }
@@ -319,6 +347,24 @@ public sealed class ActorQuerySerializer(ExtendedActorSystem system) : Serialize
             KvBytesPerToken = x.Read7BitEncodedInt64(), OnDevice = x.ReadBoolean(),
         }),
         KvBlockSize = r.Read7BitEncodedInt(), MemoryPressure = ReadNullableString(r),
+    };
+
+    // ---- faults ----
+
+    private static void WriteFaults(BinaryWriter w, LiveFaults f)
+    {
+        w.Write7BitEncodedInt64(f.LeakBytesPerStep);
+        w.Write7BitEncodedInt(f.StepDelayMs);
+        w.Write7BitEncodedInt(f.OomEveryNthStep);
+        w.Write7BitEncodedInt(f.CrashEveryNthStep);
+        w.Write7BitEncodedInt(f.HangAtStep);
+    }
+
+    // Fields in the order WriteFaults writes them.
+    private static LiveFaults ReadFaults(BinaryReader r) => new()
+    {
+        LeakBytesPerStep = r.Read7BitEncodedInt64(), StepDelayMs = r.Read7BitEncodedInt(), OomEveryNthStep = r.Read7BitEncodedInt(),
+        CrashEveryNthStep = r.Read7BitEncodedInt(), HangAtStep = r.Read7BitEncodedInt(),
     };
 
     // ---- primitives ----
