@@ -113,7 +113,8 @@ public sealed class ModelSupervisor : ReceiveActor, IWithTimers
             {
                 var before = _faults.Live;
                 var armed = _faults.Arm(m.Faults);
-                if (armed != before) _log.Warning("{0}: faults {1}: {2}", _worker, armed.Armed ? "armed" : "disarmed", Describe(armed));
+                if (armed != before)
+                    _log.Warning("{0}: faults {1}", _worker, armed.Armed ? $"armed: {armed.Describe()}" : $"disarmed (were: {before.Describe()})");
             }
             Sender.Tell(Faults());
         });
@@ -242,15 +243,6 @@ public sealed class ModelSupervisor : ReceiveActor, IWithTimers
 
     private FaultsReported Faults() =>
         new(_worker, _node, Environment.ProcessId, _faults?.Live, _faults?.Steps ?? 0, _faults?.LeakedBytes ?? 0);
-
-    private static string Describe(LiveFaults f) => !f.Armed ? "none" : string.Join(", ", new[]
-    {
-        f.LeakBytesPerStep > 0 ? $"leak {MemorySize.Format(f.LeakBytesPerStep)} per step" : null,
-        f.StepDelayMs > 0 ? $"step delay {f.StepDelayMs} ms" : null,
-        f.OomEveryNthStep > 0 ? $"out of memory every {f.OomEveryNthStep} steps" : null,
-        f.CrashEveryNthStep > 0 ? $"crash every {f.CrashEveryNthStep} steps" : null,
-        f.HangAtStep > 0 ? $"hang at step {f.HangAtStep}" : null,
-    }.OfType<string>());
 
     private WorkerStatus Status()
     {

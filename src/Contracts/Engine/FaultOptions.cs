@@ -19,7 +19,8 @@ public sealed record FaultOptions
     public int StepDelayMs { get; init; }
 
     /// <summary>The engine step with this 1-based number (counted across restarts within one process) never returns
-    /// (a hung native call: a driver, a deadlock); 0 = never. It is released only when the fault state is (specs).</summary>
+    /// (a hung native call: a driver, a deadlock); 0 = never. It is released when the fault state is disposed (specs) or the
+    /// hang is disarmed (POST /admin/faults).</summary>
     public int HangAtStep { get; init; }
 
     /// <summary>Exact 1-based step numbers (counted across restarts) that raise an out-of-memory; for deterministic specs.</summary>
@@ -54,6 +55,17 @@ public sealed record LiveFaults
     public int HangAtStep { get; init; }
 
     public bool Armed => LeakBytesPerStep > 0 || StepDelayMs > 0 || OomEveryNthStep > 0 || CrashEveryNthStep > 0 || HangAtStep > 0;
+
+    /// <summary>For logs: "leak 4 MiB per step, step delay 100 ms", or "none".</summary>
+    /// <param name="hangFromNow">The hang is a count of steps from now (as armed), not a step number.</param>
+    public string Describe(bool hangFromNow = false) => !Armed ? "none" : string.Join(", ", new[]
+    {
+        LeakBytesPerStep > 0 ? $"leak {MemorySize.Format(LeakBytesPerStep)} per step" : null,
+        StepDelayMs > 0 ? $"step delay {StepDelayMs} ms" : null,
+        OomEveryNthStep > 0 ? $"out of memory every {OomEveryNthStep} steps" : null,
+        CrashEveryNthStep > 0 ? $"crash every {CrashEveryNthStep} steps" : null,
+        HangAtStep > 0 ? (hangFromNow ? $"hang {HangAtStep} steps from now" : $"hang at step {HangAtStep}") : null,
+    }.OfType<string>());
 }
 
 /// <summary>
