@@ -13,9 +13,6 @@ namespace ActorQuery.Api.Endpoints;
 /// </summary>
 internal static class FaultsRequest
 {
-    /// <summary>As Faults:LeakBytesPerStep in the settings allows.</summary>
-    public const long MaxLeakBytesPerStep = 1L << 30;
-
     public const int MaxStepDelayMs = 60_000;
 
     private static readonly string[] Fields = ["leak_bytes_per_step", "step_delay_ms", "oom_every_nth_step", "crash_every_nth_step", "hang_at_step"];
@@ -47,8 +44,8 @@ internal static class FaultsRequest
             catch (FormatException e) { throw ApiException.BadRequest(name, e.Message); }
         }
         else throw ApiException.BadRequest(name, "must be a whole number of bytes or a size such as \"64MiB\"");
-        if (bytes is < 0 or > MaxLeakBytesPerStep)
-            throw ApiException.BadRequest(name, $"must be in [0, {ByteSize.Format(MaxLeakBytesPerStep)}], got {bytes.ToString(CultureInfo.InvariantCulture)}");
+        if (bytes is < 0 or > FaultOptions.MaxLeakBytesPerStep)
+            throw ApiException.BadRequest(name, $"must be in [0, {ByteSize.Format(FaultOptions.MaxLeakBytesPerStep)}], got {bytes.ToString(CultureInfo.InvariantCulture)}");
         return bytes;
     }
 

@@ -31,6 +31,9 @@ public sealed record FaultOptions
     /// server applies a change of it live (<see cref="FaultState.LeakBytesPerStep"/>).</summary>
     public long LeakBytesPerStep { get; init; }
 
+    /// <summary>The most <see cref="LeakBytesPerStep"/> may be, in the settings and in POST /admin/faults.</summary>
+    public const long MaxLeakBytesPerStep = 1L << 30;
+
     /// <summary>The step faults that can also be changed while the server runs (<see cref="FaultState.Arm"/>).</summary>
     public LiveFaults Live => new()
     {
