@@ -170,7 +170,7 @@ public static class ApiServiceCollectionExtensions
                              "worker of this node (in the server process and in its worker processes) releases idle memory, collects " +
                              "garbage and returns freed memory to the OS, between two steps. Per worker: its process (`pid`), its state, " +
                              "resident and managed bytes before and after; `freed_bytes` counts each process once. 503 naming the " +
-                             $"workers that did not answer within the status timeout.")
+                             "workers that did not answer within the status timeout.")
             .Produces<CleanupResponse>().ProducesProblem(401).ProducesProblem(403).ProducesProblem(503);
         app.MapGet("/admin/faults", AdminEndpoints.GetFaults).WithTags("Admin")
             .WithSummary("The faults armed on every worker of this node")

@@ -33,11 +33,11 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
         public long TensorBytes => Memory?.TotalBytes ?? 0;
     }
 
-    /// <summary>The worker failed for good: hand everything back and stop.</summary>
     /// <summary>From its supervisor (an admin's <see cref="CleanupWorker"/>): the watchdog's cleanup now, between two
     /// steps, then <see cref="WorkerCleanedUp"/> to <paramref name="ReplyTo"/>.</summary>
     internal sealed record CleanupNow(string Node, string State, IActorRef ReplyTo) : Akka.Actor.INoSerializationVerificationNeeded;
 
+    /// <summary>The worker failed for good: hand everything back and stop.</summary>
     internal sealed record Retire : Akka.Actor.INoSerializationVerificationNeeded
     {
         public static readonly Retire Instance = new();
