@@ -10,8 +10,11 @@ namespace ActorQuery.Actors;
 /// leaving the stream early, sends <see cref="CancelQuery"/>; a cancelled stream throws
 /// <see cref="OperationCanceledException"/> as .NET streams do.
 /// </summary>
-public sealed class ActorQueryClient(ActorSystem system, IActorRef router) : IQueryClient
+public sealed class ActorQueryClient(ActorSystem system, IActorRef router) : IQueryClient, INodeAdminClient
 {
+    /// <summary>The router's gather answers at the workers' timeout, silent ones named; the ask waits this much longer for it.</summary>
+    private static readonly TimeSpan GatherMargin = TimeSpan.FromSeconds(1);
+
     public async IAsyncEnumerable<QueryEvent> SubmitAsync(QueryRequest request,
         [EnumeratorCancellation] CancellationToken cancellationToken)
     {
@@ -49,6 +52,15 @@ public sealed class ActorQueryClient(ActorSystem system, IActorRef router) : IQu
 
     public Task<RouterStatus> GetStatusAsync(TimeSpan timeout, CancellationToken cancellationToken) =>
         router.Ask<RouterStatus>(GetStatus.Instance, timeout, cancellationToken);
+
+    public Task<NodeCleanedUp> CleanupAsync(TimeSpan timeout, CancellationToken cancellationToken) =>
+        router.Ask<NodeCleanedUp>(new CleanupNode(timeout), timeout + GatherMargin, cancellationToken);
+
+    public Task<NodeFaults> GetFaultsAsync(TimeSpan timeout, CancellationToken cancellationToken) =>
+        router.Ask<NodeFaults>(new AskNodeFaults(GetFaults.Instance, timeout), timeout + GatherMargin, cancellationToken);
+
+    public Task<NodeFaults> ArmFaultsAsync(ActorQuery.Contracts.LiveFaults faults, TimeSpan timeout, CancellationToken cancellationToken) =>
+        router.Ask<NodeFaults>(new AskNodeFaults(new ArmFaults(faults), timeout), timeout + GatherMargin, cancellationToken);
 }
 
 /// <summary>Writes one query's events into a channel; fails the query if the router dies first.</summary>

@@ -191,6 +191,27 @@ public static class ApiServiceCollectionExtensions
                              "once `in_flight` is 0 or the orchestrator has moved traffic elsewhere.")
             .Produces<AdminEndpoints.DrainResponse>().ProducesProblem(401).ProducesProblem(403);
         MapModelPool(app);
+        app.MapPost("/admin/cleanup", AdminEndpoints.Cleanup).WithTags("Admin")
+            .WithSummary("Run the memory watchdog's cleanup now on every worker of this node, and say what it freed")
+            .WithDescription("Needs an admin key. What the watchdog does at its cleanup mark: the router drops its answer cache and every " +
+                             "worker of this node (in the server process and in its worker processes) releases idle memory, collects " +
+                             "garbage and returns freed memory to the OS, between two steps. Per worker: its process (`pid`), its state, " +
+                             "resident and managed bytes before and after; `freed_bytes` counts each process once. 503 naming the " +
+                             "workers that did not answer within the status timeout.")
+            .Produces<CleanupResponse>().ProducesProblem(401).ProducesProblem(403).ProducesProblem(503);
+        app.MapGet("/admin/faults", AdminEndpoints.GetFaults).WithTags("Admin")
+            .WithSummary("The faults armed on every worker of this node")
+            .WithDescription("Needs an admin key. Per worker: its faults (`hang_at_step` as its step number), its step count, and the bytes " +
+                             "the leak fault holds.")
+            .Produces<FaultsResponse>().ProducesProblem(401).ProducesProblem(403).ProducesProblem(503);
+        app.MapPost("/admin/faults", AdminEndpoints.ArmFaults).WithTags("Admin")
+            .WithSummary("Arm or disarm fault injection on every worker of this node while it runs")
+            .WithDescription("Needs an admin key. The body replaces the armed faults; a field left out is off, so `{}` disarms them all. " +
+                             "`leak_bytes_per_step` (bytes or a size such as \"64MiB\", up to 1GiB; 0 frees the leak), `step_delay_ms` " +
+                             $"(up to {FaultsRequest.MaxStepDelayMs}), `oom_every_nth_step`, `crash_every_nth_step`, `hang_at_step` (the " +
+                             "step that never returns, counted from now; the step timeout then acts). An unknown field or a bad value is " +
+                             "a 400 naming it. A worker process that restarts starts again with the faults of its settings.")
+            .Produces<FaultsResponse>().ProducesProblem(400).ProducesProblem(401).ProducesProblem(403).ProducesProblem(503);
         app.MapMetrics("/metrics", metrics.Registry).WithTags("Health").WithSummary("Prometheus metrics (text exposition format)");
 
         app.MapOpenApi("/openapi/{documentName}.json");

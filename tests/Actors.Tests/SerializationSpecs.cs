@@ -79,6 +79,13 @@ public sealed class SerializationSpecs(ITestOutputHelper output) : ActorSpec(
         ["ModelUnavailable"] = new ActorQuery.Actors.Workers.ModelUnavailable("m", "no room for model 'm'", TimeSpan.FromSeconds(10)),
         ["ModelUnavailable (no retry)"] = new ActorQuery.Actors.Workers.ModelUnavailable("m", "failed to load", null),
         ["ModelCatalogPublished"] = new ActorQuery.Actors.Workers.ModelCatalogPublished(someActor, ["x", "y-7b"]),
+        ["CleanupWorker"] = CleanupWorker.Instance,
+        ["WorkerCleanedUp"] = new WorkerCleanedUp("worker-2", "node-b", 31337, "restarting", 9_000_000_000, 8_000_000_000, 5_000_000, 1_000),
+        ["ArmFaults"] = new ArmFaults(new LiveFaults { LeakBytesPerStep = 64L << 20, StepDelayMs = 25, OomEveryNthStep = 40, CrashEveryNthStep = 7, HangAtStep = 1_000_000 }),
+        ["ArmFaults (none)"] = new ArmFaults(LiveFaults.None),
+        ["GetFaults"] = GetFaults.Instance,
+        ["FaultsReported"] = new FaultsReported("worker-3", "node-b", 77, new LiveFaults { LeakBytesPerStep = 1, HangAtStep = 12 }, 1L << 40, 3L << 30),
+        ["FaultsReported (no fault control)"] = new FaultsReported("worker-3", "node-b", 77, null, 0, 0),
     };
 
     [Theory]

@@ -1,3 +1,4 @@
+using ActorQuery.Contracts;
 using ActorQuery.Host.Cli;
 using ActorQuery.Host.Serve;
 using Microsoft.Extensions.Configuration;

@@ -152,4 +152,60 @@ public sealed class WorkerProcessTests
         using var answer = await http.PostAsync("/query", new StringContent("""{"prompt":"What is 2 + 3?","temperature":0}""", Encoding.UTF8, "application/json"));
         Assert.Equal("5", JsonDocument.Parse(await answer.Content.ReadAsStringAsync()).RootElement.GetProperty("text").GetString());
     }
+
+    private static StringContent JsonBody(string json) => new(json, Encoding.UTF8, "application/json");
+
+    /// <summary>How long a greedy query of <paramref name="tokens"/> tokens takes.</summary>
+    private static async Task<TimeSpan> Timed(HttpClient http, int tokens)
+    {
+        var clock = Stopwatch.StartNew();
+        using var r = await http.PostAsync("/query", JsonBody($$"""{"prompt":"What is 2 + 3?","max_tokens":{{tokens}},"ignore_eos":true,"temperature":0}"""));
+        Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+        return clock.Elapsed;
+    }
+
+    private static async Task<JsonElement> Send(HttpClient http, HttpMethod method, string path, string? body, HttpStatusCode expected)
+    {
+        using var request = new HttpRequestMessage(method, path) { Content = body is null ? null : JsonBody(body) };
+        using var r = await http.SendAsync(request);
+        string text = await r.Content.ReadAsStringAsync();
+        Assert.True(r.StatusCode == expected, $"{method} {path}: {(int)r.StatusCode} {text}");
+        return JsonDocument.Parse(text).RootElement.Clone();
+    }
+
+    [Fact]
+    public async Task Admin_cleanup_and_faults_reach_the_worker_in_the_worker_process_and_a_step_delay_and_leak_armed_there_show()
+    {
+        const string adminKey = "admin-key-0123456789";
+        await using var server = await DefaultModelServer.StartAsync(["--admin-key", adminKey]);
+        var http = server.Http;
+        await Send(http, HttpMethod.Post, "/admin/cleanup", null, HttpStatusCode.Unauthorized);
+        http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", adminKey);
+        int pid = (await Health(http)).GetProperty("worker_processes")[0].GetProperty("pid").GetInt32();
+
+        var cleaned = (await Send(http, HttpMethod.Post, "/admin/cleanup", null, HttpStatusCode.OK)).GetProperty("workers").EnumerateArray().Single();
+        Assert.Equal(("worker-1", "ready", pid), (cleaned.GetProperty("worker").GetString(), cleaned.GetProperty("state").GetString(), cleaned.GetProperty("pid").GetInt32()));
+        Assert.True(cleaned.GetProperty("resident_before_bytes").GetInt64() > 0 && cleaned.GetProperty("resident_after_bytes").GetInt64() > 0, cleaned.ToString());
+
+        const int tokens = 12, delayMs = 100;
+        var baseline = await Timed(http, tokens);
+        var armed = (await Send(http, HttpMethod.Post, "/admin/faults", $$"""{"step_delay_ms":{{delayMs}},"leak_bytes_per_step":"4MiB"}""", HttpStatusCode.OK))
+            .GetProperty("workers").EnumerateArray().Single();
+        Assert.Equal(pid, armed.GetProperty("pid").GetInt32());
+        Assert.Equal(delayMs, armed.GetProperty("faults").GetProperty("step_delay_ms").GetInt32());
+        var slow = await Timed(http, tokens);
+        var leaking = (await Send(http, HttpMethod.Get, "/admin/faults", null, HttpStatusCode.OK)).GetProperty("workers")[0];
+
+        var disarmed = (await Send(http, HttpMethod.Post, "/admin/faults", "{}", HttpStatusCode.OK)).GetProperty("workers")[0];
+        var fast = await Timed(http, tokens);
+
+        var wait = TimeSpan.FromMilliseconds(tokens * delayMs);
+        Assert.True(slow >= wait && slow - baseline > wait * 0.7, $"armed: {slow.TotalMilliseconds:0} ms, before: {baseline.TotalMilliseconds:0} ms");
+        Assert.True(slow - fast > wait * 0.7, $"disarmed: {fast.TotalMilliseconds:0} ms, armed: {slow.TotalMilliseconds:0} ms");
+        Assert.True(leaking.GetProperty("leaked_bytes").GetInt64() >= tokens * (4L << 20), leaking.ToString());
+        Assert.Equal(0, disarmed.GetProperty("leaked_bytes").GetInt64()); // disarming the leak frees it
+        Assert.Equal(0, disarmed.GetProperty("faults").GetProperty("step_delay_ms").GetInt32());
+        var bad = await Send(http, HttpMethod.Post, "/admin/faults", """{"step_delay":5}""", HttpStatusCode.BadRequest);
+        Assert.Equal("step_delay", bad.GetProperty("field").GetString());
+    }
 }

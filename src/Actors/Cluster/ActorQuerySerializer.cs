@@ -9,7 +9,8 @@ namespace ActorQuery.Actors.Cluster;
 /// <summary>
 /// The wire format of every message that crosses nodes (bound in hocon/cluster.hocon): the router ↔ worker protocol
 /// (RunQuery, CancelRun, QueryProgress with its events, QueryReturned), the query events themselves, and the
-/// workers' load (WorkerStatus, WorkerLoadPublished, SubscribeWorkerStatus, GetWorkerStatus).
+/// workers' load (WorkerStatus, WorkerLoadPublished, SubscribeWorkerStatus, GetWorkerStatus), and the admin operations on
+/// a node's workers (CleanupWorker, WorkerCleanedUp, ArmFaults, GetFaults, FaultsReported).
 /// <para>
 /// Why binary and why by hand: a streamed query sends one <see cref="QueryProgress"/> per generated token, so this is
 /// the hot path of the cluster. Akka's default JSON serializer writes type names and property names for each of them
@@ -33,6 +34,7 @@ public sealed class ActorQuerySerializer(ExtendedActorSystem system) : Serialize
     private const string RunQueryM = "RQ", CancelRunM = "CR", ProgressM = "QP", ReturnedM = "QR",
         StatusM = "WS", PublishedM = "WP", SubscribeM = "SW", GetStatusM = "GW", DrainM = "DW",
         ModelActivityM = "MA", ModelUnavailableM = "MU", ModelCatalogM = "MC",
+        CleanupM = "CU", CleanedUpM = "CD", ArmFaultsM = "AF", GetFaultsM = "GF", FaultsM = "FR",
         TokensM = "TG", CompletedM = "QC", RefusedM = "QX", FailedM = "QF", TimedOutM = "QT", CancelledM = "QK";
 
     public override string Manifest(object o) => o switch
@@ -49,6 +51,11 @@ public sealed class ActorQuerySerializer(ExtendedActorSystem system) : Serialize
         Workers.ModelActivity => ModelActivityM,
         Workers.ModelUnavailable => ModelUnavailableM,
         Workers.ModelCatalogPublished => ModelCatalogM,
+        CleanupWorker => CleanupM,
+        WorkerCleanedUp => CleanedUpM,
+        ArmFaults => ArmFaultsM,
+        GetFaults => GetFaultsM,
+        FaultsReported => FaultsM,
         QueryEvent e => EventManifest(e),
         _ => throw new ArgumentException($"ActorQuerySerializer cannot serialize {o.GetType()}", nameof(o)),
     };
@@ -86,6 +93,20 @@ public sealed class ActorQuerySerializer(ExtendedActorSystem system) : Serialize
                     w.Write(m.Model); w.Write(m.Reason); WriteNullable(w, m.RetryAfter, (x, t) => x.Write(t.Ticks)); break;
                 case Workers.ModelCatalogPublished m:
                     WriteRef(w, m.Pool); w.Write7BitEncodedInt(m.Models.Count); foreach (var name in m.Models) w.Write(name); break;
+                case CleanupWorker: break;
+                case WorkerCleanedUp m:
+                    w.Write(m.Worker); w.Write(m.Node); w.Write7BitEncodedInt(m.ProcessId); w.Write(m.State);
+                    w.Write7BitEncodedInt64(m.ResidentBeforeBytes); w.Write7BitEncodedInt64(m.ResidentAfterBytes);
+                    w.Write7BitEncodedInt64(m.ManagedBeforeBytes); w.Write7BitEncodedInt64(m.ManagedAfterBytes);
+                    break;
+                case ArmFaults m: WriteFaults(w, m.Faults); break;
+                case GetFaults: break;
+                case FaultsReported m:
+                    w.Write(m.Worker); w.Write(m.Node); w.Write7BitEncodedInt(m.ProcessId);
+                    w.Write(m.Faults is not null);
+                    if (m.Faults is { } f) WriteFaults(w, f);
+                    w.Write7BitEncodedInt64(m.Steps); w.Write7BitEncodedInt64(m.LeakedBytes);
+                    break;
                 case QueryEvent e: WriteEvent(w, e); break;
                 default: throw new ArgumentException($"ActorQuerySerializer cannot serialize {obj.GetType()}", nameof(obj));
             }
@@ -110,6 +131,13 @@ public sealed class ActorQuerySerializer(ExtendedActorSystem system) : Serialize
             ModelActivityM => new Workers.ModelActivity(r.ReadString(), r.Read7BitEncodedInt(), ReadNullable(r, x => TimeSpan.FromTicks(x.ReadInt64()))),
             ModelUnavailableM => new Workers.ModelUnavailable(r.ReadString(), r.ReadString(), ReadNullable(r, x => TimeSpan.FromTicks(x.ReadInt64()))),
             ModelCatalogM => ReadCatalog(r),
+            CleanupM => CleanupWorker.Instance,
+            CleanedUpM => new WorkerCleanedUp(r.ReadString(), r.ReadString(), r.Read7BitEncodedInt(), r.ReadString(),
+                r.Read7BitEncodedInt64(), r.Read7BitEncodedInt64(), r.Read7BitEncodedInt64(), r.Read7BitEncodedInt64()),
+            ArmFaultsM => new ArmFaults(ReadFaults(r)),
+            GetFaultsM => GetFaults.Instance,
+            FaultsM => new FaultsReported(r.ReadString(), r.ReadString(), r.Read7BitEncodedInt(), r.ReadBoolean() ? ReadFaults(r) : null,
+                r.Read7BitEncodedInt64(), r.Read7BitEncodedInt64()),
             _ => ReadEvent(r, manifest),
         };
     }
@@ -340,6 +368,24 @@ public sealed class ActorQuerySerializer(ExtendedActorSystem system) : Serialize
             KvBytesPerToken = x.Read7BitEncodedInt64(), OnDevice = x.ReadBoolean(),
         }),
         KvBlockSize = r.Read7BitEncodedInt(), MemoryPressure = ReadNullableString(r),
+    };
+
+    // ---- faults ----
+
+    private static void WriteFaults(BinaryWriter w, LiveFaults f)
+    {
+        w.Write7BitEncodedInt64(f.LeakBytesPerStep);
+        w.Write7BitEncodedInt(f.StepDelayMs);
+        w.Write7BitEncodedInt(f.OomEveryNthStep);
+        w.Write7BitEncodedInt(f.CrashEveryNthStep);
+        w.Write7BitEncodedInt(f.HangAtStep);
+    }
+
+    // Fields in the order WriteFaults writes them.
+    private static LiveFaults ReadFaults(BinaryReader r) => new()
+    {
+        LeakBytesPerStep = r.Read7BitEncodedInt64(), StepDelayMs = r.Read7BitEncodedInt(), OomEveryNthStep = r.Read7BitEncodedInt(),
+        CrashEveryNthStep = r.Read7BitEncodedInt(), HangAtStep = r.Read7BitEncodedInt(),
     };
 
     // ---- primitives ----

@@ -103,12 +103,14 @@ public static class ActorQueryHosting
     }
 
     /// <summary>
-    /// Registers <see cref="IQueryClient"/> (for the HTTP layer) over the registered <see cref="QueryRouter"/>. The
+    /// Registers <see cref="IQueryClient"/> and <see cref="INodeAdminClient"/> (for the HTTP layer) over the registered <see cref="QueryRouter"/>. The
     /// router is looked up at the first call, not at registration: the HTTP pipeline is built before Akka.Hosting
     /// has started the actor system.
     /// </summary>
     public static IServiceCollection AddActorQueryClient(this IServiceCollection services) =>
-        services.AddSingleton<IQueryClient>(sp => new LazyRouterClient(sp));
+        services.AddSingleton(sp => new LazyRouterClient(sp))
+            .AddSingleton<IQueryClient>(sp => sp.GetRequiredService<LazyRouterClient>())
+            .AddSingleton<INodeAdminClient>(sp => sp.GetRequiredService<LazyRouterClient>());
 
     /// <summary>Registers <see cref="IClusterViewClient"/> (for <c>GET /cluster</c>) over the node's <see cref="WorkerDirectory"/>.</summary>
     public static IServiceCollection AddActorQueryClusterView(this IServiceCollection services) =>
@@ -125,7 +127,7 @@ public static class ActorQueryHosting
         }
     }
 
-    private sealed class LazyRouterClient(IServiceProvider services) : IQueryClient
+    private sealed class LazyRouterClient(IServiceProvider services) : IQueryClient, INodeAdminClient
     {
         private ActorQueryClient? _client;
 
@@ -156,5 +158,14 @@ public static class ActorQueryHosting
             var client = await Client(cts.Token).ConfigureAwait(false);
             return await client.GetStatusAsync(timeout, cancellationToken).ConfigureAwait(false);
         }
+
+        public async Task<NodeCleanedUp> CleanupAsync(TimeSpan timeout, CancellationToken cancellationToken) =>
+            await (await Client(cancellationToken).ConfigureAwait(false)).CleanupAsync(timeout, cancellationToken).ConfigureAwait(false);
+
+        public async Task<NodeFaults> GetFaultsAsync(TimeSpan timeout, CancellationToken cancellationToken) =>
+            await (await Client(cancellationToken).ConfigureAwait(false)).GetFaultsAsync(timeout, cancellationToken).ConfigureAwait(false);
+
+        public async Task<NodeFaults> ArmFaultsAsync(LiveFaults faults, TimeSpan timeout, CancellationToken cancellationToken) =>
+            await (await Client(cancellationToken).ConfigureAwait(false)).ArmFaultsAsync(faults, timeout, cancellationToken).ConfigureAwait(false);
     }
 }

@@ -160,6 +160,15 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
         });
         Receive<MemoryStatus>(m => _memory = m);
         Receive<CleanupMemory>(_ => _cache.Clear());
+        Receive<CleanupNode>(m =>
+        {
+            int dropped = _cache.Stats.Entries;
+            _cache.Clear();
+            Gather<WorkerCleanedUp>(CleanupWorker.Instance, m.Timeout, a => $"{a.Node}/{a.Worker}",
+                (answers, silent) => new NodeCleanedUp(_node, dropped, answers, silent));
+        });
+        Receive<AskNodeFaults>(m => Gather<FaultsReported>(m.Message, m.Timeout, a => $"{a.Node}/{a.Worker}",
+            (answers, silent) => new NodeFaults(_node, answers, silent)));
         Receive<GetStatus>(_ => Sender.Tell(Status()));
         Receive<StartDraining>(_ =>
         {
@@ -202,6 +211,16 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
     }
 
     private int InFlight => _byTicket.Count;
+
+    /// <summary>This node's workers (its own and its worker processes'), named "node/worker" as their answers name them.</summary>
+    private Dictionary<IActorRef, string> NodeWorkers() => _workers
+        .Where(w => w.Value.Direct || w.Value.Status?.Node == _node)
+        .ToDictionary(w => w.Key, w => $"{w.Value.Status?.Node ?? _node}/{w.Value.Status?.Worker ?? w.Key.Path.Name}");
+
+    /// <summary>Asks every worker of this node through a <see cref="WorkerGather{TAnswer}"/>, which answers the sender.</summary>
+    private void Gather<TAnswer>(object message, TimeSpan timeout, Func<TAnswer, string> nameOf,
+        Func<IReadOnlyList<TAnswer>, IReadOnlyList<string>, object> reply) where TAnswer : class =>
+        Context.ActorOf(WorkerGather<TAnswer>.Props(NodeWorkers(), message, timeout, Sender, nameOf, reply));
 
     /// <summary>Why no ready worker takes work: every one's node (a worker process, or a node elsewhere) paused admission
     /// for memory; null when one takes work or none is ready.</summary>

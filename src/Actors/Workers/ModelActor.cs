@@ -33,6 +33,10 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
         public long TensorBytes => Memory?.TotalBytes ?? 0;
     }
 
+    /// <summary>From its supervisor (an admin's <see cref="CleanupWorker"/>): the watchdog's cleanup now, between two
+    /// steps, then <see cref="WorkerCleanedUp"/> to <paramref name="ReplyTo"/>.</summary>
+    internal sealed record CleanupNow(string Node, string State, IActorRef ReplyTo) : Akka.Actor.INoSerializationVerificationNeeded;
+
     /// <summary>The worker failed for good: hand everything back and stop.</summary>
     internal sealed record Retire : Akka.Actor.INoSerializationVerificationNeeded
     {
@@ -144,6 +148,7 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
         Receive<RunQuery>(m => Track(m));
         Receive<CancelRun>(m => Cancel(m.Ticket, Sender));
         Receive<CleanupMemory>(_ => NativeMemory.CollectAndTrim());
+        Receive<CleanupNow>(m => m.ReplyTo.Tell(Measured(_worker, m, NativeMemory.CollectAndTrim)));
         Receive<ShedLoad>(_ => { });
         Receive<RunStep>(_ => _stepScheduled = false); // a step scheduled by the previous incarnation
         Receive<Retire>(_ => RetireNow());
@@ -167,6 +172,11 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
         Receive<CleanupMemory>(_ =>
         {
             _engine!.ReleaseIdleMemory();
+            Report();
+        });
+        Receive<CleanupNow>(m =>
+        {
+            m.ReplyTo.Tell(Measured(_worker, m, _engine!.ReleaseIdleMemory));
             Report();
         });
         Receive<ShedLoad>(_ =>
@@ -352,6 +362,15 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
         if (engine is null) return;
         try { engine.Dispose(); }
         catch (Exception e) { _log.Warning("{0}: disposing the engine failed: {1}", _worker, e.Message); }
+    }
+
+    /// <summary>Runs <paramref name="cleanup"/> between two readings of this process's memory.</summary>
+    internal static WorkerCleanedUp Measured(string worker, CleanupNow m, Action cleanup)
+    {
+        long residentBefore = NativeMemory.ResidentBytes(), managedBefore = GC.GetTotalMemory(false);
+        cleanup();
+        return new WorkerCleanedUp(worker, m.Node, Environment.ProcessId, m.State, residentBefore, NativeMemory.ResidentBytes(),
+            managedBefore, GC.GetTotalMemory(false));
     }
 
     private void RetireNow()

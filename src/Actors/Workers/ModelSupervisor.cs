@@ -38,6 +38,7 @@ public sealed class ModelSupervisor : ReceiveActor, IWithTimers
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly HashSet<IActorRef> _subscribers = new();
     private readonly IActorRef _model;
+    private readonly FaultState? _faults;
 
     private WorkerState _state = WorkerState.Loading;
     private int _restarts, _ooms, _crashes, _preemptions, _failedLoads;
@@ -55,6 +56,7 @@ public sealed class ModelSupervisor : ReceiveActor, IWithTimers
         _node = node;
         _options = options;
         _policy = new RestartPolicy(options, factory.CanFallBackToCpu, random ?? Random.Shared.NextDouble);
+        _faults = (factory as IFaultControl)?.State;
         _model = Context.ActorOf(ModelActor.Props(worker, node, factory, options.Dispatcher, _clock), "model");
         Context.Watch(_model);
 
@@ -98,6 +100,25 @@ public sealed class ModelSupervisor : ReceiveActor, IWithTimers
         Receive<CancelRun>(m => { if (_state is not (WorkerState.Failed or WorkerState.Stopped)) _model.Forward(m); });
         Receive<CleanupMemory>(m => { if (_state is not (WorkerState.Failed or WorkerState.Stopped)) _model.Forward(m); });
         Receive<ShedLoad>(m => { if (_state == WorkerState.Ready) _model.Forward(m); });
+        Receive<CleanupWorker>(_ =>
+        {
+            var request = new ModelActor.CleanupNow(_node, Status().State.ToString().ToLowerInvariant(), Sender);
+            // A failed or stopped worker has no model actor to do it: its process is collected here.
+            if (_state is WorkerState.Failed or WorkerState.Stopped) Sender.Tell(ModelActor.Measured(_worker, request, NativeMemory.CollectAndTrim));
+            else _model.Tell(request);
+        });
+        Receive<ArmFaults>(m =>
+        {
+            if (_faults is not null)
+            {
+                var before = _faults.Live;
+                var armed = _faults.Arm(m.Faults);
+                if (armed != before)
+                    _log.Warning("{0}: faults {1}", _worker, armed.Armed ? $"armed: {armed.Describe()}" : $"disarmed (were: {before.Describe()})");
+            }
+            Sender.Tell(Faults());
+        });
+        Receive<GetFaults>(_ => Sender.Tell(Faults()));
         Receive<MemoryPressure>(m =>
         {
             _memoryPressure = m.Reason;
@@ -219,6 +240,9 @@ public sealed class ModelSupervisor : ReceiveActor, IWithTimers
         _model.Tell(ModelActor.Retire.Instance);
         Publish();
     }
+
+    private FaultsReported Faults() =>
+        new(_worker, _node, Environment.ProcessId, _faults?.Live, _faults?.Steps ?? 0, _faults?.LeakedBytes ?? 0);
 
     private WorkerStatus Status()
     {

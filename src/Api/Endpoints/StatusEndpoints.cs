@@ -154,6 +154,10 @@ internal static class StatusEndpoints
         ["GET /docs"] = "interactive API documentation",
         ["GET /openapi/v1.json"] = "OpenAPI document",
         ["POST /admin/drain"] = "admin key: stop admitting queries, as SIGTERM does, while the process keeps running",
+        ["POST /admin/workers/{id}/recycle"] = "admin key: restart a worker process gracefully, its running queries resumed",
+        ["POST /admin/cleanup"] = "admin key: the memory watchdog's cleanup now on every worker of this node, and what it freed",
+        ["GET /admin/faults"] = "admin key: the faults armed on every worker of this node",
+        ["POST /admin/faults"] = "admin key: arm or disarm fault injection on every worker of this node while it runs",
     }), ApiJson.Options);
 
     private static string StateName(WorkerState s) => s.ToString().ToLowerInvariant();

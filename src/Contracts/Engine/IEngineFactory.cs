@@ -27,6 +27,13 @@ public interface IEngineFactory
     bool CanFallBackToCpu => false;
 }
 
+/// <summary>An engine factory whose engines inject faults that can be armed while they run: a worker arms them on
+/// request (POST /admin/faults reaches every worker of the node, in whatever process it runs).</summary>
+public interface IFaultControl
+{
+    FaultState State { get; }
+}
+
 /// <summary>An <see cref="IEngineFactory"/> from a delegate (tests, simple hosts).</summary>
 public sealed class DelegateEngineFactory(Func<EngineLoadSettings, IGenerationEngine> load, ITokenizer? tokenizer = null,
     bool canFallBackToCpu = false) : IEngineFactory

@@ -1,4 +1,5 @@
 using System.Globalization;
+using ActorQuery.Contracts;
 using ActorQuery.Host.Cli;
 
 namespace ActorQuery.Host.Serve;

@@ -8,7 +8,8 @@ namespace ActorQuery.Inference.Engine;
 public sealed class InjectedCrashException(string message) : Exception(message);
 
 /// <summary>
-/// Decorates an engine with the faults of <see cref="FaultOptions"/>. An injected out-of-memory is a real
+/// Decorates an engine with the faults of <see cref="FaultOptions"/>; the step faults are read from
+/// <see cref="FaultState.Live"/> at every step, so that they can be armed while it runs. An injected out-of-memory is a real
 /// one: libtorch is asked for an impossible allocation and the <see cref="ExternalException"/> it raises
 /// ("DefaultCPUAllocator: can't allocate memory: you tried to allocate ... bytes") is what propagates, so the
 /// classifier and the recovery path see exactly what a real OOM would give them.
@@ -32,19 +33,21 @@ public sealed class FaultInjectingEngine(IGenerationEngine inner, FaultOptions f
 
     public StepResult Step()
     {
-        if (faults.StepDelayMs > 0) Thread.Sleep(faults.StepDelayMs);
+        // The step faults as armed now: they change while the server runs (POST /admin/faults, the settings file's leak).
+        var live = state.Live;
+        if (live.StepDelayMs > 0) Thread.Sleep(live.StepDelayMs);
         state.LeakStep();
         long n = state.NextStep();
-        if (faults.HangAtStep > 0 && n == faults.HangAtStep) state.Hang();
-        if ((faults.OomEveryNthStep > 0 && n % faults.OomEveryNthStep == 0) || faults.OomAtSteps.Contains((int)n))
+        if (live.HangAtStep > 0 && n == live.HangAtStep) state.Hang();
+        if ((live.OomEveryNthStep > 0 && n % live.OomEveryNthStep == 0) || faults.OomAtSteps.Contains((int)n))
         {
             Interlocked.Increment(ref state.InjectedOoms);
             RaiseRealOutOfMemory(inner.Model.Device);
         }
-        if (faults.CrashEveryNthStep > 0 && n % faults.CrashEveryNthStep == 0)
+        if (live.CrashEveryNthStep > 0 && n % live.CrashEveryNthStep == 0)
         {
             Interlocked.Increment(ref state.InjectedCrashes);
-            throw new InjectedCrashException($"injected crash at step {n} (Faults:CrashEveryNthStep={faults.CrashEveryNthStep})");
+            throw new InjectedCrashException($"injected crash at step {n} (Faults:CrashEveryNthStep={live.CrashEveryNthStep})");
         }
         return inner.Step();
     }
@@ -61,7 +64,7 @@ public sealed class FaultInjectingEngine(IGenerationEngine inner, FaultOptions f
             RaiseRealOutOfMemory();
         }
         var engine = load();
-        return faults.Enabled || live
+        return faults.Enabled || live || state.Live.Armed
             ? new FaultInjectingEngine(engine, faults, state)
             : engine;
     }
@@ -83,9 +86,10 @@ public sealed class FaultInjectingEngine(IGenerationEngine inner, FaultOptions f
 
 /// <summary>Applies <see cref="FaultOptions"/> to every engine a factory loads (load faults and step faults).</summary>
 /// <param name="live">Wrap every engine, so that a fault armed while it runs (<see cref="FaultState.LeakBytesPerStep"/>) applies.</param>
-public sealed class FaultInjectingEngineFactory(IEngineFactory inner, FaultOptions faults, FaultState? state = null, bool live = false) : IEngineFactory
+public sealed class FaultInjectingEngineFactory(IEngineFactory inner, FaultOptions faults, FaultState? state = null, bool live = false)
+    : IEngineFactory, IFaultControl
 {
-    public FaultState State { get; } = state ?? new FaultState { LeakBytesPerStep = faults.LeakBytesPerStep };
+    public FaultState State { get; } = state ?? new FaultState(faults.Live);
 
     public IGenerationEngine Load(EngineLoadSettings settings) =>
         FaultInjectingEngine.Load(() => inner.Load(settings), faults, State, live);

@@ -29,7 +29,8 @@ public sealed class ApiServer : IAsyncDisposable
     }
 
     public static async Task<ApiServer> StartAsync(FakeQueryClient? fake = null, Action<ApiOptions>? configure = null,
-        ActorQuery.Actors.Cluster.IClusterViewClient? cluster = null, ActorQuery.Tokenization.ITokenizer? tokenizer = null)
+        ActorQuery.Actors.Cluster.IClusterViewClient? cluster = null, ActorQuery.Tokenization.ITokenizer? tokenizer = null,
+        INodeAdminClient? admin = null)
     {
         fake ??= new FakeQueryClient();
         var builder = WebApplication.CreateBuilder();
@@ -37,6 +38,7 @@ public sealed class ApiServer : IAsyncDisposable
         builder.Logging.ClearProviders();
         builder.Services.AddSingleton<IQueryClient>(fake);
         if (cluster is not null) builder.Services.AddSingleton(cluster);
+        if (admin is not null) builder.Services.AddSingleton(admin);
         builder.Services.AddSingleton<IServedModel>(new ServedModel(ModelName, ContextLength, tokenizer ?? new ByteTokenizer(),
             DateTimeOffset.Parse("2026-11-27T00:00:00Z")));
         builder.Services.AddActorQueryApi(o =>
