@@ -126,7 +126,9 @@ internal sealed class ActorBackend : IServeBackend
         });
         var cluster = ClusterOptions(options) with { Roles = ProcessRoles(options) };
         if (WorkerProcessRole.Current is { } role)
-            node = node with { Workers = node.Workers with { FirstNumber = (role.Id - 1) * options.WorkersPerNode + 1 } };
+            // In a pool the models' processes may have different worker counts: number each process's workers from a stride of
+            // the most one may have, so that names stay unique on the node.
+            node = node with { Workers = node.Workers with { FirstNumber = (role.Id - 1) * (role.ShareBytes is null ? options.WorkersPerNode : 64) + 1 } };
         akka.AddActorQueryNode(services.GetRequiredService<Config>(), node, cluster, Worker,
             new ProcessMemoryReader(CudaMemory.UsedBytes), budget: plan.Host);
         if (SpawnsWorkers(options))

@@ -9,7 +9,9 @@ namespace ActorQuery.Host.Serve;
 /// <summary>One model of the pool as the Host knows it: what the API needs (tokenizer, name, context) and what its
 /// worker processes are started with (folder, explicit KV pool, the share of the budget they plan inside).</summary>
 /// <param name="Loads">This node loads it (<c>--serves</c>); otherwise it only routes its queries to nodes that do.</param>
-internal sealed record PooledModel(IServedModel Served, string Folder, long KvBytes, ModelPoolEntry Entry, bool Loads);
+/// <param name="Dtype">Its --dtype (its own, or the node's).</param>
+/// <param name="Workers">Its workers per worker process (its own, or the node's --workers).</param>
+internal sealed record PooledModel(IServedModel Served, string Folder, long KvBytes, ModelPoolEntry Entry, bool Loads, string Dtype, int Workers);
 
 /// <summary>
 /// The model pool's catalogue, read and checked at start (exit code 2 with the setting at fault): <c>--model NAME=DIR</c>
@@ -71,6 +73,7 @@ internal static class ModelPoolCatalogue
             else keep[Known(item[..eq], "KeepAlive")] = value;
         }
         string defaultName = o.DefaultModel.Length > 0 ? Known(o.DefaultModel, "DefaultModel") : names[0];
+        foreach (var item in o.ModelOptions) Known(item[..item.IndexOf(':')], "ModelOptions");
 
         var models = new List<PooledModel>();
         foreach (var (name, folder, setting) in entries)
@@ -82,20 +85,26 @@ internal static class ModelPoolCatalogue
                 throw new OptionsException($"{ServeOptions.Section}:{setting} model '{name}' ({folder}): {e.Message}");
             }
             var served = ServedModels.FromFolder(folder, tokenizer) is ServedModel s ? s with { Name = name } : throw new InvalidOperationException("a served model");
-            var footprint = EnginePlanner.Footprint(new EngineOptions { ModelPath = folder, Dtype = o.Dtype, Device = o.Device });
-            long kv = o.KvCacheBytes ?? Math.Min(DefaultKvBytes,
+            string dtype = o.ModelOption(name, "dtype") ?? o.Dtype;
+            int ownWorkers = o.ModelOption(name, "workers") is { } w ? int.Parse(w, System.Globalization.CultureInfo.InvariantCulture) : o.WorkersPerNode;
+            long? ownKv = o.ModelOption(name, "kv-cache-size") is { } k && !k.Equals("auto", StringComparison.OrdinalIgnoreCase) ? ByteSize.Parse(k)
+                : o.ModelOption(name, "kv-cache-size") is not null ? null : o.KvCacheBytes;
+            var footprint = EnginePlanner.Footprint(new EngineOptions { ModelPath = folder, Dtype = dtype, Device = o.Device });
+            long kv = ownKv ?? Math.Min(DefaultKvBytes,
                 MemoryPlanner.MaximumKvBytes(footprint.KvBytesPerToken, footprint.ContextLength, o.MaxBatch, new EngineOptions { ModelPath = "" }.KvBlockSize));
             kv = Math.Max(kv, MemoryPlanner.MinimumKvBytes(footprint.KvBytesPerToken, footprint.ContextLength));
-            int workers = Math.Max(1, o.WorkersPerNode);
+            int workers = Math.Max(1, ownWorkers);
             long perWorker = footprint.WeightBytes + kv + ActivationAllowanceBytes;
             long reservation = workers * perWorker + ProcessOverheadBytes;
             string terms = (workers > 1 ? $"{workers} workers x (" : "")
                            + $"weights {MemorySize.Format(footprint.WeightBytes)} ({footprint.WeightDtype}) + KV {MemorySize.Format(kv)} + activations {MemorySize.Format(ActivationAllowanceBytes)}"
                            + (workers > 1 ? ")" : "") + $" + process {MemorySize.Format(ProcessOverheadBytes)}";
             bool pinned = pins.Contains(name);
-            var keepAlive = keep.TryGetValue(name, out var k) ? k : keepAll;
+            var keepAlive = keep.TryGetValue(name, out var ka) ? ka : keepAll;
             var entry = new ModelPoolEntry(name, Path.GetFullPath(folder), reservation, terms, pinned, keepAlive);
-            models.Add(new PooledModel(served, folder, kv, entry, serves.Count == 0 || serves.Contains(name)));
+            bool loads = (serves.Count == 0 || serves.Contains(name)) && ownWorkers > 0;
+            if (pinned && !loads) throw new OptionsException($"{ServeOptions.Section}:Pin '{name}' is a model this node does not load (Serves, or its workers 0)");
+            models.Add(new PooledModel(served, folder, kv, entry, loads, dtype, workers));
         }
         // The default model first: requests that name none get it, and the API lists it first.
         return models.OrderBy(m => m.Served.Name == defaultName ? 0 : 1).ToList();

@@ -17,6 +17,7 @@ public static class ServeCli
         var flags = ServeSettings.All.Where(s => s is { Flag: not null, Kind: SettingKind.Flag }).Select(s => s.Flag!).ToHashSet();
         var repeatable = ServeSettings.All.Where(s => s is { Flag: not null, Kind: SettingKind.TextList }).Select(s => s.Flag!).ToHashSet();
         repeatable.Add("model");
+        foreach (var flag in ServeOptions.PerModelKeys.Keys) repeatable.Add(flag);
         var cli = new CliArgs(args, flags, repeatable);
         var overrides = new Dictionary<string, string?>(StringComparer.OrdinalIgnoreCase);
         // --model DIR is the one model; --model NAME=DIR (or --model given more than once, or beside --models-dir) a pool's.
@@ -25,9 +26,32 @@ public static class ServeCli
             overrides[ServeSettings.Get("ModelFolder").ConfigKey] = models[0];
         else
             for (int i = 0; i < models.Count; i++) overrides[$"{ServeSettings.Get("Models").ConfigKey}:cli{i}"] = models[i];
+        // --dtype, --workers, --kv-cache-size: VALUE for every model, NAME=VALUE (repeatable) for one model of a pool.
+        int perModel = 0;
+        var perModelFlags = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var (flag, key) in ServeOptions.PerModelKeys)
+        {
+            perModelFlags.Add(flag);
+            var plain = new List<string>();
+            foreach (var value in cli.Strings(flag))
+            {
+                int eq = value.IndexOf('=');
+                if (eq > 0) overrides[$"{ServeSettings.Get("ModelOptions").ConfigKey}:cli{perModel++}"] = $"{value[..eq]}:{flag}={value[(eq + 1)..]}";
+                else plain.Add(value);
+            }
+            if (plain.Count > 1) throw new CliException($"option --{flag} given twice (NAME=VALUE sets one pooled model's)");
+            if (plain.Count == 1)
+            {
+                var setting = ServeSettings.Get(key);
+                overrides[setting.ConfigKey] = setting.Kind == SettingKind.Int
+                    ? int.TryParse(plain[0], System.Globalization.NumberStyles.Integer, CultureInfo.InvariantCulture, out int n)
+                        ? n.ToString(CultureInfo.InvariantCulture) : throw new CliException($"option --{flag}: '{plain[0]}' is not an integer")
+                    : plain[0];
+            }
+        }
         foreach (var s in ServeSettings.All)
         {
-            if (s.Flag is not { } option || s.Key == "ModelFolder") continue;
+            if (s.Flag is not { } option || s.Key == "ModelFolder" || perModelFlags.Contains(option)) continue;
             if (s.Kind == SettingKind.TextList)
             {
                 // A list binds from every child of its key; the command line's own child names add its items to those of

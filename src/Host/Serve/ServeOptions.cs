@@ -35,6 +35,30 @@ public sealed class ServeOptions
     public List<string> Pin { get; set; } = [];
     /// <summary>Pooled models this node loads; none: all. It routes queries for the others to nodes that load them.</summary>
     public List<string> Serves { get; set; } = [];
+    /// <summary>A pooled model's own values: "NAME:KEY=VALUE", KEY one of <see cref="PerModelKeys"/>.</summary>
+    public List<string> ModelOptions { get; set; } = [];
+
+    /// <summary>The settings a pooled model may have its own value of: the command line's flags and their setting keys.</summary>
+    public static readonly IReadOnlyDictionary<string, string> PerModelKeys = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase)
+    {
+        ["dtype"] = "Dtype", ["workers"] = "WorkersPerNode", ["kv-cache-size"] = "KvCacheSize",
+    };
+
+    /// <summary>The value <paramref name="key"/> (a flag name of <see cref="PerModelKeys"/>) has for <paramref name="model"/>:
+    /// its own, else null.</summary>
+    public string? ModelOption(string model, string key)
+    {
+        string? value = null;
+        foreach (var item in ModelOptions)
+        {
+            int colon = item.IndexOf(':'), eq = item.IndexOf('=', Math.Max(0, colon));
+            if (colon < 0 || eq < 0) continue;
+            if (string.Equals(item[..colon].Trim(), model, StringComparison.OrdinalIgnoreCase)
+                && string.Equals(item[(colon + 1)..eq].Trim(), key, StringComparison.OrdinalIgnoreCase))
+                value = item[(eq + 1)..].Trim();
+        }
+        return value;
+    }
 
     public static readonly TimeSpan DefaultKeepAlive = TimeSpan.FromMinutes(5);
 

@@ -67,6 +67,9 @@ public static class ServeSettings
         new("KeepAlive", "keep-alive", SettingKind.TextList, "5m", "DURATION (5m, 30s, 1h; -1 never, 0 at once) or NAME=DURATION; repeatable",
             "idle time after which a pooled model is unloaded (a request's keep_alive overrides it)", KeepAlives),
         new("Pin", "pin", SettingKind.TextList, "none", "a pooled model's name; repeatable", "pooled models loaded at start and never unloaded by keep-alive or eviction"),
+        new("ModelOptions", null, SettingKind.TextList, "none", "NAME:KEY=VALUE, KEY one of dtype, workers, kv-cache-size; one key each (`__0`, ...)",
+            "a pooled model's own dtype, workers (0: this node does not load it) or KV pool; on the command line `--dtype NAME=VALUE`, `--workers NAME=N`, `--kv-cache-size NAME=SIZE`",
+            ModelOptionEntries),
         new("Serves", "serves", SettingKind.TextList, "all", "a pooled model's name; repeatable",
             "pooled models this node loads; it sends queries for the others to the cluster's nodes that load them"),
         new("Dtype", "dtype", SettingKind.Text, S.Dtype, "auto, float32, bfloat16", "weight and compute dtype (auto: see *Models*)",
@@ -371,6 +374,34 @@ public static class ServeSettings
     {
         try { return Microsoft.AspNetCore.Http.BindingAddress.Parse(url) is { Scheme: "http" or "https" } a && a.Host.Length > 0; }
         catch (FormatException) { return false; }
+    }
+
+    /// <summary>Each entry is NAME:KEY=VALUE with a value the setting KEY names would take.</summary>
+    private static string? ModelOptionEntries(object v, Func<string, string> read)
+    {
+        foreach (var item in (IReadOnlyList<string>)v)
+        {
+            int colon = item.IndexOf(':'), eq = colon < 0 ? -1 : item.IndexOf('=', colon);
+            if (colon <= 0 || eq < 0) return $"'{item}' is not NAME:KEY=VALUE";
+            string key = item[(colon + 1)..eq].Trim(), value = item[(eq + 1)..].Trim();
+            if (!ServeOptions.PerModelKeys.TryGetValue(key, out var settingKey))
+                return $"'{item}': {key} is not one of {string.Join(", ", ServeOptions.PerModelKeys.Keys)}";
+            var setting = Get(settingKey);
+            object typed;
+            try
+            {
+                typed = setting.Kind switch
+                {
+                    SettingKind.Int => int.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out int i) ? i : throw new FormatException($"'{value}' is not an integer"),
+                    SettingKind.SizeOrAuto when value.Equals("auto", StringComparison.OrdinalIgnoreCase) => "auto",
+                    SettingKind.SizeOrAuto => ByteSize.Parse(value),
+                    _ => value,
+                };
+            }
+            catch (FormatException e) { return $"'{item}': {e.Message}"; }
+            if (typed is not "auto" && setting.Check?.Invoke(typed, read) is { } why) return $"'{item}': {why}";
+        }
+        return null;
     }
 
     private static string? KeepAlives(object v, Func<string, string> _)

@@ -68,7 +68,8 @@ internal sealed class ChildWorkerProcessLauncher(
     string seedNodes, string node, string logFolder, PooledModel? model = null) : IWorkerProcessLauncher
 {
     /// <summary>The pool's own settings: a worker process serves the one model it is started for.</summary>
-    private static readonly string[] PoolKeys = ["Models", "ModelsDir", "DefaultModel", "KeepAlive", "Pin", "ModelFolder", "ServedModelName", "KvCacheSize"];
+    private static readonly string[] PoolKeys = ["Models", "ModelsDir", "DefaultModel", "KeepAlive", "Pin", "Serves", "ModelOptions", "ModelFolder",
+        "ServedModelName", "KvCacheSize", "Dtype", "WorkersPerNode"];
 
     public IWorkerProcess Start(int id)
     {
@@ -101,6 +102,8 @@ internal sealed class ChildWorkerProcessLauncher(
             config[$"{section}:ModelFolder"] = model.Folder;
             config[$"{section}:ServedModelName"] = model.Entry.Name;
             config[$"{section}:KvCacheSize"] = model.KvBytes.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            config[$"{section}:Dtype"] = model.Dtype;
+            config[$"{section}:WorkersPerNode"] = model.Workers.ToString(System.Globalization.CultureInfo.InvariantCulture);
             start.Environment[WorkerProcessRole.ShareVariable] = model.Entry.ReservationBytes.ToString(System.Globalization.CultureInfo.InvariantCulture);
             // The parent's environment may name the pool's models too (ACTORQUERY__MODELS__0): this process serves one.
             foreach (var key in start.Environment.Keys.Where(k => k.StartsWith("ACTORQUERY__", StringComparison.OrdinalIgnoreCase)
