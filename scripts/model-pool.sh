@@ -28,7 +28,6 @@ MAX_TOKENS=${MAX_TOKENS:-16}
 LIMIT=${LIMIT:-6G}
 KEEP_ALIVE=${KEEP_ALIVE:-15s}
 MODEL=models/shapes/qwen2.5-0.5b
-LIMIT_TOOL=${MEMORY_LIMIT_TOOL:-../shared/tools/in-memory-limit.sh}
 SERVE_ARGS=(--dummy-weights --dtype bfloat16 --cache-entries 0 --log-level Information)
 
 for tool in curl jq node; do command -v $tool >/dev/null || { echo "error: $tool is needed" >&2; exit 2; }; done
@@ -37,40 +36,13 @@ build_host
 RUN_DIR=$(mktemp -d /tmp/model-pool-XXXXXX)
 echo "run folder: $RUN_DIR ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores)" >&2
 SERVER_PID=; URL=; RESULTS=(); LIMITED=0
+export READY_PATH=/v1/models   # a pool without a pinned model is ready once it answers
 
-# start NAME LIMIT ARGS...: `serve` with SERVE_ARGS and ARGS on a free port, in a cgroup of LIMIT (none: no cgroup).
-start() {
-  local name=$1 limit=$2; shift 2
-  DIR=$RUN_DIR/$name; mkdir -p "$DIR"
-  URL="http://127.0.0.1:$(free_port)"
-  local cmd=("${HOST[@]}" serve "${SERVE_ARGS[@]}" "$@" --urls "$URL" --log-folder "$DIR/logs")
-  LIMITED=0
-  [ "$limit" = none ] || { cmd=("$LIMIT_TOOL" "$limit" "${cmd[@]}"); LIMITED=1; }
-  echo "[$name] ${cmd[*]}" >&2
-  "${cmd[@]}" >"$DIR/stdout.txt" 2>"$DIR/stderr.txt" &
-  SERVER_PID=$!
-  local deadline=$((SECONDS + 300))
-  until [ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/v1/models")" = 200 ]; do
-    kill -0 "$SERVER_PID" 2>/dev/null || { echo "[$name] the server exited: $(tail -3 "$DIR/stderr.txt")" >&2; return 1; }
-    ((SECONDS < deadline)) || { echo "[$name] not up after 300 s" >&2; return 1; }
-    sleep 1
-  done
-  echo "[$name] up" >&2
-}
-
-server_pid() { if [ "$LIMITED" = 1 ]; then pgrep -P "$SERVER_PID" | head -1; else echo "$SERVER_PID"; fi; }
-
-stop() {
-  [ -n "$SERVER_PID" ] || return 0
-  kill -TERM "$(server_pid)" 2>/dev/null || true
-  wait "$SERVER_PID" 2>/dev/null || true
-  SERVER_PID=
-}
-trap stop EXIT
+trap stop_case EXIT
 
 # tree_rss: resident bytes of the server process and its worker processes.
 tree_rss() {
-  local pid; pid=$(server_pid)
+  local pid; pid=$(case_server_pid)
   local total=0 p kb
   for p in $pid $(pgrep -P "$pid" || true); do
     kb=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
@@ -89,7 +61,7 @@ verdict() {
 }
 
 case_evict() {
-  start evict "$LIMIT" --model q1=$MODEL --model q2=$MODEL --model q3=$MODEL --pin q1 || { verdict evict "did not start"; return; }
+  start_case evict "$LIMIT" --model q1=$MODEL --model q2=$MODEL --model q3=$MODEL --pin q1 || { verdict evict "did not start"; return; }
   local deadline=$((SECONDS + 300))
   until [ "$(model_state q1)" = ready ]; do ((SECONDS < deadline)) || break; sleep 1; done
   node scripts/lib/pool-load.mjs "$URL" "$REQUESTS" "$CONCURRENCY" q1,q2,q3 "$MAX_TOKENS" "$DIR/requests.json" | tee "$DIR/summary.txt" >&2
@@ -104,7 +76,7 @@ case_evict() {
   [ "$q1" = "1 0" ] || problems+=("q1 (pinned): loads and unloads $q1")
   local slowest; slowest=$(jq '[.[].seconds] | max' "$DIR/requests.json")
   jq -r '.data[] | "  \(.id): \(.pool.state), loads \(.pool.loads), unloads \(.pool.unloads), evictions \(.pool.evictions), reserves \(.pool.reservation_bytes / 1048576 | floor) MiB, resident \((.pool.resident_bytes // 0) / 1048576 | floor) MiB"' "$DIR/models.json" >&2
-  stop
+  stop_case
   local oom; oom=$(grep -o 'oom_kill [0-9]*' "$DIR/stderr.txt" | tail -1 | awk '{print $2}')
   local peak; peak=$(grep -io 'peak[^,;]*' "$DIR/stderr.txt" | tail -1 || true)
   [ "${oom:-0}" = 0 ] || problems+=("the OOM killer acted $oom times")
@@ -113,7 +85,7 @@ case_evict() {
 }
 
 case_keepalive() {
-  start keepalive none --model k1=$MODEL --keep-alive "$KEEP_ALIVE" || { verdict keepalive "did not start"; return; }
+  start_case keepalive none --model k1=$MODEL --keep-alive "$KEEP_ALIVE" || { verdict keepalive "did not start"; return; }
   sleep 3
   local before; before=$(tree_rss)
   curl -s "$URL/v1/chat/completions" -H 'content-type: application/json' \
@@ -127,7 +99,7 @@ case_keepalive() {
   local problems=()
   [ "$(model_state k1)" = available ] || problems+=("k1 was not unloaded within 120 s")
   (( after * 10 <= before * 11 )) || problems+=("resident after the unload ($(mib "$after")) is more than 10% above before ($(mib "$before"))")
-  stop
+  stop_case
   verdict keepalive "${problems[@]}"
 }
 

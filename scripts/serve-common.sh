@@ -99,6 +99,40 @@ stop_server() {
   SERVER_PID=
 }
 
+# start_case NAME LIMIT ARGS...: one case's server for the chaos scripts: `serve` with SERVE_ARGS and ARGS on a free
+# port, its output and logs in $RUN_DIR/NAME (DIR), in a memory cgroup of LIMIT (../shared/tools/in-memory-limit.sh, or
+# MEMORY_LIMIT_TOOL; none: no cgroup); sets URL, SERVER_PID and LIMITED and waits up to 300 s for READY_PATH
+# (/health/ready) to answer 200. Returns 1 when the server exits or is not ready.
+start_case() {
+  local name=$1 limit=$2; shift 2
+  DIR=$RUN_DIR/$name; mkdir -p "$DIR"
+  URL="http://127.0.0.1:$(free_port)"
+  local cmd=("${HOST[@]}" serve "${SERVE_ARGS[@]}" "$@" --urls "$URL" --log-folder "$DIR/logs")
+  LIMITED=0
+  [ "$limit" = none ] || { cmd=("${MEMORY_LIMIT_TOOL:-../shared/tools/in-memory-limit.sh}" "$limit" "${cmd[@]}"); LIMITED=1; }
+  echo "[$name] ${cmd[*]}" >&2
+  "${cmd[@]}" >"$DIR/stdout.txt" 2>"$DIR/stderr.txt" &
+  SERVER_PID=$!
+  local deadline=$((SECONDS + 300))
+  until [ "$(curl -s -o /dev/null -w '%{http_code}' "$URL${READY_PATH:-/health/ready}")" = 200 ]; do
+    kill -0 "$SERVER_PID" 2>/dev/null || { echo "[$name] the server exited: $(tail -3 "$DIR/stderr.txt")" >&2; return 1; }
+    ((SECONDS < deadline)) || { echo "[$name] not ready after 300 s" >&2; return 1; }
+    sleep 1
+  done
+  echo "[$name] ready" >&2
+}
+
+# case_server_pid: the server's pid (in a cgroup SERVER_PID is the cgroup tool and the server its child).
+case_server_pid() { if [ "$LIMITED" = 1 ]; then pgrep -P "$SERVER_PID" | head -1 || echo "$SERVER_PID"; else echo "$SERVER_PID"; fi; }
+
+# stop_case: SIGTERM to the case's server (its worker processes stop with it), then waits for it.
+stop_case() {
+  [ -n "${SERVER_PID:-}" ] || return 0
+  kill -TERM "$(case_server_pid)" 2>/dev/null || true
+  wait "$SERVER_PID" 2>/dev/null || true
+  SERVER_PID=
+}
+
 command -v curl >/dev/null || { echo "error: curl is needed to wait for the server" >&2; exit 2; }
 
 # run_verb NAME PREFIX ARGS...: runs the bench tool's `NAME ARGS...` against the server, its output also kept in

@@ -44,37 +44,7 @@ RUN_DIR=$(mktemp -d /tmp/worker-chaos-XXXXXX)
 echo "run folder: $RUN_DIR ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores)" >&2
 SERVER_PID=; URL=; RESULTS=(); LIMITED=0
 
-# start NAME LIMIT ARGS...: `serve` with SERVE_ARGS and ARGS on a free port, in a cgroup of LIMIT (none: no cgroup).
-start() {
-  local name=$1 limit=$2; shift 2
-  DIR=$RUN_DIR/$name; mkdir -p "$DIR"
-  URL="http://127.0.0.1:$(free_port)"
-  local cmd=("${HOST[@]}" serve "${SERVE_ARGS[@]}" "$@" --urls "$URL" --log-folder "$DIR/logs")
-  LIMITED=0
-  [ "$limit" = none ] || { cmd=("$LIMIT_TOOL" "$limit" "${cmd[@]}"); LIMITED=1; }
-  echo "[$name] ${cmd[*]}" >&2
-  "${cmd[@]}" >"$DIR/stdout.txt" 2>"$DIR/stderr.txt" &
-  SERVER_PID=$!
-  local deadline=$((SECONDS + 300))
-  until [ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/health/ready")" = 200 ]; do
-    kill -0 "$SERVER_PID" 2>/dev/null || { echo "[$name] the server exited: $(tail -3 "$DIR/stderr.txt")" >&2; return 1; }
-    ((SECONDS < deadline)) || { echo "[$name] not ready after 300 s" >&2; return 1; }
-    sleep 1
-  done
-  echo "[$name] ready" >&2
-}
-
-stop() {
-  [ -n "$SERVER_PID" ] || return 0
-  # In a cgroup SERVER_PID is the cgroup tool and the server its child; otherwise the server itself (whose own child
-  # is its worker process, which stops with it).
-  local target=$SERVER_PID
-  if [ "$LIMITED" = 1 ]; then target=$(pgrep -P "$SERVER_PID" | head -1 || echo "$SERVER_PID"); fi
-  kill -TERM "$target" 2>/dev/null || true
-  wait "$SERVER_PID" 2>/dev/null || true
-  SERVER_PID=
-}
-trap stop EXIT
+trap stop_case EXIT
 
 health() { curl -s "$URL/health"; }
 process_field() { health | jq -r ".worker_processes[0].$1"; }
@@ -105,7 +75,7 @@ verdict() {
 }
 
 case_kill() {
-  start kill none || { verdict kill "did not start"; return; }
+  start_case kill none || { verdict kill "did not start"; return; }
   local temperature seed mode
   for mode in greedy sampled; do
     if [ $mode = greedy ]; then temperature=0; seed=none; else temperature=0.8; seed=1000; fi
@@ -132,7 +102,7 @@ case_kill() {
     verdict "kill/$mode: $STREAMS streams x $NEW_TOKENS tokens, $kills SIGKILLs" "${problems[@]}"
   done
   cp "$DIR/greedy-undisturbed.json" "$RUN_DIR/greedy-base.json"
-  stop
+  stop_case
 }
 
 case_oom() {
@@ -140,10 +110,10 @@ case_oom() {
   mkdir -p "$RUN_DIR/oom"
   local settings=$RUN_DIR/oom/settings.json
   echo '{"ActorQuery": {"Faults": {"LeakBytesPerStep": "0"}}}' >"$settings"
-  start oom "$OOM_LIMIT" --settings "$settings" --worker-recycle-after 0 || { verdict oom "did not start"; return; }
+  start_case oom "$OOM_LIMIT" --settings "$settings" --worker-recycle-after 0 || { verdict oom "did not start"; return; }
   local base=$RUN_DIR/greedy-base.json problems=()
-  [ -f "$base" ] || { stop; start oom-base none; streams "$RUN_DIR/greedy-base.json" 0 none; stop;
-                      start oom "$OOM_LIMIT" --settings "$settings" --worker-recycle-after 0; }
+  [ -f "$base" ] || { stop_case; start_case oom-base none; streams "$RUN_DIR/greedy-base.json" 0 none; stop_case;
+                      start_case oom "$OOM_LIMIT" --settings "$settings" --worker-recycle-after 0; }
   streams "$DIR/greedy-oom.json" 0 none &
   local client=$!
   sleep "$KILL_AFTER_S"
@@ -164,7 +134,7 @@ case_oom() {
   [ "$(jq -r '.worker_processes[0].last_exit.oom_killed' "$DIR/health.json")" = true ] || problems+=("/health does not name an OOM kill")
   local mismatches; mismatches=$(compare "$base" "$DIR/greedy-oom.json")
   echo "[oom] identical to the undisturbed run: $([ -z "$mismatches" ] && echo all || echo "$(wc -l <<<"$mismatches") of $STREAMS differ")" >&2
-  stop
+  stop_case
   local line; line=$(grep '^in-memory-limit:' "$DIR/stderr.txt" | tail -1 || true)
   echo "[oom] $(jq '[.[] | select(.end == "done")] | length' "$DIR/greedy-oom.json")/$STREAMS streams done; cgroup: ${line#in-memory-limit: }" >&2
   verdict "oom: $STREAMS streams in $OOM_LIMIT, the kernel kills the leaking worker" "${problems[@]}"
