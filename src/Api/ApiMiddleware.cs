@@ -34,6 +34,14 @@ internal sealed class RequestMetricsMiddleware(RequestDelegate next, ApiMetrics 
 /// </summary>
 internal sealed class ApiErrorMiddleware(RequestDelegate next, ILogger<ApiErrorMiddleware> logger)
 {
+    /// <summary>System.Text.Json's refusal to read a lone surrogate as text (an InvalidOperationException, possibly wrapped).</summary>
+    private static bool IsLoneSurrogate(Exception e)
+    {
+        for (Exception? x = e; x is not null; x = x.InnerException)
+            if (x is InvalidOperationException && x.Message.Contains("invalid UTF-16 JSON text", StringComparison.Ordinal)) return true;
+        return false;
+    }
+
     public async Task InvokeAsync(HttpContext context)
     {
         try
@@ -56,6 +64,14 @@ internal sealed class ApiErrorMiddleware(RequestDelegate next, ILogger<ApiErrorM
             // Kestrel's own limits while reading the body (size, a client too slow to send it).
             await ErrorWriter.WriteAsync(context, new ApiException(e.StatusCode, "body", $"body: {e.Message}",
                 ErrorWriter.DefaultCode(e.StatusCode)));
+        }
+        catch (Exception e) when (!context.Response.HasStarted && IsLoneSurrogate(e))
+        {
+            // A JSON text may carry a lone UTF-16 surrogate ("\udc00") anywhere, a property name included; reading it as
+            // text fails wherever that happens. The fields that are read as text name themselves (PromptBuilder); this
+            // catches the rest, so that it is the client's 400, not a 500.
+            await ErrorWriter.WriteAsync(context, ApiException.BadRequest("body",
+                "holds a lone UTF-16 surrogate (e.g. \\udc00) in a name or text the server reads: it is not Unicode text"));
         }
         catch (Exception) when (context.RequestAborted.IsCancellationRequested)
         {

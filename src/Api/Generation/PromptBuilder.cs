@@ -55,6 +55,8 @@ internal static class PromptBuilder
         foreach (var part in c.EnumerateArray())
         {
             string at = $"{field}[{i++}]";
+            try { foreach (var _ in part.ValueKind == JsonValueKind.Object ? part.EnumerateObject().Select(p => p.Name) : []) { } }
+            catch (InvalidOperationException) { throw ApiException.BadRequest(at, "has a name that is not Unicode text: it holds a lone UTF-16 surrogate"); }
             if (part.ValueKind != JsonValueKind.Object) throw ApiException.BadRequest(at, "must be an object {\"type\":\"text\",\"text\":...}");
             if (!part.TryGetProperty("type", out var type) || type.ValueKind != JsonValueKind.String || Text(type, $"{at}.type") != "text")
                 throw ApiException.BadRequest($"{at}.type", "only \"text\" parts are supported");
