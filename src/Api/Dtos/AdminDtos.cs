@@ -3,7 +3,11 @@ namespace ActorQuery.Api.Dtos;
 /// <summary>POST /admin/cleanup: what the memory watchdog's cleanup freed on every worker of this node.</summary>
 /// <param name="CacheEntriesDropped">Answers the router's cache held (the cleanup drops them).</param>
 /// <param name="Workers">One per worker, in this process or a worker process (<see cref="WorkerCleanup.Pid"/>).</param>
-public sealed record CleanupResponse(string Node, int CacheEntriesDropped, long FreedBytes, IReadOnlyList<WorkerCleanup> Workers);
+/// <param name="Server">The server process itself (the gateway: its request buffers, heaps and caches), collected and trimmed too.</param>
+public sealed record CleanupResponse(string Node, int CacheEntriesDropped, long FreedBytes, IReadOnlyList<WorkerCleanup> Workers, ProcessCleanup? Server = null);
+
+/// <summary>A process's resident bytes before and after a full garbage collection and malloc_trim.</summary>
+public sealed record ProcessCleanup(int Pid, long ResidentBeforeBytes, long ResidentAfterBytes, long ManagedBeforeBytes, long ManagedAfterBytes);
 
 /// <summary>One worker's cleanup. The bytes are its process's: the workers of one process share them, and the second
 /// one's cleanup finds less to free.</summary>

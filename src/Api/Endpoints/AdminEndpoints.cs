@@ -61,7 +61,11 @@ internal static class AdminEndpoints
             "cleanup requested by POST /admin/cleanup: {Workers} worker(s), {Freed} freed, {Entries} cached answer(s) dropped",
             workers.Count, MemorySize.Format(freed), done.CacheEntriesDropped);
         Silent(done.Silent, "cleaned up", workers.Select(w => $"{w.Node}/{w.Worker}"));
-        return Results.Json(new CleanupResponse(done.Node, done.CacheEntriesDropped, freed, workers), ApiJson.Options);
+        // The server process too: with worker processes it holds no model, but its request buffers, heaps and caches.
+        long residentBefore = NativeMemory.ResidentBytes(), managedBefore = GC.GetTotalMemory(false);
+        NativeMemory.CollectAndTrim();
+        var server = new ProcessCleanup(Environment.ProcessId, residentBefore, NativeMemory.ResidentBytes(), managedBefore, GC.GetTotalMemory(false));
+        return Results.Json(new CleanupResponse(done.Node, done.CacheEntriesDropped, freed, workers, server), ApiJson.Options);
     }
 
     /// <summary>GET /admin/faults: the faults armed on every worker of this node.</summary>

@@ -83,6 +83,19 @@ public static partial class NativeMemory
         }
     }
 
+    /// <summary>glibc's mallopt(M_ARENA_MAX, n): at most <paramref name="n"/> malloc arenas from now on (the default is 8 per
+    /// core), so that a process with many short-lived threads keeps fewer fragmented arenas. No-op where glibc is absent.</summary>
+    public static void LimitMallocArenas(int n)
+    {
+        if (!OperatingSystem.IsLinux()) return;
+        try { mallopt(-8 /* M_ARENA_MAX */, n); }
+        catch (DllNotFoundException) { }
+        catch (EntryPointNotFoundException) { } // musl
+    }
+
+    [LibraryImport("libc", EntryPoint = "mallopt")]
+    private static partial int mallopt(int parameter, int value);
+
     [LibraryImport("libc", EntryPoint = "malloc_trim")]
     private static partial int malloc_trim(nuint pad);
 }
