@@ -3,18 +3,30 @@ using ActorQuery.Tokenization;
 
 namespace ActorQuery.Tokenization.Tests;
 
-/// <summary>Tools, tool calls and tool results through the Qwen tools-aware template (models/shapes/qwen2.5-0.5b),
-/// against what Hugging Face's Jinja renders for the same conversations (tests/fixtures/chat-template-tools/qwen.json,
-/// written by tools/chat-template-reference/render.mjs).</summary>
+/// <summary>Tools, tool calls and tool results through two Qwen tools-aware templates (Qwen3's, as
+/// models/shapes/qwen2.5-0.5b ships it, and Qwen2.5-Instruct's), against what Hugging Face's Jinja renders for the same
+/// conversations (tests/fixtures/chat-template-tools/, written by tools/chat-template-reference/render.mjs).</summary>
 public sealed class ChatTemplateToolsTests
 {
-    private static readonly JsonElement Reference =
-        JsonDocument.Parse(File.ReadAllText(Path.Combine(TokenizerFixtures.Root, "chat-template-tools", "qwen.json"))).RootElement;
+    private static string Fixture(string name) => Path.Combine(TokenizerFixtures.Root, "chat-template-tools", name);
 
-    private static IReadOnlyList<JsonElement> Tools => Reference.GetProperty("tools").EnumerateArray().ToList();
+    private static JsonElement Reference(string template) => JsonDocument.Parse(File.ReadAllText(Fixture($"{template}.json"))).RootElement;
 
-    public static TheoryData<string> Conversations() =>
-        new(Reference.GetProperty("conversations").EnumerateArray().Select(c => c.GetProperty("name").GetString()!));
+    private static IReadOnlyList<JsonElement> Tools => Reference("qwen3").GetProperty("tools").EnumerateArray().ToList();
+
+    /// <summary>Each template's renderer: the Qwen3 one through the tokenizer (as the server renders), Qwen2.5's alone.</summary>
+    private static string Render(string template, IReadOnlyList<ChatMessage> messages) => template == "qwen3"
+        ? TokenizerFixtures.Qwen.ApplyChatTemplate(messages, addGenerationPrompt: true, Tools)
+        : new ChatTemplate(File.ReadAllText(Fixture($"{template}.jinja")), new Dictionary<string, string?>()).Render(messages, true, Tools);
+
+    public static TheoryData<string, string> Conversations()
+    {
+        var data = new TheoryData<string, string>();
+        foreach (var template in new[] { "qwen3", "qwen2.5-instruct" })
+            foreach (var c in Reference(template).GetProperty("conversations").EnumerateArray())
+                data.Add(template, c.GetProperty("name").GetString()!);
+        return data;
+    }
 
     /// <summary>A message in transformers' form (arguments as an object) as the API hands it to the template.</summary>
     private static ChatMessage Message(JsonElement m) =>
@@ -29,12 +41,12 @@ public sealed class ChatTemplateToolsTests
 
     [Theory]
     [MemberData(nameof(Conversations))]
-    public void Renders_tools_calls_and_results_as_hugging_face_does(string name)
+    public void Renders_tools_calls_and_results_as_hugging_face_does(string template, string name)
     {
-        var c = Reference.GetProperty("conversations").EnumerateArray().Single(x => x.GetProperty("name").GetString() == name);
+        var c = Reference(template).GetProperty("conversations").EnumerateArray().Single(x => x.GetProperty("name").GetString() == name);
         var messages = c.GetProperty("messages").EnumerateArray().Select(Message).ToList();
 
-        string rendered = TokenizerFixtures.Qwen.ApplyChatTemplate(messages, addGenerationPrompt: true, Tools);
+        string rendered = Render(template, messages);
 
         Assert.Equal(c.GetProperty("rendered").GetString(), rendered);
     }
