@@ -135,6 +135,37 @@ public sealed class ToolCallTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task The_official_openai_client_reads_the_calls_streamed_and_not()
+    {
+        var chat = new OpenAI.OpenAIClient(new System.ClientModel.ApiKeyCredential("unused"),
+            new OpenAI.OpenAIClientOptions { Endpoint = new Uri(_server.BaseAddress, "/v1") }).GetChatClient(ApiServer.ModelName);
+        var options = new OpenAI.Chat.ChatCompletionOptions { MaxOutputTokenCount = 300 };
+        foreach (var tool in JsonDocument.Parse(Tools).RootElement.EnumerateArray())
+            options.Tools.Add(OpenAI.Chat.ChatTool.CreateFunctionTool(tool.GetProperty("function").GetProperty("name").GetString()!, null,
+                BinaryData.FromString(tool.GetProperty("function").GetProperty("parameters").GetRawText())));
+        OpenAI.Chat.ChatMessage[] messages = [new OpenAI.Chat.UserChatMessage(TwoCalls)];
+
+        var whole = (await chat.CompleteChatAsync(messages, options)).Value;
+        var names = new Dictionary<int, string>();
+        var arguments = new Dictionary<int, StringBuilder>();
+        OpenAI.Chat.ChatFinishReason? finish = null;
+        await foreach (var update in chat.CompleteChatStreamingAsync(messages, options))
+        {
+            foreach (var call in update.ToolCallUpdates)
+            {
+                if (call.FunctionName is { } name) names[call.Index] = name;
+                (arguments.TryGetValue(call.Index, out var sb) ? sb : arguments[call.Index] = new StringBuilder()).Append(call.FunctionArgumentsUpdate?.ToString());
+            }
+            finish ??= update.FinishReason;
+        }
+
+        Assert.Equal(OpenAI.Chat.ChatFinishReason.ToolCalls, whole.FinishReason);
+        Assert.Equal(OpenAI.Chat.ChatFinishReason.ToolCalls, finish);
+        Assert.Equal(whole.ToolCalls.Select(c => c.FunctionName), names.OrderBy(n => n.Key).Select(n => n.Value));
+        Assert.Equal(whole.ToolCalls.Select(c => c.FunctionArguments.ToString()), arguments.OrderBy(a => a.Key).Select(a => a.Value.ToString()));
+    }
+
+    [Fact]
     public async Task Text_that_only_looks_like_the_start_of_a_tag_is_content_streamed_and_not()
     {
         const string text = "a <tool or <tool_call without a close";
