@@ -43,6 +43,8 @@ public sealed class HfTokenizer : ITokenizer
 
     public bool HasChatTemplate => _chatTemplate is not null;
 
+    public bool ChatTemplateSupportsTools => _chatTemplate?.SupportsTools == true;
+
     /// <summary>Loads from a model folder, or from a tokenizer.json whose folder holds tokenizer_config.json.</summary>
     public static HfTokenizer FromPath(string modelFolderOrTokenizerJson) => new(TokenizerFiles.Read(modelFolderOrTokenizerJson));
 
@@ -252,13 +254,16 @@ public sealed class HfTokenizer : ITokenizer
     public bool TryTokenToId(string token, out int id) =>
         _addedTokens.TryGetValue(token, out id) || _vocab.TryGetValue(token, out id);
 
-    public string ApplyChatTemplate(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt = true)
+    public string ApplyChatTemplate(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt = true) =>
+        ApplyChatTemplate(messages, addGenerationPrompt, null);
+
+    public string ApplyChatTemplate(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt, IReadOnlyList<System.Text.Json.JsonElement>? tools)
     {
         if (_chatTemplate is null)
             throw _chatTemplateError is null
                 ? new ChatTemplateException("this model has no chat template (tokenizer_config.json has no chat_template); send a plain prompt instead of messages")
                 : new ChatTemplateException($"this model's chat template cannot be used: {_chatTemplateError}") { IsTemplateFault = true };
-        return _chatTemplate.Render(messages, addGenerationPrompt);
+        return _chatTemplate.Render(messages, addGenerationPrompt, tools);
     }
 
     private List<int> ReadEndOfTurnIds(string? generationConfigJson)

@@ -1,7 +1,22 @@
+using System.Text.Json;
+
 namespace ActorQuery.Tokenization;
 
-/// <summary>One chat message; roles are "system", "user" and "assistant".</summary>
-public sealed record ChatMessage(string Role, string Content);
+/// <summary>One chat message; roles are "system", "user", "assistant" and "tool".</summary>
+public sealed record ChatMessage(string Role, string Content)
+{
+    /// <summary>The calls an assistant turn made (role "assistant").</summary>
+    public IReadOnlyList<ChatToolCall>? ToolCalls { get; init; }
+
+    /// <summary>The call a tool result answers (role "tool").</summary>
+    public string? ToolCallId { get; init; }
+
+    /// <summary>The optional name of the participant or tool.</summary>
+    public string? Name { get; init; }
+}
+
+/// <summary>One function call of an assistant turn; <paramref name="Arguments"/> is the arguments object.</summary>
+public sealed record ChatToolCall(string Id, string Name, JsonElement Arguments);
 
 /// <summary>
 /// Text ↔ token ids for one model, as Hugging Face's tokenizer.json + tokenizer_config.json define them.
@@ -26,6 +41,16 @@ public interface ITokenizer
     /// <summary>Renders messages as the model was trained on (apply_chat_template). Throws
     /// <see cref="ChatTemplateException"/> when the model has no usable template or a message is invalid.</summary>
     string ApplyChatTemplate(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt = true);
+
+    /// <summary>True when the chat template reads <c>tools</c>, so that tool definitions reach the model.</summary>
+    bool ChatTemplateSupportsTools => false;
+
+    /// <summary>Renders messages with tool definitions (each a <c>{"type": "function", "function": {...}}</c> object);
+    /// throws <see cref="ChatTemplateException"/> when the template does not support tools.</summary>
+    string ApplyChatTemplate(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt, IReadOnlyList<JsonElement>? tools) =>
+        tools is { Count: > 0 }
+            ? throw new ChatTemplateException("this model's chat template does not support tools")
+            : ApplyChatTemplate(messages, addGenerationPrompt);
 
     /// <summary>Tokens that end a turn or the text (<c>&lt;|im_end|&gt;</c>, <c>&lt;|eot_id|&gt;</c>, <c>&lt;|endoftext|&gt;</c>), as far as the tokenizer knows them.</summary>
     IReadOnlyList<int> EndOfTurnTokenIds { get; }

@@ -31,10 +31,11 @@ internal sealed class DefaultModelServer : IAsyncDisposable
     /// <param name="args">serve options besides the model, address, device and dtype (answer cache off by default);
     /// logs go to a new temporary folder unless <c>--log-folder</c> is among them.</param>
     /// <param name="settings">configuration keys set on top (faults, worker options).</param>
-    public static async Task<DefaultModelServer> StartAsync(string[] args, Dictionary<string, string?>? settings = null)
+    /// <param name="modelFolder">Another model folder to serve (default: <see cref="ModelFolder"/>).</param>
+    public static async Task<DefaultModelServer> StartAsync(string[] args, Dictionary<string, string?>? settings = null, string? modelFolder = null)
     {
         string[] logs = args.Contains("--log-folder") ? [] : ["--log-folder", Directory.CreateTempSubdirectory("aq-real-").FullName];
-        var overrides = ServeCli.Parse(["--model", ModelFolder, "--urls", "http://127.0.0.1:0", .. logs,
+        var overrides = ServeCli.Parse(["--model", modelFolder ?? ModelFolder, "--urls", "http://127.0.0.1:0", .. logs,
             "--device", "cpu", "--dtype", "float32", "--cache-entries", "0", .. args]);
         foreach (var (key, value) in settings ?? []) overrides[key] = value;
         var app = ServeApp.Build(overrides, ServeBackends.Default());

@@ -24,6 +24,24 @@ public sealed class ChatMessageDto
     /// <summary>A string, or an array of content parts of type "text".</summary>
     public JsonElement? Content { get; set; }
     public string? Name { get; set; }
+    /// <summary>An assistant turn's function calls.</summary>
+    public List<ToolCallDto?>? ToolCalls { get; set; }
+    /// <summary>The call a "tool" message answers.</summary>
+    public string? ToolCallId { get; set; }
+}
+
+public sealed class ToolCallDto
+{
+    public string? Id { get; set; }
+    public string? Type { get; set; }
+    public FunctionCallDto? Function { get; set; }
+}
+
+public sealed class FunctionCallDto
+{
+    public string? Name { get; set; }
+    /// <summary>The arguments as a JSON string (OpenAI's form) or an object.</summary>
+    public JsonElement? Arguments { get; set; }
 }
 
 public sealed class StreamOptionsDto
@@ -75,6 +93,12 @@ public sealed class ChatCompletionRequest : ISamplingFields
     public int? MinTokens { get; set; }
     /// <summary>json_object or json_schema: the output is held to it while decoding.</summary>
     public ResponseFormatDto? ResponseFormat { get; set; }
+    /// <summary>Functions the model may call, each <c>{"type": "function", "function": {name, description, parameters}}</c>;
+    /// read as raw JSON so that a bad entry is a 400 naming its path.</summary>
+    public List<JsonElement>? Tools { get; set; }
+    /// <summary>"auto", "none", "required" or <c>{"type": "function", "function": {"name": ...}}</c>.</summary>
+    public JsonElement? ToolChoice { get; set; }
+    public bool? ParallelToolCalls { get; set; }
 }
 
 /// <summary>Body of POST /v1/completions.</summary>
@@ -112,7 +136,29 @@ public sealed record ChatCompletionResponse(
 
 public sealed record ChatChoice(int Index, ChatMessageOut Message, ChatLogprobs? Logprobs, string FinishReason);
 
-public sealed record ChatMessageOut(string Role, string Content);
+/// <param name="Content">The text; null when the turn is only tool calls.</param>
+public sealed record ChatMessageOut(string Role, string? Content,
+    [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    IReadOnlyList<ToolCallOut>? ToolCalls = null);
+
+public sealed record ToolCallOut(string Id, string Type, FunctionCallOut Function);
+
+/// <param name="Arguments">The arguments object as JSON text, as the model wrote it.</param>
+public sealed record FunctionCallOut(string Name, string Arguments);
+
+/// <summary>A piece of a streamed tool call: the first carries id, type and name; later ones more of the arguments.</summary>
+public sealed record ToolCallDeltaOut(
+    int Index,
+    [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    string? Id,
+    [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    string? Type,
+    FunctionDeltaOut Function);
+
+public sealed record FunctionDeltaOut(
+    [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    string? Name,
+    string Arguments);
 
 public sealed record ChatLogprobs(IReadOnlyList<ChatTokenLogprob> Content);
 
@@ -125,7 +171,9 @@ public sealed record ChatCompletionChunk(
 
 public sealed record ChatChunkChoice(int Index, ChatDelta Delta, ChatLogprobs? Logprobs, string? FinishReason);
 
-public sealed record ChatDelta(string? Role, string? Content);
+public sealed record ChatDelta(string? Role, string? Content,
+    [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    IReadOnlyList<ToolCallDeltaOut>? ToolCalls = null);
 
 public sealed record CompletionResponse(
     string Id, string Object, long Created, string Model, IReadOnlyList<CompletionChoice> Choices, UsageDto? Usage);

@@ -26,10 +26,16 @@ internal static class OpenAiEndpoints
 
         string maxField = body.MaxCompletionTokens is not null ? "max_completion_tokens" : "max_tokens";
         var stop = PromptBuilder.ParseStop(body.Stop, options.MaxStopStrings);
-        var promptIds = PromptBuilder.EncodeChat(PromptBuilder.ParseMessages(body.Messages, options), model.Tokenizer);
+        var tools = ToolRequest.Read(body.Tools, body.ToolChoice);
+        var responseFormat = ConstraintReader.FromResponseFormat(body.ResponseFormat);
+        var toolConstraint = tools?.Constraint();
+        if (toolConstraint is not null && responseFormat is not null)
+            throw ApiException.BadRequest("tool_choice", "a required tool call and response_format cannot both constrain the output");
+        var promptIds = PromptBuilder.EncodeChat(PromptBuilder.ParseMessages(body.Messages, options), model.Tokenizer, tools?.Tools);
         var sampling = PromptBuilder.BuildSampling(body, body.MaxCompletionTokens ?? body.MaxTokens, maxField, defaultTemperature: 1f,
             body.Logprobs == true, body.TopLogprobs ?? 0, "top_logprobs", promptIds.Count, "messages", model, options)
-            with { Constraint = ConstraintReader.FromResponseFormat(body.ResponseFormat) };
+            with { Constraint = toolConstraint ?? responseFormat };
+        bool parseCalls = tools?.ParsesCalls == true;
         string id = "chatcmpl-" + RequestIdMiddleware.Get(context);
         var job = new GenerationJob(RequestIdMiddleware.Get(context), promptIds, sampling, stop, null, maxField).For(models, model, body.KeepAlive);
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
@@ -37,13 +43,20 @@ internal static class OpenAiEndpoints
         if (body.Stream == true)
         {
             await runner.StreamAsync(context, job,
-                new ChatStream(id, created, model, body.StreamOptions?.IncludeUsage == true, sampling.Logprobs));
+                new ChatStream(id, created, model, body.StreamOptions?.IncludeUsage == true, sampling.Logprobs, parseCalls ? new ToolCallStreamer() : null));
             return;
         }
         var r = await runner.RunAsync(context, job);
         var logprobs = sampling.Logprobs ? ChatLogprobsOf(r.Logprobs, model.Tokenizer) : null;
+        var message = new ChatMessageOut("assistant", r.Text);
+        string finish = QueryRunner.FinishReasonText(r.Completed.FinishReason);
+        if (parseCalls && ToolCallParser.Parse(r.Text) is { Calls.Count: > 0 } parsed)
+        {
+            message = new ChatMessageOut("assistant", parsed.Content, parsed.Calls);
+            finish = "tool_calls";
+        }
         var response = new ChatCompletionResponse(id, "chat.completion", created, model.Name,
-            [new ChatChoice(0, new ChatMessageOut("assistant", r.Text), logprobs, QueryRunner.FinishReasonText(r.Completed.FinishReason))],
+            [new ChatChoice(0, message, logprobs, finish)],
             UsageDto.Of(r.Completed.PromptTokens, r.Completed.CompletionTokens));
         await Results.Json(response, ApiJson.Options).ExecuteAsync(context);
     }
@@ -127,7 +140,8 @@ internal static class OpenAiEndpoints
         new(Done),
     ];
 
-    private sealed class ChatStream(string id, long created, IServedModel model, bool includeUsage, bool logprobs) : IStreamShape
+    /// <param name="toolCalls">Reads tool calls out of the text when the request has tools; null: the text is content.</param>
+    private sealed class ChatStream(string id, long created, IServedModel model, bool includeUsage, bool logprobs, ToolCallStreamer? toolCalls) : IStreamShape
     {
         private ChatCompletionChunk Chunk(ChatDelta delta, ChatLogprobs? lp, string? finish) =>
             new(id, "chat.completion.chunk", created, model.Name, [new ChatChunkChoice(0, delta, lp, finish)], null);
@@ -138,12 +152,22 @@ internal static class OpenAiEndpoints
         {
             if (tokens.Text.Length == 0 && !(logprobs && tokens.Logprobs is { Count: > 0 })) return [];
             var lp = logprobs && tokens.Logprobs is { } l ? ChatLogprobsOf(l, model.Tokenizer) : null;
-            return [Data(Chunk(new ChatDelta(null, tokens.Text), lp, null))];
+            if (toolCalls is null) return [Data(Chunk(new ChatDelta(null, tokens.Text), lp, null))];
+            // Held-back text carries no delta now; its logprobs ride on the first delta that goes out.
+            var deltas = toolCalls.Push(tokens.Text);
+            return deltas.Select((d, i) => Data(Chunk(d, i == 0 ? lp : null, null))).ToList();
         }
 
         public IEnumerable<SseItem<string>> Final(QueryCompleted c, TimeSpan latency)
         {
-            var items = new List<SseItem<string>> { Data(Chunk(new ChatDelta(null, null), null, QueryRunner.FinishReasonText(c.FinishReason))) };
+            var items = new List<SseItem<string>>();
+            string finish = QueryRunner.FinishReasonText(c.FinishReason);
+            if (toolCalls is not null)
+            {
+                items.AddRange(toolCalls.Finish().Select(d => Data(Chunk(d, null, null))));
+                if (toolCalls.MadeCalls) finish = "tool_calls";
+            }
+            items.Add(Data(Chunk(new ChatDelta(null, null), null, finish)));
             if (includeUsage)
                 items.Add(Data(new ChatCompletionChunk(id, "chat.completion.chunk", created, model.Name, [],
                     UsageDto.Of(c.PromptTokens, c.CompletionTokens))));

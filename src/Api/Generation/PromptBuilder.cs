@@ -14,7 +14,7 @@ namespace ActorQuery.Api.Generation;
 /// </summary>
 internal static class PromptBuilder
 {
-    private static readonly HashSet<string> Roles = new(StringComparer.Ordinal) { "system", "user", "assistant", "developer" };
+    private static readonly HashSet<string> Roles = new(StringComparer.Ordinal) { "system", "user", "assistant", "developer", "tool" };
 
     /// <summary>The messages, at most <see cref="ApiOptions.MaxMessages"/> of them and <see cref="ApiOptions.MaxPromptChars"/>
     /// characters of content in all, checked before the chat template and the tokenizer run.</summary>
@@ -33,16 +33,56 @@ internal static class PromptBuilder
             if (m is null) throw ApiException.BadRequest(at, "must be an object with role and content");
             if (string.IsNullOrEmpty(m.Role)) throw ApiException.BadRequest($"{at}.role", "is required");
             if (!Roles.Contains(m.Role))
-                throw ApiException.BadRequest($"{at}.role", $"unknown role '{m.Role}' (expected system, user, assistant or developer)");
+                throw ApiException.BadRequest($"{at}.role", $"unknown role '{m.Role}' (expected system, user, assistant, developer or tool)");
             // OpenAI's "developer" role is the newer name of "system"; chat templates only know "system".
             string role = m.Role == "developer" ? "system" : m.Role;
-            var message = new ChatMessage(role, ParseContent(m.Content, $"{at}.content"));
+            var toolCalls = role == "assistant" && m.ToolCalls is { Count: > 0 } ? ParseToolCalls(m.ToolCalls, at) : null;
+            // An assistant turn that only calls tools has no content (null in OpenAI's form); templates expect a string.
+            string content = toolCalls is not null && m.Content is null or { ValueKind: JsonValueKind.Null } ? "" : ParseContent(m.Content, $"{at}.content");
+            if (role == "tool" && string.IsNullOrEmpty(m.ToolCallId)) throw ApiException.BadRequest($"{at}.tool_call_id", "is required for a tool message");
+            var message = new ChatMessage(role, content)
+            {
+                ToolCalls = toolCalls,
+                ToolCallId = role == "tool" ? m.ToolCallId : null,
+                Name = m.Name,
+            };
             chars += message.Content.Length;
             if (chars > options.MaxPromptChars)
                 throw ApiException.BadRequest("messages", $"content is over {options.MaxPromptChars} characters in all");
             result.Add(message);
         }
         return result;
+    }
+
+    private static List<ChatToolCall> ParseToolCalls(List<ToolCallDto?> calls, string at)
+    {
+        var result = new List<ChatToolCall>(calls.Count);
+        for (int j = 0; j < calls.Count; j++)
+        {
+            string field = $"{at}.tool_calls[{j}]";
+            var c = calls[j] ?? throw ApiException.BadRequest(field, "must be an object {\"id\", \"type\": \"function\", \"function\": {\"name\", \"arguments\"}}");
+            if (c.Type is not (null or "function")) throw ApiException.BadRequest($"{field}.type", "must be \"function\"");
+            if (c.Function is not { } f) throw ApiException.BadRequest($"{field}.function", "is required");
+            if (string.IsNullOrEmpty(f.Name)) throw ApiException.BadRequest($"{field}.function.name", "is required");
+            result.Add(new ChatToolCall(c.Id ?? "", f.Name, ParseArguments(f.Arguments, $"{field}.function.arguments")));
+        }
+        return result;
+    }
+
+    /// <summary>A call's arguments as an object: OpenAI sends them as a JSON string, transformers' templates read them
+    /// as a dict.</summary>
+    private static JsonElement ParseArguments(JsonElement? arguments, string field)
+    {
+        if (arguments is not { } a || a.ValueKind == JsonValueKind.Null) throw ApiException.BadRequest(field, "is required");
+        if (a.ValueKind == JsonValueKind.Object) return a.Clone();
+        if (a.ValueKind != JsonValueKind.String) throw ApiException.BadRequest(field, "must be a JSON object, or a string that holds one");
+        try
+        {
+            using var doc = JsonDocument.Parse(Text(a, field));
+            if (doc.RootElement.ValueKind != JsonValueKind.Object) throw ApiException.BadRequest(field, "must hold a JSON object");
+            return doc.RootElement.Clone();
+        }
+        catch (JsonException e) { throw ApiException.BadRequest(field, $"is not valid JSON: {e.Message}"); }
     }
 
     private static string ParseContent(JsonElement? content, string field)
@@ -137,10 +177,12 @@ internal static class PromptBuilder
         return tokenizer.Encode(text, addSpecialTokens: true);
     }
 
-    public static IReadOnlyList<int> EncodeChat(IReadOnlyList<ChatMessage> messages, ITokenizer tokenizer)
+    public static IReadOnlyList<int> EncodeChat(IReadOnlyList<ChatMessage> messages, ITokenizer tokenizer, IReadOnlyList<JsonElement>? tools = null)
     {
+        if (tools is { Count: > 0 } && tokenizer.HasChatTemplate && !tokenizer.ChatTemplateSupportsTools)
+            throw ApiException.BadRequest("tools", "this model's chat template does not support tools (it never reads the tools variable)");
         string rendered;
-        try { rendered = tokenizer.ApplyChatTemplate(messages, addGenerationPrompt: true); }
+        try { rendered = tokenizer.ApplyChatTemplate(messages, addGenerationPrompt: true, tools); }
         // A template that breaks its limits (or cannot be used at all) is the model's configuration, not the request:
         // 500 with its own code, so that a client does not retry different messages and an operator sees the reason.
         catch (ChatTemplateException e) when (e.IsTemplateFault) { throw new ApiException(500, null, e.Message, "chat_template_error"); }

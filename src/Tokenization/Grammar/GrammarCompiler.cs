@@ -9,6 +9,9 @@ public static class GrammarCompiler
     /// <summary>Most choices one constraint may list.</summary>
     public const int MaxChoices = 10_000;
 
+    /// <summary>What a <see cref="ConstraintKind.ToolCall"/> output writes before and after the call's JSON.</summary>
+    public const string ToolCallOpen = "<tool_call>\n", ToolCallClose = "\n</tool_call>";
+
     public static GrammarAutomaton Compile(OutputConstraint constraint)
     {
         var automaton = new GrammarAutomaton(Network(constraint));
@@ -27,6 +30,7 @@ public static class GrammarCompiler
         ConstraintKind.JsonObject => JsonSchemaCompiler.AnyObject(),
         ConstraintKind.Regex => RegexCompiler.Compile(c.Source),
         ConstraintKind.Choices => Choices(c.Source),
+        ConstraintKind.ToolCall => JsonSchemaCompiler.Compile(c.Source, ToolCallOpen, ToolCallClose),
         _ => throw new GrammarException($"unknown constraint kind {c.Kind}"),
     };
 

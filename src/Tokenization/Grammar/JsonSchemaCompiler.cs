@@ -39,7 +39,10 @@ internal sealed class JsonSchemaCompiler
         _root = root;
     }
 
-    public static ByteNfa Compile(string schemaText)
+    public static ByteNfa Compile(string schemaText) => Compile(schemaText, "", "");
+
+    /// <summary>The whole output is <paramref name="prefix"/>, a JSON value the schema accepts, then <paramref name="suffix"/>.</summary>
+    public static ByteNfa Compile(string schemaText, string prefix, string suffix)
     {
         JsonDocument doc;
         try { doc = JsonDocument.Parse(schemaText); }
@@ -48,7 +51,9 @@ internal sealed class JsonSchemaCompiler
         {
             var c = new JsonSchemaCompiler(doc.RootElement.Clone());
             int root = c._nfa.DeclareRule();
-            c._nfa.DefineRule(root, c.Schema(c._root, ""));
+            var body = c.Schema(c._root, "");
+            c._nfa.DefineRule(root, prefix.Length + suffix.Length == 0 ? body
+                : c._nfa.Seq(c._nfa.Literal(prefix), body, c._nfa.Literal(suffix)));
             return c._nfa;
         }
     }

@@ -11,6 +11,9 @@ public enum ConstraintKind
     Regex,
     /// <summary><see cref="OutputConstraint.Source"/> is a JSON array of strings: the output is exactly one of them.</summary>
     Choices,
+    /// <summary><see cref="OutputConstraint.Source"/> is a JSON Schema for one tool call's JSON, and the output is that
+    /// JSON between the tags Qwen2.5 and Hermes-style templates teach: <c>&lt;tool_call&gt;\n{...}\n&lt;/tool_call&gt;</c>.</summary>
+    ToolCall,
 }
 
 /// <summary>

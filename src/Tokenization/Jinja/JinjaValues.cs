@@ -198,6 +198,20 @@ internal static class JinjaValues
         return list;
     }
 
+    /// <summary>A JSON value as the template sees it, as Python's json.loads makes it: objects keep their key order,
+    /// integers stay integers.</summary>
+    public static object? FromJson(System.Text.Json.JsonElement e) => e.ValueKind switch
+    {
+        System.Text.Json.JsonValueKind.Object => e.EnumerateObject().Aggregate(new Dictionary<string, object?>(StringComparer.Ordinal),
+            (d, p) => { d[p.Name] = FromJson(p.Value); return d; }),
+        System.Text.Json.JsonValueKind.Array => e.EnumerateArray().Select(FromJson).ToList(),
+        System.Text.Json.JsonValueKind.String => e.GetString(),
+        System.Text.Json.JsonValueKind.Number => e.TryGetInt64(out long l) ? (object)l : e.GetDouble(),
+        System.Text.Json.JsonValueKind.True => true,
+        System.Text.Json.JsonValueKind.False => false,
+        _ => null,
+    };
+
     /// <summary>json.dumps(value, ensure_ascii=False, indent=indent) with Python's separators, as transformers' tojson.</summary>
     public static string ToJson(object? v, int? indent, bool sortKeys = false)
     {
