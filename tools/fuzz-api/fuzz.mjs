@@ -3,7 +3,7 @@
 // its level after the warm-up, and a normal query answered right afterwards. Node 20, no dependencies.
 //
 //   node tools/fuzz-api/fuzz.mjs --url http://127.0.0.1:8000 --key KEY [--pid PID] [--requests 10000]
-//                                [--concurrency 8] [--warmup 1000] [--seed N]
+//                                [--concurrency 8] [--warmup 5000] [--seed N]
 // The warm-up is 30 normal queries and then mutated requests like the run's (checked the same way), in batches of 500 until
 // the server's resident memory grew less than 1% over the last batch (at least --warmup, at most 8,000): its heaps, pools and
 // native allocators grow to what such traffic needs (about 60 MiB over the first 3,000 requests with the default model, of
@@ -23,7 +23,7 @@ const adminKey = args["admin-key"] ?? "";
 const pid = args.pid ? Number(args.pid) : null;
 const total = Number(args.requests ?? 10000);
 const concurrency = Number(args.concurrency ?? 8);
-const warmup = Number(args.warmup ?? 1000);
+const warmup = Number(args.warmup ?? 5000);
 const seed = Number(args.seed ?? Math.floor(Math.random() * 2 ** 31));
 console.log(`seed ${seed} (repeat with --seed ${seed}); at least ${warmup} warm-up and ${total} requests at concurrency ${concurrency} against ${url.origin}`);
 
