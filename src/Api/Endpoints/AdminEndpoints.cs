@@ -31,12 +31,8 @@ internal static class AdminEndpoints
         var client = services.GetService<IWorkerProcessClient>()
                      ?? throw new ApiException(404, "id", "this node runs its workers inside the server process (--worker-processes 0): "
                                                           + "there is no worker process to recycle", "not_found");
-        object reply;
-        try { reply = await client.RecycleAsync(id, "requested by POST /admin/workers/{id}/recycle", options.StatusTimeout, ct); }
-        catch (Exception e) when (e is not OperationCanceledException || !ct.IsCancellationRequested)
-        {
-            throw new ApiException(503, null, $"the worker process supervisor did not answer: {e.Message}", "service_unavailable");
-        }
+        var reply = await ActorAnswer.Or503("the worker process supervisor",
+            () => client.RecycleAsync(id, "requested by POST /admin/workers/{id}/recycle", options.StatusTimeout, ct), ct);
         return reply switch
         {
             RecycleStarted s => Results.Json(new RecycleResponse("recycling", s.Process), ApiJson.Options, statusCode: 202),
@@ -51,7 +47,7 @@ internal static class AdminEndpoints
     public static async Task<IResult> Cleanup(IServiceProvider services, ApiOptions options, ILoggerFactory logs, CancellationToken ct)
     {
         var admin = AdminClient(services);
-        NodeCleanedUp done = await Ask(() => admin.CleanupAsync(options.StatusTimeout, ct), ct);
+        NodeCleanedUp done = await ActorAnswer.Or503("the node's query router", () => admin.CleanupAsync(options.StatusTimeout, ct), ct);
         var workers = done.Workers.OrderBy(w => w.Worker, StringComparer.Ordinal)
             .Select(w => new WorkerCleanup(w.Worker, w.Node, w.ProcessId, w.State, w.ResidentBeforeBytes, w.ResidentAfterBytes, w.FreedBytes,
                 w.ManagedBeforeBytes, w.ManagedAfterBytes)).ToList();
@@ -72,7 +68,7 @@ internal static class AdminEndpoints
     public static async Task<IResult> GetFaults(IServiceProvider services, ApiOptions options, CancellationToken ct)
     {
         var admin = AdminClient(services);
-        var faults = await Ask(() => admin.GetFaultsAsync(options.StatusTimeout, ct), ct);
+        var faults = await ActorAnswer.Or503("the node's query router", () => admin.GetFaultsAsync(options.StatusTimeout, ct), ct);
         Silent(faults.Silent, "answered", faults.Workers.Select(w => $"{w.Node}/{w.Worker}"));
         return Results.Json(FaultsResponse(faults, null), ApiJson.Options);
     }
@@ -89,7 +85,7 @@ internal static class AdminEndpoints
             LeakBytesPerStep = body.LeakBytesPerStep, StepDelayMs = body.StepDelayMs, OomEveryNthStep = body.OomEveryNthStep,
             CrashEveryNthStep = body.CrashEveryNthStep, HangAtStep = body.HangAtStep,
         };
-        var faults = await Ask(() => admin.ArmFaultsAsync(live, options.StatusTimeout, ct), ct);
+        var faults = await ActorAnswer.Or503("the node's query router", () => admin.ArmFaultsAsync(live, options.StatusTimeout, ct), ct);
         logs.CreateLogger(typeof(AdminEndpoints).FullName!).LogWarning("faults {What} by POST /admin/faults on {Workers} worker(s){Faults}",
             live.Armed ? "armed" : "disarmed", faults.Workers.Count, live.Armed ? $": {live.Describe(hangFromNow: true)}" : "");
         Silent(faults.Silent, "armed them", faults.Workers.Select(w => $"{w.Node}/{w.Worker}"));
@@ -105,16 +101,6 @@ internal static class AdminEndpoints
     private static INodeAdminClient AdminClient(IServiceProvider services) =>
         services.GetService<INodeAdminClient>()
         ?? throw new ApiException(503, null, "this server has no model workers to run admin operations on", "service_unavailable");
-
-    /// <summary>The router did not answer in time: 503 with why.</summary>
-    private static async Task<T> Ask<T>(Func<Task<T>> ask, CancellationToken ct)
-    {
-        try { return await ask(); }
-        catch (Exception e) when (e is not OperationCanceledException || !ct.IsCancellationRequested)
-        {
-            throw new ApiException(503, null, $"the node's query router did not answer: {e.Message}", "service_unavailable");
-        }
-    }
 
     /// <summary>A worker that stayed silent (a long step, a process going away) makes the answer a 503 that names it: the
     /// operation did not reach the whole node.</summary>

@@ -13,15 +13,9 @@ internal static class ClusterEndpoints
     public static async Task<IResult> Cluster(IServiceProvider services, IQueryClient client, ApiOptions options, CancellationToken ct)
     {
         var view = services.GetService<IClusterViewClient>();
-        try
-        {
-            if (view is null) return Results.Json(Standalone(await client.GetStatusAsync(options.StatusTimeout, ct)), ApiJson.Options);
-            return Results.Json(FromView(await view.GetViewAsync(options.StatusTimeout, ct)), ApiJson.Options);
-        }
-        catch (Exception e) when (e is not OperationCanceledException || !ct.IsCancellationRequested)
-        {
-            throw new ApiException(503, null, $"the cluster view did not answer: {e.Message}", "service_unavailable");
-        }
+        return await ActorAnswer.Or503("the cluster view", async () => view is null
+            ? Results.Json(Standalone(await client.GetStatusAsync(options.StatusTimeout, ct)), ApiJson.Options)
+            : Results.Json(FromView(await view.GetViewAsync(options.StatusTimeout, ct)), ApiJson.Options), ct);
     }
 
     internal static ClusterResponse FromView(ClusterView v) => new(

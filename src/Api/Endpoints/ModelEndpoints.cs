@@ -41,12 +41,7 @@ internal static class ModelEndpoints
     {
         var client = Client(services);
         var model = models.Resolve(name);
-        ModelPoolAnswer answer;
-        try { answer = await call(client, model.Name); }
-        catch (Exception e) when (e is not OperationCanceledException || !ct.IsCancellationRequested)
-        {
-            throw new ApiException(503, null, $"the model pool did not answer: {e.Message}", "service_unavailable");
-        }
+        var answer = await ActorAnswer.Or503("the model pool", () => call(client, model.Name), ct);
         if (answer.Status != 200)
             throw new ApiException(answer.Status, "name", answer.Error ?? $"status {answer.Status}",
                 answer.Status switch { 404 => "model_not_found", 409 => "conflict", _ => "service_unavailable" });
@@ -61,14 +56,10 @@ internal static class ModelEndpoints
 
     private static async Task<ModelPoolView?> PoolView(IServiceProvider services, ApiOptions options, CancellationToken ct, bool required)
     {
-        var client = required ? Client(services) : services.GetService<IModelPoolClient>();
-        if (client is null) return null;
+        if (required) return await ActorAnswer.Or503("the model pool", () => Client(services).GetAsync(options.StatusTimeout, ct), ct);
+        if (services.GetService<IModelPoolClient>() is not { } client) return null;
         try { return await client.GetAsync(options.StatusTimeout, ct); }
-        catch (Exception e) when (e is not OperationCanceledException || !ct.IsCancellationRequested)
-        {
-            if (required) throw new ApiException(503, null, $"the model pool did not answer: {e.Message}", "service_unavailable");
-            return null;
-        }
+        catch (Exception) when (!ct.IsCancellationRequested) { return null; } // the list still stands without the pool's states
     }
 
     private static ModelCard Card(IServedModel model, ModelPoolView? pool)

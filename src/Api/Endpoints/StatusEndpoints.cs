@@ -96,12 +96,7 @@ internal static class StatusEndpoints
 
     public static async Task<IResult> Memory(IQueryClient client, ApiOptions options, IServiceProvider services, CancellationToken ct)
     {
-        RouterStatus status;
-        try { status = await client.GetStatusAsync(options.StatusTimeout, ct); }
-        catch (Exception e) when (e is not OperationCanceledException || !ct.IsCancellationRequested)
-        {
-            throw new ApiException(503, null, $"the router did not answer: {e.Message}", "service_unavailable");
-        }
+        var status = await ActorAnswer.Or503("the router", () => client.GetStatusAsync(options.StatusTimeout, ct), ct);
         var report = MemoryReports.From(status);
         if (services.GetService<IWorkerProcessClient>() is { } processes)
             report = report with { WorkerProcesses = await WorkerProcessMemoryAsync(processes, options, ct) };

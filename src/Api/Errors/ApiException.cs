@@ -20,3 +20,18 @@ public sealed class ApiException(int status, string? field, string message, stri
     public static ApiException BadRequest(string field, string reason) =>
         new((int)HttpStatusCode.BadRequest, field, $"{field}: {reason}", "invalid_value");
 }
+
+/// <summary>An answer the HTTP layer awaits from the actors, where no answer in time is the client's 503, not a 500.</summary>
+internal static class ActorAnswer
+{
+    /// <summary>Awaits <paramref name="ask"/>; an exception (a timeout, an actor gone) becomes a 503 that says
+    /// "<paramref name="who"/> did not answer" and why. The request's own cancellation passes through.</summary>
+    public static async Task<T> Or503<T>(string who, Func<Task<T>> ask, CancellationToken ct)
+    {
+        try { return await ask(); }
+        catch (Exception e) when (e is not OperationCanceledException || !ct.IsCancellationRequested)
+        {
+            throw new ApiException(503, null, $"{who} did not answer: {e.Message}", "service_unavailable");
+        }
+    }
+}
