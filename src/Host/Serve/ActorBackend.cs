@@ -128,7 +128,7 @@ internal sealed class ActorBackend : IServeBackend
         if (WorkerProcessRole.Current is { } role)
             // In a pool the models' processes may have different worker counts: number each process's workers from a stride of
             // the most one may have, so that names stay unique on the node.
-            node = node with { Workers = node.Workers with { FirstNumber = (role.Id - 1) * (role.ShareBytes is null ? options.WorkersPerNode : 64) + 1 } };
+            node = node with { Workers = node.Workers with { FirstNumber = (role.Id - 1) * (role.ShareBytes is null ? options.WorkersPerNode : ServeOptions.MaxWorkersPerNode) + 1 } };
         akka.AddActorQueryNode(services.GetRequiredService<Config>(), node, cluster, Worker,
             new ProcessMemoryReader(CudaMemory.UsedBytes), budget: plan.Host);
         if (SpawnsWorkers(options))
@@ -142,28 +142,19 @@ internal sealed class ActorBackend : IServeBackend
     private static void AddModelPool(AkkaConfigurationBuilder akka, IServiceProvider services, ServeOptions options, ActorQueryNodeOptions node,
         IReadOnlyList<PooledModel> pool, NodeMemoryPlan plan)
     {
-        var commandLine = services.GetRequiredService<ServeCommandLine>().Settings;
-        var processes = new WorkerProcessOptions
-        {
-            Count = options.WorkerProcesses,
-            RecycleAfter = TimeSpan.FromSeconds(options.WorkerRecycleAfterSeconds),
-            // A load that fails twice in a row fails its queries with the reason; the next query tries again.
-            MaxFailedStarts = 2,
-        };
+        // A load that fails twice in a row fails its queries with the reason; the next query tries again.
+        var processes = ProcessOptions(options) with { MaxFailedStarts = 2 };
         var poolOptions = new ModelPoolOptions(pool.Where(m => m.Loads).Select(m => m.Entry).ToList(), plan.Host.BudgetBytes, plan.Host.Describe(),
             options.WorkerProcesses);
         akka.WithActors((system, registry) =>
         {
             var self = Akka.Cluster.Cluster.Get(system);
-            var seeds = options.Cluster.SeedNodeList.Count > 0 ? string.Join(",", options.Cluster.SeedNodeList) : self.SelfAddress.ToString();
             var router = registry.Get<Actors.Routing.QueryRouter>();
             var directory = registry.Get<WorkerDirectory>();
             int total = pool.Count * options.WorkerProcesses;
             Props Supervisor(ModelPoolEntry entry, int firstId, IActorRef reportTo)
             {
-                var model = pool.Single(m => m.Entry.Name == entry.Name);
-                var launcher = new ChildWorkerProcessLauncher(commandLine, total, options.Cluster.SystemName, options.Cluster.Hostname,
-                    options.Cluster.PublicHostname, seeds, node.Node, options.LogFolder, model);
+                var launcher = Launcher(services, options, self, node, total, pool.Single(m => m.Entry.Name == entry.Name));
                 // A refused start fails this model's load (the pool reports it), not the server.
                 return WorkerProcessSupervisor.Props(processes with { FirstId = firstId, Model = entry.Name }, node.Workers, launcher,
                     router, directory, a => self.Down(a), _ => { }, subscribe: false, reportTo: reportTo);
@@ -190,23 +181,31 @@ internal sealed class ActorBackend : IServeBackend
             await (await Pool(cancellationToken).ConfigureAwait(false)).Ask<ModelPoolAnswer>(new UnloadModel(model), timeout, cancellationToken).ConfigureAwait(false);
     }
 
+    private static WorkerProcessOptions ProcessOptions(ServeOptions o) => new()
+    {
+        Count = o.WorkerProcesses,
+        RecycleAfter = TimeSpan.FromSeconds(o.WorkerRecycleAfterSeconds),
+    };
+
+    /// <summary>Starts this node's worker processes (of <paramref name="model"/> in a pool): the node's command line, its
+    /// cluster address, and its seeds or else this node as their seed.</summary>
+    private static ChildWorkerProcessLauncher Launcher(IServiceProvider services, ServeOptions o, Akka.Cluster.Cluster self,
+        ActorQueryNodeOptions node, int count, PooledModel? model = null)
+    {
+        var seeds = o.Cluster.SeedNodeList.Count > 0 ? string.Join(",", o.Cluster.SeedNodeList) : self.SelfAddress.ToString();
+        return new ChildWorkerProcessLauncher(services.GetRequiredService<ServeCommandLine>().Settings, count, o.Cluster.SystemName,
+            o.Cluster.Hostname, o.Cluster.PublicHostname, seeds, node.Node, o.LogFolder, model);
+    }
+
     /// <summary>The supervisor of this node's worker processes, started once this node is up so that they join it at once.</summary>
     private static void AddWorkerProcesses(AkkaConfigurationBuilder akka, IServiceProvider services, ServeOptions options, ActorQueryNodeOptions node)
     {
         var lifetime = services.GetRequiredService<Microsoft.Extensions.Hosting.IHostApplicationLifetime>();
-        var commandLine = services.GetRequiredService<ServeCommandLine>().Settings;
-        var processes = new WorkerProcessOptions
-        {
-            Count = options.WorkerProcesses,
-            RecycleAfter = TimeSpan.FromSeconds(options.WorkerRecycleAfterSeconds),
-        };
         akka.WithActors((system, registry) =>
         {
             var self = Akka.Cluster.Cluster.Get(system);
-            var seeds = options.Cluster.SeedNodeList.Count > 0 ? string.Join(",", options.Cluster.SeedNodeList) : self.SelfAddress.ToString();
-            var launcher = new ChildWorkerProcessLauncher(commandLine, options.WorkerProcesses, options.Cluster.SystemName,
-                options.Cluster.Hostname, options.Cluster.PublicHostname, seeds, node.Node, options.LogFolder);
-            registry.Register<WorkerProcessSupervisor>(system.ActorOf(WorkerProcessSupervisor.Props(processes, node.Workers, launcher,
+            var launcher = Launcher(services, options, self, node, options.WorkerProcesses);
+            registry.Register<WorkerProcessSupervisor>(system.ActorOf(WorkerProcessSupervisor.Props(ProcessOptions(options), node.Workers, launcher,
                 registry.Get<Actors.Routing.QueryRouter>(), registry.Get<WorkerDirectory>(), a => self.Down(a), reason =>
                 {
                     WorkerStartFailure = reason;

@@ -84,11 +84,15 @@ internal static class ModelPoolCatalogue
             {
                 throw new OptionsException($"{ServeOptions.Section}:{setting} model '{name}' ({folder}): {e.Message}");
             }
-            var served = ServedModels.FromFolder(folder, tokenizer) is ServedModel s ? s with { Name = name } : throw new InvalidOperationException("a served model");
+            var served = ServedModels.FromFolder(folder, tokenizer, name);
             string dtype = o.ModelOption(name, "dtype") ?? o.Dtype;
             int ownWorkers = o.ModelOption(name, "workers") is { } w ? int.Parse(w, System.Globalization.CultureInfo.InvariantCulture) : o.WorkersPerNode;
-            long? ownKv = o.ModelOption(name, "kv-cache-size") is { } k && !k.Equals("auto", StringComparison.OrdinalIgnoreCase) ? ByteSize.Parse(k)
-                : o.ModelOption(name, "kv-cache-size") is not null ? null : o.KvCacheBytes;
+            long? ownKv = o.ModelOption(name, "kv-cache-size") switch
+            {
+                null => o.KvCacheBytes,
+                var k when k.Equals("auto", StringComparison.OrdinalIgnoreCase) => null,
+                var k => ByteSize.Parse(k),
+            };
             var footprint = EnginePlanner.Footprint(new EngineOptions { ModelPath = folder, Dtype = dtype, Device = o.Device });
             long kv = ownKv ?? Math.Min(DefaultKvBytes,
                 MemoryPlanner.MaximumKvBytes(footprint.KvBytesPerToken, footprint.ContextLength, o.MaxBatch, new EngineOptions { ModelPath = "" }.KvBlockSize));

@@ -70,6 +70,8 @@ public sealed class ServeOptions
     /// <summary>cpu, cuda, cuda:N, mps or auto.</summary>
     public string Device { get; set; } = "auto";
     public int WorkersPerNode { get; set; } = Node.Workers.Count;
+    /// <summary>The most <see cref="WorkersPerNode"/> may be.</summary>
+    public const int MaxWorkersPerNode = 64;
     /// <summary>Child processes that run this node's model workers (each runs <see cref="WorkersPerNode"/>); 0: the
     /// workers run inside the server process.</summary>
     public int WorkerProcesses { get; set; } = new ActorQuery.Actors.Workers.WorkerProcessOptions().Count;

@@ -78,8 +78,8 @@ public static class ServeSettings
             (v, _) => (string)v is "auto" or "cpu" or "cuda" or "mps" || ((string)v).StartsWith("cuda:", StringComparison.Ordinal)
                 ? null : $"'{v}' is not one of auto, cpu, cuda, cuda:N, mps"),
         new("DummyWeights", "dummy-weights", SettingKind.Flag, Flag(S.DummyWeights), "true, false", "random weights of the model folder's config (benchmarks without a download)"),
-        new("WorkersPerNode", "workers", SettingKind.Int, Int(S.WorkersPerNode), "[0, 64]; 0: a gateway-only node", "model workers on this node",
-            IntIn(0, 64, " (0: a gateway-only node)")),
+        new("WorkersPerNode", "workers", SettingKind.Int, Int(S.WorkersPerNode), $"[0, {ServeOptions.MaxWorkersPerNode}]; 0: a gateway-only node", "model workers on this node",
+            IntIn(0, ServeOptions.MaxWorkersPerNode, " (0: a gateway-only node)")),
         new("WorkerProcesses", "worker-processes", SettingKind.Int, Int(S.WorkerProcesses), "[0, 16]; 0: workers in the server process",
             "child processes running the node's workers (each --workers of them); a process that dies is restarted and its queries resume",
             IntIn(0, 16, " (0: workers in the server process)")),
