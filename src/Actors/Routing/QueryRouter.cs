@@ -239,15 +239,12 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
         }
     }
 
-    /// <summary>Some worker is ready, loading or restarting, or a worker process is on its way.</summary>
-    private bool AnyMayBecomeReady => _expected.Count > 0 || _workers.Values.Any(w => w.MayBecomeReady);
-
     /// <summary>A query for <paramref name="model"/> (null: any) may still be served here: a worker of it is ready, loading or
     /// restarting, a worker process of it is on its way, or the node's pool can load it (the pool refuses it if not).</summary>
     private bool MayServe(string? model) =>
         (model is not null && PoolOf(model) is not null)
         || _expected.Values.Any(e => model is null || e.Model is null || string.Equals(e.Model, model, StringComparison.OrdinalIgnoreCase))
-        || _workers.Values.Any(w => w.MayBecomeReady && (model is null || w.Status?.Model is null || Serves(w, model)));
+        || _workers.Values.Any(w => w.MayBecomeReady && MaySend(w, model));
 
     private void Submit(SubmitQuery m)
     {
@@ -364,6 +361,10 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
 
     private static bool Serves(WorkerEntry w, string model) =>
         string.Equals(w.Status?.Model, model, StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>A query for <paramref name="model"/> (null: any) may go to <paramref name="w"/>: it serves that model, or it
+    /// has not said yet which one it serves.</summary>
+    private static bool MaySend(WorkerEntry w, string? model) => model is null || w.Status?.Model is null || Serves(w, model);
 
     private void Send(Live q, IActorRef worker)
     {
@@ -488,7 +489,7 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
     {
         if (!_live.TryGetValue(m.QueryId, out var q)) return;
         CancelWork(q);
-        if (q.Ticket is null && !_workers.Values.Any(w => w.IsReady && (q.Request.Model is null || w.Status?.Model is null || Serves(w, q.Request.Model))))
+        if (q.Ticket is null && !_workers.Values.Any(w => w.IsReady && MaySend(w, q.Request.Model)))
         {
             _refused++;
             Finish(q, new QueryRefused(q.Request.QueryId, RefusalReason.NoModelReady,

@@ -339,16 +339,20 @@ public sealed class WorkerProcessSupervisor : ReceiveActor, IWithTimers
     {
         if (_reportTo is null) return;
         var workers = _children.SelectMany(c => c.Workers.Values).ToList();
-        long? resident = _children.Any(c => c.Process is not null)
-            ? _children.Sum(c => c.Process?.ResidentBytes ?? 0) : null;
         var now = new WorkerProcessesChanged(_options.Model,
             Ready: workers.Any(w => w.State == WorkerState.Ready),
             Busy: workers.Any(w => w.Running + w.Queued > 0),
             Failed: _children.All(c => c.State == "failed"),
             Stopped: _stopping && _children.All(c => c.Process is null),
             Error: _children.Select(c => c.Error ?? c.LastExit?.Reason).FirstOrDefault(e => e is not null),
-            ResidentBytes: resident);
-        if (_reported is { } before && before with { ResidentBytes = now.ResidentBytes } == now) return;
+            ResidentBytes: null);
+        // A change of resident memory alone is no news; it is read from /proc only for a report that goes out, since this
+        // runs at every published load.
+        if (_reported is { } before && before with { ResidentBytes = null } == now) return;
+        now = now with
+        {
+            ResidentBytes = _children.Any(c => c.Process is not null) ? _children.Sum(c => c.Process?.ResidentBytes ?? 0) : null,
+        };
         _reported = now;
         _reportTo.Tell(now);
     }
