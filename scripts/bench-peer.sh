@@ -6,7 +6,8 @@
 # prompt (64 new tokens); 16 streams of 128 + 64 tokens, aggregate. Writes one table with medians and ratios
 # (ActorQuery / llama.cpp), with the CPU's model and features, to bench/results/peer-DATE.md and prints it.
 #
-#   scripts/bench-peer.sh [ROUNDS]          default 2; FORMAT=bf16 (the only format both sides have today)
+#   scripts/bench-peer.sh [ROUNDS]          default 2; FORMAT=bf16 (default) or FORMAT=q8_0 (llama.cpp's q8_0 against
+#                                           ActorQuery's --dtype int8: both 8-bit weights in groups of 32, one scale each)
 #
 # Needs python3 (the peer's GGUF writer), the .NET SDK and NuGet (the peer's LLamaSharp packages). Run it with nothing
 # else busy: the figures are medians of the rounds, still noisy on a shared 2-core VM. The models and the peer's build
@@ -18,7 +19,7 @@ FORMAT=${FORMAT:-bf16}
 P=../shared/peers/llama-cpp
 S=${PEER_DIR:-/tmp/llama-peer}
 [ -d "$P" ] || { echo "error: no llama.cpp peer at $P" >&2; exit 2; }
-case $FORMAT in bf16) DTYPE=bfloat16 ;; *) echo "error: FORMAT $FORMAT: ActorQuery has no such weight format yet (bf16)" >&2; exit 2 ;; esac
+case $FORMAT in bf16) DTYPE=bfloat16 ;; q8_0) DTYPE=int8 ;; *) echo "error: FORMAT $FORMAT: use bf16 or q8_0" >&2; exit 2 ;; esac
 mkdir -p "$S" bench/results
 GGUF=$S/qwen2.5-0.5b-shape-$FORMAT.gguf
 [ -f "$GGUF" ] || python3 "$P/make_gguf.py" --shape "$P/qwen2.5-0.5b-config.json" --dummy "$GGUF" --dtype "$FORMAT" >&2

@@ -69,7 +69,7 @@ public sealed class MemoryPlanTests
     public void Bfloat16_is_suggested_only_when_the_weights_are_not_two_byte_already()
     {
         var e = Assert.Throws<MemoryPlanException>(() => MemoryPlanner.KvBytes(
-            1 * GiB, "t", 942 * MiB, 110 * MiB, 84 * MiB, 24 * MiB, explicitKvBytes: null, smallerFormatExists: false));
+            1 * GiB, "t", 942 * MiB, 110 * MiB, 84 * MiB, 24 * MiB, explicitKvBytes: null, smallerFormat: null));
 
         Assert.EndsWith("; try a smaller model or a larger limit", e.Message);
         Assert.DoesNotContain("bfloat16", e.Message);

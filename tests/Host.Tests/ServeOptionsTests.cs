@@ -137,6 +137,7 @@ public sealed class ServeOptionsTests
     [InlineData("PauseMark", "0.3", "CleanupMark")]
     [InlineData("Dtype", "int4", "Dtype")]
     [InlineData("Device", "tpu", "Device")]
+    [InlineData("Quantize", "int4", "Quantize")]
     [InlineData("MaxInFlight", "-1", "MaxInFlight")]
     [InlineData("MaxQueue", "lots", "MaxQueue")]
     [InlineData("MemoryLimit", "huge", "MemoryLimit")]
@@ -148,6 +149,19 @@ public sealed class ServeOptionsTests
         var config = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?> { [$"ActorQuery:{key}"] = value }).Build();
         var e = Assert.Throws<OptionsException>(() => ServeOptions.From(config));
         Assert.Contains(named, e.Message);
+    }
+
+    [Fact]
+    public void Quantize_int8_makes_the_dtype_int8_and_refuses_another_explicit_dtype()
+    {
+        static ServeOptions With(params string[] args) =>
+            ServeOptions.From(new ConfigurationBuilder().AddInMemoryCollection(ServeCli.Parse(args)).Build());
+        Assert.Equal("int8", With("--quantize", "int8").Dtype);
+        Assert.Equal("int8", With("--quantize", "int8", "--dtype", "int8").Dtype);
+        Assert.Equal("int8", With("--dtype", "int8").Dtype);
+        Assert.Equal("auto", With("--quantize", "none").Dtype);
+        var e = Assert.Throws<OptionsException>(() => With("--quantize", "int8", "--dtype", "bfloat16"));
+        Assert.Contains("Quantize int8 and ActorQuery:Dtype bfloat16", e.Message);
     }
 
     [Theory]

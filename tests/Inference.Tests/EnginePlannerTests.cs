@@ -61,15 +61,19 @@ public sealed class EnginePlannerTests : IDisposable
     }
 
     [Fact]
-    public void Auto_on_a_cpu_with_bf16_has_no_smaller_format_and_does_not_suggest_one()
+    public void Auto_where_bfloat16_weights_do_not_fit_suggests_only_int8_and_only_on_the_cpu_kernel()
     {
         DeviceAndDtype.AssumeFastBFloat16(true);
-        long need = DecoderWeights.ByteSize(Config, ScalarType.BFloat16, ScalarType.BFloat16)
-                    + MemoryPlanner.MinimumKvBytes(KvBlockPool.BytesPerToken(Config, ScalarType.BFloat16), Config.MaxPositionEmbeddings);
+        // bf16 matrices: under float32 arithmetic where the CPU kernel runs, bf16 arithmetic on libtorch elsewhere.
+        var (compute, matrices) = DeviceAndDtype.ResolveDtypes("bfloat16", torch.CPU, Config.TorchDtype, LayerOps.CpuKernelsAvailable(ScalarType.Float32, torch.CPU));
+        long need = DecoderWeights.ByteSize(Config, compute, matrices)
+                    + MemoryPlanner.MinimumKvBytes(KvBlockPool.BytesPerToken(Config, compute), Config.MaxPositionEmbeddings);
 
-        Assert.Equal("auto", EnginePlanner.Choose(Options("auto"), new EnginePlan(need, "test budget", null)).Dtype);
+        Assert.Equal(ScalarType.BFloat16, matrices);
+        EnginePlanner.Choose(Options("auto"), new EnginePlan(need, "test budget", null));          // fits
         var e = Assert.Throws<MemoryPlanException>(() => EnginePlanner.Choose(Options("auto"), new EnginePlan(need - 1, "test budget", null)));
-        Assert.EndsWith("try a smaller model or a larger limit", e.Message);
+        Assert.EndsWith(LayerOps.CpuKernelsAvailable(ScalarType.Float32, torch.CPU)
+            ? "try --dtype int8, a smaller model or a larger limit" : "try a smaller model or a larger limit", e.Message);
     }
 
     [Fact]

@@ -179,12 +179,8 @@ public class EngineTests
     {
         var f32 = ScalarType.Float32;
         var bf16 = ScalarType.BFloat16;
-        if (DeviceAndDtype.CpuHasFastBFloat16())
-        {
-            Assert.Equal((bf16, bf16), DeviceAndDtype.ResolveDtypes("auto", CPU, "float32", cpuKernel: true));
-            return;
-        }
-        // A CPU without bf16 instructions: bf16 matrices under float32 arithmetic where the kernel runs.
+        // Where the kernel runs, with or without bf16 instructions: bf16 (or int8) matrices under float32 arithmetic.
+        Assert.Equal((f32, ScalarType.Int8), DeviceAndDtype.ResolveDtypes("int8", CPU, "bfloat16", cpuKernel: true));
         Assert.Equal((f32, bf16), DeviceAndDtype.ResolveDtypes("auto", CPU, "bfloat16", cpuKernel: true));
         Assert.Equal((f32, f32), DeviceAndDtype.ResolveDtypes("auto", CPU, "float32", cpuKernel: true));
         Assert.Equal((f32, f32), DeviceAndDtype.ResolveDtypes("auto", CPU, null, cpuKernel: true));
@@ -192,7 +188,9 @@ public class EngineTests
         Assert.Equal((f32, f32), DeviceAndDtype.ResolveDtypes("float32", CPU, "bfloat16", cpuKernel: true));
         // Without the kernel (ACTORQUERY_GEMM=torch, a CPU without AVX2): libtorch's own dtypes, as asked.
         Assert.Equal((bf16, bf16), DeviceAndDtype.ResolveDtypes("bfloat16", CPU, null, cpuKernel: false));
-        Assert.Equal((f32, f32), DeviceAndDtype.ResolveDtypes("auto", CPU, "bfloat16", cpuKernel: false));
+        Assert.Equal(DeviceAndDtype.CpuHasFastBFloat16() ? (bf16, bf16) : (f32, f32), DeviceAndDtype.ResolveDtypes("auto", CPU, "bfloat16", cpuKernel: false));
+        var e = Assert.Throws<NotSupportedException>(() => DeviceAndDtype.ResolveDtypes("int8", CPU, null, cpuKernel: false));
+        Assert.Contains("int8 weights run only on the hand-written CPU kernel", e.Message);
     }
 
     [Fact]

@@ -1,10 +1,12 @@
 using ActorQuery.Inference.Model;
 using TorchSharp;
+using System.Runtime.Intrinsics.X86;
 using static TorchSharp.torch;
 
 namespace ActorQuery.Inference.Tests;
 
-/// <summary>The hand-written float32 projection kernel (float32 or bfloat16 weights) agrees with libtorch and does not depend on the batch.</summary>
+/// <summary>The hand-written float32 projection kernel (float32, bfloat16 or int8 weights), on 256-bit (AVX2) and, where
+/// the CPU has them, 512-bit (AVX-512) vectors, agrees with libtorch and does not depend on the batch.</summary>
 public sealed class SmallBatchGemmTests : IDisposable
 {
     private readonly List<GemmTeam> _teams = new();
@@ -22,20 +24,41 @@ public sealed class SmallBatchGemmTests : IDisposable
         foreach (var t in _teams) t.Dispose();
     }
 
-    public static TheoryData<int, int, int, bool, int> Shapes => new()
-    {
+    private static readonly (int Rows, int Out, int In, bool Bias, int Threads)[] ShapeList =
+    [
         // rows, out, in, bias, threads: odd rows (the one-row tail), out not a multiple of 4 (the column tail),
-        // in not a multiple of 8 (the scalar tail), and the real sizes of a Qwen2 projection.
-        { 1, 896, 896, false, 1 },
-        { 2, 1152, 896, true, 2 },
-        { 3, 37, 19, true, 1 },
-        { 16, 4864, 896, false, 2 },
-        { 17, 896, 4864, false, 2 },
-        { 64, 130, 64, true, 3 },
-        { 150, 260, 72, true, 2 },        // more rows than one pass takes (ChunkRows)
-        { 5, 3, 7, false, 2 },
-        { 1, 10, 19, true, 2 },           // one row with the scalar tail
-    };
+        // in not a multiple of 8 or 16 (the scalar tail; int8 then takes one scale per row), and the real sizes of a Qwen2 projection.
+        (1, 896, 896, false, 1),
+        (2, 1152, 896, true, 2),
+        (3, 37, 19, true, 1),
+        (16, 4864, 896, false, 2),
+        (17, 896, 4864, false, 2),
+        (64, 130, 64, true, 3),
+        (150, 260, 72, true, 2),        // more rows than one pass takes (ChunkRows)
+        (5, 3, 7, false, 2),
+        (1, 10, 19, true, 2),           // one row with the scalar tail
+        (1, 12, 40, true, 2),           // one row, in a multiple of 8 but not of 16: direct on AVX2 only
+    ];
+
+    /// <summary>The vector widths this CPU runs: 256-bit always, 512-bit where it has AVX-512F.</summary>
+    public static bool[] Widths => Avx512F.IsSupported ? [false, true] : [false];
+
+    /// <summary>Every shape on every vector width.</summary>
+    public static TheoryData<int, int, int, bool, int, bool> Shapes
+    {
+        get
+        {
+            var data = new TheoryData<int, int, int, bool, int, bool>();
+            foreach (var wide in Widths)
+                foreach (var (rows, outFeatures, inFeatures, bias, threads) in ShapeList) data.Add(rows, outFeatures, inFeatures, bias, threads, wide);
+            return data;
+        }
+    }
+
+    public static TheoryData<bool> WidthData
+    {
+        get { var d = new TheoryData<bool>(); foreach (var w in Widths) d.Add(w); return d; }
+    }
 
     /// <summary>x [rows, in], a weight [out, in] and a bias [out] (or null) of unit normals.</summary>
     private static (Tensor X, Tensor W, Tensor? B) Inputs(int rows, int outFeatures, int inFeatures, bool hasBias, ulong seed)
@@ -48,13 +71,13 @@ public sealed class SmallBatchGemmTests : IDisposable
 
     [Theory]
     [MemberData(nameof(Shapes))]
-    public void Matches_libtorch_linear(int rows, int outFeatures, int inFeatures, bool hasBias, int threads)
+    public void Matches_libtorch_linear(int rows, int outFeatures, int inFeatures, bool hasBias, int threads, bool wide)
     {
         if (!SmallBatchGemm.Supported) return; // not used without AVX2+FMA (xunit 2 has no runtime skip)
         using var scope = NewDisposeScope();
         var (x, w, b) = Inputs(rows, outFeatures, inFeatures, hasBias, seed: 7);
         var expected = nn.functional.linear(x, w, b).to(ScalarType.Float64);
-        var got = SmallBatchGemm.Linear(x, w, b, Team(threads));
+        var got = SmallBatchGemm.Linear(x, w, b, Team(threads), wide);
         Assert.Equal(new long[] { rows, outFeatures }, got.shape);
         // Sums of up to 4,864 products of unit normals: float32 rounding differs by order, not by more.
         double err = (got.to(ScalarType.Float64) - expected).abs().max().item<double>();
@@ -64,40 +87,98 @@ public sealed class SmallBatchGemmTests : IDisposable
 
     [Theory]
     [MemberData(nameof(Shapes))]
-    public void A_bfloat16_weight_gives_the_float32_result_of_its_widened_values_bit_for_bit(int rows, int outFeatures, int inFeatures, bool hasBias, int threads)
+    public void A_bfloat16_weight_gives_the_float32_result_of_its_widened_values_bit_for_bit(int rows, int outFeatures, int inFeatures, bool hasBias, int threads, bool wide)
     {
         if (!SmallBatchGemm.Supported) return; // not used without AVX2+FMA (xunit 2 has no runtime skip)
         using var scope = NewDisposeScope();
         var (x, w32, b) = Inputs(rows, outFeatures, inFeatures, hasBias, seed: 5);
         var w = w32.to(ScalarType.BFloat16);
-        var widened = SmallBatchGemm.Linear(x, w.to(ScalarType.Float32), b, Team(threads));
-        var got = SmallBatchGemm.Linear(x, w, b, Team(threads));
+        var widened = SmallBatchGemm.Linear(x, w.to(ScalarType.Float32), b, Team(threads), wide);
+        var got = SmallBatchGemm.Linear(x, w, b, Team(threads), wide);
         Assert.Equal(new long[] { rows, outFeatures }, got.shape);
         Assert.True(got.eq(widened).all().item<bool>(), $"max difference {(got - widened).abs().max().item<float>()}");
     }
 
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void An_int8_weight_gives_the_float32_result_of_its_dequantized_values_bit_for_bit(int rows, int outFeatures, int inFeatures, bool hasBias, int threads, bool wide)
+    {
+        if (!SmallBatchGemm.Supported) return; // not used without AVX2+FMA (xunit 2 has no runtime skip)
+        using var scope = NewDisposeScope();
+        var (x, w32, b) = Inputs(rows, outFeatures, inFeatures, hasBias, seed: 9);
+        var q = Int8Matrix.Quantize(w32);
+        var dequantized = Int8Matrix.Dequantize(q, inFeatures);
+        var expected = SmallBatchGemm.Linear(x, dequantized, b, Team(threads), wide);
+        var got = SmallBatchGemm.Linear(x, q, b, Team(threads), wide);
+        Assert.Equal(new long[] { rows, outFeatures }, got.shape);
+        Assert.True(got.eq(expected).all().item<bool>(), $"max difference {(got - expected).abs().max().item<float>()}");
+    }
+
     [Fact]
-    public void Each_row_is_the_same_alone_or_in_a_batch_and_with_any_thread_count()
+    public void Int8_quantization_stays_within_half_a_step_of_each_group_and_keeps_zeros()
+    {
+        using var scope = NewDisposeScope();
+        foreach (int k in new[] { 896, 72, 19 })   // groups of 32; 72 and 19 are not multiples of 32: one scale per row
+        {
+            var w = randn(9, k, generator: new Generator(4)) * 3;
+            w[2].zero_();                               // an all-zero row: scale 0, values 0, no NaN
+            var q = Int8Matrix.Quantize(w);
+            Assert.Equal(new long[] { 9, Int8Matrix.RowBytes(k) }, q.shape);
+            var back = Int8Matrix.Dequantize(q, k);
+            int g = Int8Matrix.GroupFor(k);
+            Assert.Equal(k % 32 == 0 ? 32 : k, g);
+            var groups = w.reshape(9, k / g, g);
+            var step = groups.abs().amax([2], keepdim: true) / 127;      // each group's scale
+            var err = (back.reshape(9, k / g, g) - groups).abs();
+            Assert.True(err.le(step * 0.5 + 1e-6).all().item<bool>(), $"k {k}: an error above half a step");
+            Assert.True(back[2].eq(0).all().item<bool>());
+            Assert.False(back.isnan().any().item<bool>());
+            Assert.True(back.index_select(0, tensor(new long[] { 5, 0 })).eq(Int8Matrix.Rows(q, k, [5, 0])).all().item<bool>());
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(WidthData))]
+    public void Every_weight_format_on_either_vector_width_agrees_with_libtorch_on_its_own_values(bool wide)
+    {
+        if (!SmallBatchGemm.Supported) return; // not used without AVX2+FMA (xunit 2 has no runtime skip)
+        using var scope = NewDisposeScope();
+        var (x, w32, b) = Inputs(5, 1152, 896, true, seed: 13);
+        foreach (var (weight, values) in new[]
+                 {
+                     (w32, w32), (w32.to(ScalarType.BFloat16), w32.to(ScalarType.BFloat16).to(ScalarType.Float32)),
+                     (Int8Matrix.Quantize(w32), Int8Matrix.Dequantize(Int8Matrix.Quantize(w32), 896)),
+                 })
+        {
+            var expected = nn.functional.linear(x.to(ScalarType.Float64), values.to(ScalarType.Float64), b!.to(ScalarType.Float64));
+            var got = SmallBatchGemm.Linear(x, weight, b, Team(2), wide).to(ScalarType.Float64);
+            double err = (got - expected).abs().max().item<double>();
+            Assert.True(err < 1e-3, $"{weight.dtype}: max error {err}");
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(WidthData))]
+    public void Each_row_is_the_same_alone_or_in_a_batch_and_with_any_thread_count(bool wide)
     {
         if (!SmallBatchGemm.Supported) return; // not used without AVX2+FMA (xunit 2 has no runtime skip)
         using var scope = NewDisposeScope();
         var gen = new Generator(11);
         var x = randn(16, 896, generator: gen);
-        var w = randn(1152, 896, generator: gen);
+        var w32 = randn(1152, 896, generator: gen);
         var b = randn(1152, generator: gen);
-        var batch = SmallBatchGemm.Linear(x, w, b, Team(2));
-        for (int i = 0; i < 16; i++)
+        // float32, bfloat16 and int8 weights: one row alone (read in registers) and the same row in a batch (bf16 and
+        // int8 through the widening buffer).
+        foreach (var w in new[] { w32, w32.to(ScalarType.BFloat16), Int8Matrix.Quantize(w32) })
         {
-            var alone = SmallBatchGemm.Linear(x.narrow(0, i, 1), w, b, Team(1));
-            Assert.True(alone.eq(batch.narrow(0, i, 1)).all().item<bool>(), $"row {i} differs alone");
+            var batch = SmallBatchGemm.Linear(x, w, b, Team(2), wide);
+            for (int i = 0; i < 16; i++)
+            {
+                var alone = SmallBatchGemm.Linear(x.narrow(0, i, 1), w, b, Team(1), wide);
+                Assert.True(alone.eq(batch.narrow(0, i, 1)).all().item<bool>(), $"{w.dtype} row {i} differs alone");
+            }
+            Assert.True(SmallBatchGemm.Linear(x, w, b, Team(3), wide).eq(batch).all().item<bool>(), $"{w.dtype}: 3 threads differ");
         }
-        Assert.True(SmallBatchGemm.Linear(x, w, b, Team(3)).eq(batch).all().item<bool>());
-
-        // bfloat16 weights: one row alone (widened in registers) and the same row in a batch (through the buffer).
-        var w16 = w.to(ScalarType.BFloat16);
-        var batch16 = SmallBatchGemm.Linear(x, w16, b, Team(2));
-        for (int i = 0; i < 16; i++)
-            Assert.True(SmallBatchGemm.Linear(x.narrow(0, i, 1), w16, b, Team(1)).eq(batch16.narrow(0, i, 1)).all().item<bool>(), $"bf16 row {i} differs alone");
     }
 
     [Fact]

@@ -75,7 +75,7 @@ internal static class BenchCommand
         Console.Error.WriteLine($"memory read bandwidth: {bandwidth / 1e9:F1} GB/s ({Environment.ProcessorCount} threads, median of 7)");
         var md = new StringBuilder();
         md.AppendLine($"Model: `{model}`{(dummy ? " (random weights)" : "")}, device {device}, {Environment.ProcessorCount} cores, " +
-                      $"read bandwidth {bandwidth / 1e9:F1} GB/s; medians of {repeats}.");
+                      $"CPU kernel vectors {ActorQuery.Inference.Model.DeviceAndDtype.CpuKernelVectors}, read bandwidth {bandwidth / 1e9:F1} GB/s; medians of {repeats}.");
         md.AppendLine();
         md.Append("| dtype | load s | prefill tok/s (").Append(prefill).Append(")");
         foreach (var p in prompts) md.Append(" | decode tok/s (prompt ").Append(p).Append(')');

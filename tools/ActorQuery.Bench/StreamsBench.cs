@@ -1,3 +1,4 @@
+using ActorQuery.Inference.Model;
 using System.Diagnostics;
 using System.Text;
 using ActorQuery.Contracts;
@@ -110,8 +111,10 @@ internal static class StreamsBench
         using (var scope = NewDisposeScope())
         using (no_grad())
         {
-            var weights = perLayer.Select(d => randn(d.Out, d.In, dtype: matrixDtype)).ToArray();
-            var head = randn(c.VocabSize, c.HiddenSize, dtype: matrixDtype);
+            Tensor Matrix(long rows, long columns) =>
+                matrixDtype == ScalarType.Int8 ? Int8Matrix.Quantize(randn(rows, columns)) : randn(rows, columns, dtype: matrixDtype);
+            var weights = perLayer.Select(d => Matrix(d.Out, d.In)).ToArray();
+            var head = Matrix(c.VocabSize, c.HiddenSize);
             var rng = new Random(2);
             long id = 1_000_000;
             foreach (var n in s.Streams)

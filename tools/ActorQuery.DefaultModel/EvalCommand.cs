@@ -22,10 +22,12 @@ internal static class EvalCommand
         int count = args.Int("count", 1, ArithmeticTask.MaxHeldOutCount) ?? 2000;
         int seed = args.Int("seed", 0) ?? DefaultSeed;
         int threads = args.Int("threads", 0, 256) ?? 1;
+        string dtype = args.String("dtype") ?? "float32";
+        if (dtype is not ("float32" or "bfloat16" or "int8")) throw new CliException($"option --dtype: '{dtype}' is not one of float32, bfloat16, int8");
         args.EnsureAllUsed();
         if (!Directory.Exists(model)) throw new CliException($"option --model: folder '{model}' not found");
 
-        using var engine = InferenceEngine.Load(new EngineOptions { ModelPath = model, Device = "cpu", Dtype = "float32", Threads = threads, MaxBatchSequences = 64 });
+        using var engine = InferenceEngine.Load(new EngineOptions { ModelPath = model, Device = "cpu", Dtype = dtype, Threads = threads, MaxBatchSequences = 64 });
         var evaluator = ArithmeticEvaluator.ForServedModel(engine, HfTokenizer.FromPath(model));
 
         var heldOut = evaluator.Grade(ArithmeticTask.HeldOutSet(count, seed));

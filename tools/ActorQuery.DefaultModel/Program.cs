@@ -16,7 +16,7 @@ static int Usage()
                      [--eval-every 500] [--stop-at N] [--init-from DIR] [--hidden 128] [--layers 4] [--heads 4]
                      [--kv-heads 2] [--intermediate 4*hidden] [--no-number-init] [--digit-loss 3]
                      trains the default arithmetic model on the CPU (defaults: the shipped recipe); writes a Hugging Face folder
-          eval       --model DIR [--count 2000] [--seed 2026] [--threads 1]
+          eval       --model DIR [--count 2000] [--seed 2026] [--threads 1] [--dtype float32|bfloat16|int8]
                      greedy accuracy on held-out + and - problems (at most 20000) and the multiplication table
         """);
     return 0;

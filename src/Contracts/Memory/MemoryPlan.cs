@@ -70,11 +70,11 @@ public static class MemoryPlanner
     /// The KV pool's bytes: <paramref name="explicitKvBytes"/> when given (refused when it does not fit), else all that
     /// <paramref name="budgetBytes"/> leaves after weights, overhead and activations, up to <paramref name="maximumKvBytes"/>
     /// (see <see cref="MaximumKvBytes"/>); refused when that is less than <paramref name="minimumKvBytes"/>, suggesting
-    /// bfloat16 weights only where <paramref name="smallerFormatExists"/> (the weights are not 2-byte already). <paramref name="budgetTerms"/> says where the budget comes from (see
+    /// <paramref name="smallerFormat"/> (the --dtype whose weights are smaller, null where there is none). <paramref name="budgetTerms"/> says where the budget comes from (see
     /// <see cref="MemoryBudget.Describe"/>).
     /// </summary>
     public static long KvBytes(long budgetBytes, string budgetTerms, long weightBytes, long overheadBytes, long activationBytes,
-        long minimumKvBytes, long? explicitKvBytes, long maximumKvBytes = long.MaxValue, bool smallerFormatExists = true)
+        long minimumKvBytes, long? explicitKvBytes, long maximumKvBytes = long.MaxValue, string? smallerFormat = "bfloat16")
     {
         long rest = budgetBytes - weightBytes - overheadBytes - activationBytes;
         string Terms(string kvTerm, long kv) =>
@@ -90,7 +90,7 @@ public static class MemoryPlanner
         }
         if (rest < minimumKvBytes)
             throw new MemoryPlanException(Terms("minimum KV", minimumKvBytes)
-                + (smallerFormatExists ? "; try --dtype bfloat16, a smaller model or a larger limit" : "; try a smaller model or a larger limit"));
+                + (smallerFormat is not null ? $"; try --dtype {smallerFormat}, a smaller model or a larger limit" : "; try a smaller model or a larger limit"));
         return Math.Min(rest, Math.Max(minimumKvBytes, maximumKvBytes));
     }
 }

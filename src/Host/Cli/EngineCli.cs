@@ -17,7 +17,12 @@ internal static class EngineCli
     public static EngineOptions Options(CliArgs a, string? model = null) => new()
     {
         ModelPath = model ?? a.RequiredString("model"),
-        Dtype = a.String("dtype") ?? "auto",
+        Dtype = a.String("quantize") switch
+        {
+            null or "none" => a.String("dtype") ?? "auto",
+            "int8" => a.String("dtype") is null or "auto" or "int8" ? "int8" : throw new CliException("options --quantize int8 and --dtype ask for different weights: give one of them"),
+            var q => throw new CliException($"option --quantize: '{q}' is not one of none, int8"),
+        },
         Device = a.String("device") ?? "auto",
         DummyWeights = a.Flag("dummy-weights"),
         Threads = a.Int("threads", 0, 1024) ?? 0,

@@ -13,7 +13,7 @@ internal static class Usage
               generate   --model DIR (--input-ids 1,2,3 | --prompt TEXT | --messages-file FILE) [--max-new-tokens N]
                          [--temperature T] [--top-p P] [--top-k K] [--min-p P] [--repetition-penalty R]
                          [--presence-penalty P] [--frequency-penalty F] [--seed S] [--stop TEXT]
-                         [--dtype float32|bfloat16|auto] [--device cpu|cuda|mps|auto] [--threads N]
+                         [--dtype float32|bfloat16|int8|auto] [--quantize int8] [--device cpu|cuda|mps|auto] [--threads N]
                          [--dummy-weights] [--ignore-eos] [--json]
               tokenize   --tokenizer PATH (--text TEXT | --messages-file FILE) [--add-special-tokens] [--json]
 

@@ -67,6 +67,9 @@ public sealed class ServeOptions
     /// <summary>float32, bfloat16 or auto (DeviceAndDtype.ResolveDtypes: bf16 where the device computes it fast, bf16
     /// weights under float32 arithmetic for a bf16 checkpoint on a CPU without bf16 instructions, else float32).</summary>
     public string Dtype { get; set; } = "auto";
+    /// <summary>none or int8: int8 makes <see cref="Dtype"/> int8 (<see cref="From"/>), so that it reaches every place a
+    /// dtype does (worker processes, the model pool, the memory plan).</summary>
+    public string Quantize { get; set; } = "none";
     /// <summary>cpu, cuda, cuda:N, mps or auto.</summary>
     public string Device { get; set; } = "auto";
     public int WorkersPerNode { get; set; } = Node.Workers.Count;
@@ -165,6 +168,12 @@ public sealed class ServeOptions
             throw new OptionsException(e.Message);
         }
         options.RefuseOpenExposure();
+        if (options.Quantize.Equals("int8", StringComparison.OrdinalIgnoreCase))
+        {
+            if (options.Dtype is not ("auto" or "int8"))
+                throw new OptionsException($"{Section}:Quantize int8 and {Section}:Dtype {options.Dtype} ask for different weights: give one of them");
+            options.Dtype = "int8";
+        }
         return options;
     }
 

@@ -72,8 +72,10 @@ public static class ServeSettings
             ModelOptionEntries),
         new("Serves", "serves", SettingKind.TextList, "all", "a pooled model's name; repeatable",
             "pooled models this node loads; it sends queries for the others to the cluster's nodes that load them"),
-        new("Dtype", "dtype", SettingKind.Text, S.Dtype, "auto, float32, bfloat16", "weight and compute dtype (auto: see *Models*)",
-            OneOf("auto", "float32", "bfloat16")),
+        new("Dtype", "dtype", SettingKind.Text, S.Dtype, "auto, float32, bfloat16, int8", "weight and compute dtype (auto: see *Models*; int8: weights quantized at load, CPU only)",
+            OneOf("auto", "float32", "bfloat16", "int8")),
+        new("Quantize", "quantize", SettingKind.Text, S.Quantize, "none, int8", "quantize the weights at load (int8: symmetric, groups of 32, float32 arithmetic, CPU only; the same as --dtype int8)",
+            OneOf("none", "int8")),
         new("Device", "device", SettingKind.Text, S.Device, "auto, cpu, cuda, cuda:N, mps", "device the model runs on",
             (v, _) => (string)v is "auto" or "cpu" or "cuda" or "mps" || ((string)v).StartsWith("cuda:", StringComparison.Ordinal)
                 ? null : $"'{v}' is not one of auto, cpu, cuda, cuda:N, mps"),

@@ -69,7 +69,7 @@ internal sealed class ChildWorkerProcessLauncher(
 {
     /// <summary>The pool's own settings: a worker process serves the one model it is started for.</summary>
     private static readonly string[] PoolKeys = ["Models", "ModelsDir", "DefaultModel", "KeepAlive", "Pin", "Serves", "ModelOptions", "ModelFolder",
-        "ServedModelName", "KvCacheSize", "Dtype", "WorkersPerNode"];
+        "ServedModelName", "KvCacheSize", "Dtype", "Quantize", "WorkersPerNode"];
 
     public IWorkerProcess Start(int id)
     {

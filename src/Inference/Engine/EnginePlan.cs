@@ -82,8 +82,8 @@ public static class EnginePlanner
         var folder = Path.GetFullPath(options.ModelPath);
         var config = Checkpoint.ModelConfig.Load(Path.Combine(folder, "config.json"));
         var device = DeviceAndDtype.ResolveDevice(options.Device);
-        (ScalarType Compute, ScalarType Matrices) Resolve(string name) =>
-            DeviceAndDtype.ResolveDtypes(name, device, config.TorchDtype, LayerOps.CpuKernelsAvailable(ScalarType.Float32, device));
+        bool kernel = LayerOps.CpuKernelsAvailable(ScalarType.Float32, device);
+        (ScalarType Compute, ScalarType Matrices) Resolve(string name) => DeviceAndDtype.ResolveDtypes(name, device, config.TorchDtype, kernel);
         string Format((ScalarType Compute, ScalarType Matrices) d) =>
             d.Compute == d.Matrices ? DeviceAndDtype.Name(d.Compute) : $"{DeviceAndDtype.Name(d.Matrices)} weights, {DeviceAndDtype.Name(d.Compute)} arithmetic";
         long Check(string name)
@@ -93,7 +93,7 @@ public static class EnginePlanner
             long perToken = KvBlockPool.BytesPerToken(config, d.Compute);
             MemoryPlanner.KvBytes(plan.BudgetBytes, plan.BudgetTerms, weights, 0, 0,
                 MemoryPlanner.MinimumKvBytes(perToken, config.MaxPositionEmbeddings), plan.ExplicitKvBytes,
-                smallerFormatExists: DeviceAndDtype.ElementSize(d.Matrices) > 2);
+                smallerFormat: DeviceAndDtype.SmallerFormat(d.Matrices, kernel));
             return weights;
         }
 
@@ -106,15 +106,12 @@ public static class EnginePlanner
         }
         catch (MemoryPlanException tooBig) when (preferred.Matrices != ScalarType.BFloat16)
         {
-            // The one smaller format the engine has: bfloat16 weights (on a CPU without bf16 instructions they keep
-            // float32 arithmetic, see DeviceAndDtype.ResolveDtypes).
-            try
-            {
-                long weights = Check("bfloat16");
-                return new PlannedFormat("bfloat16", weights,
-                    $"auto: {Format(Resolve("bfloat16"))}, because {Format(preferred)} does not fit ({tooBig.Message})");
-            }
-            catch (MemoryPlanException) { throw tooBig; }
+            // The next smaller format: bfloat16 weights (float32 arithmetic where the CPU kernel runs, see
+            // DeviceAndDtype.ResolveDtypes). Where that does not fit either, its refusal says what is left to try.
+            // int8 changes the answers, so auto never picks it.
+            long weights = Check("bfloat16");
+            return new PlannedFormat("bfloat16", weights,
+                $"auto: {Format(Resolve("bfloat16"))}, because {Format(preferred)} does not fit ({tooBig.Message})");
         }
     }
 

@@ -78,7 +78,7 @@ public static class ModelLoader
                 kvBytes = MemoryPlanner.KvBytes(plan.BudgetBytes, plan.BudgetTerms, weights.ByteSize(), overhead, activations,
                     MemoryPlanner.MinimumKvBytes(perToken, config.MaxPositionEmbeddings), plan.ExplicitKvBytes,
                     MemoryPlanner.MaximumKvBytes(perToken, config.MaxPositionEmbeddings, options.MaxBatchSequences, options.KvBlockSize),
-                    smallerFormatExists: DeviceAndDtype.ElementSize(weights.MatrixDtype) > 2);
+                    smallerFormat: DeviceAndDtype.SmallerFormat(weights.MatrixDtype, decoder.UsesCpuKernel));
             }
             else overhead = 0;
             kvBytes = Math.Max(1, (long)(kvBytes * options.KvFraction));

@@ -23,6 +23,9 @@ public sealed class Decoder : IDisposable
 
     public DecoderWeights Weights { get; }
 
+    /// <summary>Whether the layers run on the hand-written CPU kernels (<see cref="CpuKernelLayerOps"/>).</summary>
+    public bool UsesCpuKernel => _ops is CpuKernelLayerOps;
+
     /// <param name="kernelThreads">Threads of the hand-written CPU kernels for float32 CPU layers; 0: libtorch
     /// does every operation (also when a weight is not contiguous, which the kernels read as a plain array).</param>
     public Decoder(DecoderWeights weights, int kernelThreads = 0)
@@ -72,7 +75,9 @@ public sealed class Decoder : IDisposable
             }
         }
 
-        var x = w.embed_tokens.index_select(0, tensor(ids, ScalarType.Int64, w.Device));           // [N, hidden]
+        var x = Int8Matrix.Is(w.embed_tokens)
+            ? Int8Matrix.Rows(w.embed_tokens, w.Config.HiddenSize, ids)                               // int8 rows, widened
+            : w.embed_tokens.index_select(0, tensor(ids, ScalarType.Int64, w.Device));              // [N, hidden]
         if (x.dtype != w.Dtype) x = x.to(w.Dtype);                                                   // bf16 rows, float32 arithmetic
         var (cos, sin) = _rope.For(positions);                                                       // [N, D]
         var step = _ops.BeginStep(new StepBatch(items, offsets, writeSlots, cos, sin, pool.BlockSize));

@@ -42,7 +42,7 @@ public sealed class DecoderWeights : IDisposable
     /// <summary>The compute dtype: activations, norms, biases and the KV cache.</summary>
     public ScalarType Dtype { get; }
     /// <summary>The dtype the weight matrices (projections, embedding, lm_head) are stored in: <see cref="Dtype"/>, or
-    /// bfloat16 under float32 arithmetic on a CPU without bf16 instructions (see <see cref="SmallBatchGemm"/>).</summary>
+    /// bfloat16 or int8 (<see cref="Int8Matrix"/>) under float32 arithmetic on the CPU kernel (see <see cref="DeviceAndDtype.ResolveDtypes"/>).</summary>
     public ScalarType MatrixDtype { get; }
     public Device Device { get; }
     public Tensor embed_tokens { get; }
@@ -63,12 +63,14 @@ public sealed class DecoderWeights : IDisposable
     /// <paramref name="dtype"/>. The memory plan checks a format against the budget with it before loading.</summary>
     public static long ByteSize(ModelConfig c, ScalarType dtype, ScalarType matrixDtype)
     {
-        long m = DeviceAndDtype.ElementSize(matrixDtype), e = DeviceAndDtype.ElementSize(dtype);
-        long h = c.HiddenSize, q = (long)c.NumAttentionHeads * c.HeadDim, kv = (long)c.NumKeyValueHeads * c.HeadDim, inter = c.IntermediateSize;
-        long matrices = (long)c.VocabSize * h * (c.TieWordEmbeddings ? 1 : 2)
-                        + c.NumHiddenLayers * ((q + 2 * kv) * h + h * q + 2 * inter * h + h * inter);
-        long vectors = h + c.NumHiddenLayers * (2 * h + (c.AttentionBias ? q + 2 * kv : 0));
-        return matrices * m + vectors * e;
+        long e = DeviceAndDtype.ElementSize(dtype);
+        int h = c.HiddenSize, q = c.NumAttentionHeads * c.HeadDim, kv = c.NumKeyValueHeads * c.HeadDim, inter = c.IntermediateSize;
+        // An [n, k] matrix: n rows of k elements, an int8 row with its scales.
+        long M(long n, int k) => n * (matrixDtype == ScalarType.Int8 ? Int8Matrix.RowBytes(k) : (long)k * DeviceAndDtype.ElementSize(matrixDtype));
+        long matrices = M((long)c.VocabSize * (c.TieWordEmbeddings ? 1 : 2), h)
+                        + c.NumHiddenLayers * (M(q + 2L * kv, h) + M(h, q) + M(2L * inter, h) + M(h, inter));
+        long vectors = h + (long)c.NumHiddenLayers * (2 * h + (c.AttentionBias ? q + 2 * kv : 0));
+        return matrices + vectors * e;
     }
 
     public long ByteSize()
@@ -91,6 +93,7 @@ public sealed class DecoderWeights : IDisposable
         {
             expected.Add(name);
             var raw = ckpt.Read(name, shape);
+            if (to == ScalarType.Int8) using (raw) return Int8Matrix.Quantize(raw).DetachFromDisposeScope();
             if (raw.dtype == to && device.type == DeviceType.CPU) return raw.DetachFromDisposeScope();
             using (raw) return raw.to(to, device).DetachFromDisposeScope();
         }
@@ -161,6 +164,7 @@ public sealed class DecoderWeights : IDisposable
         Tensor RandAs(ScalarType to, long[] shape)
         {
             var host = RandomFill.Uniform(shape, to == ScalarType.BFloat16 ? ScalarType.BFloat16 : ScalarType.Float32, (ulong)seed, stream++);
+            if (to == ScalarType.Int8) using (host) return Int8Matrix.Quantize(host).DetachFromDisposeScope();
             if (host.dtype == to && device.type == DeviceType.CPU) return host.DetachFromDisposeScope();
             using (host) return host.to(to, device).DetachFromDisposeScope();
         }

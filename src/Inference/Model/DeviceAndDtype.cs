@@ -31,36 +31,58 @@ public static class DeviceAndDtype
     }
 
     /// <summary>
-    /// float32 or bfloat16. "auto" picks bfloat16 only where it is fast: CUDA and MPS, or a CPU with native
-    /// bf16 arithmetic (AVX-512 BF16 or AMX). Elsewhere libtorch emulates bf16 and it is several times slower
-    /// than float32, so "auto" stays with float32.
+    /// The compute dtype of a name: float32 or bfloat16 ("int8" computes in float32). "auto" picks bfloat16 only where
+    /// libtorch computes it fast: CUDA and MPS, or a CPU with native bf16 arithmetic (AVX-512 BF16 or AMX); elsewhere
+    /// libtorch emulates bf16, several times slower than float32.
     /// </summary>
     public static ScalarType ResolveDtype(string name, Device device) => name.ToLowerInvariant() switch
     {
         "float32" or "fp32" or "f32" => ScalarType.Float32,
         "bfloat16" or "bf16" => ScalarType.BFloat16,
+        "int8" => ScalarType.Float32,
         "auto" => device.type is DeviceType.CUDA or DeviceType.MPS || CpuHasFastBFloat16() ? ScalarType.BFloat16 : ScalarType.Float32,
-        _ => throw new ArgumentException($"unknown dtype '{name}' (use float32, bfloat16 or auto)", "dtype"),
+        _ => throw new ArgumentException($"unknown dtype '{name}' (use float32, bfloat16, int8 or auto)", "dtype"),
     };
 
     /// <summary>
-    /// The compute dtype (activations, norms, the KV cache) and the dtype the weight matrices are stored in. They
-    /// differ on a CPU without bf16 instructions where the hand-written float32 kernel runs
-    /// (<paramref name="cpuKernel"/>): there libtorch would emulate bf16 arithmetic, several times slower than
-    /// float32, so bfloat16 keeps the matrices bf16 (half the memory, half the bytes a decode step reads) and computes
-    /// in float32. "auto" does the same for a checkpoint saved in bfloat16 (config.json's torch_dtype, as Qwen2.5 and
-    /// Llama 3.2 are): its values widen to float32 exactly, so the answers are float32's, bit for bit, from half the
-    /// memory; other checkpoints stay float32 there.
+    /// The compute dtype (activations, norms, the KV cache) and the dtype the weight matrices are stored in. On an x86
+    /// CPU where the hand-written kernel runs (<paramref name="cpuKernel"/>) the arithmetic is always float32 and only the
+    /// matrices' format changes: bfloat16 keeps them bf16 (half the memory, half the bytes a decode step reads), int8
+    /// quantizes them at load (<see cref="Int8Matrix"/>, a quarter); the kernel widens each value to float32 as it reads
+    /// it. That holds on CPUs with bf16 instructions too: there the kernel decoded one stream 1.8× faster than libtorch's
+    /// native bf16 matrix-vector path (docs/performance.md). "auto" keeps a checkpoint saved in bfloat16 (config.json's
+    /// torch_dtype, as Qwen2.5 and Llama 3.2 are) in bf16 matrices: its values widen to float32 exactly, so the answers
+    /// are float32's, bit for bit, from half the memory; other checkpoints stay float32. int8 is never chosen by "auto"
+    /// (it changes the answers) and runs only on the kernel.
     /// </summary>
     public static (ScalarType Compute, ScalarType Matrices) ResolveDtypes(string name, Device device, string? checkpointDtype, bool cpuKernel)
     {
         var dtype = ResolveDtype(name, device);
-        bool slowBf16Cpu = device.type == DeviceType.CPU && cpuKernel && !CpuHasFastBFloat16();
-        if (!slowBf16Cpu) return (dtype, dtype);
-        bool bf16Matrices = dtype == ScalarType.BFloat16
+        bool int8 = name.Equals("int8", StringComparison.OrdinalIgnoreCase);
+        if (device.type != DeviceType.CPU || !cpuKernel)
+        {
+            if (int8)
+                throw new NotSupportedException($"int8 weights run only on the hand-written CPU kernel (an x86 CPU with AVX2/FMA, " +
+                                                $"ACTORQUERY_GEMM not 'torch'); on {device.type} use bfloat16 or float32");
+            return (dtype, dtype);
+        }
+        if (int8) return (ScalarType.Float32, ScalarType.Int8);
+        bool bf16Matrices = name.Equals("bfloat16", StringComparison.OrdinalIgnoreCase) || name.Equals("bf16", StringComparison.OrdinalIgnoreCase)
                             || (name.Equals("auto", StringComparison.OrdinalIgnoreCase) && checkpointDtype is "bfloat16");
         return (ScalarType.Float32, bf16Matrices ? ScalarType.BFloat16 : ScalarType.Float32);
     }
+
+    /// <summary>The --dtype whose weight matrices are smaller than <paramref name="matrices"/> on this device, or null:
+    /// bfloat16 below float32; int8 below bfloat16 where the CPU kernel runs (<paramref name="cpuKernel"/>).</summary>
+    public static string? SmallerFormat(ScalarType matrices, bool cpuKernel) => matrices switch
+    {
+        ScalarType.Float32 => "bfloat16",
+        ScalarType.BFloat16 or ScalarType.Float16 when cpuKernel => "int8",
+        _ => null,
+    };
+
+    /// <summary>The vectors the hand-written CPU kernels run on here: "avx512", "avx2", or "none" (no AVX2/FMA).</summary>
+    public static string CpuKernelVectors => SmallBatchGemm.Supported ? SmallBatchGemm.Isa : "none";
 
     private static bool? _cpuBf16;
 
@@ -95,6 +117,7 @@ public static class DeviceAndDtype
         ScalarType.Float32 => "float32",
         ScalarType.BFloat16 => "bfloat16",
         ScalarType.Float16 => "float16",
+        ScalarType.Int8 => "int8",
         _ => t.ToString().ToLowerInvariant(),
     };
 
@@ -102,6 +125,7 @@ public static class DeviceAndDtype
     {
         ScalarType.Float32 => 4,
         ScalarType.BFloat16 or ScalarType.Float16 => 2,
+        ScalarType.Int8 => 1,
         _ => throw new NotSupportedException($"dtype {t}"),
     };
 }

@@ -6,7 +6,7 @@ using static TorchSharp.torch;
 namespace ActorQuery.Inference.Model;
 
 /// <summary>
-/// y = x·Wᵀ + b in float32 on an AVX2/FMA CPU, for the few rows of x that a decode step has (one per running
+/// y = x·Wᵀ + b in float32 on an x86 CPU with AVX2/FMA (256-bit vectors) or AVX-512F (512-bit; <see cref="ISimd{TV}"/>), for the few rows of x that a decode step has (one per running
 /// sequence). Written by hand because libtorch's MKL sgemm, given 2–64 rows, first copies (packs) the whole weight
 /// matrix and then reads the copy: profiling a 16-stream step of the 0.5B shape showed as many samples in that copy
 /// (<c>mkl_blas_def_sgemm_scopy_right4_bdz</c>) as in the multiply kernel, so each weight was read from memory
@@ -22,22 +22,60 @@ namespace ActorQuery.Inference.Model;
 /// multiplied exactly as a float32 block, so the result is bit-identical to the float32 kernel given the widened
 /// weights.
 /// </para>
+/// <para>
+/// An int8 weight (<see cref="Int8Matrix"/>, a quarter of float32's bytes) is read the same way: each value becomes
+/// q·s (its group's scale) in float32, in the buffer or in registers, and is multiplied as a float32 weight. Activations
+/// stay float32: a decode step waits on the weights' bytes, not on the arithmetic.
+/// </para>
+/// <para>
+/// There is no kernel on AVX-512 BF16's <c>vdpbf16ps</c>: .NET 10 has no intrinsic for it, and widening bf16 in registers
+/// already keeps one stream at the memory bound.
+/// </para>
 /// </summary>
 internal static unsafe class SmallBatchGemm
 {
     /// <summary>True where the kernel can run (x86-64 with AVX2 and FMA).</summary>
     public static bool Supported => Avx2.IsSupported && Fma.IsSupported;
 
-    /// <summary>x [M, K] · weight [N, K]ᵀ (+ bias [N]) → [M, N]; all float32, CPU, weight and bias contiguous; any M.
-    /// The columns are computed in chunks by <paramref name="team"/>'s threads (the calling thread alone when null).</summary>
-    public static Tensor Linear(Tensor x, Tensor weight, Tensor? bias, GemmTeam? team)
+    /// <summary>Whether the 512-bit kernels run: on a CPU with AVX-512F (DOTNET_EnableAVX512F=0 turns it off for the
+    /// whole process). Tests run both paths on one machine through <see cref="Linear"/>'s <c>wide</c>.</summary>
+    public static bool Use512 { get; } = Avx512F.IsSupported;
+
+    /// <summary>The vector width the kernels run at, for logs and benchmarks: "avx512" or "avx2".</summary>
+    public static string Isa => Use512 ? "avx512" : "avx2";
+
+    private enum Format { Float32, BFloat16, Int8 }
+
+    /// <summary>A weight matrix as the kernels read it: its format, its rows (<paramref name="RowBytes"/> apart) and,
+    /// for int8, the values per scale.</summary>
+    private readonly record struct Matrix(Format Format, nint Data, long RowBytes, int Group)
     {
+        public byte* Row(int j) => (byte*)Data + j * RowBytes;
+
+        public static Matrix Of(Tensor weight, int k) => weight.dtype switch
+        {
+            ScalarType.Float32 => new(Format.Float32, (nint)TensorData.Floats(weight), 4L * k, k),
+            ScalarType.BFloat16 => new(Format.BFloat16, (nint)TensorData.BFloat16s(weight), 2L * k, k),
+            ScalarType.Int8 => new(Format.Int8, (nint)TensorData.Bytes(weight), Int8Matrix.RowBytes(k), Int8Matrix.Layout(weight, k)),
+            _ => throw new NotSupportedException($"the CPU kernel reads float32, bfloat16 or int8 weights, not {weight.dtype}"),
+        };
+    }
+
+    /// <summary>x [M, K] · weight [N, K]ᵀ (+ bias [N]) → [M, N]; x, bias and the result float32, the weight float32,
+    /// bfloat16 or a packed <see cref="Int8Matrix"/>, all CPU and contiguous; any M. The columns are computed in chunks
+    /// by <paramref name="team"/>'s threads (the calling thread alone when null).</summary>
+    public static Tensor Linear(Tensor x, Tensor weight, Tensor? bias, GemmTeam? team) => Linear(x, weight, bias, team, Use512);
+
+    /// <summary><see cref="Linear(Tensor, Tensor, Tensor?, GemmTeam?)"/> on the 512-bit kernels (<paramref name="wide"/>, only on
+    /// a CPU with AVX-512F) or the 256-bit ones.</summary>
+    internal static Tensor Linear(Tensor x, Tensor weight, Tensor? bias, GemmTeam? team, bool wide)
+    {
+        if (wide && !Avx512F.IsSupported) throw new PlatformNotSupportedException("this CPU has no AVX-512F");
         int m = (int)x.shape[0], k = (int)x.shape[1], n = (int)weight.shape[0];
         using var xc = x.contiguous(); // a new handle on the same storage when x already is
+        var w = Matrix.Of(weight, k);
         var y = empty(m, n, ScalarType.Float32);
         var px = (nint)TensorData.Floats(xc);
-        bool bf16 = weight.dtype == ScalarType.BFloat16;
-        var pw = bf16 ? (nint)TensorData.BFloat16s(weight) : (nint)TensorData.Floats(weight);
         var py = (nint)TensorData.Floats(y);
         var pb = bias is null ? 0 : (nint)TensorData.Floats(bias);
         int chunks = (n + ChunkColumns - 1) / ChunkColumns;
@@ -47,8 +85,12 @@ internal static unsafe class SmallBatchGemm
         {
             int rows = Math.Min(ChunkRows, m - r0);
             nint xs = px + (nint)r0 * k * sizeof(float), ys = py + (nint)r0 * n * sizeof(float);
-            void Chunk(int c) =>
-                Rows((float*)xs, rows, k, (void*)pw, bf16, n, (float*)ys, (float*)pb, c * ChunkColumns, Math.Min(n, (c + 1) * ChunkColumns));
+            void Chunk(int c)
+            {
+                int j0 = c * ChunkColumns, j1 = Math.Min(n, (c + 1) * ChunkColumns);
+                if (wide) Rows<Simd512, Vector512<float>>((float*)xs, rows, k, w, n, (float*)ys, (float*)pb, j0, j1);
+                else Rows<Simd256, Vector256<float>>((float*)xs, rows, k, w, n, (float*)ys, (float*)pb, j0, j1);
+            }
             GemmTeam.Run(team, chunks, Chunk);
         }
         return y;
@@ -66,86 +108,166 @@ internal static unsafe class SmallBatchGemm
 
     /// <summary>Output columns [j0, j1) for every row of x: three rows of x at a time (4×3 blocks: twelve
     /// accumulators, so that the FMA unit's latency is hidden and each weight vector loaded serves three rows), then
-    /// a 4×2 or 4×1 block for the last rows. <paramref name="w"/> holds float32 values, or bfloat16 ones when
-    /// <paramref name="bf16"/>: then each block of four weight rows (or a last single row) is first widened into this
-    /// thread's buffer and multiplied from there, the same sums in the same order; one row of x (a single stream's
-    /// decode step) instead widens each vector in registers as it multiplies it, since that step only streams the
-    /// weights and a round trip through the buffer would cost as much as the read.</summary>
+    /// a 4×2 or 4×1 block for the last rows. A bfloat16 or int8 weight's block of four rows (or a last single row) is
+    /// first widened to float32 into this thread's buffer and multiplied from there. One row of x (a single stream's
+    /// decode step) instead widens each vector in registers as it multiplies it (<see cref="Direct4"/>), the same
+    /// sums in the same order, since that step only streams the weights and a round trip through the buffer would cost
+    /// as much as the read.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)] // see ChunkColumns
-    private static void Rows(float* x, int m, int k, void* w, bool bf16, int n, float* y, float* bias, int j0, int j1)
+    private static void Rows<S, TV>(float* x, int m, int k, Matrix w, int n, float* y, float* bias, int j0, int j1)
+        where S : struct, ISimd<TV> where TV : struct
     {
-        int elementBytes = bf16 ? sizeof(ushort) : sizeof(float);
-        int blockFloats = 4 * k * elementBytes / sizeof(float);   // a block's bytes, in floats (for the prefetch)
-        float* buf = bf16 ? WidenBuffer(4 * k) : null;
-        int j = j0;
+        long blockBytes = 4 * w.RowBytes;
+        bool direct = m == 1 && k % S.Count == 0 && w.Group % S.Count == 0;
+        // The next block, spread over the direct kernel's iterations: whole cache lines per vector of x.
+        int lines = (int)((blockBytes / Math.Max(1, k / S.Count) + 63) / 64);
+        float* buf = w.Format == Format.Float32 ? null : WidenBuffer(4 * k);
         int passes = (m + 2) / 3;
+        long share = (blockBytes + passes - 1) / passes;
+        int j = j0;
         for (; j + 4 <= j1; j += 4)
         {
-            byte* source = (byte*)w + (long)j * k * elementBytes;
-            float* next = (float*)(source + 4L * k * elementBytes);
+            byte* source = w.Row(j);
+            byte* next = j + 8 <= j1 ? source + blockBytes : null;
             float* bj = bias == null ? null : bias + j;
-            if (bf16 && m == 1 && k % 8 == 0)
+            if (direct)
             {
-                Block4x1BFloat16((ushort*)source, k, x, y + j, bj, j + 8 <= j1 ? (byte*)next : null);
+                Direct4<S, TV>(w, source, k, x, y + j, bj, next, lines);
                 continue;
             }
-            float* wj = (float*)source;
-            if (bf16) Widen((ushort*)source, wj = buf, 4 * k);
+            float* wj = w.Format == Format.Float32 ? (float*)source : Widen<S, TV>(w, source, 4, k, buf);
             // The next block's 4 rows are contiguous: while this block is multiplied with every row of x, fetch
             // a share of them per pass, so that memory reads overlap the arithmetic (the hardware prefetcher
             // alone left the kernel waiting on memory between blocks).
-            bool prefetch = passes > 1 && j + 8 <= j1;
-            int share = (blockFloats + passes - 1) / passes;
+            bool prefetch = passes > 1 && next != null;
             int i = 0, pass = 0;
             for (; i + 3 <= m; i += 3, pass++)
             {
-                if (prefetch) Prefetch(next + (long)pass * share, share);
-                Block4x3(wj, k, x + (long)i * k, y + (long)i * n + j, n, bj);
+                if (prefetch) Prefetch(next + pass * share, share);
+                Block4x3<S, TV>(wj, k, x + (long)i * k, y + (long)i * n + j, n, bj);
             }
-            if (i < m && prefetch) Prefetch(next + (long)pass * share, Math.Max(0, blockFloats - pass * share));
-            if (i + 2 == m) Block4x2(wj, k, x + (long)i * k, y + (long)i * n + j, n, bj);
-            else if (i + 1 == m) Block4x1(wj, k, x + (long)i * k, y + (long)i * n + j, bj);
+            if (i < m && prefetch) Prefetch(next + pass * share, Math.Max(0, blockBytes - pass * share));
+            if (i + 2 == m) Block4x2<S, TV>(wj, k, x + (long)i * k, y + (long)i * n + j, n, bj);
+            else if (i + 1 == m) Block4x1<S, TV>(wj, k, x + (long)i * k, y + (long)i * n + j, bj);
         }
         for (; j < j1; j++)
         {
-            float* wj = (float*)w + (long)j * k;
-            if (bf16) Widen((ushort*)w + (long)j * k, wj = buf, k);
+            float* wj = w.Format == Format.Float32 ? (float*)w.Row(j) : Widen<S, TV>(w, w.Row(j), 1, k, buf);
             for (int i = 0; i < m; i++)
-                y[(long)i * n + j] = Dot(wj, x + (long)i * k, k) + (bias == null ? 0f : bias[j]);
+                y[(long)i * n + j] = Dot<S, TV>(wj, x + (long)i * k, k) + (bias == null ? 0f : bias[j]);
         }
     }
 
-    /// <summary><see cref="Block4x1"/> reading bfloat16 weights, widened in registers (k a multiple of 8: no tail, so
-    /// <see cref="Finish"/> never reads the weights); the same sums in the same order.</summary>
-    [MethodImpl(MethodImplOptions.NoInlining)] // see ChunkColumns
-    private static void Block4x1BFloat16(ushort* w, int k, float* x0, float* y, float* bias, byte* next)
+    /// <summary>One row of x against the four weight rows at <paramref name="source"/>, read and widened in registers
+    /// (k and the int8 group multiples of the vector width: no tail, so <see cref="Finish"/> never reads the weights);
+    /// the same sums in the same order as <see cref="Block4x1"/> on the widened block.</summary>
+    private static void Direct4<S, TV>(Matrix w, byte* source, int k, float* x, float* y, float* bias, byte* next, int lines)
+        where S : struct, ISimd<TV> where TV : struct
     {
-        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
-        ushort* w1 = w + k, w2 = w1 + k, w3 = w2 + k;
-        for (int p = 0; p < k; p += 8)
+        switch (w.Format)
         {
-            // The next block (4k bf16 = k/8 cache lines) one line per iteration, so that the reads stay spread out.
-            if (next != null) Sse.Prefetch0(next + p * 8);
-            var v0 = Avx.LoadVector256(x0 + p);
-            a0 = Fma.MultiplyAdd(Wide(w + p), v0, a0);
-            a1 = Fma.MultiplyAdd(Wide(w1 + p), v0, a1);
-            a2 = Fma.MultiplyAdd(Wide(w2 + p), v0, a2);
-            a3 = Fma.MultiplyAdd(Wide(w3 + p), v0, a3);
+            case Format.Float32: Direct4Float32<S, TV>((float*)source, k, x, y, bias, next, lines); break;
+            case Format.BFloat16: Direct4BFloat16<S, TV>((ushort*)source, k, x, y, bias, next, lines); break;
+            default: Direct4Int8<S, TV>((sbyte*)source, w.RowBytes, w.Group, k, x, y, bias, next, lines); break;
         }
-        y[0] = Finish(a0, null, x0, k, k, bias, 0); y[1] = Finish(a1, null, x0, k, k, bias, 1);
-        y[2] = Finish(a2, null, x0, k, k, bias, 2); y[3] = Finish(a3, null, x0, k, k, bias, 3);
     }
 
-    /// <summary>Eight bfloat16 values as float32 (each one's 16 bits become the float's top half; exact).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Wide(ushort* from) => Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32(from), 16).AsSingle();
-
-    /// <summary>bfloat16 → float32 (the 16 bits become the float's top half; exact).</summary>
-    private static void Widen(ushort* from, float* to, int count)
+    [MethodImpl(MethodImplOptions.NoInlining)] // see ChunkColumns
+    private static void Direct4Float32<S, TV>(float* w, int k, float* x, float* y, float* bias, byte* next, int lines)
+        where S : struct, ISimd<TV> where TV : struct
     {
-        int p = 0;
-        for (; p + 8 <= count; p += 8) Avx.Store(to + p, Wide(from + p));
-        for (; p < count; p++) ((uint*)to)[p] = (uint)from[p] << 16;
+        TV a0 = default, a1 = default, a2 = default, a3 = default;
+        float* w1 = w + k, w2 = w1 + k, w3 = w2 + k;
+        for (int p = 0; p < k; p += S.Count)
+        {
+            next = PrefetchLines(next, lines);
+            var v = S.Load(x + p);
+            a0 = S.MultiplyAdd(S.Load(w + p), v, a0);
+            a1 = S.MultiplyAdd(S.Load(w1 + p), v, a1);
+            a2 = S.MultiplyAdd(S.Load(w2 + p), v, a2);
+            a3 = S.MultiplyAdd(S.Load(w3 + p), v, a3);
+        }
+        Store4<S, TV>(y, a0, a1, a2, a3, null, x, k, k, bias);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)] // see ChunkColumns
+    private static void Direct4BFloat16<S, TV>(ushort* w, int k, float* x, float* y, float* bias, byte* next, int lines)
+        where S : struct, ISimd<TV> where TV : struct
+    {
+        TV a0 = default, a1 = default, a2 = default, a3 = default;
+        ushort* w1 = w + k, w2 = w1 + k, w3 = w2 + k;
+        for (int p = 0; p < k; p += S.Count)
+        {
+            next = PrefetchLines(next, lines);
+            var v = S.Load(x + p);
+            a0 = S.MultiplyAdd(S.BFloat16(w + p), v, a0);
+            a1 = S.MultiplyAdd(S.BFloat16(w1 + p), v, a1);
+            a2 = S.MultiplyAdd(S.BFloat16(w2 + p), v, a2);
+            a3 = S.MultiplyAdd(S.BFloat16(w3 + p), v, a3);
+        }
+        Store4<S, TV>(y, a0, a1, a2, a3, null, x, k, k, bias);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)] // see ChunkColumns
+    private static void Direct4Int8<S, TV>(sbyte* w, long rowBytes, int g, int k, float* x, float* y, float* bias, byte* next, int lines)
+        where S : struct, ISimd<TV> where TV : struct
+    {
+        TV a0 = default, a1 = default, a2 = default, a3 = default;
+        sbyte* w1 = w + rowBytes, w2 = w1 + rowBytes, w3 = w2 + rowBytes;
+        float* s0 = (float*)(w + k), s1 = (float*)(w1 + k), s2 = (float*)(w2 + k), s3 = (float*)(w3 + k);
+        for (int p0 = 0, gi = 0; p0 < k; p0 += g, gi++)
+        {
+            TV c0 = S.Splat(s0[gi]), c1 = S.Splat(s1[gi]), c2 = S.Splat(s2[gi]), c3 = S.Splat(s3[gi]);
+            for (int p = p0; p < p0 + g; p += S.Count)
+            {
+                next = PrefetchLines(next, lines);
+                var v = S.Load(x + p);
+                a0 = S.MultiplyAdd(S.Multiply(S.Int8(w + p), c0), v, a0);
+                a1 = S.MultiplyAdd(S.Multiply(S.Int8(w1 + p), c1), v, a1);
+                a2 = S.MultiplyAdd(S.Multiply(S.Int8(w2 + p), c2), v, a2);
+                a3 = S.MultiplyAdd(S.Multiply(S.Int8(w3 + p), c3), v, a3);
+            }
+        }
+        Store4<S, TV>(y, a0, a1, a2, a3, null, x, k, k, bias);
+    }
+
+    /// <summary>Fetches <paramref name="lines"/> cache lines at <paramref name="next"/> (none when null) and returns the
+    /// address after them.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static byte* PrefetchLines(byte* next, int lines)
+    {
+        if (next == null) return null;
+        for (int l = 0; l < lines; l++) Sse.Prefetch0(next + 64 * l);
+        return next + 64 * lines;
+    }
+
+    /// <summary><paramref name="rows"/> weight rows at <paramref name="source"/> as float32 in <paramref name="to"/>
+    /// ([rows, k]): a bfloat16 value exactly, an int8 one as q·s, the product <see cref="Direct4Int8"/> forms.</summary>
+    private static float* Widen<S, TV>(Matrix w, byte* source, int rows, int k, float* to)
+        where S : struct, ISimd<TV> where TV : struct
+    {
+        for (int r = 0; r < rows; r++)
+        {
+            byte* row = source + r * w.RowBytes;
+            float* dst = to + (long)r * k;
+            int p = 0;
+            if (w.Format == Format.BFloat16)
+            {
+                ushort* src = (ushort*)row;
+                for (; p + S.Count <= k; p += S.Count) S.Store(dst + p, S.BFloat16(src + p));
+                for (; p < k; p++) ((uint*)dst)[p] = (uint)src[p] << 16;
+            }
+            else
+            {
+                sbyte* src = (sbyte*)row;
+                float* scales = (float*)(row + k);
+                int g = w.Group;
+                if (g % S.Count == 0)
+                    for (; p + S.Count <= k; p += S.Count) S.Store(dst + p, S.Multiply(S.Int8(src + p), S.Splat(scales[p / g])));
+                for (; p < k; p++) dst[p] = src[p] * scales[p / g];
+            }
+        }
+        return to;
     }
 
     [ThreadStatic] private static float[]? _widened;
@@ -158,103 +280,105 @@ internal static unsafe class SmallBatchGemm
         return (float*)Unsafe.AsPointer(ref _widened[0]);
     }
 
-    private static void Prefetch(float* from, int floats)
+    private static void Prefetch(byte* from, long bytes)
     {
-        for (int p = 0; p < floats; p += 16) Sse.Prefetch0(from + p);
+        for (long p = 0; p < bytes; p += 64) Sse.Prefetch0(from + p);
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)] // see ChunkColumns
-    private static void Block4x3(float* w, int k, float* x0, float* y, int ldy, float* bias)
+    private static void Block4x3<S, TV>(float* w, int k, float* x0, float* y, int ldy, float* bias)
+        where S : struct, ISimd<TV> where TV : struct
     {
-        Vector256<float> a00 = default, a01 = default, a02 = default, a10 = default, a11 = default, a12 = default,
-                         a20 = default, a21 = default, a22 = default, a30 = default, a31 = default, a32 = default;
+        TV a00 = default, a01 = default, a02 = default, a10 = default, a11 = default, a12 = default,
+           a20 = default, a21 = default, a22 = default, a30 = default, a31 = default, a32 = default;
         float* w1 = w + k, w2 = w1 + k, w3 = w2 + k, x1 = x0 + k, x2 = x1 + k;
-        int kv = k & ~7;
-        for (int p = 0; p < kv; p += 8)
+        int kv = k - k % S.Count;
+        for (int p = 0; p < kv; p += S.Count)
         {
-            var v0 = Avx.LoadVector256(x0 + p);
-            var v1 = Avx.LoadVector256(x1 + p);
-            var v2 = Avx.LoadVector256(x2 + p);
-            var r = Avx.LoadVector256(w + p);
-            a00 = Fma.MultiplyAdd(r, v0, a00); a01 = Fma.MultiplyAdd(r, v1, a01); a02 = Fma.MultiplyAdd(r, v2, a02);
-            r = Avx.LoadVector256(w1 + p);
-            a10 = Fma.MultiplyAdd(r, v0, a10); a11 = Fma.MultiplyAdd(r, v1, a11); a12 = Fma.MultiplyAdd(r, v2, a12);
-            r = Avx.LoadVector256(w2 + p);
-            a20 = Fma.MultiplyAdd(r, v0, a20); a21 = Fma.MultiplyAdd(r, v1, a21); a22 = Fma.MultiplyAdd(r, v2, a22);
-            r = Avx.LoadVector256(w3 + p);
-            a30 = Fma.MultiplyAdd(r, v0, a30); a31 = Fma.MultiplyAdd(r, v1, a31); a32 = Fma.MultiplyAdd(r, v2, a32);
+            var v0 = S.Load(x0 + p);
+            var v1 = S.Load(x1 + p);
+            var v2 = S.Load(x2 + p);
+            var r = S.Load(w + p);
+            a00 = S.MultiplyAdd(r, v0, a00); a01 = S.MultiplyAdd(r, v1, a01); a02 = S.MultiplyAdd(r, v2, a02);
+            r = S.Load(w1 + p);
+            a10 = S.MultiplyAdd(r, v0, a10); a11 = S.MultiplyAdd(r, v1, a11); a12 = S.MultiplyAdd(r, v2, a12);
+            r = S.Load(w2 + p);
+            a20 = S.MultiplyAdd(r, v0, a20); a21 = S.MultiplyAdd(r, v1, a21); a22 = S.MultiplyAdd(r, v2, a22);
+            r = S.Load(w3 + p);
+            a30 = S.MultiplyAdd(r, v0, a30); a31 = S.MultiplyAdd(r, v1, a31); a32 = S.MultiplyAdd(r, v2, a32);
         }
-        Store4(y, a00, a10, a20, a30, w, x0, kv, k, bias);
-        Store4(y + ldy, a01, a11, a21, a31, w, x1, kv, k, bias);
-        Store4(y + 2 * ldy, a02, a12, a22, a32, w, x2, kv, k, bias);
+        Store4<S, TV>(y, a00, a10, a20, a30, w, x0, kv, k, bias);
+        Store4<S, TV>(y + ldy, a01, a11, a21, a31, w, x1, kv, k, bias);
+        Store4<S, TV>(y + 2 * ldy, a02, a12, a22, a32, w, x2, kv, k, bias);
     }
 
     /// <summary>One row of x against the block's 4 weight rows: finishes the four sums into y[0..3].</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Store4(float* y, Vector256<float> a0, Vector256<float> a1, Vector256<float> a2, Vector256<float> a3,
-                               float* w, float* x, int kv, int k, float* bias)
+    private static void Store4<S, TV>(float* y, TV a0, TV a1, TV a2, TV a3, float* w, float* x, int kv, int k, float* bias)
+        where S : struct, ISimd<TV> where TV : struct
     {
-        y[0] = Finish(a0, w, x, kv, k, bias, 0); y[1] = Finish(a1, w + k, x, kv, k, bias, 1);
-        y[2] = Finish(a2, w + 2 * k, x, kv, k, bias, 2); y[3] = Finish(a3, w + 3 * k, x, kv, k, bias, 3);
+        y[0] = Finish<S, TV>(a0, w, x, kv, k, bias, 0); y[1] = Finish<S, TV>(a1, w + k, x, kv, k, bias, 1);
+        y[2] = Finish<S, TV>(a2, w + 2 * k, x, kv, k, bias, 2); y[3] = Finish<S, TV>(a3, w + 3 * k, x, kv, k, bias, 3);
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)] // see ChunkColumns
-    private static void Block4x2(float* w, int k, float* x0, float* y, int ldy, float* bias)
+    private static void Block4x2<S, TV>(float* w, int k, float* x0, float* y, int ldy, float* bias)
+        where S : struct, ISimd<TV> where TV : struct
     {
-        Vector256<float> a00 = default, a01 = default, a10 = default, a11 = default,
-                         a20 = default, a21 = default, a30 = default, a31 = default;
+        TV a00 = default, a01 = default, a10 = default, a11 = default,
+           a20 = default, a21 = default, a30 = default, a31 = default;
         float* w1 = w + k, w2 = w1 + k, w3 = w2 + k, x1 = x0 + k;
-        int kv = k & ~7;
-        for (int p = 0; p < kv; p += 8)
+        int kv = k - k % S.Count;
+        for (int p = 0; p < kv; p += S.Count)
         {
-            var v0 = Avx.LoadVector256(x0 + p);
-            var v1 = Avx.LoadVector256(x1 + p);
-            var r = Avx.LoadVector256(w + p);
-            a00 = Fma.MultiplyAdd(r, v0, a00); a01 = Fma.MultiplyAdd(r, v1, a01);
-            r = Avx.LoadVector256(w1 + p);
-            a10 = Fma.MultiplyAdd(r, v0, a10); a11 = Fma.MultiplyAdd(r, v1, a11);
-            r = Avx.LoadVector256(w2 + p);
-            a20 = Fma.MultiplyAdd(r, v0, a20); a21 = Fma.MultiplyAdd(r, v1, a21);
-            r = Avx.LoadVector256(w3 + p);
-            a30 = Fma.MultiplyAdd(r, v0, a30); a31 = Fma.MultiplyAdd(r, v1, a31);
+            var v0 = S.Load(x0 + p);
+            var v1 = S.Load(x1 + p);
+            var r = S.Load(w + p);
+            a00 = S.MultiplyAdd(r, v0, a00); a01 = S.MultiplyAdd(r, v1, a01);
+            r = S.Load(w1 + p);
+            a10 = S.MultiplyAdd(r, v0, a10); a11 = S.MultiplyAdd(r, v1, a11);
+            r = S.Load(w2 + p);
+            a20 = S.MultiplyAdd(r, v0, a20); a21 = S.MultiplyAdd(r, v1, a21);
+            r = S.Load(w3 + p);
+            a30 = S.MultiplyAdd(r, v0, a30); a31 = S.MultiplyAdd(r, v1, a31);
         }
-        Store4(y, a00, a10, a20, a30, w, x0, kv, k, bias);
-        Store4(y + ldy, a01, a11, a21, a31, w, x1, kv, k, bias);
+        Store4<S, TV>(y, a00, a10, a20, a30, w, x0, kv, k, bias);
+        Store4<S, TV>(y + ldy, a01, a11, a21, a31, w, x1, kv, k, bias);
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)] // see ChunkColumns
-    private static void Block4x1(float* w, int k, float* x0, float* y, float* bias)
+    private static void Block4x1<S, TV>(float* w, int k, float* x0, float* y, float* bias)
+        where S : struct, ISimd<TV> where TV : struct
     {
-        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        TV a0 = default, a1 = default, a2 = default, a3 = default;
         float* w1 = w + k, w2 = w1 + k, w3 = w2 + k;
-        int kv = k & ~7;
-        for (int p = 0; p < kv; p += 8)
+        int kv = k - k % S.Count;
+        for (int p = 0; p < kv; p += S.Count)
         {
-            var v0 = Avx.LoadVector256(x0 + p);
-            a0 = Fma.MultiplyAdd(Avx.LoadVector256(w + p), v0, a0);
-            a1 = Fma.MultiplyAdd(Avx.LoadVector256(w1 + p), v0, a1);
-            a2 = Fma.MultiplyAdd(Avx.LoadVector256(w2 + p), v0, a2);
-            a3 = Fma.MultiplyAdd(Avx.LoadVector256(w3 + p), v0, a3);
+            var v0 = S.Load(x0 + p);
+            a0 = S.MultiplyAdd(S.Load(w + p), v0, a0);
+            a1 = S.MultiplyAdd(S.Load(w1 + p), v0, a1);
+            a2 = S.MultiplyAdd(S.Load(w2 + p), v0, a2);
+            a3 = S.MultiplyAdd(S.Load(w3 + p), v0, a3);
         }
-        Store4(y, a0, a1, a2, a3, w, x0, kv, k, bias);
+        Store4<S, TV>(y, a0, a1, a2, a3, w, x0, kv, k, bias);
     }
 
-    private static float Dot(float* w, float* x, int k)
+    private static float Dot<S, TV>(float* w, float* x, int k) where S : struct, ISimd<TV> where TV : struct
     {
-        Vector256<float> a = default;
-        int kv = k & ~7;
-        for (int p = 0; p < kv; p += 8) a = Fma.MultiplyAdd(Avx.LoadVector256(w + p), Avx.LoadVector256(x + p), a);
-        return Finish(a, w, x, kv, k, null, 0);
+        TV a = default;
+        int kv = k - k % S.Count;
+        for (int p = 0; p < kv; p += S.Count) a = S.MultiplyAdd(S.Load(w + p), S.Load(x + p), a);
+        return Finish<S, TV>(a, w, x, kv, k, null, 0);
     }
 
-    /// <summary>The one order every output element is summed in: 8 lanes, then the tail, then the bias.</summary>
+    /// <summary>The one order every output element is summed in: the lanes (<see cref="ISimd{TV}.Sum"/>), then the
+    /// tail, then the bias.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float Finish(Vector256<float> acc, float* w, float* x, int kv, int k, float* bias, int j)
+    private static float Finish<S, TV>(TV acc, float* w, float* x, int kv, int k, float* bias, int j)
+        where S : struct, ISimd<TV> where TV : struct
     {
-        var s = Sse.Add(acc.GetLower(), acc.GetUpper());
-        s = Sse.Add(s, Sse.MoveHighToLow(s, s));
-        s = Sse.AddScalar(s, Sse.Shuffle(s, s, 0x55));
-        float sum = s.ToScalar();
+        float sum = S.Sum(acc);
         for (int p = kv; p < k; p++) sum += w[p] * x[p];
         return bias == null ? sum : sum + bias[j];
     }
