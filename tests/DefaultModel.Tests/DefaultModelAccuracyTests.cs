@@ -9,9 +9,9 @@ namespace ActorQuery.DefaultModel.Tests;
 [Collection(TorchGlobalState.Name)]
 public class DefaultModelAccuracyTests
 {
-    private static ArithmeticScore Grade(IReadOnlyList<ArithmeticExample> examples)
+    private static ArithmeticScore Grade(IReadOnlyList<ArithmeticExample> examples, string dtype = "float32")
     {
-        using var engine = InferenceEngine.Load(new EngineOptions { ModelPath = DefaultModelFolder.Path, Device = "cpu", Dtype = "float32", MaxBatchSequences = 64 });
+        using var engine = InferenceEngine.Load(new EngineOptions { ModelPath = DefaultModelFolder.Path, Device = "cpu", Dtype = dtype, MaxBatchSequences = 64 });
         return ArithmeticEvaluator.ForServedModel(engine, HfTokenizer.FromPath(DefaultModelFolder.Path)).Grade(examples);
     }
 
@@ -51,6 +51,17 @@ public class DefaultModelAccuracyTests
         var score = Grade(HeldOut(format));
         var malformed = score.Answers.Where(a => !int.TryParse(a.Answer, System.Globalization.NumberStyles.AllowLeadingSign, System.Globalization.CultureInfo.InvariantCulture, out _)).ToList();
         Assert.True(malformed.Count <= 4, $"{malformed.Count}/200 not a number then end of turn: " + string.Join("; ", malformed.Take(10).Select(a => $"{a.Example.Question} -> {a.Answer}")));
+    }
+
+    [Fact]
+    public void With_int8_weights_answers_as_many_held_out_problems_as_with_float32_less_at_most_one()
+    {
+        // int8 weights run on the AVX2/FMA kernel only (xunit 2 has no runtime skip)
+        if (!(System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported)) return;
+        var examples = HeldOut(PromptFormat.Chat);
+        var exact = Grade(examples);
+        var int8 = Grade(examples, "int8");
+        Assert.True(int8.Correct >= exact.Correct - 1, $"int8 {int8.Correct}/200, float32 {exact.Correct}/200; int8 wrong: {Misses(int8)}");
     }
 
     [Fact]
