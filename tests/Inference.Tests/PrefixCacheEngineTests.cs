@@ -8,10 +8,10 @@ namespace ActorQuery.Inference.Tests;
 public class PrefixCacheEngineTests
 {
     // A small step budget, so that a prompt computed whole is prefilled in other chunks than its uncached rest.
-    private static InferenceEngine Load(string model, bool prefixCaching) =>
+    private static InferenceEngine Load(string model, bool prefixCaching, int maxTokensPerStep = 8) =>
         InferenceEngine.Load(new EngineOptions
         {
-            ModelPath = Fixtures.Dir(model), Dtype = "float32", Device = "cpu", MaxTokensPerStep = 8, PrefixCaching = prefixCaching,
+            ModelPath = Fixtures.Dir(model), Dtype = "float32", Device = "cpu", MaxTokensPerStep = maxTokensPerStep, PrefixCaching = prefixCaching,
         });
 
     /// <summary>A prompt of <paramref name="length"/> tokens from the fixture cases' ids.</summary>
@@ -76,7 +76,8 @@ public class PrefixCacheEngineTests
         using var off = Load(model, prefixCaching: false);
         var alone = Run(off, 1, prompt);
 
-        using var on = Load(model, prefixCaching: true);
+        // A step budget that would hold all four prompts: only the waiting rule keeps the last three from prefilling too.
+        using var on = Load(model, prefixCaching: true, maxTokensPerStep: 512);
         var p = SamplingParams.Greedy(12) with { IgnoreEos = true, Logprobs = true };
         for (long id = 1; id <= 4; id++) Assert.True(on.TryAdd(new GenerationRequest(id, prompt, p)).Added);
         var tokens = new Dictionary<long, List<int>>();

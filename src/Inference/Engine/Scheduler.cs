@@ -105,13 +105,13 @@ public sealed class Scheduler
     public Scheduler(KvBlockAllocator blocks, int maxBatchSequences, int maxTokensPerStep, int contextLength, IEnumerable<int> eosTokenIds,
                      bool prefixCaching = false)
     {
-        _prefixCaching = prefixCaching;
         if (maxBatchSequences < 1) throw new ArgumentException("must be >= 1", "max_batch_sequences");
         if (maxTokensPerStep < 1) throw new ArgumentException("must be >= 1", "max_tokens_per_step");
         _blocks = blocks;
         _maxBatchSequences = maxBatchSequences;
         _maxTokensPerStep = maxTokensPerStep;
         _contextLength = contextLength;
+        _prefixCaching = prefixCaching;
         _eos = new HashSet<int>(eosTokenIds);
     }
 
@@ -321,21 +321,21 @@ public sealed class Scheduler
     /// </summary>
     private bool TakeCachedPrefix(SequenceState s)
     {
-        int B = _blocks.BlockSize, cacheable = (s.Tokens.Count - 1) / B;
-        var hashes = s.HashesOf(cacheable, B).GetRange(0, cacheable);
+        int size = _blocks.BlockSize, cacheable = (s.Tokens.Count - 1) / size;
+        var hashes = s.HashesOf(cacheable, size).GetRange(0, cacheable);
         int cached = _blocks.CachedPrefixBlocks(hashes);
         foreach (var o in _sequences)
         {
             if (o == s) break;
             if (!o.Reserved || o.Parked || o.IsDecoding) continue;
-            int shared = 0, full = Math.Min(cacheable, o.Tokens.Count / B);
-            var theirs = o.HashesOf(full, B);
+            int shared = 0, full = Math.Min(cacheable, o.Tokens.Count / size);
+            var theirs = o.HashesOf(full, size);
             while (shared < full && theirs[shared] == hashes[shared]) shared++;
-            if (shared > cached && o.Table.Length < shared * B) return false;
+            if (shared > cached && o.Table.Length < shared * size) return false;
         }
         int taken = _blocks.TakeCached(s.Table, hashes);
         s.CachedBlocks = taken;
-        if (!s.LookedUp) s.CachedPromptTokens = Math.Min(taken * B, s.Request.PromptIds.Count);
+        if (!s.LookedUp) s.CachedPromptTokens = Math.Min(taken * size, s.Request.PromptIds.Count);
         s.LookedUp = true;
         return true;
     }
