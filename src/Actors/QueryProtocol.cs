@@ -50,8 +50,12 @@ public sealed record TokensGenerated(string QueryId, string Text, IReadOnlyList<
     public override bool IsTerminal => false;
 }
 
+/// <param name="Cached">The answer came whole from the router's answer cache.</param>
+/// <param name="CachedPromptTokens">Prompt tokens whose KV cache the engine reused from its prefix cache instead of
+/// computing them (OpenAI's <c>usage.prompt_tokens_details.cached_tokens</c>); for an answer from the answer cache,
+/// every prompt token, since none was computed.</param>
 public sealed record QueryCompleted(string QueryId, FinishReason FinishReason, int PromptTokens, int CompletionTokens,
-    bool Cached, string Worker) : QueryEvent(QueryId);
+    bool Cached, string Worker, int CachedPromptTokens = 0) : QueryEvent(QueryId);
 
 public sealed record QueryRefused(string QueryId, RefusalReason Reason, string Message, TimeSpan? RetryAfter) : QueryEvent(QueryId);
 

@@ -66,6 +66,7 @@ public sealed class SerializationSpecs(ITestOutputHelper output) : ActorSpec(
         ["QueryProgress(QueryTimedOut)"] = new QueryProgress(13, new QueryTimedOut("q", TimeSpan.FromSeconds(120))),
         ["QueryProgress(QueryCancelled)"] = new QueryProgress(14, new QueryCancelled("q")),
         ["QueryCompleted"] = new QueryCompleted("q", FinishReason.Length, 1, 2, Cached: false, "w"),
+        ["QueryCompleted (prefix cached)"] = new QueryCompleted("q", FinishReason.Stop, 1200, 2, Cached: false, "w", CachedPromptTokens: 1184),
         ["QueryFailed"] = new QueryFailed("q", "why"),
         ["WorkerStatus"] = Status,
         ["WorkerStatus (loading)"] = new WorkerStatus { Worker = "worker-1", Node = "n", State = WorkerState.Loading, Error = "e" },

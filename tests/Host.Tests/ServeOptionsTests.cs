@@ -73,11 +73,23 @@ public sealed class ServeOptionsTests
     [InlineData("--max-queue", "many", "--max-queue")]
     [InlineData("--cache-size", "lots", "--cache-size")]
     [InlineData("--no-such-option", "1", "--no-such-option")]
+    [InlineData("--prefix-caching", "off", "--prefix-caching")]
     public void Bad_command_line_is_one_line_naming_the_option(string option, string value, string named)
     {
         var e = Assert.Throws<CliException>(() => ServeCli.Parse([option, value]));
         Assert.Contains(named, e.Message);
         Assert.DoesNotContain('\n', e.Message);
+    }
+
+    [Theory]
+    [InlineData(new string[0], true)]
+    [InlineData(new[] { "--prefix-caching", "false" }, false)]
+    [InlineData(new[] { "--prefix-caching", "true" }, true)]
+    [InlineData(new[] { "--prefix-caching=False" }, false)]
+    public void Prefix_caching_is_on_unless_the_command_line_turns_it_off(string[] args, bool on)
+    {
+        var options = ServeOptions.From(new ConfigurationBuilder().AddInMemoryCollection(ServeCli.Parse(args)).Build());
+        Assert.Equal(on, options.PrefixCaching);
     }
 
     [Fact]

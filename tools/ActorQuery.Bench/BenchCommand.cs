@@ -19,7 +19,7 @@ internal static class BenchCommand
 {
     public static int Run(string[] args)
     {
-        var a = new CliArgs(args, new HashSet<string>(EngineCli.Flags) { "profile", "grammar" });
+        var a = new CliArgs(args, new HashSet<string>(EngineCli.Flags) { "profile", "grammar", "prefix-cache" });
         var model = a.String("model") ?? "models/shapes/qwen2.5-0.5b";
         bool dummy = a.Flag("dummy-weights") || a.String("model") is null;
         var dtypes = (a.String("dtypes") ?? "float32,bfloat16").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
@@ -39,6 +39,9 @@ internal static class BenchCommand
         bool grammar = a.Flag("grammar");
         var schemaFile = a.String("schema");
         int sequences = a.Int("sequences", 2, 100_000) ?? 40;
+        bool prefixCache = a.Flag("prefix-cache");
+        int prefixTokens = a.Int("prefix-tokens", 16, 32768) ?? 1000;
+        int suffixTokens = a.Int("suffix-tokens", 1, 32768) ?? 24;
         a.Known("json", "ignore-eos");
         a.EnsureAllUsed();
         if (grammar)
@@ -47,6 +50,20 @@ internal static class BenchCommand
                 schemaFile is null ? GrammarBench.DefaultSchema : File.ReadAllText(schemaFile), sequences, decode, threads, device));
             Console.WriteLine(report);
             if (outPath is not null) File.WriteAllText(outPath, report);
+            return 0;
+        }
+        if (prefixCache)
+        {
+            var report = new StringBuilder();
+            foreach (var dtype in a.Has("dtypes") ? dtypes : ["float32"])
+            {
+                var options = new EngineOptions { ModelPath = model, Dtype = dtype, Device = device, DummyWeights = dummy, Threads = threads, KvCacheBytes = 4L << 30 };
+                if (maxTokensPerStep is { } m) options = options with { MaxTokensPerStep = m };
+                using var engine = EngineCli.Load(options);
+                report.AppendLine(PrefixCacheBench.Run(engine, new PrefixCacheBench.Settings(prefixTokens, suffixTokens, repeats)));
+            }
+            Console.WriteLine(report.ToString());
+            if (outPath is not null) File.WriteAllText(outPath, report.ToString());
             return 0;
         }
         if (streams is not null)

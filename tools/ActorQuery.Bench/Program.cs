@@ -20,6 +20,8 @@ static int Usage()
                      engine speed; default model: the Qwen2.5-0.5B shape with random weights
                      --grammar [--schema FILE] [--sequences 40]: constrained decoding's mask cost per sequence per
                      step on the model's vocabulary, next to its one-stream decode step
+                     --prefix-cache [--prefix-tokens 1000] [--suffix-tokens 24] [--max-tokens-per-step N]: time to
+                     first token with the prompt's first prefix-tokens in the prefix cache vs uncached, and the ratio
           http       --url URL [--concurrency 1,4,16,64] [--input-tokens 128] [--output-tokens 128]
                      [--requests-per-stream 4] [--max-seconds 300] [--warmup 2] [--temperature 0]
                      [--model DIR [--dtype D] [--dummy-weights] [--device D] [--threads N] [--engine-repeats 3]]

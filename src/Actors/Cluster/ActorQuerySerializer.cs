@@ -265,6 +265,7 @@ public sealed class ActorQuerySerializer(ExtendedActorSystem system) : Serialize
                 w.Write7BitEncodedInt(c.CompletionTokens);
                 w.Write(c.Cached);
                 w.Write(c.Worker);
+                w.Write7BitEncodedInt(c.CachedPromptTokens);
                 break;
             case QueryRefused x:
                 w.Write((byte)x.Reason);
@@ -302,7 +303,8 @@ public sealed class ActorQuerySerializer(ExtendedActorSystem system) : Serialize
                 }
                 return new TokensGenerated(id, text, ids, logprobs);
             case CompletedM:
-                return new QueryCompleted(id, (FinishReason)r.ReadByte(), r.Read7BitEncodedInt(), r.Read7BitEncodedInt(), r.ReadBoolean(), r.ReadString());
+                return new QueryCompleted(id, (FinishReason)r.ReadByte(), r.Read7BitEncodedInt(), r.Read7BitEncodedInt(), r.ReadBoolean(), r.ReadString(),
+                    r.BaseStream.Position < r.BaseStream.Length ? r.Read7BitEncodedInt() : 0);
             case RefusedM:
                 return new QueryRefused(id, (RefusalReason)r.ReadByte(), r.ReadString(), ReadNullable(r, x => TimeSpan.FromTicks(x.ReadInt64())));
             case FailedM: return new QueryFailed(id, r.ReadString());

@@ -258,7 +258,8 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
         {
             _cacheHits++;
             client.Tell(new TokensGenerated(r.QueryId, hit.Text, hit.TokenIds, hit.Logprobs));
-            client.Tell(new QueryCompleted(r.QueryId, hit.FinishReason, hit.PromptTokens, hit.CompletionTokens, Cached: true, hit.Worker));
+            client.Tell(new QueryCompleted(r.QueryId, hit.FinishReason, hit.PromptTokens, hit.CompletionTokens, Cached: true, hit.Worker,
+                CachedPromptTokens: hit.PromptTokens));
             return;
         }
         if (_paused)

@@ -63,6 +63,8 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
         public int Tokens { get; set; } = request.GeneratedTokenIds.Count;
         public IStreamingDetokenizer? Detokenizer { get; set; }
         public StopStringMatcher Stops { get; } = new(request.StopStrings);
+        /// <summary>Prompt tokens the engine took from its prefix cache for this query (reported with each token).</summary>
+        public int CachedPromptTokens { get; set; }
         /// <summary>A resumed query's text that the client has not got yet (sent with the next token).</summary>
         public string Unsent { get; set; } = "";
         /// <summary>A resumed query's text that the client already has and the matcher will release again (dropped).</summary>
@@ -244,6 +246,7 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
     private void Deliver(Job job, SequenceUpdate update)
     {
         job.Tokens++;
+        job.CachedPromptTokens = update.CachedPromptTokens;
         var text = job.Detokenizer?.Push(update.TokenId) ?? "";
         var visible = job.ToClient(job.Stops.Push(text));
         var logprobs = update.Logprob is null ? null : new[] { update.Logprob };
@@ -267,7 +270,7 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
         {
             _jobs.Remove(job.SequenceId);
             job.Router.Tell(new QueryProgress(job.Ticket,
-                new QueryCompleted(id, reason, job.Request.PromptTokenIds.Count, job.Tokens, Cached: false, _servedBy)));
+                new QueryCompleted(id, reason, job.Request.PromptTokenIds.Count, job.Tokens, Cached: false, _servedBy, job.CachedPromptTokens)));
         }
     }
 

@@ -9,7 +9,7 @@ internal static class ApiExamples
 
     public const string NativeResponse = """
         {"id": "req-3f2a9c1b7d4e5f60", "text": " Paris.", "finish_reason": "stop",
-         "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
+         "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8, "prompt_tokens_details": {"cached_tokens": 0}},
          "cached": false, "latency_ms": 412, "model": "Qwen2.5-0.5B-Instruct", "node": "akka://actorquery/user/model-0"}
         """;
 
@@ -21,7 +21,8 @@ internal static class ApiExamples
     public const string ChatResponse = """
         {"id": "chatcmpl-req-3f2a9c1b7d4e5f60", "object": "chat.completion", "created": 1764250000, "model": "Qwen2.5-0.5B-Instruct",
          "choices": [{"index": 0, "message": {"role": "assistant", "content": "7"}, "logprobs": null, "finish_reason": "stop"}],
-         "usage": {"prompt_tokens": 24, "completion_tokens": 2, "total_tokens": 26}}
+         "usage": {"prompt_tokens": 24, "completion_tokens": 2, "total_tokens": 26,
+                   "prompt_tokens_details": {"cached_tokens": 16}}}
         """;
 
     public const string CompletionRequest = """
@@ -31,7 +32,7 @@ internal static class ApiExamples
     public const string CompletionResponse = """
         {"id": "cmpl-req-3f2a9c1b7d4e5f60", "object": "text_completion", "created": 1764250000, "model": "Qwen2.5-0.5B-Instruct",
          "choices": [{"text": ", there was a little girl", "index": 0, "logprobs": null, "finish_reason": "length"}],
-         "usage": {"prompt_tokens": 4, "completion_tokens": 16, "total_tokens": 20}}
+         "usage": {"prompt_tokens": 4, "completion_tokens": 16, "total_tokens": 20, "prompt_tokens_details": {"cached_tokens": 0}}}
         """;
 
     public const string Models = """
@@ -76,7 +77,7 @@ internal static class ApiExamples
         data: {"id":"req-3f2a9c1b7d4e5f60","text":"."}
 
         event: done
-        data: {"id":"req-3f2a9c1b7d4e5f60","text":null,"finish_reason":"stop","usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7},"cached":false,"latency_ms":230,"model":"Qwen2.5-0.5B-Instruct","node":"akka://actorquery/user/model-0"}
+        data: {"id":"req-3f2a9c1b7d4e5f60","text":null,"finish_reason":"stop","usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7,"prompt_tokens_details":{"cached_tokens":0}},"cached":false,"latency_ms":230,"model":"Qwen2.5-0.5B-Instruct","node":"akka://actorquery/user/model-0"}
         """;
 
     public const string ChatStream = """
@@ -86,7 +87,7 @@ internal static class ApiExamples
 
         data: {"id":"chatcmpl-req-1","object":"chat.completion.chunk","created":1764250000,"model":"Qwen2.5-0.5B-Instruct","choices":[{"index":0,"delta":{"role":null,"content":null},"logprobs":null,"finish_reason":"stop"}],"usage":null}
 
-        data: {"id":"chatcmpl-req-1","object":"chat.completion.chunk","created":1764250000,"model":"Qwen2.5-0.5B-Instruct","choices":[],"usage":{"prompt_tokens":24,"completion_tokens":1,"total_tokens":25}}
+        data: {"id":"chatcmpl-req-1","object":"chat.completion.chunk","created":1764250000,"model":"Qwen2.5-0.5B-Instruct","choices":[],"usage":{"prompt_tokens":24,"completion_tokens":1,"total_tokens":25,"prompt_tokens_details":{"cached_tokens":16}}}
 
         data: [DONE]
         """;

@@ -45,7 +45,13 @@ public sealed record NativeQueryResponse(
 /// <summary>One SSE <c>chunk</c> event of a streamed /query.</summary>
 public sealed record NativeChunk(string Id, string Text);
 
-public sealed record UsageDto(int PromptTokens, int CompletionTokens, int TotalTokens)
+/// <summary>A query's tokens, in OpenAI's shape (the native /query reply uses it too).</summary>
+public sealed record UsageDto(int PromptTokens, int CompletionTokens, int TotalTokens, PromptTokensDetails PromptTokensDetails)
 {
-    public static UsageDto Of(int prompt, int completion) => new(prompt, completion, prompt + completion);
+    public static UsageDto Of(ActorQuery.Actors.QueryCompleted c) =>
+        new(c.PromptTokens, c.CompletionTokens, c.PromptTokens + c.CompletionTokens, new PromptTokensDetails(c.CachedPromptTokens));
 }
+
+/// <param name="CachedTokens">Prompt tokens whose keys and values the engine took from its prefix cache instead of
+/// computing them (all of them for an answer from the answer cache; 0 with --prefix-caching false).</param>
+public sealed record PromptTokensDetails(int CachedTokens);

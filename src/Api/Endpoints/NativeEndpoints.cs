@@ -47,7 +47,7 @@ internal static class NativeEndpoints
     }
 
     private static NativeQueryResponse Response(string id, string? text, QueryCompleted c, TimeSpan latency, string model) =>
-        new(id, text, QueryRunner.FinishReasonText(c.FinishReason), UsageDto.Of(c.PromptTokens, c.CompletionTokens),
+        new(id, text, QueryRunner.FinishReasonText(c.FinishReason), UsageDto.Of(c),
             c.Cached, (long)latency.TotalMilliseconds, model, c.Worker);
 
     /// <summary><c>event: chunk</c> per text piece, then <c>event: done</c> with the reply minus its text.</summary>

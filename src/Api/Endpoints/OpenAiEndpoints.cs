@@ -57,7 +57,7 @@ internal static class OpenAiEndpoints
         }
         var response = new ChatCompletionResponse(id, "chat.completion", created, model.Name,
             [new ChatChoice(0, message, logprobs, finish)],
-            UsageDto.Of(r.Completed.PromptTokens, r.Completed.CompletionTokens));
+            UsageDto.Of(r.Completed));
         await Results.Json(response, ApiJson.Options).ExecuteAsync(context);
     }
 
@@ -87,7 +87,7 @@ internal static class OpenAiEndpoints
         var logprobs = sampling.Logprobs ? CompletionLogprobsOf(r.Logprobs, model.Tokenizer, 0) : null;
         var response = new CompletionResponse(id, "text_completion", created, model.Name,
             [new CompletionChoice(r.Text, 0, logprobs, QueryRunner.FinishReasonText(r.Completed.FinishReason))],
-            UsageDto.Of(r.Completed.PromptTokens, r.Completed.CompletionTokens));
+            UsageDto.Of(r.Completed));
         await Results.Json(response, ApiJson.Options).ExecuteAsync(context);
     }
 
@@ -170,7 +170,7 @@ internal static class OpenAiEndpoints
             items.Add(Data(Chunk(new ChatDelta(null, null), null, finish)));
             if (includeUsage)
                 items.Add(Data(new ChatCompletionChunk(id, "chat.completion.chunk", created, model.Name, [],
-                    UsageDto.Of(c.PromptTokens, c.CompletionTokens))));
+                    UsageDto.Of(c))));
             items.Add(new SseItem<string>(Done));
             return items;
         }
@@ -200,7 +200,7 @@ internal static class OpenAiEndpoints
             var items = new List<SseItem<string>> { Data(Chunk("", null, QueryRunner.FinishReasonText(c.FinishReason))) };
             if (includeUsage)
                 items.Add(Data(new CompletionResponse(id, "text_completion", created, model.Name, [],
-                    UsageDto.Of(c.PromptTokens, c.CompletionTokens))));
+                    UsageDto.Of(c))));
             items.Add(new SseItem<string>(Done));
             return items;
         }

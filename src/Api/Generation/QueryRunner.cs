@@ -132,8 +132,9 @@ internal sealed class QueryRunner(IQueryClient client, ApiMetrics metrics, ApiOp
         return stats;
     }
 
-    private static void Complete(RequestStats stats, QueryCompleted c)
+    private void Complete(RequestStats stats, QueryCompleted c)
     {
+        metrics.CachedPromptTokens.Inc(c.CachedPromptTokens);
         stats.Worker = c.Worker;
         stats.Cached = c.Cached;
         stats.FinishReason = FinishReasonText(c.FinishReason);

@@ -23,6 +23,7 @@ public sealed class ApiMetrics
     public Histogram InterTokenLatency { get; }
     public Histogram RequestDuration { get; }
     public Counter PromptTokens { get; }
+    public Counter CachedPromptTokens { get; }
     public Counter GeneratedTokens { get; }
     public Counter ModelRestarts { get; }
     public Counter Oom { get; }
@@ -63,6 +64,8 @@ public sealed class ApiMetrics
         RequestDuration = f.CreateHistogram("actorquery_request_duration_seconds", "Duration of generation requests, end to end.",
             new HistogramConfiguration { Buckets = LatencyBuckets });
         PromptTokens = f.CreateCounter("actorquery_prompt_tokens_total", "Prompt tokens of submitted queries.");
+        CachedPromptTokens = f.CreateCounter("actorquery_prompt_tokens_cached_total",
+            "Prompt tokens of completed queries whose KV cache came from an engine's prefix cache (or whose answer came from the answer cache), not computed.");
         GeneratedTokens = f.CreateCounter("actorquery_generated_tokens_total", "Tokens generated.");
         ModelRestarts = f.CreateCounter("actorquery_model_restarts_total", "Model worker restarts, by reason (oom, other).", "reason");
         Oom = f.CreateCounter("actorquery_oom_total", "Out-of-memory errors the workers survived.");

@@ -21,7 +21,12 @@ public readonly record struct TopLogprob(int TokenId, float Logprob);
 
 /// <summary>One new token of one sequence, produced by a <see cref="IGenerationEngine.Step"/>.</summary>
 /// <param name="Finished">Set on the sequence's last token; the engine has already freed the sequence.</param>
-public sealed record SequenceUpdate(long SequenceId, int TokenId, TokenLogprob? Logprob, FinishReason? Finished);
+public sealed record SequenceUpdate(long SequenceId, int TokenId, TokenLogprob? Logprob, FinishReason? Finished)
+{
+    /// <summary>Tokens of the sequence's prompt whose KV cache the engine took from its prefix cache instead of computing
+    /// them (OpenAI's <c>usage.prompt_tokens_details.cached_tokens</c>); 0 without prefix caching.</summary>
+    public int CachedPromptTokens { get; init; }
+}
 
 /// <summary>What one step did.</summary>
 /// <param name="Updates">At most one token per running sequence (prefill chunks produce none).</param>

@@ -238,6 +238,7 @@ internal sealed class ActorBackend : IServeBackend
         DummyWeights = options.DummyWeights,
         KvCacheBytes = options.KvCacheBytes ?? new EngineOptions { ModelPath = "" }.KvCacheBytes,
         MaxBatchSequences = options.MaxBatch,
+        PrefixCaching = options.PrefixCaching,
     };
 
     internal static ClusterNodeOptions ClusterOptions(ServeOptions o) => new()

@@ -66,6 +66,8 @@ public static class ServeCli
                 SettingKind.Number => cli.Float(option)?.ToString("R", CultureInfo.InvariantCulture),
                 SettingKind.Size => SizeText(cli.String(option), option),
                 SettingKind.Flag => cli.Flag(option) ? "true" : null,
+                SettingKind.Switch => cli.String(option) is not { } b ? null
+                    : bool.TryParse(b, out bool on) ? (on ? "true" : "false") : throw new CliException($"option --{option}: '{b}' is not true or false"),
                 _ => cli.String(option),
             };
             if (value is not null) overrides[s.ConfigKey] = value;

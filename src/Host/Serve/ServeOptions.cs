@@ -124,6 +124,8 @@ public sealed class ServeOptions
     public int MaxBatch { get; set; } = Node.Workers.MaxBatch;
     /// <summary>Random weights of the model folder's config (benchmarks without a download).</summary>
     public bool DummyWeights { get; set; }
+    /// <summary>Automatic prefix caching in each worker's engine (<see cref="ActorQuery.Inference.Engine.EngineOptions.PrefixCaching"/>).</summary>
+    public bool PrefixCaching { get; set; } = true;
     /// <summary>Akka.Cluster: roles, remoting address, seed nodes (section ActorQuery:Cluster).</summary>
     public ClusterServeOptions Cluster { get; set; } = new();
     /// <summary>Kestrel's limits on slow and idle clients (section ActorQuery:Http).</summary>

@@ -18,6 +18,9 @@ public enum SettingKind
     SizeOrAuto,
     /// <summary>true / false; on the command line, the flag present (true) or absent.</summary>
     Flag,
+    /// <summary>true / false, on the command line too (<c>--prefix-caching false</c>): a setting that is on by default,
+    /// which a flag's presence could not turn off.</summary>
+    Switch,
     /// <summary>A time span as .NET reads it: <c>hh:mm:ss</c> with optional fractions (<c>00:00:00.5</c>).</summary>
     Duration,
     /// <summary>A list of integers: <c>KEY:0</c>, <c>KEY:1</c>, ... (<c>ACTORQUERY__FAULTS__OOMATSTEPS__0=5</c>).</summary>
@@ -95,6 +98,8 @@ public static class ServeSettings
             "KV-cache pool of each worker, committed at load; auto: all that the memory plan leaves (see *Memory*)", SizeIn(1 << 20)),
         new("MaxBatch", "max-batch", SettingKind.Int, Int(S.MaxBatch), "[1, 1024]", "sequences per forward pass per worker",
             IntIn(1, 1024)),
+        new("PrefixCaching", "prefix-caching", SettingKind.Switch, Flag(S.PrefixCaching), "true, false",
+            "automatic prefix caching: a request reuses the KV blocks of the longest prompt prefix already computed (see *Prefix caching*)"),
         new("MemoryLimit", "memory-limit", SettingKind.SizeOrAuto, S.MemoryLimit, "auto, or [1MiB, the cgroup's limit]",
             "the real memory limit; auto: the smaller of physical memory and the memory cgroup's limit (a size above the cgroup's is refused)", SizeIn(1 << 20)),
         new("MemoryUtilization", "memory-utilization", SettingKind.Number, Num(S.MemoryUtilization), "(0, 1]",
@@ -304,7 +309,7 @@ public static class ServeSettings
             case SettingKind.Number:
                 return double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out double d) ? d
                     : throw new OptionsException($"{s.ConfigKey} '{text}' is not a number");
-            case SettingKind.Flag:
+            case SettingKind.Flag or SettingKind.Switch:
                 return bool.TryParse(text, out bool b) ? b : throw new OptionsException($"{s.ConfigKey} '{text}' is not true or false");
             case SettingKind.Duration:
                 return TimeSpan.TryParse(text, CultureInfo.InvariantCulture, out var t) ? t

@@ -29,6 +29,10 @@ public sealed record EngineOptions
     public double KvFraction { get; init; } = 1;
     /// <summary>Tokens per KV block (vLLM's default 16): the unit in which sequences take and return KV cache.</summary>
     public int KvBlockSize { get; init; } = 16;
+    /// <summary>Automatic prefix caching: full KV blocks stay cached by the tokens they hold, and a sequence starts from
+    /// the blocks of its longest cached prefix instead of prefilling it (see <see cref="Scheduler"/>). Default on; the
+    /// server's --prefix-caching.</summary>
+    public bool PrefixCaching { get; init; } = true;
     /// <summary>Sequences one step (one forward pass) advances; the scheduler keeps the others waiting, first come
     /// first served. Default 16, the server's --max-batch.</summary>
     public int MaxBatchSequences { get; init; } = ActorQuery.Contracts.EngineDefaults.MaxBatchSequences;

@@ -35,6 +35,8 @@ public sealed class InferenceEngine : IGenerationEngine
     public int KvBlockSize => _scheduler.Blocks.BlockSize;
     public int KvBlocksTotal => _scheduler.Blocks.BlockCount;
     public int KvBlocksFree => _scheduler.Blocks.FreeBlocks;
+    /// <summary>Blocks in the prefix cache (held by sequences or evictable); 0 with prefix caching off.</summary>
+    public int KvBlocksCached => _scheduler.Blocks.CachedBlocks;
     public int MaxTokensPerStep => _scheduler.MaxTokensPerStep;
 
     /// <summary>The bookkeeping half of the engine (sequences, block tables, budgets), for tests and tools to read.</summary>
@@ -66,7 +68,8 @@ public sealed class InferenceEngine : IGenerationEngine
         Config = m.Config;
         GenerationDefaults = m.Defaults;
         LoadTime = m.LoadTime;
-        _scheduler = new Scheduler(m.Pool.Allocator, options.MaxBatchSequences, options.MaxTokensPerStep, m.Config.MaxPositionEmbeddings, eos);
+        _scheduler = new Scheduler(m.Pool.Allocator, options.MaxBatchSequences, options.MaxTokensPerStep, m.Config.MaxPositionEmbeddings, eos,
+            options.PrefixCaching);
         var w = m.Decoder.Weights;
         Model = new ModelDescription(m.Name, m.Config.Architecture, m.Config.MaxPositionEmbeddings, m.Config.VocabSize,
             eos.Order().ToArray(), DeviceAndDtype.Name(w.MatrixDtype), w.Device.ToString(), m.Config.ParameterCount());
@@ -136,7 +139,7 @@ public sealed class InferenceEngine : IGenerationEngine
             {
                 var finish = _scheduler.Update(t.Sequence, t.TokenId);
                 if (finish is not null) _runner.Forget(t.Sequence.Id);
-                updates.Add(new SequenceUpdate(t.Sequence.Id, t.TokenId, t.Logprob, finish));
+                updates.Add(new SequenceUpdate(t.Sequence.Id, t.TokenId, t.Logprob, finish) { CachedPromptTokens = t.Sequence.CachedPromptTokens });
             }
             return new StepResult(updates, (int)(_scheduler.PreemptionsTotal - preemptionsBefore));
         }

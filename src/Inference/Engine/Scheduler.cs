@@ -29,6 +29,26 @@ public sealed class SequenceState
     public bool Parked { get; internal set; }
     /// <summary>Its prompt (and any generated tokens) are cached; each step feeds one new token.</summary>
     public bool IsDecoding => Table.Length > 0 && Tokens.Count - Table.Length == 1;
+    /// <summary>Tokens of its prompt whose keys and values came from the prefix cache when it was first prefilled here
+    /// (what the API reports as cached prompt tokens); a recompute after preemption does not change it.</summary>
+    public int CachedPromptTokens { get; internal set; }
+
+    /// <summary><see cref="PrefixHash"/> of each full block of <see cref="Tokens"/> so far, computed as needed (tokens
+    /// never change once known, so neither do these).</summary>
+    internal List<UInt128> BlockHashes { get; } = new();
+    /// <summary>How many of its table's leading blocks were offered to the prefix cache (or came from it).</summary>
+    internal int CachedBlocks { get; set; }
+    /// <summary>Its first prefill looked in the prefix cache (and set <see cref="CachedPromptTokens"/>).</summary>
+    internal bool LookedUp { get; set; }
+
+    /// <summary>The hashes of its first <paramref name="blocks"/> full blocks.</summary>
+    internal List<UInt128> HashesOf(int blocks, int blockSize)
+    {
+        for (int i = BlockHashes.Count; i < blocks; i++)
+            BlockHashes.Add(PrefixHash.Of(i == 0 ? UInt128.Zero : BlockHashes[i - 1],
+                System.Runtime.InteropServices.CollectionsMarshal.AsSpan(Tokens).Slice(i * blockSize, blockSize)));
+        return BlockHashes;
+    }
 }
 
 /// <summary>What one sequence feeds in a step: <paramref name="Count"/> of its tokens from position
@@ -53,6 +73,16 @@ public readonly record struct ScheduledChunk(SequenceState Sequence, int Start, 
 ///    (same answer) once another sequence leaves, or at once when only parked sequences are left.
 /// </para>
 /// <para>
+/// Prefix caching (when on): every full block a sequence has written is offered to the allocator's prefix cache (at
+/// each <see cref="Schedule"/>, and before its blocks are given back). A sequence's first prefill step (and a
+/// recompute's) starts from the blocks of the longest cached prefix of its tokens, whole blocks only and never its
+/// last token, whose logits the step must compute; it prefills the rest. A sequence whose prompt shares full blocks
+/// with an earlier one that is still prefilling them waits (without holding back those behind it) until they are
+/// written, so that a prompt sent n times at once (an OpenAI request with n > 1) is prefilled once. Cached tokens' keys
+/// and values are the bits the sequence would have computed itself (each token's attention is computed alone, in a fixed
+/// order, by the CPU kernels), so its answer does not depend on whether its prefix came from the cache.
+/// </para>
+/// <para>
 /// Adding a sequence (<see cref="TryAdd"/>) accepts every sequence that could ever fit; one whose prompt + max new
 /// tokens exceeds the whole pool or the model's context is refused as too large. An added sequence waits, first come
 /// first served, until it is reserved: blocks for its prompt and first new token are promised to it, after those
@@ -65,12 +95,15 @@ public sealed class Scheduler
 {
     private readonly KvBlockAllocator _blocks;
     private readonly int _maxBatchSequences, _maxTokensPerStep, _contextLength;
+    private readonly bool _prefixCaching;
     private readonly IReadOnlySet<int> _eos;
     private readonly List<SequenceState> _sequences = new(); // order added = FCFS; the last is the newest
 
     /// <param name="contextLength">The model's context: no sequence may hold more tokens.</param>
     /// <param name="eosTokenIds">Tokens that end a sequence (unless its sampling ignores EOS).</param>
-    public Scheduler(KvBlockAllocator blocks, int maxBatchSequences, int maxTokensPerStep, int contextLength, IEnumerable<int> eosTokenIds)
+    /// <param name="prefixCaching">Reuse the KV blocks of cached prompt prefixes (see the class remarks).</param>
+    public Scheduler(KvBlockAllocator blocks, int maxBatchSequences, int maxTokensPerStep, int contextLength, IEnumerable<int> eosTokenIds,
+                     bool prefixCaching = false)
     {
         if (maxBatchSequences < 1) throw new ArgumentException("must be >= 1", "max_batch_sequences");
         if (maxTokensPerStep < 1) throw new ArgumentException("must be >= 1", "max_tokens_per_step");
@@ -78,6 +111,7 @@ public sealed class Scheduler
         _maxBatchSequences = maxBatchSequences;
         _maxTokensPerStep = maxTokensPerStep;
         _contextLength = contextLength;
+        _prefixCaching = prefixCaching;
         _eos = new HashSet<int>(eosTokenIds);
     }
 
@@ -89,6 +123,7 @@ public sealed class Scheduler
     /// <summary>Sequences added and waiting, unreserved, for blocks or for a place in the batch.</summary>
     public int WaitingCount => _sequences.Count - RunningCount;
     public int MaxTokensPerStep => _maxTokensPerStep;
+    public bool PrefixCaching => _prefixCaching;
     public long PreemptionsTotal { get; private set; }
     /// <summary>Free blocks, less those reserved for sequences still waiting for (re)prefill, in tokens.</summary>
     public int FreeTokens => Math.Max(0, UnreservedBlocks()) * _blocks.BlockSize;
@@ -158,6 +193,7 @@ public sealed class Scheduler
 
     private void Release(SequenceState s)
     {
+        CacheWritten(s);
         _blocks.Release(s.Table);
         _sequences.Remove(s);
         foreach (var p in _sequences) p.Parked = false; // room was made: parked sequences may run again
@@ -169,6 +205,7 @@ public sealed class Scheduler
     public IReadOnlyList<ScheduledChunk> Schedule()
     {
         if (_sequences.Count == 0) return [];
+        foreach (var s in _sequences) CacheWritten(s);      // what the last step wrote
         ReserveWaiting();
         while (true)
         {
@@ -209,6 +246,7 @@ public sealed class Scheduler
             if (batch.Count == _maxBatchSequences || (budget <= 0 && batch.Count > 0)) break;
             if (!s.Reserved) break;                              // the rest wait unreserved
             if (s.Parked || s.IsDecoding) continue;
+            if (s.Table.Blocks.Count == 0 && _prefixCaching && !TakeCachedPrefix(s)) continue;
             int pending = s.Tokens.Count - s.Table.Length;
             int take = Math.Min(pending, Math.Max(budget, 1));
             // Prefill takes free blocks only (never preempts): shrink the chunk to what they hold.
@@ -258,9 +296,48 @@ public sealed class Scheduler
     /// </summary>
     private void Preempt(SequenceState victim)
     {
+        CacheWritten(victim);                                   // its recompute (or another sequence) may reuse them
         _blocks.Release(victim.Table);
+        victim.CachedBlocks = 0;
         victim.Parked = true;
         PreemptionsTotal++;
+    }
+
+    /// <summary>Offers the full blocks <paramref name="s"/> has written since the last call to the prefix cache.</summary>
+    private void CacheWritten(SequenceState s)
+    {
+        if (!_prefixCaching) return;
+        int full = s.Table.Length / _blocks.BlockSize;
+        if (full <= s.CachedBlocks) return;
+        var hashes = s.HashesOf(full, _blocks.BlockSize);
+        for (int i = s.CachedBlocks; i < full; i++) _blocks.Cache(s.Table, i, hashes[i]);
+        s.CachedBlocks = full;
+    }
+
+    /// <summary>
+    /// Starts an empty block table from the longest cached prefix of the sequence's tokens: whole blocks, leaving at
+    /// least its last token to compute. False (nothing taken) when it should wait instead: an earlier sequence still
+    /// prefilling shares more of its full blocks than the cache holds, and will have written them in a step or two.
+    /// </summary>
+    private bool TakeCachedPrefix(SequenceState s)
+    {
+        int size = _blocks.BlockSize, cacheable = (s.Tokens.Count - 1) / size;
+        var hashes = s.HashesOf(cacheable, size).GetRange(0, cacheable);
+        int cached = _blocks.CachedPrefixBlocks(hashes);
+        foreach (var o in _sequences)
+        {
+            if (o == s) break;
+            if (!o.Reserved || o.Parked || o.IsDecoding) continue;
+            int shared = 0, full = Math.Min(cacheable, o.Tokens.Count / size);
+            var theirs = o.HashesOf(full, size);
+            while (shared < full && theirs[shared] == hashes[shared]) shared++;
+            if (shared > cached && o.Table.Length < shared * size) return false;
+        }
+        int taken = _blocks.TakeCached(s.Table, hashes);
+        s.CachedBlocks = taken;
+        if (!s.LookedUp) s.CachedPromptTokens = Math.Min(taken * size, s.Request.PromptIds.Count);
+        s.LookedUp = true;
+        return true;
     }
 
     /// <summary>Records the token a sequence got and applies its stop rules: EOS (unless ignored) and its stop
