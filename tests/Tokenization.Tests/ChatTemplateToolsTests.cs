@@ -78,6 +78,15 @@ public sealed class ChatTemplateToolsTests
     }
 
     [Fact]
+    public void The_llama_templates_are_read_as_writing_json_calls_and_the_qwen_ones_as_writing_tagged_calls()
+    {
+        var none = new Dictionary<string, string?>();
+        Assert.Equal(ToolCallFormat.LlamaJson, new ChatTemplate(File.ReadAllText(Fixture("llama3.1-instruct.jinja")), none).ToolCallFormat);
+        Assert.Equal(ToolCallFormat.Tagged, new ChatTemplate(File.ReadAllText(Fixture("qwen2.5-instruct.jinja")), none).ToolCallFormat);
+        Assert.Equal(ToolCallFormat.Tagged, TokenizerFixtures.Qwen.ChatTemplateToolCallFormat);
+    }
+
+    [Fact]
     public void The_qwen_template_supports_tools_and_a_plain_chatml_template_does_not()
     {
         Assert.True(TokenizerFixtures.Qwen.ChatTemplateSupportsTools);
