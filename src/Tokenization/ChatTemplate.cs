@@ -29,7 +29,19 @@ public sealed partial class ChatTemplate
         _template = new JinjaTemplate(source);
         _specialTokens = specialTokens;
         SupportsTools = ReferencesTools(source);
+        ToolCallFormat = FormatOf(source);
     }
+
+    /// <summary>How the template writes an assistant's tool calls, and so how the model will write them: a template
+    /// that writes <c>&lt;tool_call&gt;</c> (Qwen2.5, Hermes) is <see cref="Tokenization.ToolCallFormat.Tagged"/>; one
+    /// that writes calls as JSON with a <c>"parameters"</c> key and no such tag (Llama 3.1, 3.2, 3.3) is
+    /// <see cref="Tokenization.ToolCallFormat.LlamaJson"/>; any other template is taken as tagged.</summary>
+    public ToolCallFormat ToolCallFormat { get; }
+
+    private static ToolCallFormat FormatOf(string source) =>
+        !source.Contains("<tool_call>", StringComparison.Ordinal) && source.Contains("\"parameters\"", StringComparison.Ordinal)
+            ? ToolCallFormat.LlamaJson
+            : ToolCallFormat.Tagged;
 
     /// <summary>True when the template's code (not its text) reads the <c>tools</c> variable: a template that never
     /// does would drop the tool definitions silently.</summary>

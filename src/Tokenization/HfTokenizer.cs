@@ -45,6 +45,8 @@ public sealed class HfTokenizer : ITokenizer
 
     public bool ChatTemplateSupportsTools => _chatTemplate?.SupportsTools == true;
 
+    public ToolCallFormat ChatTemplateToolCallFormat => _chatTemplate?.ToolCallFormat ?? ToolCallFormat.Tagged;
+
     /// <summary>Loads from a model folder, or from a tokenizer.json whose folder holds tokenizer_config.json.</summary>
     public static HfTokenizer FromPath(string modelFolderOrTokenizerJson) => new(TokenizerFiles.Read(modelFolderOrTokenizerJson));
 

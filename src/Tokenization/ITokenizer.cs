@@ -45,6 +45,9 @@ public interface ITokenizer
     /// <summary>True when the chat template reads <c>tools</c>, so that tool definitions reach the model.</summary>
     bool ChatTemplateSupportsTools => false;
 
+    /// <summary>How the model writes tool calls, as its chat template shows (<see cref="ChatTemplate.ToolCallFormat"/>).</summary>
+    ToolCallFormat ChatTemplateToolCallFormat => ToolCallFormat.Tagged;
+
     /// <summary>Renders messages with tool definitions (each a <c>{"type": "function", "function": {...}}</c> object);
     /// throws <see cref="ChatTemplateException"/> when the template does not support tools.</summary>
     string ApplyChatTemplate(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt, IReadOnlyList<JsonElement>? tools) =>

@@ -15,14 +15,15 @@ namespace ActorQuery.Api.Tests;
 /// </summary>
 public sealed class ToolCallTests : IAsyncLifetime
 {
-    /// <summary>Bytes in and out, with a template that reads tools and renders the last message as is.</summary>
-    private sealed class ToolsTokenizer : ITokenizer
+    /// <summary>Bytes in and out, with a template that reads tools and renders the last message as is (or as given).</summary>
+    internal sealed class ToolsTokenizer(string template = "{%- if tools %}{% endif %}{{ messages[-1].content }}") : ITokenizer
     {
         private readonly ByteTokenizer _bytes = new();
-        private readonly ChatTemplate _template = new("{%- if tools %}{% endif %}{{ messages[-1].content }}", new Dictionary<string, string?>());
+        private readonly ChatTemplate _template = new(template, new Dictionary<string, string?>());
         public int VocabSize => _bytes.VocabSize;
         public bool HasChatTemplate => true;
         public bool ChatTemplateSupportsTools => true;
+        public ToolCallFormat ChatTemplateToolCallFormat => _template.ToolCallFormat;
         public IReadOnlyList<int> EndOfTurnTokenIds => _bytes.EndOfTurnTokenIds;
         public IReadOnlyList<int> Encode(string text, bool addSpecialTokens = false) => _bytes.Encode(text, addSpecialTokens);
         public string Decode(IEnumerable<int> ids, bool skipSpecialTokens = false) => _bytes.Decode(ids, skipSpecialTokens);
@@ -58,10 +59,14 @@ public sealed class ToolCallTests : IAsyncLifetime
         return JsonDocument.Parse(text).RootElement.Clone();
     }
 
+    private Task<(string Content, List<(string Id, string Name, string Arguments)> Calls, string Finish, List<JsonElement> Deltas)> Stream(string body) =>
+        StreamAsync(_server.Http, body);
+
     /// <summary>The streamed deltas joined: content, and each call's id, name and arguments by index.</summary>
-    private async Task<(string Content, List<(string Id, string Name, string Arguments)> Calls, string Finish, List<JsonElement> Deltas)> Stream(string body)
+    internal static async Task<(string Content, List<(string Id, string Name, string Arguments)> Calls, string Finish, List<JsonElement> Deltas)> StreamAsync(
+        HttpClient http, string body)
     {
-        var r = await Json.PostAsync(_server.Http, "/v1/chat/completions", body[..^1] + ", \"stream\": true}");
+        var r = await Json.PostAsync(http, "/v1/chat/completions", body[..^1] + ", \"stream\": true}");
         Assert.Equal(HttpStatusCode.OK, r.StatusCode);
         var deltas = Sse.Parse(await r.Content.ReadAsStringAsync()).Where(e => e.Data != "[DONE]")
             .Select(e => JsonDocument.Parse(e.Data).RootElement.GetProperty("choices")[0].Clone()).ToList();
@@ -177,6 +182,22 @@ public sealed class ToolCallTests : IAsyncLifetime
         Assert.Equal(text, streamed.Content);
         Assert.Empty(streamed.Calls);
         Assert.Equal("stop", streamed.Finish);
+    }
+
+    [Fact]
+    public async Task Without_parallel_tool_calls_only_the_first_call_is_answered_streamed_and_not()
+    {
+        const string noParallel = ", \"parallel_tool_calls\": false";
+        var message = (await Post(Request(TwoCalls, noParallel))).GetProperty("choices")[0].GetProperty("message");
+        var streamed = await Stream(Request(TwoCalls, noParallel));
+
+        var call = Assert.Single(message.GetProperty("tool_calls").EnumerateArray().ToList());
+        Assert.Equal("add", call.GetProperty("function").GetProperty("name").GetString());
+        Assert.Equal("add", Assert.Single(streamed.Calls).Name);
+        Assert.Equal(call.GetProperty("function").GetProperty("arguments").GetString(), streamed.Calls[0].Arguments);
+        Assert.Equal("tool_calls", streamed.Finish);
+        Assert.Equal(2, (await Post(Request(TwoCalls, ", \"parallel_tool_calls\": true"))).GetProperty("choices")[0]
+            .GetProperty("message").GetProperty("tool_calls").GetArrayLength());
     }
 
     [Fact]

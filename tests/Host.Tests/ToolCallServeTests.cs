@@ -12,53 +12,20 @@ using OpenAI.Chat;
 namespace ActorQuery.Host.Tests;
 
 /// <summary>
-/// Tool calling end to end on the real engine: the default model's weights with a tools-aware chat template (the
-/// shipped ChatML template ignores tools, and the model never learnt to call them), asked with the official OpenAI
-/// client and plain HTTP. With <c>tool_choice: "required"</c> the constraint alone makes the output a call whose
-/// arguments validate, whatever the weights would have written.
+/// Tool calling end to end on the real engine: the default model's weights with a tools-aware chat template in the
+/// tagged form (<see cref="TaggedToolsServer"/>), asked with the official OpenAI client and plain HTTP. With
+/// <c>tool_choice: "required"</c> the constraint alone makes the output a call whose arguments validate, whatever the
+/// weights would have written.
 /// </summary>
 [Collection(ServeCollection.Name)]
-public sealed class ToolCallServeTests(ToolCallServeTests.ToolsServer shared) : IClassFixture<ToolCallServeTests.ToolsServer>
+public sealed class ToolCallServeTests(TaggedToolsServer shared) : IClassFixture<TaggedToolsServer>
 {
-    /// <summary>Short enough for the default model's 512-token context, yet in the Qwen2.5/Hermes form.</summary>
-    private const string ToolsTemplate =
-        "{%- if tools %}<|im_start|>system\nTools:\n{% for tool in tools %}{{ tool.function | tojson }}\n{% endfor %}<|im_end|>\n{% endif %}" +
-        "{%- for message in messages %}<|im_start|>{{ message.role }}\n{% if message.tool_calls %}{% for call in message.tool_calls %}" +
-        "<tool_call>\n{\"name\": \"{{ call.function.name }}\", \"arguments\": {{ call.function.arguments | tojson }}}\n</tool_call>" +
-        "{% endfor %}{% else %}{{ message.content }}{% endif %}<|im_end|>\n{% endfor %}" +
-        "{%- if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
-
     private const string AddParameters = """
         {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}, "note": {"type": "string", "maxLength": 4}},
          "required": ["a", "b"], "additionalProperties": false}
         """;
 
     private const string NowParameters = """{"type": "object", "additionalProperties": false}""";
-
-    /// <summary>One server for the class: the default model in a temporary folder, its template swapped.</summary>
-    public sealed class ToolsServer : IAsyncLifetime
-    {
-        private string _folder = null!;
-        internal DefaultModelServer Server { get; private set; } = null!;
-
-        public async Task InitializeAsync()
-        {
-            _folder = Directory.CreateTempSubdirectory("aq-tools-model-").FullName;
-            foreach (var file in Directory.GetFiles(DefaultModelServer.ModelFolder))
-                File.Copy(file, Path.Combine(_folder, Path.GetFileName(file)));
-            string configPath = Path.Combine(_folder, "tokenizer_config.json");
-            var config = JsonNode.Parse(File.ReadAllText(configPath))!;
-            config["chat_template"] = ToolsTemplate;
-            File.WriteAllText(configPath, config.ToJsonString());
-            Server = await DefaultModelServer.StartAsync([], modelFolder: _folder);
-        }
-
-        public async Task DisposeAsync()
-        {
-            await Server.DisposeAsync();
-            Directory.Delete(_folder, recursive: true);
-        }
-    }
 
     private HttpClient Http => shared.Server.Http;
 

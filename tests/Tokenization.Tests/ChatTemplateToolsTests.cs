@@ -3,9 +3,11 @@ using ActorQuery.Tokenization;
 
 namespace ActorQuery.Tokenization.Tests;
 
-/// <summary>Tools, tool calls and tool results through two Qwen tools-aware templates (Qwen3's, as
-/// models/shapes/qwen2.5-0.5b ships it, and Qwen2.5-Instruct's), against what Hugging Face's Jinja renders for the same
-/// conversations (tests/fixtures/chat-template-tools/, written by tools/chat-template-reference/render.mjs).</summary>
+/// <summary>Tools, tool calls and tool results through three tools-aware templates (Qwen3's, as
+/// models/shapes/qwen2.5-0.5b ships it, Qwen2.5-Instruct's and Llama 3.1-Instruct's), against what Hugging Face's Jinja
+/// renders for the same conversations (tests/fixtures/chat-template-tools/, written by
+/// tools/chat-template-reference/render.mjs). Where Hugging Face's render raises (Llama 3.1 refuses two calls in one
+/// message), ours raises with the template's message.</summary>
 public sealed class ChatTemplateToolsTests
 {
     private static string Fixture(string name) => Path.Combine(TokenizerFixtures.Root, "chat-template-tools", name);
@@ -14,15 +16,19 @@ public sealed class ChatTemplateToolsTests
 
     private static IReadOnlyList<JsonElement> Tools => Reference("qwen3").GetProperty("tools").EnumerateArray().ToList();
 
-    /// <summary>Each template's renderer: the Qwen3 one through the tokenizer (as the server renders), Qwen2.5's alone.</summary>
+    private static readonly Dictionary<string, string?> LlamaSpecialTokens = new() { ["bos_token"] = "<|begin_of_text|>", ["eos_token"] = "<|eot_id|>" };
+
+    /// <summary>Each template's renderer: the Qwen3 one through the tokenizer (as the server renders), the others alone
+    /// with their models' special tokens.</summary>
     private static string Render(string template, IReadOnlyList<ChatMessage> messages) => template == "qwen3"
         ? TokenizerFixtures.Qwen.ApplyChatTemplate(messages, addGenerationPrompt: true, Tools)
-        : new ChatTemplate(File.ReadAllText(Fixture($"{template}.jinja")), new Dictionary<string, string?>()).Render(messages, true, Tools);
+        : new ChatTemplate(File.ReadAllText(Fixture($"{template}.jinja")),
+            template.StartsWith("llama", StringComparison.Ordinal) ? LlamaSpecialTokens : new Dictionary<string, string?>()).Render(messages, true, Tools);
 
     public static TheoryData<string, string> Conversations()
     {
         var data = new TheoryData<string, string>();
-        foreach (var template in new[] { "qwen3", "qwen2.5-instruct" })
+        foreach (var template in new[] { "qwen3", "qwen2.5-instruct", "llama3.1-instruct" })
             foreach (var c in Reference(template).GetProperty("conversations").EnumerateArray())
                 data.Add(template, c.GetProperty("name").GetString()!);
         return data;
@@ -46,9 +52,38 @@ public sealed class ChatTemplateToolsTests
         var c = Reference(template).GetProperty("conversations").EnumerateArray().Single(x => x.GetProperty("name").GetString() == name);
         var messages = c.GetProperty("messages").EnumerateArray().Select(Message).ToList();
 
+        if (c.TryGetProperty("error", out var error))
+        {
+            var e = Assert.Throws<ChatTemplateException>(() => Render(template, messages));
+            Assert.Contains(error.GetString()!, e.Message);
+            return;
+        }
         string rendered = Render(template, messages);
 
         Assert.Equal(c.GetProperty("rendered").GetString(), rendered);
+    }
+
+    [Fact]
+    public void Every_template_renders_at_least_ten_conversations_and_llama_refuses_only_what_it_cannot_write()
+    {
+        foreach (var template in new[] { "qwen3", "qwen2.5-instruct", "llama3.1-instruct" })
+        {
+            var conversations = Reference(template).GetProperty("conversations").EnumerateArray().ToList();
+            Assert.True(conversations.Count(c => c.TryGetProperty("rendered", out _)) >= 9, template);
+            Assert.True(conversations.Count >= 10, template);
+        }
+        var refused = Reference("llama3.1-instruct").GetProperty("conversations").EnumerateArray()
+            .Where(c => c.TryGetProperty("error", out _)).Select(c => c.GetProperty("name").GetString()).ToList();
+        Assert.Equal(["parallel_calls_and_results_then_answer", "system_message_only"], refused);
+    }
+
+    [Fact]
+    public void The_llama_templates_are_read_as_writing_json_calls_and_the_qwen_ones_as_writing_tagged_calls()
+    {
+        var none = new Dictionary<string, string?>();
+        Assert.Equal(ToolCallFormat.LlamaJson, new ChatTemplate(File.ReadAllText(Fixture("llama3.1-instruct.jinja")), none).ToolCallFormat);
+        Assert.Equal(ToolCallFormat.Tagged, new ChatTemplate(File.ReadAllText(Fixture("qwen2.5-instruct.jinja")), none).ToolCallFormat);
+        Assert.Equal(ToolCallFormat.Tagged, TokenizerFixtures.Qwen.ChatTemplateToolCallFormat);
     }
 
     [Fact]

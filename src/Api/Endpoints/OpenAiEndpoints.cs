@@ -26,7 +26,7 @@ internal static class OpenAiEndpoints
 
         string maxField = body.MaxCompletionTokens is not null ? "max_completion_tokens" : "max_tokens";
         var stop = PromptBuilder.ParseStop(body.Stop, options.MaxStopStrings);
-        var tools = ToolRequest.Read(body.Tools, body.ToolChoice);
+        var tools = ToolRequest.Read(body.Tools, body.ToolChoice, body.ParallelToolCalls, model.Tokenizer.ChatTemplateToolCallFormat);
         var responseFormat = ConstraintReader.FromResponseFormat(body.ResponseFormat);
         var toolConstraint = tools?.Constraint();
         if (toolConstraint is not null && responseFormat is not null)
@@ -43,14 +43,14 @@ internal static class OpenAiEndpoints
         if (body.Stream == true)
         {
             await runner.StreamAsync(context, job,
-                new ChatStream(id, created, model, body.StreamOptions?.IncludeUsage == true, sampling.Logprobs, parseCalls ? new ToolCallStreamer() : null));
+                new ChatStream(id, created, model, body.StreamOptions?.IncludeUsage == true, sampling.Logprobs, parseCalls ? tools!.Streamer() : null));
             return;
         }
         var r = await runner.RunAsync(context, job);
         var logprobs = sampling.Logprobs ? ChatLogprobsOf(r.Logprobs, model.Tokenizer) : null;
         var message = new ChatMessageOut("assistant", r.Text);
         string finish = QueryRunner.FinishReasonText(r.Completed.FinishReason);
-        if (parseCalls && ToolCallParser.Parse(r.Text) is { Calls.Count: > 0 } parsed)
+        if (parseCalls && tools!.Parse(r.Text) is { Calls.Count: > 0 } parsed)
         {
             message = new ChatMessageOut("assistant", parsed.Content, parsed.Calls);
             finish = "tool_calls";
@@ -141,7 +141,7 @@ internal static class OpenAiEndpoints
     ];
 
     /// <param name="toolCalls">Reads tool calls out of the text when the request has tools; null: the text is content.</param>
-    private sealed class ChatStream(string id, long created, IServedModel model, bool includeUsage, bool logprobs, ToolCallStreamer? toolCalls) : IStreamShape
+    private sealed class ChatStream(string id, long created, IServedModel model, bool includeUsage, bool logprobs, IToolCallStreamer? toolCalls) : IStreamShape
     {
         private ChatCompletionChunk Chunk(ChatDelta delta, ChatLogprobs? lp, string? finish) =>
             new(id, "chat.completion.chunk", created, model.Name, [new ChatChunkChoice(0, delta, lp, finish)], null);

@@ -12,7 +12,7 @@ namespace ActorQuery.Api.Generation;
 /// the pieces join to the same arguments text as the non-streamed answer. A call written in another shape (arguments
 /// before name) goes out whole when its closing tag arrives; a block that is no call goes out as content.
 /// </summary>
-internal sealed class ToolCallStreamer
+internal sealed class ToolCallStreamer : IToolCallStreamer
 {
     private readonly StringBuilder _pending = new();
     private bool _inCall;
@@ -138,4 +138,31 @@ internal sealed class ToolCallStreamer
         while (end > 0 && char.IsWhiteSpace(s[end - 1])) end--;
         return s.Length - end;
     }
+}
+
+/// <summary>Turns one sequence's text chunks into OpenAI chat deltas: content, and tool calls in the model's format.</summary>
+internal interface IToolCallStreamer
+{
+    /// <summary>True once a call went out: the finish reason is then tool_calls.</summary>
+    bool MadeCalls { get; }
+
+    /// <summary>The deltas that this chunk completes (text that may still open a call is held back).</summary>
+    List<ChatDelta> Push(string text);
+
+    /// <summary>The end of the output: what was held back and is no call goes out as content.</summary>
+    List<ChatDelta> Finish();
+}
+
+/// <summary>For <c>parallel_tool_calls: false</c>: only the first call's deltas go out, as only the first call is in
+/// the non-streamed answer.</summary>
+internal sealed class FirstCallOnly(IToolCallStreamer inner) : IToolCallStreamer
+{
+    public bool MadeCalls => inner.MadeCalls;
+
+    public List<ChatDelta> Push(string text) => Keep(inner.Push(text));
+
+    public List<ChatDelta> Finish() => Keep(inner.Finish());
+
+    private static List<ChatDelta> Keep(List<ChatDelta> deltas) =>
+        deltas.Where(d => d.ToolCalls is null || d.ToolCalls.All(c => c.Index == 0)).ToList();
 }

@@ -1,5 +1,7 @@
 using System.Text.Json;
+using ActorQuery.Api.Dtos;
 using ActorQuery.Api.Errors;
+using ActorQuery.Tokenization;
 using ActorQuery.Tokenization.Grammar;
 
 namespace ActorQuery.Api.Generation;
@@ -8,22 +10,32 @@ namespace ActorQuery.Api.Generation;
 internal enum ToolMode { None, Auto, Required }
 
 /// <summary>
-/// A chat request's <c>tools</c> and <c>tool_choice</c>, checked: the tool objects go to the chat template as the
-/// client wrote them; <see cref="Constraint"/> holds the output to a call of an allowed function when the client
-/// requires one, so that its arguments validate against that function's parameters.
+/// A chat request's <c>tools</c>, <c>tool_choice</c> and <c>parallel_tool_calls</c>, checked: the tool objects go to the
+/// chat template as the client wrote them; <see cref="Constraint"/> holds the output to a call of an allowed function
+/// when the client requires one, so that its arguments validate against that function's parameters; the output is read
+/// for calls in the model's <see cref="ToolCallFormat"/>, and with <c>parallel_tool_calls: false</c> only its first call
+/// is answered.
 /// </summary>
 internal sealed class ToolRequest
 {
     private const int MaxTools = 128;
     private static readonly JsonElement EmptyParameters = JsonDocument.Parse("""{"type": "object", "properties": {}}""").RootElement;
 
-    private ToolRequest(IReadOnlyList<JsonElement> tools, IReadOnlyList<(string Name, JsonElement Parameters)> functions, ToolMode mode, string? named)
+    private ToolRequest(IReadOnlyList<JsonElement> tools, IReadOnlyList<(string Name, JsonElement Parameters)> functions, ToolMode mode, string? named,
+        ToolCallFormat format, bool parallelCalls)
     {
         Tools = tools;
         Functions = functions;
         Mode = mode;
         Named = named;
+        Format = format;
+        ParallelCalls = parallelCalls;
     }
+
+    public ToolCallFormat Format { get; }
+
+    /// <summary>False when the client allows at most one call per answer (<c>parallel_tool_calls: false</c>).</summary>
+    public bool ParallelCalls { get; }
 
     /// <summary>The tool objects, for the chat template.</summary>
     public IReadOnlyList<JsonElement> Tools { get; }
@@ -35,21 +47,39 @@ internal sealed class ToolRequest
     /// <summary>True when the output is read for tool calls.</summary>
     public bool ParsesCalls => Mode != ToolMode.None;
 
-    /// <summary>The constraint that forces a call: of the named function, or of any tool when tool_choice is
-    /// "required"; null when the model may answer in text.</summary>
+    /// <summary>The whole output's content and calls, in the model's format; one call at most without parallel calls.</summary>
+    public (string? Content, List<ToolCallOut> Calls) Parse(string text)
+    {
+        var (content, calls) = Format == ToolCallFormat.LlamaJson ? LlamaToolCallParser.Parse(text) : ToolCallParser.Parse(text);
+        if (!ParallelCalls && calls.Count > 1) calls.RemoveRange(1, calls.Count - 1);
+        return (content, calls);
+    }
+
+    /// <summary>The streamed form of <see cref="Parse"/>, for one sequence.</summary>
+    public IToolCallStreamer Streamer()
+    {
+        IToolCallStreamer streamer = Format == ToolCallFormat.LlamaJson ? new LlamaToolCallStreamer() : new ToolCallStreamer();
+        return ParallelCalls ? streamer : new FirstCallOnly(streamer);
+    }
+
+    /// <summary>The constraint that forces one call: of the named function, or of any tool when tool_choice is
+    /// "required"; null when the model may answer in text. A tagged call is written between its tags; a Llama call is
+    /// the bare object with its arguments under "parameters", as the Llama 3.1+ templates write it.</summary>
     public OutputConstraint? Constraint()
     {
         if (Mode != ToolMode.Required) return null;
         var allowed = Functions.Where(f => Named is null || f.Name == Named).ToList();
+        string argumentsKey = Format == ToolCallFormat.LlamaJson ? "parameters" : "arguments";
         var options = allowed.Select(f => new Dictionary<string, object>
         {
             ["type"] = "object",
-            ["properties"] = new Dictionary<string, object> { ["name"] = new { @const = f.Name }, ["arguments"] = f.Parameters },
-            ["required"] = new[] { "name", "arguments" },
+            ["properties"] = new Dictionary<string, object> { ["name"] = new { @const = f.Name }, [argumentsKey] = f.Parameters },
+            ["required"] = new[] { "name", argumentsKey },
             ["additionalProperties"] = false,
         }).ToList();
         object schema = options.Count == 1 ? options[0] : new Dictionary<string, object> { ["anyOf"] = options };
-        var constraint = new OutputConstraint(ConstraintKind.ToolCall, JsonSerializer.Serialize(schema));
+        var kind = Format == ToolCallFormat.LlamaJson ? ConstraintKind.JsonSchema : ConstraintKind.ToolCall;
+        var constraint = new OutputConstraint(kind, JsonSerializer.Serialize(schema));
         if (constraint.Source.Length > ConstraintReader.MaxSourceChars)
             throw ApiException.BadRequest("tools", $"the functions' parameters come to more than {ConstraintReader.MaxSourceChars} characters of schema");
         try { GrammarCompiler.Validate(constraint); }
@@ -68,7 +98,10 @@ internal sealed class ToolRequest
     }
 
     /// <summary>Null when the request has no tools and no tool_choice other than "none".</summary>
-    public static ToolRequest? Read(List<JsonElement>? tools, JsonElement? toolChoice)
+    /// <param name="parallelToolCalls">OpenAI's parallel_tool_calls: absent means true.</param>
+    /// <param name="format">How the served model writes calls (its chat template's <see cref="ToolCallFormat"/>).</param>
+    public static ToolRequest? Read(List<JsonElement>? tools, JsonElement? toolChoice, bool? parallelToolCalls = null,
+        ToolCallFormat format = ToolCallFormat.Tagged)
     {
         bool hasChoice = toolChoice is { ValueKind: not JsonValueKind.Null };
         if (tools is null or { Count: 0 })
@@ -104,7 +137,7 @@ internal sealed class ToolRequest
         }
 
         var (mode, named) = ReadChoice(toolChoice, functions);
-        return new ToolRequest(tools, functions, mode, named);
+        return new ToolRequest(tools, functions, mode, named, format, parallelToolCalls ?? true);
     }
 
     private static (ToolMode, string?) ReadChoice(JsonElement? toolChoice, List<(string Name, JsonElement)> functions)
