@@ -36,6 +36,8 @@ public sealed class NativeQueryRequest : ISamplingFields
     public string? Regex { get; set; }
     /// <summary>The output is exactly one of these strings.</summary>
     public List<string>? Choices { get; set; }
+    /// <summary>Token id (as a string) → bias in [-100, 100] added to its logit, as OpenAI's logit_bias.</summary>
+    public JsonElement? LogitBias { get; set; }
 }
 
 /// <summary>Reply of POST /query (and the final SSE event of a streamed one, without <c>text</c>).</summary>
