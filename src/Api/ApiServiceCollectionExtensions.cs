@@ -125,6 +125,25 @@ public static class ApiServiceCollectionExtensions
             .WithMetadata(GenerationEndpointMetadata.Instance)
             .AddOpenApiOperationTransformer(ApiDocs.Examples(ApiExamples.CompletionRequest, ApiExamples.CompletionResponse, ApiExamples.CompletionStream));
 
+        app.MapPost("/v1/responses", ResponsesEndpoints.Create).WithTags("OpenAI").WithName("Responses")
+            .WithSummary("OpenAI-compatible Responses API (stateless)")
+            .WithDescription("OpenAI's Responses API without state: `store` must be false or absent (the default here is false), " +
+                             "`previous_response_id`, `background`, `conversation`, `include` and built-in tools are 400s naming the field. " +
+                             "`input` is a string or a list of message (`input_text`/`output_text` parts), `function_call` and " +
+                             "`function_call_output` items; `instructions` come first as a system message. Function `tools` " +
+                             "(`{\"type\":\"function\",\"name\",\"parameters\"}`) and `tool_choice` work as on /v1/chat/completions, " +
+                             "and `text.format` `json_schema` or `json_object` is enforced while decoding. The output is a `message` item " +
+                             "with one `output_text` part and a `function_call` item per call; `max_output_tokens` reached gives status " +
+                             "`incomplete`. `stream: true` sends the Responses events (`response.created`, `response.in_progress`, " +
+                             "`response.output_item.added`, `response.content_part.added`, `response.output_text.delta`, …, " +
+                             "`response.completed`), each with a `sequence_number`.")
+            .Accepts<ResponsesRequest>("application/json")
+            .Produces<ResponseObject>(200)
+            .Produces<OpenAiErrorEnvelope>(400).Produces<OpenAiErrorEnvelope>(413).Produces<OpenAiErrorEnvelope>(429)
+            .Produces<OpenAiErrorEnvelope>(503).Produces<OpenAiErrorEnvelope>(504)
+            .WithMetadata(GenerationEndpointMetadata.Instance)
+            .AddOpenApiOperationTransformer(ApiDocs.Examples(ApiExamples.ResponsesRequest, ApiExamples.ResponsesResponse, ApiExamples.ResponsesStream));
+
         app.MapGet("/v1/models", ModelEndpoints.List).WithTags("OpenAI").WithSummary("The served models")
             .WithDescription("OpenAI's list. On a server with a model pool each card also has `pool`: its state (available, loading, " +
                              "ready, unloading, failed), the error of a failed load, its reservation of the budget and resident memory, " +
