@@ -22,6 +22,11 @@ namespace ActorQuery.Api;
 /// </summary>
 public static class ApiServiceCollectionExtensions
 {
+    private const string ChoicesDescription =
+        " `n` (1 to 16) gives that many choices, one query each, indexed 0…n−1 (streamed interleaved by `index`); with `seed`, " +
+        "sample i's seed is derived from (seed, i), so the choices are reproducible; usage counts the prompt once. `logit_bias` " +
+        "(token id → bias in [-100, 100]) is added to the logits before sampling.";
+
     private const string ConstraintDescription =
         "`response_format` `{\"type\":\"json_object\"}` (any JSON object) or `{\"type\":\"json_schema\",\"json_schema\":" +
         "{\"name\",\"schema\",\"strict\"}}` is enforced while decoding: the output always parses and validates, or ends with " +
@@ -107,7 +112,7 @@ public static class ApiServiceCollectionExtensions
         app.MapPost("/v1/chat/completions", OpenAiEndpoints.ChatCompletions).WithTags("OpenAI").WithName("ChatCompletions")
             .WithSummary("OpenAI-compatible chat completion")
             .WithDescription("OpenAI's request and response shapes; `stream: true` sends `chat.completion.chunk` events ending in `data: [DONE]`. " +
-                             "Errors come as `{\"error\":{\"message\",\"type\",\"param\",\"code\"}}`. " + ConstraintDescription)
+                             "Errors come as `{\"error\":{\"message\",\"type\",\"param\",\"code\"}}`. " + ConstraintDescription + ChoicesDescription)
             .Accepts<ChatCompletionRequest>("application/json")
             .Produces<ChatCompletionResponse>(200)
             .Produces<OpenAiErrorEnvelope>(400).Produces<OpenAiErrorEnvelope>(413).Produces<OpenAiErrorEnvelope>(429)
@@ -117,7 +122,9 @@ public static class ApiServiceCollectionExtensions
 
         app.MapPost("/v1/completions", OpenAiEndpoints.Completions).WithTags("OpenAI").WithName("Completions")
             .WithSummary("OpenAI-compatible text completion")
-            .WithDescription(ConstraintDescription)
+            .WithDescription("`prompt` is a string, an array of strings, an array of token ids or an array of arrays of token ids " +
+                             "(at most 16 prompts, prompts × n ≤ 32); choice p × n + j is sample j of prompt p. `echo: true` puts each " +
+                             "prompt's text before its completion (not with `logprobs`). " + ConstraintDescription + ChoicesDescription)
             .Accepts<CompletionRequest>("application/json")
             .Produces<CompletionResponse>(200)
             .Produces<OpenAiErrorEnvelope>(400).Produces<OpenAiErrorEnvelope>(413).Produces<OpenAiErrorEnvelope>(429)
