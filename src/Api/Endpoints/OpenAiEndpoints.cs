@@ -86,7 +86,7 @@ internal static class OpenAiEndpoints
             var sampling = PromptBuilder.BuildSampling(body, body.MaxTokens, "max_tokens", defaultTemperature: 1f,
                 body.Logprobs is not null, body.Logprobs ?? 0, "logprobs", prompt.Ids.Count, prompts.Count == 1 ? "prompt" : $"prompt[{p}]", model, options)
                 with { Constraint = constraint };
-            return new GenerationJob(prompts.Count == 1 ? requestId : $"{requestId}-p{p}", prompt.Ids, sampling, stop, null, "max_tokens")
+            return new GenerationJob(requestId, prompt.Ids, sampling, stop, null, "max_tokens")
                 .For(models, model, body.KeepAlive);
         }).ToList();
         var jobs = Choices.FanOut(perPrompt, n);

@@ -117,7 +117,9 @@ internal sealed class QueryRunner(IQueryClient client, ApiMetrics metrics, ApiOp
     public async Task StreamAllAsync(HttpContext context, IReadOnlyList<GenerationJob> jobs, IChoicesStreamShape shape)
     {
         var clock = Stopwatch.StartNew();
-        var stats = jobs.Select(j => Begin(context, j)).ToList()[0];
+        // One request's stats: every job counts against the key's limits and in the metrics.
+        var stats = RequestStats.For(context);
+        foreach (var job in jobs) stats = Begin(context, job);
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
         var events = jobs.Select(j => client.SubmitAsync(ToQuery(j, buffered: false), cts.Token).GetAsyncEnumerator(cts.Token)).ToArray();
         var moves = events.Select(e => e.MoveNextAsync().AsTask()).ToArray();
