@@ -33,6 +33,10 @@ public sealed record QueryRequest
     /// <see cref="System.Threading.Timeout.InfiniteTimeSpan"/> for ever, zero to unload it after; null: the model's own.
     /// Read by the gateway's router and its node's model pool; it does not travel to workers.</summary>
     public TimeSpan? KeepAlive { get; init; }
+    /// <summary>Queries with the same key go to the same worker while one of them is live, if it can take them (the n
+    /// sequences of one request share a prompt, which that worker's cache then holds once). Only a preference: a query
+    /// goes elsewhere when that worker is full. Read by the gateway's router; it does not travel to workers.</summary>
+    public string? AffinityKey { get; init; }
 }
 
 public enum RefusalReason { QueueFull, NoModelReady, MemoryPressure, TooLarge, ShuttingDown, InvalidRequest }

@@ -22,6 +22,11 @@ namespace ActorQuery.Api;
 /// </summary>
 public static class ApiServiceCollectionExtensions
 {
+    private const string ChoicesDescription =
+        " `n` (1 to 16) gives that many choices, one query each, indexed 0…n−1 (streamed interleaved by `index`); with `seed`, " +
+        "sample i's seed is derived from (seed, i), so the choices are reproducible; usage counts the prompt once. `logit_bias` " +
+        "(token id → bias in [-100, 100]) is added to the logits before sampling.";
+
     private const string ConstraintDescription =
         "`response_format` `{\"type\":\"json_object\"}` (any JSON object) or `{\"type\":\"json_schema\",\"json_schema\":" +
         "{\"name\",\"schema\",\"strict\"}}` is enforced while decoding: the output always parses and validates, or ends with " +
@@ -107,7 +112,7 @@ public static class ApiServiceCollectionExtensions
         app.MapPost("/v1/chat/completions", OpenAiEndpoints.ChatCompletions).WithTags("OpenAI").WithName("ChatCompletions")
             .WithSummary("OpenAI-compatible chat completion")
             .WithDescription("OpenAI's request and response shapes; `stream: true` sends `chat.completion.chunk` events ending in `data: [DONE]`. " +
-                             "Errors come as `{\"error\":{\"message\",\"type\",\"param\",\"code\"}}`. " + ConstraintDescription)
+                             "Errors come as `{\"error\":{\"message\",\"type\",\"param\",\"code\"}}`. " + ConstraintDescription + ChoicesDescription)
             .Accepts<ChatCompletionRequest>("application/json")
             .Produces<ChatCompletionResponse>(200)
             .Produces<OpenAiErrorEnvelope>(400).Produces<OpenAiErrorEnvelope>(413).Produces<OpenAiErrorEnvelope>(429)
@@ -117,13 +122,34 @@ public static class ApiServiceCollectionExtensions
 
         app.MapPost("/v1/completions", OpenAiEndpoints.Completions).WithTags("OpenAI").WithName("Completions")
             .WithSummary("OpenAI-compatible text completion")
-            .WithDescription(ConstraintDescription)
+            .WithDescription("`prompt` is a string, an array of strings, an array of token ids or an array of arrays of token ids " +
+                             "(at most 16 prompts, prompts × n ≤ 32); choice p × n + j is sample j of prompt p. `echo: true` puts each " +
+                             "prompt's text before its completion (not with `logprobs`). " + ConstraintDescription + ChoicesDescription)
             .Accepts<CompletionRequest>("application/json")
             .Produces<CompletionResponse>(200)
             .Produces<OpenAiErrorEnvelope>(400).Produces<OpenAiErrorEnvelope>(413).Produces<OpenAiErrorEnvelope>(429)
             .Produces<OpenAiErrorEnvelope>(503).Produces<OpenAiErrorEnvelope>(504)
             .WithMetadata(GenerationEndpointMetadata.Instance)
             .AddOpenApiOperationTransformer(ApiDocs.Examples(ApiExamples.CompletionRequest, ApiExamples.CompletionResponse, ApiExamples.CompletionStream));
+
+        app.MapPost("/v1/responses", ResponsesEndpoints.Create).WithTags("OpenAI").WithName("Responses")
+            .WithSummary("OpenAI-compatible Responses API (stateless)")
+            .WithDescription("OpenAI's Responses API without state: `store` must be false or absent (the default here is false), " +
+                             "`previous_response_id`, `background`, `conversation`, `include` and built-in tools are 400s naming the field. " +
+                             "`input` is a string or a list of message (`input_text`/`output_text` parts), `function_call` and " +
+                             "`function_call_output` items; `instructions` come first as a system message. Function `tools` " +
+                             "(`{\"type\":\"function\",\"name\",\"parameters\"}`) and `tool_choice` work as on /v1/chat/completions, " +
+                             "and `text.format` `json_schema` or `json_object` is enforced while decoding. The output is a `message` item " +
+                             "with one `output_text` part and a `function_call` item per call; `max_output_tokens` reached gives status " +
+                             "`incomplete`. `stream: true` sends the Responses events (`response.created`, `response.in_progress`, " +
+                             "`response.output_item.added`, `response.content_part.added`, `response.output_text.delta`, …, " +
+                             "`response.completed`), each with a `sequence_number`.")
+            .Accepts<ResponsesRequest>("application/json")
+            .Produces<ResponseObject>(200)
+            .Produces<OpenAiErrorEnvelope>(400).Produces<OpenAiErrorEnvelope>(413).Produces<OpenAiErrorEnvelope>(429)
+            .Produces<OpenAiErrorEnvelope>(503).Produces<OpenAiErrorEnvelope>(504)
+            .WithMetadata(GenerationEndpointMetadata.Instance)
+            .AddOpenApiOperationTransformer(ApiDocs.Examples(ApiExamples.ResponsesRequest, ApiExamples.ResponsesResponse, ApiExamples.ResponsesStream));
 
         app.MapGet("/v1/models", ModelEndpoints.List).WithTags("OpenAI").WithSummary("The served models")
             .WithDescription("OpenAI's list. On a server with a model pool each card also has `pool`: its state (available, loading, " +

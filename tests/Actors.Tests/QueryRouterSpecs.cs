@@ -129,6 +129,34 @@ public sealed class QueryRouterSpecs(ITestOutputHelper output) : ActorSpec(Virtu
     }
 
     [Fact]
+    public void Should_send_queries_with_one_affinity_key_to_the_worker_of_the_first_while_it_has_room()
+    {
+        var router = StartRouter();
+        var w1 = AddWorker(router, Status("w1"));
+        var w2 = AddWorker(router, Status("w2"));
+        var client = CreateTestProbe();
+
+        router.Tell(new SubmitQuery(Greedy("a", 4, 1, 2) with { AffinityKey = "req-1/0" }, client.Ref));
+        AwaitCondition(() => w1.HasMessages || w2.HasMessages);
+        var (first, other) = w1.HasMessages ? (w1, w2) : (w2, w1);
+        var runA = first.ExpectMsg<RunQuery>();
+        // The first worker is now the busier one: a query without the key goes to the other, one with it stays.
+        router.Tell(Status(first == w1 ? "w1" : "w2", running: 5), first.Ref);
+        router.Tell(new SubmitQuery(Greedy("c", 4, 3, 4), client.Ref));
+        Assert.Equal("c", other.ExpectMsg<RunQuery>().Request.QueryId);
+        router.Tell(new SubmitQuery(Greedy("b", 4, 1, 2, 9) with { AffinityKey = "req-1/0" }, client.Ref));
+        Assert.Equal("b", first.ExpectMsg<RunQuery>().Request.QueryId);
+        other.ExpectNoMsg(TimeSpan.FromMilliseconds(50));
+
+        // Once its queries ended the key is forgotten: a new one goes to the least-loaded worker.
+        router.Tell(Done(runA.Ticket, "a"), first.Ref);
+        client.ExpectMsg<QueryCompleted>();
+        router.Tell(Status(other == w1 ? "w1" : "w2", running: 0), other.Ref);
+        router.Tell(new SubmitQuery(Greedy("d", 4, 7, 7) with { AffinityKey = "req-2/0" }, client.Ref));
+        Assert.Equal("d", other.ExpectMsg<RunQuery>().Request.QueryId);
+    }
+
+    [Fact]
     public void Should_hold_a_query_until_its_kv_need_fits_what_a_worker_reports_free_and_refuse_one_that_never_fits()
     {
         var router = StartRouter();

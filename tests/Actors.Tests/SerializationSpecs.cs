@@ -53,6 +53,8 @@ public sealed class SerializationSpecs(ITestOutputHelper output) : ActorSpec(
         ["RunQuery (json_object, resumed)"] = new RunQuery(5, Request with { Sampling = Sampling with { Constraint = OutputConstraint.JsonObject }, GeneratedTokenIds = [90] }),
         ["RunQuery (regex)"] = new RunQuery(6, Request with { Sampling = Sampling with { Constraint = new(ConstraintKind.Regex, "[0-9]{3}\\d") } }),
         ["RunQuery (choices)"] = new RunQuery(7, Request with { Sampling = Sampling with { Constraint = OutputConstraint.Choices(["東京", "Paris"]) } }),
+        ["RunQuery (logit_bias, regex)"] = new RunQuery(8, Request with { Sampling = Sampling with
+            { Constraint = new(ConstraintKind.Regex, "[a-z]+"), LogitBias = new Dictionary<int, float> { [0] = -100f, [151643] = 100f, [42] = 0.5f } } }),
         ["RunQuery (defaults)"] = new RunQuery(1, new QueryRequest { QueryId = "d", PromptTokenIds = [5], Sampling = SamplingParams.Greedy(4) }),
         ["CancelRun"] = new CancelRun(77),
         ["QueryReturned"] = new QueryReturned(78, "worker worker-1 is restarting", 3),

@@ -63,7 +63,7 @@ public sealed class BadInputTests(SharedServer shared) : IClassFixture<SharedSer
         { "/v1/chat/completions", "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"logprobs\": true, \"top_logprobs\": 21}", "application/json", 400, "top_logprobs" },
         { "/v1/chat/completions", "{\"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"image_url\"}]}]}", "application/json", 400, "messages[0].content[0].type" },
         { "/v1/completions", "{\"max_tokens\": 3}", "application/json", 400, "prompt" },
-        { "/v1/completions", "{\"prompt\": [\"a\", \"b\"]}", "application/json", 400, "prompt" },
+        { "/v1/completions", "{\"prompt\": [\"a\", 7]}", "application/json", 400, "prompt" },
         { "/v1/completions", "{\"prompt\": \"a\", \"temperature\": -2}", "application/json", 400, "temperature" },
         { "/v1/completions", "{\"prompt\": \"a\", \"logprobs\": 9}", "application/json", 400, "logprobs" },
         { "/v1/completions", "{\"prompt\": \"a\"}", "text/plain", 415, "Content-Type" },

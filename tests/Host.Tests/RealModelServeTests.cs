@@ -55,6 +55,59 @@ public sealed class RealModelServeTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Logit_bias_minus_100_on_the_greedy_answer_token_changes_the_answer_in_the_worker_process()
+    {
+        var tokens = ActorQuery.Tokenization.HfTokenizer.FromPath(DefaultModelServer.ModelFolder).Encode("95");
+        int answer = Assert.Single(tokens);                           // "95" is one token of the default model
+        string Ask(string extra) => $$"""{"messages": [{"role": "user", "content": "What is 37 + 58?"}], "temperature": 0{{extra}}}""";
+        async Task<string> Content(string body)
+        {
+            var r = await _http.PostAsync("/v1/chat/completions", new StringContent(body, Encoding.UTF8, "application/json"));
+            Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+            return JsonDocument.Parse(await r.Content.ReadAsStringAsync()).RootElement.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString()!;
+        }
+        Assert.Equal("95", await Content(Ask("")));
+        string banned = await Content(Ask($$""", "logit_bias": {"{{answer}}": -100}"""));
+        Assert.NotEqual("95", banned);
+        Assert.DoesNotContain("95", banned);
+    }
+
+    [Fact]
+    public async Task Several_seeded_choices_are_the_same_on_every_request()
+    {
+        const string body = """{"messages": [{"role": "user", "content": "What is 4821 times 77?"}], "n": 4, "temperature": 1.5, "seed": 1}""";
+        async Task<List<string>> Choices()
+        {
+            var r = await _http.PostAsync("/v1/chat/completions", new StringContent(body, Encoding.UTF8, "application/json"));
+            Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+            var choices = JsonDocument.Parse(await r.Content.ReadAsStringAsync()).RootElement.GetProperty("choices").EnumerateArray().ToList();
+            Assert.Equal([0, 1, 2, 3], choices.Select(c => c.GetProperty("index").GetInt32()));
+            return choices.Select(c => c.GetProperty("message").GetProperty("content").GetString()!).ToList();
+        }
+        var first = await Choices();
+        Assert.Equal(first, await Choices());
+        Assert.True(first.Distinct().Count() > 1, $"four samples at temperature 1.5 all said {first[0]}");
+    }
+
+    [Fact]
+    public async Task The_openai_responses_client_gets_the_answer_streamed_and_not()
+    {
+#pragma warning disable OPENAI001 // the Responses client is marked experimental in the library
+        var client = new OpenAI.Responses.ResponsesClient(new ApiKeyCredential("unused"),
+            new OpenAI.Responses.ResponsesClientOptions { Endpoint = new Uri(_http.BaseAddress!, "/v1") });
+        var options = new OpenAI.Responses.CreateResponseOptions("default", [OpenAI.Responses.ResponseItem.CreateUserMessageItem("What is 37 + 58?")])
+            { Temperature = 0 };
+        var response = (await client.CreateResponseAsync(options)).Value;
+        Assert.Equal("95", response.GetOutputText());
+        options.StreamingEnabled = true;
+        var deltas = new StringBuilder();
+        await foreach (var update in await client.CreateResponseStreamingAsync(options))
+            if (update is OpenAI.Responses.StreamingResponseOutputTextDeltaUpdate d) deltas.Append(d.Delta);
+        Assert.Equal("95", deltas.ToString());
+#pragma warning restore OPENAI001
+    }
+
+    [Fact]
     public async Task A_streamed_chat_concatenates_to_the_same_answer()
     {
         var text = new StringBuilder();

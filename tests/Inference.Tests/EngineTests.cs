@@ -133,6 +133,29 @@ public class EngineTests
     }
 
     [Fact]
+    public void Logit_bias_of_minus_100_bans_the_greedy_token_and_100_forces_another()
+    {
+        using var e = Load();
+        var c = Fixtures.Cases("qwen2-tiny-f32")[0];                 // greedy repeats 301 six times
+        var greedy = SamplingParams.Greedy(6) with { IgnoreEos = true, Logprobs = true };
+        e.TryAdd(new GenerationRequest(1, c.InputIds, greedy));
+        e.TryAdd(new GenerationRequest(2, c.InputIds, greedy with { LogitBias = new Dictionary<int, float> { [301] = -100f } }));
+        e.TryAdd(new GenerationRequest(3, c.InputIds, greedy with { LogitBias = new Dictionary<int, float> { [42] = 100f } }));
+        var r = Drain(e);
+        Assert.Equal(Enumerable.Repeat(301, 6), r[1].Tokens);
+        Assert.DoesNotContain(301, r[2].Tokens);
+        Assert.Equal(Enumerable.Repeat(42, 6), r[3].Tokens);
+    }
+
+    [Fact]
+    public void Logit_bias_out_of_range_is_refused_naming_logit_bias()
+    {
+        using var e = Load();
+        var bad = SamplingParams.Greedy(4) with { LogitBias = new Dictionary<int, float> { [5] = 100.5f } };
+        Assert.Equal("logit_bias", Assert.Throws<ArgumentException>(() => e.TryAdd(new GenerationRequest(1, Prompt, bad))).ParamName);
+    }
+
+    [Fact]
     public void Logprobs_report_the_chosen_token_and_sorted_alternatives()
     {
         using var e = Load();

@@ -172,6 +172,13 @@ public sealed class ActorQuerySerializer(ExtendedActorSystem system) : Serialize
             w.Write((byte)c.Kind);
             w.Write(c.Source);
         }
+        var bias = q.Sampling.LogitBias ?? new Dictionary<int, float>();
+        w.Write7BitEncodedInt(bias.Count);
+        foreach (var (id, b) in bias)
+        {
+            w.Write7BitEncodedInt(id);
+            w.Write(b);
+        }
     }
 
     private static QueryRequest ReadRequest(BinaryReader r)
@@ -200,6 +207,12 @@ public sealed class ActorQuerySerializer(ExtendedActorSystem system) : Serialize
             var kind = (ConstraintKind)r.ReadByte();
             if (!Enum.IsDefined(kind)) throw new System.Runtime.Serialization.SerializationException($"ActorQuerySerializer: unknown output constraint kind {(int)kind}");
             request = request with { Sampling = sampling with { Constraint = new OutputConstraint(kind, r.ReadString()) } };
+        }
+        if (r.BaseStream.Position < r.BaseStream.Length && r.Read7BitEncodedInt() is > 0 and var count)
+        {
+            var bias = new Dictionary<int, float>(count);
+            for (int i = 0; i < count; i++) bias[r.Read7BitEncodedInt()] = r.ReadSingle();
+            request = request with { Sampling = request.Sampling with { LogitBias = bias } };
         }
         return request;
     }

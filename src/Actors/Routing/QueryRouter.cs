@@ -79,6 +79,9 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
     private readonly HashSet<string> _catalog = new(StringComparer.OrdinalIgnoreCase);
     /// <summary>Live queries per model, which the pool reads as busy (never evicted) and as a request to load.</summary>
     private readonly Dictionary<string, int> _liveByModel = new(StringComparer.OrdinalIgnoreCase);
+    /// <summary>Per <see cref="QueryRequest.AffinityKey"/>: the worker its first dispatched query went to, and how many
+    /// of its queries are live; forgotten when the last ends.</summary>
+    private readonly Dictionary<string, (IActorRef? Worker, int Live)> _affinity = new(StringComparer.Ordinal);
     /// <summary>The pools of other nodes and the models each may load: a query for a model only they have goes there.</summary>
     private readonly Dictionary<IActorRef, HashSet<string>> _remotePools = new();
     /// <summary>Dispatch tickets start at a random point, so that a restarted router never reuses one that a worker may
@@ -336,6 +339,8 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
         _admitted++;
         _live[q.Request.QueryId] = q;
         CountLive(q.Request, +1);
+        if (q.Request.AffinityKey is { } key)
+            _affinity[key] = _affinity.TryGetValue(key, out var a) ? (a.Worker, a.Live + 1) : (null, 1);
         Timers.StartSingleTimer(DeadlineKey(q), new DeadlineReached(q.Request.QueryId), q.Timeout);
     }
 
@@ -353,6 +358,9 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
         if (candidates.Count == 0) return null;
         var preferred = candidates.Where(w => !w.Key.Equals(q.PreviousWorker)).ToList();
         if (preferred.Count > 0) candidates = preferred;
+        if (q.Request.AffinityKey is { } key && _affinity.TryGetValue(key, out var a) && a.Worker is { } sibling
+            && candidates.Any(w => w.Key.Equals(sibling)))
+            return sibling;
         return candidates
             .OrderBy(w => w.Value.Load)
             .ThenByDescending(w => w.Value.KvFree)
@@ -375,6 +383,8 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
         _byTicket[ticket] = q;
         var entry = _workers[worker];
         entry.Assigned++;
+        if (q.Request.AffinityKey is { } key && _affinity.TryGetValue(key, out var a) && a.Worker is null)
+            _affinity[key] = (worker, a.Live);
         entry.ReservedSinceReport += q.KvNeed;   // a resumed query needs the same: prompt + generated + the rest
         var request = q.Ids.Count == 0 ? q.Request
             : q.Request with { GeneratedTokenIds = q.Ids.ToArray(), GeneratedText = q.Text.ToString() };
@@ -601,6 +611,11 @@ public sealed class QueryRouter : ReceiveActor, IWithTimers
     {
         if (!_live.Remove(q.Request.QueryId)) return;
         CountLive(q.Request, -1);
+        if (q.Request.AffinityKey is { } key && _affinity.TryGetValue(key, out var a))
+        {
+            if (a.Live <= 1) _affinity.Remove(key);
+            else _affinity[key] = (a.Worker, a.Live - 1);
+        }
         Unassign(q);
         _queue.Remove(q);
         Timers.Cancel(DeadlineKey(q));

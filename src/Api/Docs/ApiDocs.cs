@@ -16,7 +16,7 @@ internal static class ApiDocs
                 Title = "ActorQuery",
                 Version = "v1",
                 Description = "Language-model inference over HTTP: a native `/query` endpoint and OpenAI-compatible " +
-                              "`/v1/chat/completions`, `/v1/completions` and `/v1/models`, plus health, memory and metrics.",
+                              "`/v1/chat/completions`, `/v1/completions`, `/v1/responses` and `/v1/models`, plus health, memory and metrics.",
             };
             // The key as Scalar's "Authentication" box sends it, so that /docs can try the endpoints of a server with keys.
             document.Components ??= new OpenApiComponents();

@@ -100,6 +100,43 @@ internal static class ApiExamples
         data: [DONE]
         """;
 
+    public const string ResponsesRequest = """
+        {"model": "default", "input": "What is 37 + 58?", "temperature": 0, "metadata": {"run": "readme"}}
+        """;
+
+    public const string ResponsesResponse = """
+        {"id":"resp_req-059b2c9ae0544f48","object":"response","created_at":1796679910,"status":"completed","error":null,"incomplete_details":null,"instructions":null,"max_output_tokens":null,"model":"default","output":[{"type":"message","id":"msg_3fbb6bcb18233dc9c7b54877e86c05bc","status":"completed","role":"assistant","content":[{"type":"output_text","text":"95","annotations":[],"logprobs":[]}]}],"parallel_tool_calls":true,"previous_response_id":null,"reasoning":{"effort":null,"summary":null},"store":false,"temperature":0,"text":{"format":{"type":"text"}},"tool_choice":"auto","tools":[],"top_p":1,"truncation":"disabled","usage":{"input_tokens":16,"input_tokens_details":{"cached_tokens":0},"output_tokens":2,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":18},"user":null,"metadata":{"run":"readme"}}
+        """;
+
+    public const string ResponsesStream = """
+        event: response.created
+        data: {"type":"response.created","sequence_number":0,"response":{"id":"resp_req-b0f43e5f84434955","object":"response","created_at":1796679934,"status":"in_progress","error":null,"incomplete_details":null,"instructions":null,"max_output_tokens":null,"model":"default","output":[],"parallel_tool_calls":true,"previous_response_id":null,"reasoning":{"effort":null,"summary":null},"store":false,"temperature":0,"text":{"format":{"type":"text"}},"tool_choice":"auto","tools":[],"top_p":1,"truncation":"disabled","usage":null,"user":null,"metadata":{}}}
+
+        event: response.in_progress
+        data: {"type":"response.in_progress","sequence_number":1,"response":{"id":"resp_req-b0f43e5f84434955","object":"response","created_at":1796679934,"status":"in_progress","error":null,"incomplete_details":null,"instructions":null,"max_output_tokens":null,"model":"default","output":[],"parallel_tool_calls":true,"previous_response_id":null,"reasoning":{"effort":null,"summary":null},"store":false,"temperature":0,"text":{"format":{"type":"text"}},"tool_choice":"auto","tools":[],"top_p":1,"truncation":"disabled","usage":null,"user":null,"metadata":{}}}
+
+        event: response.output_item.added
+        data: {"type":"response.output_item.added","sequence_number":2,"output_index":0,"item":{"type":"message","id":"msg_fe9fd35cda6e24ff305d5a76c0c71bf9","status":"in_progress","role":"assistant","content":[]}}
+
+        event: response.content_part.added
+        data: {"type":"response.content_part.added","sequence_number":3,"item_id":"msg_fe9fd35cda6e24ff305d5a76c0c71bf9","output_index":0,"content_index":0,"part":{"type":"output_text","text":"","annotations":[],"logprobs":[]}}
+
+        event: response.output_text.delta
+        data: {"type":"response.output_text.delta","sequence_number":4,"item_id":"msg_fe9fd35cda6e24ff305d5a76c0c71bf9","output_index":0,"content_index":0,"delta":"121","logprobs":[]}
+
+        event: response.output_text.done
+        data: {"type":"response.output_text.done","sequence_number":5,"item_id":"msg_fe9fd35cda6e24ff305d5a76c0c71bf9","output_index":0,"content_index":0,"text":"121","logprobs":[]}
+
+        event: response.content_part.done
+        data: {"type":"response.content_part.done","sequence_number":6,"item_id":"msg_fe9fd35cda6e24ff305d5a76c0c71bf9","output_index":0,"content_index":0,"part":{"type":"output_text","text":"121","annotations":[],"logprobs":[]}}
+
+        event: response.output_item.done
+        data: {"type":"response.output_item.done","sequence_number":7,"output_index":0,"item":{"type":"message","id":"msg_fe9fd35cda6e24ff305d5a76c0c71bf9","status":"completed","role":"assistant","content":[{"type":"output_text","text":"121","annotations":[],"logprobs":[]}]}}
+
+        event: response.completed
+        data: {"type":"response.completed","sequence_number":8,"response":{"id":"resp_req-b0f43e5f84434955","object":"response","created_at":1796679934,"status":"completed","error":null,"incomplete_details":null,"instructions":null,"max_output_tokens":null,"model":"default","output":[{"type":"message","id":"msg_fe9fd35cda6e24ff305d5a76c0c71bf9","status":"completed","role":"assistant","content":[{"type":"output_text","text":"121","annotations":[],"logprobs":[]}]}],"parallel_tool_calls":true,"previous_response_id":null,"reasoning":{"effort":null,"summary":null},"store":false,"temperature":0,"text":{"format":{"type":"text"}},"tool_choice":"auto","tools":[],"top_p":1,"truncation":"disabled","usage":{"input_tokens":16,"input_tokens_details":{"cached_tokens":0},"output_tokens":2,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":18},"user":null,"metadata":{}}}
+        """;
+
     public const string Cluster = """
         {"enabled": true, "self": "akka.tcp://actorquery@127.0.0.1:9100", "roles": ["gateway", "worker"],
          "leader": "akka.tcp://actorquery@127.0.0.1:9100",

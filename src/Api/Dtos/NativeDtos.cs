@@ -36,6 +36,8 @@ public sealed class NativeQueryRequest : ISamplingFields
     public string? Regex { get; set; }
     /// <summary>The output is exactly one of these strings.</summary>
     public List<string>? Choices { get; set; }
+    /// <summary>Token id (as a string) → bias in [-100, 100] added to its logit, as OpenAI's logit_bias.</summary>
+    public JsonElement? LogitBias { get; set; }
 }
 
 /// <summary>Reply of POST /query (and the final SSE event of a streamed one, without <c>text</c>).</summary>
@@ -48,8 +50,9 @@ public sealed record NativeChunk(string Id, string Text);
 /// <summary>A query's tokens, in OpenAI's shape (the native /query reply uses it too).</summary>
 public sealed record UsageDto(int PromptTokens, int CompletionTokens, int TotalTokens, PromptTokensDetails PromptTokensDetails)
 {
-    public static UsageDto Of(ActorQuery.Actors.QueryCompleted c) =>
-        new(c.PromptTokens, c.CompletionTokens, c.PromptTokens + c.CompletionTokens, new PromptTokensDetails(c.CachedPromptTokens));
+    public static UsageDto Of(ActorQuery.Actors.QueryCompleted c) => Of(c.PromptTokens, c.CompletionTokens, c.CachedPromptTokens);
+
+    public static UsageDto Of(int prompt, int completion, int cached) => new(prompt, completion, prompt + completion, new PromptTokensDetails(cached));
 }
 
 /// <param name="CachedTokens">Prompt tokens whose keys and values the engine took from its prefix cache instead of

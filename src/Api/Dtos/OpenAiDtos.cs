@@ -16,6 +16,8 @@ public interface ISamplingFields
     JsonElement? Stop { get; }
     bool? IgnoreEos { get; }
     int? MinTokens { get; }
+    /// <summary>Token id (as a string) → bias in [-100, 100] added to its logit.</summary>
+    JsonElement? LogitBias { get; }
 }
 
 public sealed class ChatMessageDto
@@ -99,6 +101,7 @@ public sealed class ChatCompletionRequest : ISamplingFields
     /// <summary>"auto", "none", "required" or <c>{"type": "function", "function": {"name": ...}}</c>.</summary>
     public JsonElement? ToolChoice { get; set; }
     public bool? ParallelToolCalls { get; set; }
+    public JsonElement? LogitBias { get; set; }
 }
 
 /// <summary>Body of POST /v1/completions.</summary>
@@ -106,7 +109,7 @@ public sealed class CompletionRequest : ISamplingFields
 {
     public string? Model { get; set; }
     public System.Text.Json.JsonElement? KeepAlive { get; set; }
-    /// <summary>A string, an array with one string, or an array of token ids.</summary>
+    /// <summary>A string, an array of strings, an array of token ids, or an array of arrays of token ids.</summary>
     public JsonElement? Prompt { get; set; }
     public int? MaxTokens { get; set; }
     public float? Temperature { get; set; }
@@ -128,6 +131,7 @@ public sealed class CompletionRequest : ISamplingFields
     public int? MinTokens { get; set; }
     /// <summary>json_object or json_schema: the output is held to it while decoding.</summary>
     public ResponseFormatDto? ResponseFormat { get; set; }
+    public JsonElement? LogitBias { get; set; }
 }
 
 public sealed record ChatCompletionResponse(

@@ -18,7 +18,8 @@ internal static class OpenAiEndpoints
     public static async Task ChatCompletions(HttpContext context, QueryRunner runner, IServedModels models, ApiOptions options)
     {
         var body = await RequestReader.ReadAsync<ChatCompletionRequest>(context, options);
-        var model = CheckModelAndN(body.Model, body.N, models);
+        var model = models.Resolve(body.Model);
+        int n = Choices.ReadN(body.N, prompts: 1);
         if (body.MaxTokens is not null && body.MaxCompletionTokens is not null)
             throw ApiException.BadRequest("max_completion_tokens", "give either max_tokens or max_completion_tokens, not both");
         if (body.TopLogprobs is not null && body.Logprobs != true)
@@ -38,66 +39,75 @@ internal static class OpenAiEndpoints
         bool parseCalls = tools?.ParsesCalls == true;
         string id = "chatcmpl-" + RequestIdMiddleware.Get(context);
         var job = new GenerationJob(RequestIdMiddleware.Get(context), promptIds, sampling, stop, null, maxField).For(models, model, body.KeepAlive);
+        var jobs = Choices.FanOut([job], n);
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
 
         if (body.Stream == true)
         {
-            await runner.StreamAsync(context, job,
-                new ChatStream(id, created, model, body.StreamOptions?.IncludeUsage == true, sampling.Logprobs, parseCalls ? tools!.Streamer() : null));
+            await runner.StreamAllAsync(context, jobs,
+                new ChatStream(id, created, model, n, body.StreamOptions?.IncludeUsage == true, sampling.Logprobs, parseCalls ? tools!.Streamer : null));
             return;
         }
-        var r = await runner.RunAsync(context, job);
-        var logprobs = sampling.Logprobs ? ChatLogprobsOf(r.Logprobs, model.Tokenizer) : null;
-        var message = new ChatMessageOut("assistant", r.Text);
-        string finish = QueryRunner.FinishReasonText(r.Completed.FinishReason);
-        if (parseCalls && tools!.Parse(r.Text) is { Calls.Count: > 0 } parsed)
+        var results = await runner.RunAllAsync(context, jobs);
+        var choices = results.Select((r, i) =>
         {
-            message = new ChatMessageOut("assistant", parsed.Content, parsed.Calls);
-            finish = "tool_calls";
-        }
-        var response = new ChatCompletionResponse(id, "chat.completion", created, model.Name,
-            [new ChatChoice(0, message, logprobs, finish)],
-            UsageDto.Of(r.Completed));
+            var logprobs = sampling.Logprobs ? ChatLogprobsOf(r.Logprobs, model.Tokenizer) : null;
+            var message = new ChatMessageOut("assistant", r.Text);
+            string finish = QueryRunner.FinishReasonText(r.Completed.FinishReason);
+            if (parseCalls && tools!.Parse(r.Text) is { Calls.Count: > 0 } parsed)
+            {
+                message = new ChatMessageOut("assistant", parsed.Content, parsed.Calls);
+                finish = "tool_calls";
+            }
+            return new ChatChoice(i, message, logprobs, finish);
+        }).ToList();
+        var response = new ChatCompletionResponse(id, "chat.completion", created, model.Name, choices,
+            Choices.Usage(results.Select(r => r.Completed).ToList(), n));
         await Results.Json(response, ApiJson.Options).ExecuteAsync(context);
     }
 
     public static async Task Completions(HttpContext context, QueryRunner runner, IServedModels models, ApiOptions options)
     {
         var body = await RequestReader.ReadAsync<CompletionRequest>(context, options);
-        var model = CheckModelAndN(body.Model, body.N, models);
+        var model = models.Resolve(body.Model);
         if (body.Logprobs is < 0 or > 5) throw ApiException.BadRequest("logprobs", "must be in [0, 5]");
-        if (body.Echo == true) throw ApiException.BadRequest("echo", "is not supported");
+        bool echo = body.Echo == true;
+        // OpenAI gives an echoed prompt's own log-probabilities; this engine does not score prompt tokens.
+        if (echo && body.Logprobs is not null)
+            throw ApiException.BadRequest("echo", "cannot be combined with logprobs: the server does not compute the prompt tokens' log-probabilities");
 
         var stop = PromptBuilder.ParseStop(body.Stop, options.MaxStopStrings);
-        var promptIds = PromptBuilder.EncodeCompletionPrompt(body.Prompt, model.Tokenizer, options);
-        var sampling = PromptBuilder.BuildSampling(body, body.MaxTokens, "max_tokens",
-            defaultTemperature: 1f, body.Logprobs is not null, body.Logprobs ?? 0, "logprobs", promptIds.Count, "prompt", model, options)
-            with { Constraint = ConstraintReader.FromResponseFormat(body.ResponseFormat) };
-        string id = "cmpl-" + RequestIdMiddleware.Get(context);
-        var job = new GenerationJob(RequestIdMiddleware.Get(context), promptIds, sampling, stop, null, "max_tokens").For(models, model, body.KeepAlive);
+        var prompts = PromptBuilder.EncodeCompletionPrompts(body.Prompt, model.Tokenizer, options);
+        int n = Choices.ReadN(body.N, prompts.Count);
+        var constraint = ConstraintReader.FromResponseFormat(body.ResponseFormat);
+        string requestId = RequestIdMiddleware.Get(context);
+        var perPrompt = prompts.Select((prompt, p) =>
+        {
+            var sampling = PromptBuilder.BuildSampling(body, body.MaxTokens, "max_tokens", defaultTemperature: 1f,
+                body.Logprobs is not null, body.Logprobs ?? 0, "logprobs", prompt.Ids.Count, prompts.Count == 1 ? "prompt" : $"prompt[{p}]", model, options)
+                with { Constraint = constraint };
+            return new GenerationJob(requestId, prompt.Ids, sampling, stop, null, "max_tokens")
+                .For(models, model, body.KeepAlive);
+        }).ToList();
+        var jobs = Choices.FanOut(perPrompt, n);
+        // Choice i answers prompt i / n; echo puts that prompt's text in front of its text.
+        var echoes = jobs.Select((_, i) => echo ? prompts[i / n].Text : "").ToList();
+        bool logprobs = body.Logprobs is not null;
+        string id = "cmpl-" + requestId;
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
 
         if (body.Stream == true)
         {
-            await runner.StreamAsync(context, job,
-                new CompletionStream(id, created, model, body.StreamOptions?.IncludeUsage == true, sampling.Logprobs));
+            await runner.StreamAllAsync(context, jobs,
+                new CompletionStream(id, created, model, n, echoes, body.StreamOptions?.IncludeUsage == true, logprobs));
             return;
         }
-        var r = await runner.RunAsync(context, job);
-        var logprobs = sampling.Logprobs ? CompletionLogprobsOf(r.Logprobs, model.Tokenizer, 0) : null;
-        var response = new CompletionResponse(id, "text_completion", created, model.Name,
-            [new CompletionChoice(r.Text, 0, logprobs, QueryRunner.FinishReasonText(r.Completed.FinishReason))],
-            UsageDto.Of(r.Completed));
+        var results = await runner.RunAllAsync(context, jobs);
+        var choices = results.Select((r, i) => new CompletionChoice(echoes[i] + r.Text, i,
+            logprobs ? CompletionLogprobsOf(r.Logprobs, model.Tokenizer, 0) : null, QueryRunner.FinishReasonText(r.Completed.FinishReason))).ToList();
+        var response = new CompletionResponse(id, "text_completion", created, model.Name, choices,
+            Choices.Usage(results.Select(r => r.Completed).ToList(), n));
         await Results.Json(response, ApiJson.Options).ExecuteAsync(context);
-    }
-
-    /// <summary>Only a served model may be named (see <see cref="ServedModelsExtensions.Resolve"/>).</summary>
-    private static IServedModel CheckModelAndN(string? name, int? n, IServedModels models)
-    {
-        var model = models.Resolve(name);
-        if (n is not null && n != 1)
-            throw ApiException.BadRequest("n", "only n = 1 is supported (one sequence per request)");
-        return model;
     }
 
     private static string TokenText(int id, ITokenizer tokenizer) => tokenizer.Decode([id], skipSpecialTokens: false);
@@ -140,37 +150,47 @@ internal static class OpenAiEndpoints
         new(Done),
     ];
 
-    /// <param name="toolCalls">Reads tool calls out of the text when the request has tools; null: the text is content.</param>
-    private sealed class ChatStream(string id, long created, IServedModel model, bool includeUsage, bool logprobs, IToolCallStreamer? toolCalls) : IStreamShape
+    /// <param name="toolCalls">Makes each choice's reader of tool calls out of its text when the request has tools; null: the
+    /// text is content.</param>
+    private sealed class ChatStream(string id, long created, IServedModel model, int n, bool includeUsage, bool logprobs, Func<IToolCallStreamer>? toolCalls)
+        : IChoicesStreamShape
     {
-        private ChatCompletionChunk Chunk(ChatDelta delta, ChatLogprobs? lp, string? finish) =>
-            new(id, "chat.completion.chunk", created, model.Name, [new ChatChunkChoice(0, delta, lp, finish)], null);
+        private readonly IToolCallStreamer?[] _toolCalls = Enumerable.Range(0, n).Select(_ => toolCalls?.Invoke()).ToArray();
 
-        public IEnumerable<SseItem<string>> Start() => [Data(Chunk(new ChatDelta("assistant", ""), null, null))];
+        private ChatCompletionChunk Chunk(int choice, ChatDelta delta, ChatLogprobs? lp, string? finish) =>
+            new(id, "chat.completion.chunk", created, model.Name, [new ChatChunkChoice(choice, delta, lp, finish)], null);
 
-        public IEnumerable<SseItem<string>> Chunk(TokensGenerated tokens)
+        public IEnumerable<SseItem<string>> Start() =>
+            Enumerable.Range(0, n).Select(i => Data(Chunk(i, new ChatDelta("assistant", ""), null, null))).ToList();
+
+        public IEnumerable<SseItem<string>> Chunk(int choice, TokensGenerated tokens)
         {
             if (tokens.Text.Length == 0 && !(logprobs && tokens.Logprobs is { Count: > 0 })) return [];
             var lp = logprobs && tokens.Logprobs is { } l ? ChatLogprobsOf(l, model.Tokenizer) : null;
-            if (toolCalls is null) return [Data(Chunk(new ChatDelta(null, tokens.Text), lp, null))];
+            if (_toolCalls[choice] is not { } toolCalls) return [Data(Chunk(choice, new ChatDelta(null, tokens.Text), lp, null))];
             // Held-back text carries no delta now; its logprobs ride on the first delta that goes out.
             var deltas = toolCalls.Push(tokens.Text);
-            return deltas.Select((d, i) => Data(Chunk(d, i == 0 ? lp : null, null))).ToList();
+            return deltas.Select((d, i) => Data(Chunk(choice, d, i == 0 ? lp : null, null))).ToList();
         }
 
-        public IEnumerable<SseItem<string>> Final(QueryCompleted c, TimeSpan latency)
+        public IEnumerable<SseItem<string>> ChoiceDone(int choice, QueryCompleted c)
         {
             var items = new List<SseItem<string>>();
             string finish = QueryRunner.FinishReasonText(c.FinishReason);
-            if (toolCalls is not null)
+            if (_toolCalls[choice] is { } toolCalls)
             {
-                items.AddRange(toolCalls.Finish().Select(d => Data(Chunk(d, null, null))));
+                items.AddRange(toolCalls.Finish().Select(d => Data(Chunk(choice, d, null, null))));
                 if (toolCalls.MadeCalls) finish = "tool_calls";
             }
-            items.Add(Data(Chunk(new ChatDelta(null, null), null, finish)));
+            items.Add(Data(Chunk(choice, new ChatDelta(null, null), null, finish)));
+            return items;
+        }
+
+        public IEnumerable<SseItem<string>> Final(IReadOnlyList<QueryCompleted> completed, TimeSpan latency)
+        {
+            var items = new List<SseItem<string>>();
             if (includeUsage)
-                items.Add(Data(new ChatCompletionChunk(id, "chat.completion.chunk", created, model.Name, [],
-                    UsageDto.Of(c))));
+                items.Add(Data(new ChatCompletionChunk(id, "chat.completion.chunk", created, model.Name, [], Choices.Usage(completed, n))));
             items.Add(new SseItem<string>(Done));
             return items;
         }
@@ -178,29 +198,34 @@ internal static class OpenAiEndpoints
         public IEnumerable<SseItem<string>> Error(ApiException error) => StreamError(error);
     }
 
-    private sealed class CompletionStream(string id, long created, IServedModel model, bool includeUsage, bool logprobs) : IStreamShape
+    /// <param name="echoes">Per choice, the prompt text that goes out before its completion (empty without echo).</param>
+    private sealed class CompletionStream(string id, long created, IServedModel model, int n, IReadOnlyList<string> echoes,
+        bool includeUsage, bool logprobs) : IChoicesStreamShape
     {
-        private int _offset;
+        private readonly int[] _offsets = new int[echoes.Count];
 
-        private CompletionResponse Chunk(string text, CompletionLogprobs? lp, string? finish) =>
-            new(id, "text_completion", created, model.Name, [new CompletionChoice(text, 0, lp, finish)], null);
+        private CompletionResponse Chunk(int choice, string text, CompletionLogprobs? lp, string? finish) =>
+            new(id, "text_completion", created, model.Name, [new CompletionChoice(text, choice, lp, finish)], null);
 
-        public IEnumerable<SseItem<string>> Start() => [];
+        public IEnumerable<SseItem<string>> Start() =>
+            echoes.Select((e, i) => (e, i)).Where(x => x.e.Length > 0).Select(x => Data(Chunk(x.i, x.e, null, null))).ToList();
 
-        public IEnumerable<SseItem<string>> Chunk(TokensGenerated tokens)
+        public IEnumerable<SseItem<string>> Chunk(int choice, TokensGenerated tokens)
         {
             if (tokens.Text.Length == 0 && !(logprobs && tokens.Logprobs is { Count: > 0 })) return [];
-            var lp = logprobs && tokens.Logprobs is { } l ? CompletionLogprobsOf(l, model.Tokenizer, _offset) : null;
-            _offset += tokens.Text.Length;
-            return [Data(Chunk(tokens.Text, lp, null))];
+            var lp = logprobs && tokens.Logprobs is { } l ? CompletionLogprobsOf(l, model.Tokenizer, _offsets[choice]) : null;
+            _offsets[choice] += tokens.Text.Length;
+            return [Data(Chunk(choice, tokens.Text, lp, null))];
         }
 
-        public IEnumerable<SseItem<string>> Final(QueryCompleted c, TimeSpan latency)
+        public IEnumerable<SseItem<string>> ChoiceDone(int choice, QueryCompleted c) =>
+            [Data(Chunk(choice, "", null, QueryRunner.FinishReasonText(c.FinishReason)))];
+
+        public IEnumerable<SseItem<string>> Final(IReadOnlyList<QueryCompleted> completed, TimeSpan latency)
         {
-            var items = new List<SseItem<string>> { Data(Chunk("", null, QueryRunner.FinishReasonText(c.FinishReason))) };
+            var items = new List<SseItem<string>>();
             if (includeUsage)
-                items.Add(Data(new CompletionResponse(id, "text_completion", created, model.Name, [],
-                    UsageDto.Of(c))));
+                items.Add(Data(new CompletionResponse(id, "text_completion", created, model.Name, [], Choices.Usage(completed, n))));
             items.Add(new SseItem<string>(Done));
             return items;
         }

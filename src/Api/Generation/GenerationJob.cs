@@ -14,6 +14,8 @@ internal sealed record GenerationJob(
     public TimeSpan? KeepAlive { get; init; }
     /// <summary>The model that answers, for the metrics' model label.</summary>
     public string? ModelName { get; init; }
+    /// <summary>Jobs with the same key prefer one worker (see <see cref="ActorQuery.Actors.QueryRequest.AffinityKey"/>).</summary>
+    public string? AffinityKey { get; init; }
 
     /// <summary>The model and keep_alive fields of a request, resolved against the served models.</summary>
     public GenerationJob For(IServedModels models, IServedModel model, System.Text.Json.JsonElement? keepAlive) =>

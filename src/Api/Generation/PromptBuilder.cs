@@ -144,27 +144,77 @@ internal static class PromptBuilder
         catch (InvalidOperationException) { throw ApiException.BadRequest(field, "is not Unicode text: it holds a lone UTF-16 surrogate"); }
     }
 
-    /// <summary>Prompt of /v1/completions: a string, a one-string array, or token ids.</summary>
-    public static IReadOnlyList<int> EncodeCompletionPrompt(JsonElement? prompt, ITokenizer tokenizer, ApiOptions options)
+    /// <summary>Prompts of /v1/completions: a string, an array of strings, an array of token ids, or an array of arrays
+    /// of token ids; at most <see cref="Choices.MaxPrompts"/>, and <see cref="ApiOptions.MaxPromptChars"/> characters in all.
+    /// Each prompt's text is what an echo repeats: as written, or the token ids decoded.</summary>
+    public static IReadOnlyList<(IReadOnlyList<int> Ids, string Text)> EncodeCompletionPrompts(JsonElement? prompt, ITokenizer tokenizer, ApiOptions options)
     {
+        const string Shapes = "must be a string, an array of strings, an array of token ids or an array of arrays of token ids";
         if (prompt is not { } p || p.ValueKind == JsonValueKind.Null) throw ApiException.BadRequest("prompt", "is required");
-        if (p.ValueKind == JsonValueKind.String) return EncodeText(Text(p, "prompt"), tokenizer, options);
-        if (p.ValueKind != JsonValueKind.Array) throw ApiException.BadRequest("prompt", "must be a string, an array of one string, or an array of token ids");
+        if (p.ValueKind == JsonValueKind.String)
+        {
+            string text = Text(p, "prompt");
+            return [(EncodeText(text, tokenizer, options), text)];
+        }
+        if (p.ValueKind != JsonValueKind.Array) throw ApiException.BadRequest("prompt", Shapes);
         var items = p.EnumerateArray().ToList();
         if (items.Count == 0) throw ApiException.BadRequest("prompt", "must not be empty");
+        if (items.All(i => i.ValueKind == JsonValueKind.Number)) return [TokenIds(items, "prompt", tokenizer)];
+        if (items.Count > Choices.MaxPrompts) throw ApiException.BadRequest("prompt", $"holds {items.Count} prompts; at most {Choices.MaxPrompts}");
+        var prompts = new List<(IReadOnlyList<int>, string)>(items.Count);
         if (items.All(i => i.ValueKind == JsonValueKind.String))
         {
-            if (items.Count > 1) throw ApiException.BadRequest("prompt", "only one prompt per request is supported");
-            return EncodeText(Text(items[0], "prompt[0]"), tokenizer, options);
+            var texts = items.Select((t, i) => Text(t, $"prompt[{i}]")).ToList();
+            if (texts.Sum(t => (long)t.Length) > options.MaxPromptChars)
+                throw ApiException.BadRequest("prompt", $"is over {options.MaxPromptChars} characters in all");
+            for (int i = 0; i < texts.Count; i++)
+            {
+                if (texts[i].Length == 0) throw ApiException.BadRequest($"prompt[{i}]", "must not be empty");
+                prompts.Add((EncodeText(texts[i], tokenizer, options), texts[i]));
+            }
+            return prompts;
         }
+        if (!items.All(i => i.ValueKind == JsonValueKind.Array)) throw ApiException.BadRequest("prompt", Shapes);
+        for (int i = 0; i < items.Count; i++)
+        {
+            var ids = items[i].EnumerateArray().ToList();
+            if (ids.Count == 0) throw ApiException.BadRequest($"prompt[{i}]", "must not be empty");
+            prompts.Add(TokenIds(ids, $"prompt[{i}]", tokenizer));
+        }
+        return prompts;
+    }
+
+    private static (IReadOnlyList<int>, string) TokenIds(List<JsonElement> items, string field, ITokenizer tokenizer)
+    {
         var ids = new List<int>(items.Count);
         foreach (var i in items)
         {
             if (i.ValueKind != JsonValueKind.Number || !i.TryGetInt32(out int id) || id < 0 || id >= tokenizer.VocabSize)
-                throw ApiException.BadRequest("prompt", $"token ids must be integers in [0, {tokenizer.VocabSize})");
+                throw ApiException.BadRequest(field, $"token ids must be integers in [0, {tokenizer.VocabSize})");
             ids.Add(id);
         }
-        return ids;
+        return (ids, tokenizer.Decode(ids, skipSpecialTokens: false));
+    }
+
+    /// <summary>OpenAI's <c>logit_bias</c>: an object of token ids (as strings) to numbers in [-100, 100].</summary>
+    public static IReadOnlyDictionary<int, float>? ParseLogitBias(JsonElement? value, int vocabSize)
+    {
+        if (value is not { } v || v.ValueKind == JsonValueKind.Null) return null;
+        if (v.ValueKind != JsonValueKind.Object)
+            throw ApiException.BadRequest("logit_bias", "must be an object of token ids to numbers in [-100, 100], like {\"1734\": -100}");
+        var bias = new Dictionary<int, float>();
+        foreach (var entry in v.EnumerateObject())
+        {
+            if (!int.TryParse(entry.Name, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int id)
+                || id >= vocabSize)
+                throw ApiException.BadRequest("logit_bias", $"'{entry.Name}' is not a token id in [0, {vocabSize})");
+            if (entry.Value.ValueKind != JsonValueKind.Number || !entry.Value.TryGetDouble(out double b) || b is < -100 or > 100)
+                throw ApiException.BadRequest("logit_bias", $"the bias of token {id} must be a number in [-100, 100]");
+            if (bias.Count == SamplingParams.MaxLogitBias)
+                throw ApiException.BadRequest("logit_bias", $"at most {SamplingParams.MaxLogitBias} tokens");
+            bias[id] = (float)b;
+        }
+        return bias.Count == 0 ? null : bias;
     }
 
     /// <summary>Tokenizes a prompt of at most <see cref="ApiOptions.MaxPromptChars"/> characters: the cap comes before the
@@ -225,6 +275,7 @@ internal static class PromptBuilder
             IgnoreEos = f.IgnoreEos ?? false,
             Logprobs = logprobs,
             TopLogprobs = topLogprobs,
+            LogitBias = ParseLogitBias(f.LogitBias, model.Tokenizer.VocabSize),
         };
         try { sampling.Validate(); }
         catch (ArgumentException e)

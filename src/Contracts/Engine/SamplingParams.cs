@@ -38,6 +38,12 @@ public sealed record SamplingParams
     /// tokens that would break it are masked before each draw, and end-of-sequence is allowed only where the output
     /// is complete. Carried as text; each engine compiles it against its vocabulary. Null: unconstrained.</summary>
     public OutputConstraint? Constraint { get; init; }
+    /// <summary>OpenAI's <c>logit_bias</c>: token id → a number in [-100, 100] added to that token's logit before the
+    /// penalties and the draw. -100 all but bans the token, 100 all but forces it. Null or empty: none.</summary>
+    public IReadOnlyDictionary<int, float>? LogitBias { get; init; }
+
+    /// <summary>Most entries a <see cref="LogitBias"/> may hold (OpenAI's limit).</summary>
+    public const int MaxLogitBias = 300;
 
     /// <summary>Greedy or seeded: the same request always yields the same tokens, so answers can be cached.</summary>
     public bool IsDeterministic => Temperature == 0f || Seed is not null;
@@ -62,5 +68,15 @@ public sealed record SamplingParams
         if (MinNewTokens < 0 || MinNewTokens > MaxNewTokens)
             throw new ArgumentException("must be in [0, max_new_tokens]", "min_tokens");
         if (TopLogprobs < 0 || TopLogprobs > 20) throw new ArgumentException("must be in [0, 20]", "top_logprobs");
+        if (LogitBias is { } bias)
+        {
+            if (bias.Count > MaxLogitBias) throw new ArgumentException($"at most {MaxLogitBias} tokens", "logit_bias");
+            foreach (var (id, b) in bias)
+            {
+                if (id < 0) throw new ArgumentException($"token id {id} is negative", "logit_bias");
+                if (!float.IsFinite(b) || b < -100f || b > 100f)
+                    throw new ArgumentException($"the bias of token {id} must be in [-100, 100]", "logit_bias");
+            }
+        }
     }
 }

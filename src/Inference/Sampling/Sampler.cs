@@ -7,7 +7,7 @@ namespace ActorQuery.Inference.Sampling;
 /// <summary>
 /// Picks one sequence's next tokens from float32 logits. Holds that sequence's sampler state: its seed, the index of
 /// the next token in the completion, and the counts that penalties need.
-/// Order as in Hugging Face and vLLM: penalties → temperature → top-k → top-p → min-p → draw.
+/// Order as in Hugging Face and vLLM: logit bias → penalties → temperature → top-k → top-p → min-p → draw.
 /// Under a constraint (<see cref="GrammarMatcher"/>) the tokens that would break it get -∞ before the draw, so greedy
 /// and every sampling setting pick among the allowed tokens only, and the matcher advances with each token chosen.
 /// Greedy and plain-temperature draws try the unmasked distribution first and mask only when its token is refused
@@ -119,6 +119,9 @@ public sealed class Sampler
 
     private void ApplyPenalties(float[] logits)
     {
+        if (_p.LogitBias is { Count: > 0 } bias)
+            foreach (var (t, b) in bias)
+                if ((uint)t < (uint)logits.Length) logits[t] += b;
         if (_p.RepetitionPenalty != 1f)
         {
             float r = _p.RepetitionPenalty;
