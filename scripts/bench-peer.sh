@@ -3,7 +3,8 @@
 # ../shared/peers/llama-cpp (LLamaSharp's packaged CPU build, its README) and ActorQuery's engine bench, on the
 # Qwen2.5-0.5B shape with random weights in the same weight format, alternating ROUNDS times (peer, ours, peer, ours...),
 # so that both meet the same noise. Measures, per side: prefill of 512 tokens; decode of one stream after a 128-token
-# prompt (64 new tokens); 16 streams of 128 + 64 tokens, aggregate. Writes one table with medians and ratios
+# prompt (64 new tokens); 16 streams of 128 + 64 tokens, aggregate over the decode steps only (as llama.cpp's figure:
+# its prompts are fed before its clock starts). Writes one table with medians and ratios
 # (ActorQuery / llama.cpp), with the CPU's model and features, to bench/results/peer-DATE.md and prints it.
 #
 #   scripts/bench-peer.sh [ROUNDS]          default 2; FORMAT=bf16 (default) or FORMAT=q8_0 (llama.cpp's q8_0 against
@@ -41,7 +42,7 @@ ours() {
     >"$LOG/ours-$1.txt" 2>&1
   local row; row=$(grep "^| $DTYPE |" "$LOG/ours-$1.txt" | awk -F'|' '{gsub(/ /,""); print $4, $5}')
   dotnet "$BENCH" engine --dtypes "$DTYPE" --streams 16 --prompt-tokens 128 --output-tokens 64 --rounds 2 >"$LOG/ours-streams-$1.txt" 2>&1
-  local agg; agg=$(sed -n 's/^16 streams: \([0-9.]*\) tok\/s.*/\1/p' "$LOG/ours-streams-$1.txt" | tail -1)
+  local agg; agg=$(sed -n 's/^16 streams: [0-9.]* tok\/s, decode only \([0-9.]*\) tok\/s.*/\1/p' "$LOG/ours-streams-$1.txt" | tail -1)
   echo "$row $agg"
 }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2 ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2)}'; }
@@ -57,7 +58,7 @@ out=bench/results/peer-$(date -u +%Y%m%d-%H%M%S).md
 {
   echo "Qwen2.5-0.5B shape, random weights, $FORMAT; $cpu, $(nproc) cores, flags: ${flags:-none of avx2/avx512}; $(date -u +%Y-%m-%d), medians of $ROUNDS alternating rounds."
   echo
-  echo "| | prefill 512 tok/s | decode, 1 stream, tok/s (128-token prompt) | 16 streams, aggregate tok/s |"
+  echo "| | prefill 512 tok/s | decode, 1 stream, tok/s (128-token prompt) | 16 streams, aggregate decode tok/s |"
   echo "|---|---|---|---|"
   line() { printf '| %s |' "$1"; for c in 1 2 3; do printf ' %s |' "$(awk -v c=$c '{print $c}' "$2" | median)"; done; echo; }
   line "llama.cpp $FORMAT" "$LOG/peer.txt"

@@ -29,8 +29,8 @@ internal static class StreamsBench
         md.AppendLine($"Engine only, {engine.Model.Dtype}, prompt {s.PromptTokens} / output {s.OutputTokens} tokens (ignore_eos), " +
                       $"{s.Rounds} rounds per stream, max {engine.MaxTokensPerStep} tokens per step, KV blocks of {engine.KvBlockSize}.");
         md.AppendLine();
-        md.AppendLine("| streams | requests | output tok/s | × 1 stream | tok per CPU s | × 1 stream | step ms p50 | step ms p99 | ITL ms p50 | ITL ms p99 | ITL p99 ÷ p50 | TTFT ms p50 | TTFT ms p99 | preempted |");
-        md.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        md.AppendLine("| streams | requests | output tok/s | × 1 stream | decode-only tok/s | tok per CPU s | × 1 stream | step ms p50 | step ms p99 | ITL ms p50 | ITL ms p99 | ITL p99 ÷ p50 | TTFT ms p50 | TTFT ms p99 | preempted |");
+        md.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         double? single = null, singleCpu = null;
         foreach (var n in s.Streams)
         {
@@ -39,18 +39,23 @@ internal static class StreamsBench
             double cpuRate = r.OutputTokens / r.CpuSeconds;
             if (n == 1) (single, singleCpu) = (rate, cpuRate);
             double itl50 = Pct(r.Gaps, 50), itl99 = Pct(r.Gaps, 99);
-            md.AppendLine($"| {n} | {n * s.Rounds} | {rate:F1} | {(single is { } one ? $"{rate / one:F1}×" : "–")} | " +
+            double decodeRate = r.DecodeSeconds > 0 ? r.DecodeTokens / r.DecodeSeconds : 0;
+            md.AppendLine($"| {n} | {n * s.Rounds} | {rate:F1} | {(single is { } one ? $"{rate / one:F1}×" : "–")} | {decodeRate:F1} | " +
                           $"{cpuRate:F1} | {(singleCpu is { } oneCpu ? $"{cpuRate / oneCpu:F1}×" : "–")} | " +
                           $"{Pct(r.Steps, 50) * 1e3:F0} | {Pct(r.Steps, 99) * 1e3:F0} | {itl50 * 1e3:F0} | {itl99 * 1e3:F0} | {itl99 / itl50:F2} | " +
                           $"{Pct(r.FirstTokens, 50) * 1e3:F0} | {Pct(r.FirstTokens, 99) * 1e3:F0} | {r.Preempted} |");
-            Console.Error.WriteLine($"{n} streams: {rate:F1} tok/s, ITL p50 {itl50 * 1e3:F0} ms p99 {itl99 * 1e3:F0} ms");
+            Console.Error.WriteLine($"{n} streams: {rate:F1} tok/s, decode only {decodeRate:F1} tok/s, ITL p50 {itl50 * 1e3:F0} ms p99 {itl99 * 1e3:F0} ms");
         }
         return md.ToString();
     }
 
     /// <param name="CpuSeconds">Processor time of the whole process while serving: on a machine shared with other
     /// busy processes, tokens per CPU second show what batching buys even when the wall clock is mostly waiting.</param>
-    private sealed record Result(long OutputTokens, double Seconds, double CpuSeconds, List<double> Steps, List<double> Gaps, List<double> FirstTokens, int Preempted);
+    /// <param name="DecodeTokens">Tokens of the decode-only steps: steps in which every sequence in flight made its next
+    /// token and none prefilled (llama.cpp's batched figure is of such steps only, its prompts fed before its clock).</param>
+    /// <param name="DecodeSeconds">Wall time of those steps.</param>
+    private sealed record Result(long OutputTokens, double Seconds, double CpuSeconds, List<double> Steps, List<double> Gaps, List<double> FirstTokens, int Preempted,
+        long DecodeTokens, double DecodeSeconds);
 
     /// <summary>Keeps <paramref name="streams"/> requests in the engine until <paramref name="total"/> have finished.</summary>
     private static Result Serve(InferenceEngine engine, int streams, int total, Func<int[]> prompt, ref long id, int outputTokens)
@@ -62,7 +67,8 @@ internal static class StreamsBench
         var gaps = new List<double>();
         var firsts = new List<double>();
         int submitted = 0, finished = 0, preempted = 0;
-        long tokens = 0;
+        long tokens = 0, decodeTokens = 0;
+        double decodeSeconds = 0;
         var process = Process.GetCurrentProcess();
         var cpu0 = process.TotalProcessorTime;
         var clock = Stopwatch.StartNew();
@@ -75,11 +81,17 @@ internal static class StreamsBench
                 lastToken[id] = clock.Elapsed.TotalSeconds;
                 submitted++;
             }
+            int inFlight = submitted - finished;
             double t0 = clock.Elapsed.TotalSeconds;
             var step = engine.Step();
             double t1 = clock.Elapsed.TotalSeconds;
             steps.Add(t1 - t0);
             preempted += step.Preempted;
+            if (step.Updates.Count == inFlight && step.Updates.All(u => started.Contains(u.SequenceId)))
+            {
+                decodeTokens += inFlight;
+                decodeSeconds += t1 - t0;
+            }
             foreach (var u in step.Updates)
             {
                 tokens++;
@@ -89,7 +101,8 @@ internal static class StreamsBench
             }
         }
         process.Refresh();
-        return new Result(tokens, clock.Elapsed.TotalSeconds, (process.TotalProcessorTime - cpu0).TotalSeconds, steps, gaps, firsts, preempted);
+        return new Result(tokens, clock.Elapsed.TotalSeconds, (process.TotalProcessorTime - cpu0).TotalSeconds, steps, gaps, firsts, preempted,
+            decodeTokens, decodeSeconds);
     }
 
     /// <summary>

@@ -37,7 +37,7 @@ internal static unsafe class SmallBatchGemm
     /// <summary>True where the kernel can run (x86-64 with AVX2 and FMA).</summary>
     public static bool Supported => Avx2.IsSupported && Fma.IsSupported;
 
-    /// <summary>Whether the 512-bit kernels run: on a CPU with AVX-512F (DOTNET_EnableAVX512F=0 turns it off for the
+    /// <summary>Whether the 512-bit kernels run: on a CPU with AVX-512F (DOTNET_EnableAVX512=0 turns it off for the
     /// whole process). Tests run both paths on one machine through <see cref="Linear"/>'s <c>wide</c>.</summary>
     public static bool Use512 { get; } = Avx512F.IsSupported;
 
