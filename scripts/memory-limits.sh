@@ -6,12 +6,12 @@
 # checks what a user would see, stops it, and ends in one row of the table printed at the end:
 #
 #   1  no cgroup: the Qwen2.5-7B shape (bf16, random weights) is ready within 4 minutes and answers 4 requests at once
-#   2  1.6 GiB: the 0.5B shape (bf16) answers 16 requests of ~1,200 prompt and 100 new tokens at once; the KV pool
+#   2  2 GiB: the 0.5B shape (bf16) answers 16 requests of ~1,200 prompt and 100 new tokens at once; the KV pool
 #      (GET /memory, saved as case2/memory.json) is sized to fit; no OOM kill
 #   3  1.8 GiB with --kv-cache-size 6GiB: start fails with exit code 2 and a one-line reason; no kill
-#   4  1.5 GiB, the 0.5B shape: --dtype float32 fails at start (exit code 2, the reason); --dtype auto starts, logs
+#   4  1.8 GiB, the 0.5B shape: --dtype float32 fails at start (exit code 2, the reason); --dtype auto starts, logs
 #      why it chose its format, and answers 8 requests at once
-#   5  1.6 GiB, 0.5B bf16 under 8 clients of long generations: the leak fault (Faults:LeakBytesPerStep in a --settings
+#   5  2 GiB, 0.5B bf16 under 8 clients of long generations: the leak fault (Faults:LeakBytesPerStep in a --settings
 #      file the server re-reads) is armed: readiness turns 503 with a memory reason, new requests get 503 with
 #      Retry-After, /memory says paused or shedding, and nothing is killed; disarmed, admission resumes; every request
 #      of the load got exactly one reply (200, or a 503/429 refusal)
@@ -57,7 +57,7 @@ command -v jq >/dev/null || { echo "error: jq is needed (apt-get install -y jq)"
 SERVER_PID=; SERVER_LIMITED=0; CASE_DIR=; URL=
 LOAD_PIDS=()
 
-# start_server NAME LIMIT ARGS...: `serve ARGS` on a free loopback port, inside a memory cgroup of LIMIT (1638M; none:
+# start_server NAME LIMIT ARGS...: `serve ARGS` on a free loopback port, inside a memory cgroup of LIMIT (2048M; none:
 # no cgroup); stdout, stderr and logs in $RUN_DIR/NAME. Sets CASE_DIR, URL, SERVER_PID (the cgroup tool's, whose one
 # child is the server, or the server's own) and clears the last case's figures.
 start_server() {
@@ -259,6 +259,10 @@ expect_start_failure() {
   REASON=$(head -1 <<<"$reason")
   [ "$EXIT_CODE" = 2 ] || fails+=("exit code $EXIT_CODE, not 2")
   [[ "${OOM_KILLS:-?}" == 0 ]] || fails+=("oom_kill ${OOM_KILLS:-?}")
+  # The worker process's own line comes first, passed on with its prefix ("[worker-process 1] error: ..."); the server's
+  # own stderr is the one unprefixed line.
+  reason=$(grep -v '^\[worker-process ' <<<"$reason" || true)
+  REASON=$(head -1 <<<"$reason")
   local lines; lines=$(printf '%s' "$reason" | grep -c '' || true)
   if [ "$lines" != 1 ] || [[ "$reason" != "error: "* ]]; then fails+=("stderr is $lines lines, not one 'error: ' line"); fi
 }
@@ -286,7 +290,7 @@ case_1() {
 
 case_2() {
   local fails=() answers= limit= tokens=
-  start_server case2 1638M --model "$MODEL_05B" --dummy-weights --dtype bfloat16
+  start_server case2 2048M --model "$MODEL_05B" --dummy-weights --dtype bfloat16
   if wait_ready "$READY_LIMIT_05B"; then
     limit=$(memory_field "$CASE_DIR/memory.json" "$JQ_LIMIT_BYTES")
     echo "[case2] /memory (saved as $CASE_DIR/memory.json): $(kv_pool); limit $(if [ -n "$limit" ]; then mib "$limit"; else echo '?'; fi)" >&2
@@ -302,7 +306,7 @@ case_2() {
     stop_server
   fi
   expect_clean_exit
-  record 2 "1.6 GiB, 0.5B bf16: 16 × ~1,200+100 tokens all 200, KV pool sized to fit, no kill" \
+  record 2 "2 GiB, 0.5B bf16: 16 × ~1,200+100 tokens all 200, KV pool sized to fit, no kill" \
     "$(common_numbers), answers ${answers:-none} (prompt ${tokens:-?} tokens)"
 }
 
@@ -315,12 +319,12 @@ case_3() {
 
 case_4() {
   local fails=() REASON= answers= why=
-  start_server case4-float32 1536M --model "$MODEL_05B" --dummy-weights --dtype float32
+  start_server case4-float32 1843M --model "$MODEL_05B" --dummy-weights --dtype float32
   if wait_exit "$READY_LIMIT_05B"; then expect_start_failure; else fails+=("$(not_refused)"); fi
-  record 4a "1.5 GiB, 0.5B --dtype float32: exit 2 with one 'error:' line, no kill" "$(common_numbers), stderr: ${REASON:-none}"
+  record 4a "1.8 GiB, 0.5B --dtype float32: exit 2 with one 'error:' line, no kill" "$(common_numbers), stderr: ${REASON:-none}"
 
   fails=()
-  start_server case4-auto 1536M --model "$MODEL_05B" --dummy-weights --dtype auto
+  start_server case4-auto 1843M --model "$MODEL_05B" --dummy-weights --dtype auto
   if wait_ready "$READY_LIMIT_05B"; then
     why=$(cat "$CASE_DIR/stdout.txt" "$CASE_DIR"/logs/* 2>/dev/null | grep -iE "$DTYPE_REASON_PATTERN" | head -1 || true)
     [ -n "$why" ] || fails+=("no log line on the dtype choice")
@@ -333,7 +337,7 @@ case_4() {
     stop_server
   fi
   expect_clean_exit
-  record 4b "1.5 GiB, 0.5B --dtype auto: starts, logs its choice, 8 requests 200" \
+  record 4b "1.8 GiB, 0.5B --dtype auto: starts, logs its choice, 8 requests 200" \
     "$(common_numbers), answers ${answers:-none}, log: ${why:-none}"
 }
 
@@ -361,13 +365,13 @@ stop_load() {
   LOAD_PIDS=()
 }
 
-CASE_5="1.6 GiB, leak armed under load: ready 503 (memory), new requests 503 + Retry-After, paused or shedding, no kill; disarmed: 200 again; every load request one reply"
+CASE_5="2 GiB, leak armed under load: ready 503 (memory), new requests 503 + Retry-After, paused or shedding, no kill; disarmed: 200 again; every load request one reply"
 
 case_5() {
   local fails=() settings=$RUN_DIR/case5/settings.json i answers= after=
   local paused_s= ready_body= saw_probe=0 saw_state= resumed_s=
   mkdir -p "$RUN_DIR/case5"; write_settings "$settings" 0
-  start_server case5 1638M --model "$MODEL_05B" --dummy-weights --dtype bfloat16 --settings "$settings"
+  start_server case5 2048M --model "$MODEL_05B" --dummy-weights --dtype bfloat16 --settings "$settings"
   if ! wait_ready "$READY_LIMIT_05B"; then
     fails+=("$(not_ready "$READY_LIMIT_05B")"); stop_server; record 5 "$CASE_5" "$(common_numbers)"; return
   fi
