@@ -107,8 +107,9 @@ internal static unsafe class SmallBatchGemm
     public const int ChunkRows = 64;
 
     /// <summary>Output columns [j0, j1) for every row of x: three rows of x at a time (4×3 blocks: twelve
-    /// accumulators, so that the FMA unit's latency is hidden and each weight vector loaded serves three rows), then
-    /// a 4×2 or 4×1 block for the last rows. A bfloat16 or int8 weight's block of four rows (or a last single row) is
+    /// accumulators, so that the FMA unit's latency is hidden and each weight vector loaded serves three rows; six at a
+    /// time, 4×6, on 512-bit vectors), then a 4×2 or 4×1 block for the last rows. Each output element is summed in the
+    /// same order in every block shape. A bfloat16 or int8 weight's block of four rows (or a last single row) is
     /// first widened to float32 into this thread's buffer and multiplied from there. One row of x (a single stream's
     /// decode step) instead widens each vector in registers as it multiplies it (<see cref="Direct4"/>), the same
     /// sums in the same order, since that step only streams the weights and a round trip through the buffer would cost
@@ -141,6 +142,15 @@ internal static unsafe class SmallBatchGemm
             // alone left the kernel waiting on memory between blocks).
             bool prefetch = passes > 1 && next != null;
             int i = 0, pass = 0;
+            // 512-bit vectors have 32 registers: six rows of x at a time (24 accumulators) load each weight vector once
+            // for six rows instead of three; 16 streams decoded 8-14% faster and a 512-token prefill 10-30% (medians
+            // of 2, same sitting). 256-bit ones have 16 registers: 4×3 is the most that fits.
+            if (S.Count == 16)
+                for (; i + 6 <= m; i += 6, pass += 2)
+                {
+                    if (prefetch) Prefetch(next + pass * share, 2 * share);
+                    Block4x6<S, TV>(wj, k, x + (long)i * k, y + (long)i * n + j, n, bj);
+                }
             for (; i + 3 <= m; i += 3, pass++)
             {
                 if (prefetch) Prefetch(next + pass * share, share);
@@ -283,6 +293,41 @@ internal static unsafe class SmallBatchGemm
     private static void Prefetch(byte* from, long bytes)
     {
         for (long p = 0; p < bytes; p += 64) Sse.Prefetch0(from + p);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)] // see ChunkColumns
+    private static void Block4x6<S, TV>(float* w, int k, float* x0, float* y, int ldy, float* bias)
+        where S : struct, ISimd<TV> where TV : struct
+    {
+        TV a00 = default, a01 = default, a02 = default, a03 = default, a04 = default, a05 = default,
+           a10 = default, a11 = default, a12 = default, a13 = default, a14 = default, a15 = default,
+           a20 = default, a21 = default, a22 = default, a23 = default, a24 = default, a25 = default,
+           a30 = default, a31 = default, a32 = default, a33 = default, a34 = default, a35 = default;
+        float* w1 = w + k, w2 = w1 + k, w3 = w2 + k, x1 = x0 + k, x2 = x1 + k, x3 = x2 + k, x4 = x3 + k, x5 = x4 + k;
+        int kv = k - k % S.Count;
+        for (int p = 0; p < kv; p += S.Count)
+        {
+            var v0 = S.Load(x0 + p); var v1 = S.Load(x1 + p); var v2 = S.Load(x2 + p);
+            var v3 = S.Load(x3 + p); var v4 = S.Load(x4 + p); var v5 = S.Load(x5 + p);
+            var r = S.Load(w + p);
+            a00 = S.MultiplyAdd(r, v0, a00); a01 = S.MultiplyAdd(r, v1, a01); a02 = S.MultiplyAdd(r, v2, a02);
+            a03 = S.MultiplyAdd(r, v3, a03); a04 = S.MultiplyAdd(r, v4, a04); a05 = S.MultiplyAdd(r, v5, a05);
+            r = S.Load(w1 + p);
+            a10 = S.MultiplyAdd(r, v0, a10); a11 = S.MultiplyAdd(r, v1, a11); a12 = S.MultiplyAdd(r, v2, a12);
+            a13 = S.MultiplyAdd(r, v3, a13); a14 = S.MultiplyAdd(r, v4, a14); a15 = S.MultiplyAdd(r, v5, a15);
+            r = S.Load(w2 + p);
+            a20 = S.MultiplyAdd(r, v0, a20); a21 = S.MultiplyAdd(r, v1, a21); a22 = S.MultiplyAdd(r, v2, a22);
+            a23 = S.MultiplyAdd(r, v3, a23); a24 = S.MultiplyAdd(r, v4, a24); a25 = S.MultiplyAdd(r, v5, a25);
+            r = S.Load(w3 + p);
+            a30 = S.MultiplyAdd(r, v0, a30); a31 = S.MultiplyAdd(r, v1, a31); a32 = S.MultiplyAdd(r, v2, a32);
+            a33 = S.MultiplyAdd(r, v3, a33); a34 = S.MultiplyAdd(r, v4, a34); a35 = S.MultiplyAdd(r, v5, a35);
+        }
+        Store4<S, TV>(y, a00, a10, a20, a30, w, x0, kv, k, bias);
+        Store4<S, TV>(y + ldy, a01, a11, a21, a31, w, x1, kv, k, bias);
+        Store4<S, TV>(y + 2 * ldy, a02, a12, a22, a32, w, x2, kv, k, bias);
+        Store4<S, TV>(y + 3 * ldy, a03, a13, a23, a33, w, x3, kv, k, bias);
+        Store4<S, TV>(y + 4 * ldy, a04, a14, a24, a34, w, x4, kv, k, bias);
+        Store4<S, TV>(y + 5 * ldy, a05, a15, a25, a35, w, x5, kv, k, bias);
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)] // see ChunkColumns
