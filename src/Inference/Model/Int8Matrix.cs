@@ -73,13 +73,13 @@ public static unsafe class Int8Matrix
     public static Tensor Rows(Tensor packed, int k, ReadOnlySpan<long> ids)
     {
         int g = Layout(packed, k);
-        long rowBytes = RowBytes(k);
+        long rowBytes = RowBytes(k), rows = packed.shape[0];   // shape is a native call that allocates: read once
         var y = empty(ids.Length, k, ScalarType.Float32);
         sbyte* src = (sbyte*)TensorData.Bytes(packed);
         float* dst = TensorData.Floats(y);
         for (int r = 0; r < ids.Length; r++)
         {
-            if ((ulong)ids[r] >= (ulong)packed.shape[0]) throw new ArgumentOutOfRangeException(nameof(ids), ids[r], "token id outside the vocabulary");
+            if ((ulong)ids[r] >= (ulong)rows) throw new ArgumentOutOfRangeException(nameof(ids), ids[r], "token id outside the vocabulary");
             sbyte* q = src + ids[r] * rowBytes;
             float* scales = (float*)(q + k);
             for (int i = 0; i < k; i++) dst[(long)r * k + i] = q[i] * scales[i / g];
