@@ -12,14 +12,30 @@ namespace ActorQuery.Inference.Tests;
 [Collection(TorchGlobalState.Name)]
 public class Int8AccuracyTests(ITestOutputHelper output)
 {
+    /// <summary>Both int8 kernels: the rows (float32 activations) and, on a CPU with AVX-VNNI, the tiles (activations
+    /// quantized per group of 32 too).</summary>
     [SkippableTheory]
-    [InlineData("qwen2-tiny-f32")]
-    [InlineData("qwen2-tiny-bf16")]
-    [InlineData("llama3-tiny-f32")]
-    public void Int8_weights_keep_the_reference_next_token_and_its_distribution(string model)
+    [InlineData("qwen2-tiny-f32", false)]
+    [InlineData("qwen2-tiny-bf16", false)]
+    [InlineData("llama3-tiny-f32", false)]
+    [InlineData("qwen2-tiny-f32", true)]
+    [InlineData("qwen2-tiny-bf16", true)]
+    [InlineData("llama3-tiny-f32", true)]
+    public void Int8_weights_keep_the_reference_next_token_and_its_distribution(string model, bool tiles)
     {
         Skip.IfNot(LayerOps.CpuKernelsAvailable(TorchSharp.torch.ScalarType.Float32, TorchSharp.torch.CPU), "int8 weights run on the AVX2/FMA kernel");
-        using var engine = InferenceEngine.Load(new EngineOptions { ModelPath = Fixtures.Dir(model), Dtype = "int8", Device = "cpu" });
+        Skip.If(tiles && !Int8Matrix.TilesSupported, "int8 tiles run on AVX-VNNI");
+        InferenceEngine engine;
+        Int8Matrix.TilesByDefault = tiles;
+        try
+        {
+            engine = InferenceEngine.Load(new EngineOptions { ModelPath = Fixtures.Dir(model), Dtype = "int8", Device = "cpu" });
+        }
+        finally
+        {
+            Int8Matrix.TilesByDefault = Int8Matrix.TilesSupported;
+        }
+        using var _ = engine;
         Assert.Equal("int8", engine.Model.Dtype);
         int positions = 0, agree = 0;
         double kl = 0;
@@ -37,7 +53,7 @@ public class Int8AccuracyTests(ITestOutputHelper output)
             }
         }
         double top1 = (double)agree / positions, meanKl = kl / positions;
-        output.WriteLine($"{model} int8 (groups of {Int8Matrix.Group}): top-1 agreement {agree}/{positions} = {top1:P1}, mean KL {meanKl:E2}");
+        output.WriteLine($"{model} int8 in {(tiles ? "tiles" : "rows")} (groups of {Int8Matrix.Group}): top-1 agreement {agree}/{positions} = {top1:P1}, mean KL {meanKl:E2}");
         // Random tiny models have flat, close-run distributions, where a quantization step flips the top token far
         // more often than in a trained model: the bounds say int8 stays close, not that it is exact.
         Assert.True(top1 >= 0.9, $"top-1 agreement {top1:P1}");

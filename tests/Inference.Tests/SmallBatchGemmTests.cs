@@ -106,12 +106,103 @@ public sealed class SmallBatchGemmTests : IDisposable
         if (!SmallBatchGemm.Supported) return; // not used without AVX2+FMA (xunit 2 has no runtime skip)
         using var scope = NewDisposeScope();
         var (x, w32, b) = Inputs(rows, outFeatures, inFeatures, hasBias, seed: 9);
-        var q = Int8Matrix.Quantize(w32);
+        var q = Int8Matrix.Quantize(w32, tiles: false);
         var dequantized = Int8Matrix.Dequantize(q, inFeatures);
         var expected = SmallBatchGemm.Linear(x, dequantized, b, Team(threads), wide);
         var got = SmallBatchGemm.Linear(x, q, b, Team(threads), wide);
         Assert.Equal(new long[] { rows, outFeatures }, got.shape);
         Assert.True(got.eq(expected).all().item<bool>(), $"max difference {(got - expected).abs().max().item<float>()}");
+    }
+
+    private static readonly (int Rows, int Out, int In, bool Bias, int Threads)[] TileShapeList =
+    [
+        // rows, out, in, bias, threads: out a multiple of 8 and in of 32 (what the tiles take); an odd number of tiles
+        // (the last one alone), rows not a multiple of 4 (rows one at a time), more rows than one pass takes, and the
+        // real sizes of a Qwen2 projection.
+        (1, 896, 896, false, 1),
+        (2, 1152, 896, true, 2),
+        (16, 4864, 896, false, 2),
+        (17, 896, 4864, false, 2),
+        (64, 136, 64, true, 3),
+        (150, 264, 96, true, 2),
+        (5, 8, 32, false, 2),
+        (1, 24, 64, true, 2),
+    ];
+
+    public static TheoryData<int, int, int, bool, int> TileShapes
+    {
+        get
+        {
+            var data = new TheoryData<int, int, int, bool, int>();
+            foreach (var (rows, outFeatures, inFeatures, bias, threads) in TileShapeList) data.Add(rows, outFeatures, inFeatures, bias, threads);
+            return data;
+        }
+    }
+
+    /// <summary>The tiled kernel against its definition, computed here one element at a time: the rows of x quantized
+    /// per group of 32, each group's exact integer dot product with the weight's bytes, added in float32 as
+    /// fma(dot, s_w·s_x, acc) group by group, then the bias.</summary>
+    [Theory]
+    [MemberData(nameof(TileShapes))]
+    public unsafe void An_int8_weight_in_tiles_gives_its_definition_bit_for_bit_and_stays_near_float(int rows, int outFeatures, int inFeatures, bool hasBias, int threads)
+    {
+        if (!System.Runtime.Intrinsics.X86.AvxVnni.IsSupported) return; // the tiles need AVX-VNNI (xunit 2 has no runtime skip)
+        using var scope = NewDisposeScope();
+        var (x, w32, b) = Inputs(rows, outFeatures, inFeatures, hasBias, seed: 21);
+        var tiled = Int8Matrix.Quantize(w32, tiles: true);
+        Assert.True(Int8Matrix.IsTiled(tiled, inFeatures));
+        Assert.Equal(outFeatures, Int8Matrix.Columns(tiled, inFeatures));
+        var got = SmallBatchGemm.Linear(x, tiled, b, Team(threads));
+        Assert.Equal(new long[] { rows, outFeatures }, got.shape);
+
+        var rowsLayout = Int8Matrix.Quantize(w32, tiles: false);
+        int groups = inFeatures / 32;
+        var qx = Int8TileGemm.Quantize(TensorData.Floats(x), rows, inFeatures);
+        var expected = new float[rows * outFeatures];
+        sbyte* wq = TensorData.Bytes(rowsLayout);
+        long rowBytes = Int8Matrix.RowBytes(inFeatures);
+        float* bias = b is null ? null : TensorData.Floats(b);
+        for (int r = 0; r < rows; r++)
+            for (int j = 0; j < outFeatures; j++)
+            {
+                sbyte* wr = wq + j * rowBytes;
+                float* ws = (float*)(wr + inFeatures);
+                float acc = 0;
+                for (int g = 0; g < groups; g++)
+                {
+                    int dot = 0;
+                    for (int i = 32 * g; i < 32 * g + 32; i++) dot += wr[i] * qx.Row(r)[i];
+                    acc = MathF.FusedMultiplyAdd(dot, ws[g] * qx.ScalesOf(r)[g], acc);
+                }
+                expected[r * outFeatures + j] = bias == null ? acc : acc + bias[j];
+            }
+        var want = tensor(expected).reshape(rows, outFeatures);
+        Assert.True(got.eq(want).all().item<bool>(), $"max difference {(got - want).abs().max().item<float>()}");
+
+        // Against float64 on the weight's own values: what quantizing x costs, about a 254th of each group's largest
+        // value per product, summed with random signs.
+        var reference = nn.functional.linear(x.to(ScalarType.Float64), Int8Matrix.Dequantize(rowsLayout, inFeatures).to(ScalarType.Float64), b?.to(ScalarType.Float64));
+        double err = (got.to(ScalarType.Float64) - reference).abs().max().item<double>();
+        double bound = 3.0 / 254 * Math.Sqrt(inFeatures) * 3;   // unit normals: |x| rarely above 3, |w| a step of 1/127 of ~3
+        Assert.True(err < bound, $"max error {err} against {bound}");
+    }
+
+    [Fact]
+    public void Rows_and_tiles_hold_the_same_values_and_a_tiled_embedding_looks_up_the_same_rows()
+    {
+        using var scope = NewDisposeScope();
+        var w = randn(24, 96, generator: new Generator(3)) * 2;
+        w[9].zero_();
+        var rowsLayout = Int8Matrix.Quantize(w, tiles: false);
+        var tiled = Int8Matrix.Quantize(w, tiles: true);
+        Assert.Equal(new long[] { 3, 9 * 96 }, tiled.shape);
+        Assert.Equal(rowsLayout.NumberOfElements, tiled.NumberOfElements);   // the same bytes: the memory plan holds for both
+        Assert.True(Int8Matrix.Dequantize(tiled, 96).eq(Int8Matrix.Dequantize(rowsLayout, 96)).all().item<bool>());
+        Assert.True(Int8Matrix.Rows(tiled, 96, [9, 23, 0]).eq(Int8Matrix.Rows(rowsLayout, 96, [9, 23, 0])).all().item<bool>());
+        Assert.Throws<ArgumentOutOfRangeException>(() => Int8Matrix.Rows(tiled, 96, [24]));
+        // Shapes the tiles do not take stay in rows.
+        Assert.False(Int8Matrix.IsTiled(Int8Matrix.Quantize(randn(12, 96), tiles: true), 96));
+        Assert.False(Int8Matrix.IsTiled(Int8Matrix.Quantize(randn(16, 72), tiles: true), 72));
     }
 
     [Fact]
@@ -122,7 +213,7 @@ public sealed class SmallBatchGemmTests : IDisposable
         {
             var w = randn(9, k, generator: new Generator(4)) * 3;
             w[2].zero_();                               // an all-zero row: scale 0, values 0, no NaN
-            var q = Int8Matrix.Quantize(w);
+            var q = Int8Matrix.Quantize(w, tiles: false);
             Assert.Equal(new long[] { 9, Int8Matrix.RowBytes(k) }, q.shape);
             var back = Int8Matrix.Dequantize(q, k);
             int g = Int8Matrix.GroupFor(k);
@@ -147,7 +238,7 @@ public sealed class SmallBatchGemmTests : IDisposable
         foreach (var (weight, values) in new[]
                  {
                      (w32, w32), (w32.to(ScalarType.BFloat16), w32.to(ScalarType.BFloat16).to(ScalarType.Float32)),
-                     (Int8Matrix.Quantize(w32), Int8Matrix.Dequantize(Int8Matrix.Quantize(w32), 896)),
+                     (Int8Matrix.Quantize(w32, tiles: false), Int8Matrix.Dequantize(Int8Matrix.Quantize(w32, tiles: false), 896)),
                  })
         {
             var expected = nn.functional.linear(x.to(ScalarType.Float64), values.to(ScalarType.Float64), b!.to(ScalarType.Float64));
@@ -168,8 +259,10 @@ public sealed class SmallBatchGemmTests : IDisposable
         var w32 = randn(1152, 896, generator: gen);
         var b = randn(1152, generator: gen);
         // float32, bfloat16 and int8 weights: one row alone (read in registers) and the same row in a batch (bf16 and
-        // int8 through the widening buffer).
-        foreach (var w in new[] { w32, w32.to(ScalarType.BFloat16), Int8Matrix.Quantize(w32) })
+        // int8 through the widening buffer); int8 in tiles where the CPU has AVX-VNNI (one row and four at a time).
+        var formats = new List<Tensor> { w32, w32.to(ScalarType.BFloat16), Int8Matrix.Quantize(w32, tiles: false) };
+        if (System.Runtime.Intrinsics.X86.AvxVnni.IsSupported) formats.Add(Int8Matrix.Quantize(w32, tiles: true));
+        foreach (var w in formats)
         {
             var batch = SmallBatchGemm.Linear(x, w, b, Team(2), wide);
             for (int i = 0; i < 16; i++)

@@ -71,13 +71,20 @@ internal static unsafe class SmallBatchGemm
     internal static Tensor Linear(Tensor x, Tensor weight, Tensor? bias, GemmTeam? team, bool wide)
     {
         if (wide && !Avx512F.IsSupported) throw new PlatformNotSupportedException("this CPU has no AVX-512F");
-        int m = (int)x.shape[0], k = (int)x.shape[1], n = (int)weight.shape[0];
+        int m = (int)x.shape[0], k = (int)x.shape[1];
+        bool tiled = Int8Matrix.Is(weight) && Int8Matrix.IsTiled(weight, k);
+        int n = tiled ? (int)Int8Matrix.Columns(weight, k) : (int)weight.shape[0];
         using var xc = x.contiguous(); // a new handle on the same storage when x already is
-        var w = Matrix.Of(weight, k);
         var y = empty(m, n, ScalarType.Float32);
         var px = (nint)TensorData.Floats(xc);
         var py = (nint)TensorData.Floats(y);
         var pb = bias is null ? 0 : (nint)TensorData.Floats(bias);
+        if (tiled)
+        {
+            TiledInt8(px, m, k, (nint)TensorData.Bytes(weight), n, py, pb, team);
+            return y;
+        }
+        var w = Matrix.Of(weight, k);
         int chunks = (n + ChunkColumns - 1) / ChunkColumns;
         // More rows (a long prefill) go in slices of ChunkRows, each one pass over the weights: with that many rows
         // the arithmetic outweighs reading the weights again, and each slice of x stays near the cores.
@@ -94,6 +101,25 @@ internal static unsafe class SmallBatchGemm
             GemmTeam.Run(team, chunks, Chunk);
         }
         return y;
+    }
+
+    /// <summary>An int8 matrix in tiles (<see cref="Int8TileGemm"/>): the rows of x quantized once on this thread, then
+    /// the tiles in chunks of <see cref="ChunkColumns"/> columns to the team, <see cref="ChunkRows"/> rows of x at a time.</summary>
+    private static void TiledInt8(nint px, int m, int k, nint pw, int n, nint py, nint pb, GemmTeam? team)
+    {
+        if (!AvxVnni.IsSupported) throw new PlatformNotSupportedException("an int8 matrix in tiles needs AVX-VNNI");
+        var q = Int8TileGemm.Quantize((float*)px, m, k);
+        int tiles = n / Int8Matrix.TileColumns, perChunk = ChunkColumns / Int8Matrix.TileColumns;
+        int chunks = (tiles + perChunk - 1) / perChunk;
+        for (int r0 = 0; r0 < m; r0 += ChunkRows)
+        {
+            int rows = Math.Min(ChunkRows, m - r0);
+            nint ys = py + (nint)r0 * n * sizeof(float);
+            int first = r0;
+            void Chunk(int c) =>
+                Int8TileGemm.Tiles(q, first, rows, (byte*)pw, k, n, (float*)ys, (float*)pb, c * perChunk, Math.Min(tiles, (c + 1) * perChunk));
+            GemmTeam.Run(team, chunks, Chunk);
+        }
     }
 
     /// <summary>Output columns (weight rows) a thread takes at a time: small enough that threads finish together,
