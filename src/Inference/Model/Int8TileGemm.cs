@@ -70,14 +70,26 @@ internal static unsafe class Int8TileGemm
         return q;
     }
 
-    /// <summary>Output tiles [t0, t1) of y [m, n] for every quantized row: four rows and two tiles at a time (sixteen
-    /// int32 and sixteen float32 accumulators, the weight vectors loaded once for four rows), one row at a time for the
-    /// last rows, and a last odd tile against itself into a scratch tile.</summary>
+    /// <summary>Output tiles [t0, t1) of y [m, n] for every quantized row: four rows and two tiles at a time (eight
+    /// int32 and eight float32 accumulators, each weight vector loaded once for four rows), one row at a time for the
+    /// last rows (four tiles at a time when there is only one row), and a last odd tile against itself into a scratch
+    /// tile.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)] // see SmallBatchGemm.ChunkColumns
     internal static void Tiles(in QuantizedRows x, int r0, int m, byte* w, int k, int n, float* y, float* bias, int t0, int t1)
     {
         long tileBytes = 9L * k;
         float* scratch = stackalloc float[4 * T];
+        if (m == 1)
+        {
+            // One row only streams the weights: four tiles at a time (four streams, a 64-byte line of each per step),
+            // the next four fetched group by group meanwhile. Against two tiles at a time with the same prefetch,
+            // 40.9 against 35.3 GB/s over a model's worth of int8 matrices (medians of 5, same process).
+            for (; t0 + 4 <= t1; t0 += 4)
+            {
+                byte* wa = w + t0 * tileBytes;
+                Block1x4(x, r0, wa, tileBytes, k, y + t0 * T, bias == null ? null : bias + t0 * T, t0 + 8 <= t1 ? wa + 4 * tileBytes : null);
+            }
+        }
         for (int t = t0; t < t1; t += 2)
         {
             bool pair = t + 1 < t1;
@@ -152,6 +164,46 @@ internal static unsafe class Int8TileGemm
         Store(ya + lda, f1a, ba); Store(yb + ldb, f1b, bb);
         Store(ya + 2 * lda, f2a, ba); Store(yb + 2 * ldb, f2b, bb);
         Store(ya + 3 * lda, f3a, ba); Store(yb + 3 * ldb, f3b, bb);
+    }
+
+    /// <summary>One row of x against the four tiles from <paramref name="w0"/>, fetching the four at
+    /// <paramref name="next"/> (none when null) as it goes.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void Block1x4(in QuantizedRows x, int r, byte* w0, long tileBytes, int k, float* y, float* bias, byte* next)
+    {
+        Vector256<float> f0 = default, f1 = default, f2 = default, f3 = default;
+        byte* w1 = w0 + tileBytes, w2 = w1 + tileBytes, w3 = w2 + tileBytes;
+        sbyte* q = x.Row(r);
+        float* sc = x.ScalesOf(r);
+        int* off = x.OffsetsOf(r);
+        for (int g = 0; g < k / G; g++, w0 += GroupBytes, w1 += GroupBytes, w2 += GroupBytes, w3 += GroupBytes, q += G)
+        {
+            if (next != null)
+            {
+                for (int l = 0; l < GroupBytes; l += 64)
+                {
+                    Sse.Prefetch0(next + l); Sse.Prefetch0(next + tileBytes + l);
+                    Sse.Prefetch0(next + 2 * tileBytes + l); Sse.Prefetch0(next + 3 * tileBytes + l);
+                }
+                next += GroupBytes;
+            }
+            Vector256<int> i0 = Vector256.Create(off[g]), i1 = i0, i2 = i0, i3 = i0;
+            for (int s = 0; s < 8; s++)
+            {
+                var v = Four(q + 4 * s);
+                i0 = Dot(i0, Vector256.Load(w0 + 32 * s), v);
+                i1 = Dot(i1, Vector256.Load(w1 + 32 * s), v);
+                i2 = Dot(i2, Vector256.Load(w2 + 32 * s), v);
+                i3 = Dot(i3, Vector256.Load(w3 + 32 * s), v);
+            }
+            var c = Vector256.Create(sc[g]);
+            f0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i0), Vector256.Load((float*)(w0 + T * G)) * c, f0);
+            f1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i1), Vector256.Load((float*)(w1 + T * G)) * c, f1);
+            f2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i2), Vector256.Load((float*)(w2 + T * G)) * c, f2);
+            f3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i3), Vector256.Load((float*)(w3 + T * G)) * c, f3);
+        }
+        Store(y, f0, bias); Store(y + T, f1, bias == null ? null : bias + T);
+        Store(y + 2 * T, f2, bias == null ? null : bias + 2 * T); Store(y + 3 * T, f3, bias == null ? null : bias + 3 * T);
     }
 
     /// <summary>One row of x against tiles <paramref name="wa"/> and <paramref name="wb"/>.</summary>
