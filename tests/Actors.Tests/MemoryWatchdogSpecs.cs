@@ -167,6 +167,30 @@ public sealed class MemoryWatchdogSpecs(ITestOutputHelper output) : ActorSpec(Vi
     }
 
     [Fact]
+    public void Should_pause_a_worker_process_when_it_and_its_parent_server_together_near_the_limit()
+    {
+        // A worker process's plan holds its parent's memory (1 GiB here) as well as its own, and both count against the
+        // node's limit: its readings must hold the parent too, or its marks sit where the kernel has acted already.
+        const long gib = 1L << 30;
+        long parent = gib;
+        long held = NativeMemory.ResidentBytes() + parent;
+        var budget = new MemoryBudget(held + gib, "cgroup limit", 0.9, held, gib, Workers: 1);
+        var reader = new ProcessMemoryReader(otherProcessesBytes: () => parent);
+        var router = CreateTestProbe();
+        var published = CreateTestProbe();
+        Sys.EventStream.Subscribe(published, typeof(MemoryStatus));
+        Sys.ActorOf(MemoryWatchdog.Props(new WatchdogOptions(), budget, reader, router.Ref));
+        var first = published.ExpectMsg<MemoryStatus>();
+        Assert.False(first.Paused); // both as they were when the plan was made: 800 MiB under the pause mark
+
+        parent += 2 * gib; // the parent grew past the node's limit; this process's own memory did not move
+        ((TestScheduler)Sys.Scheduler).Advance(TimeSpan.FromSeconds(5));
+        var status = published.ExpectMsg<MemoryStatus>();
+        Assert.Equal((MemoryState.Shedding, true), (status.State, status.Paused));
+        router.FishForMessage<PauseAdmission>(_ => true);
+    }
+
+    [Fact]
     public void Should_count_a_loading_worker_by_its_whole_share_of_the_budget()
     {
         // Still loading: no plan reported yet, so its share (budget 9,000 × 0.9 − 1,000 held = 8,000) is promised to it.

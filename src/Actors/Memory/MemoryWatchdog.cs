@@ -16,11 +16,17 @@ public interface IMemoryReader
 
 /// <summary>The process as the OS sees it: VmRSS, the managed heap; and the accelerator's used bytes from
 /// <paramref name="deviceBytes"/>, which the Host wires to the engine's device reading (none: no device reading).</summary>
-public sealed class ProcessMemoryReader(Func<long?>? deviceBytes = null) : IMemoryReader
+/// <param name="otherProcessesBytes">Resident bytes of the node's other processes that this process's plan counts in its
+/// held bytes (a worker process: its parent server), added to its own. Their memory counts against the same limit, so
+/// marks set on a plan that holds them must be compared with a reading that holds them too; read alone, the process
+/// would meet the kernel's limit before its own resident size reached a mark.</param>
+public sealed class ProcessMemoryReader(Func<long?>? deviceBytes = null, Func<long>? otherProcessesBytes = null) : IMemoryReader
 {
     private readonly Func<long?> _deviceBytes = deviceBytes ?? (() => null);
+    private readonly Func<long> _otherProcessesBytes = otherProcessesBytes ?? (() => 0);
 
-    public MemoryReading Read() => new(NativeMemory.ResidentBytes(), GC.GetTotalMemory(false), _deviceBytes());
+    public MemoryReading Read() =>
+        new(NativeMemory.ResidentBytes() + _otherProcessesBytes(), GC.GetTotalMemory(false), _deviceBytes());
 }
 
 /// <summary>
