@@ -155,15 +155,40 @@ public sealed class MemoryWatchdogSpecs(ITestOutputHelper output) : ActorSpec(Vi
 
         var shedding = node.Read(ShedAt + 50, TimeSpan.FromSeconds(5));
         Assert.Equal((MemoryState.Shedding, true, 1L), (shedding.State, shedding.Paused, shedding.Sheds));
-        node.Worker.FishForMessage<ShedLoad>(_ => true);
+        // The steps are held for three fast readings: the next reading renews the hold, or it lapses.
+        Assert.Equal(TimeSpan.FromMilliseconds(300), node.Worker.FishForMessage<ShedLoad>(_ => true).HoldSteps);
         node.Router.FishForMessage<PauseAdmission>(_ => true);
 
         var again = node.Read(ShedAt + 10, TimeSpan.FromMilliseconds(100));
         Assert.Equal(2L, again.Sheds);
-        node.Worker.FishForMessage<ShedLoad>(_ => true);
+        Assert.Equal(TimeSpan.FromMilliseconds(300), node.Worker.FishForMessage<ShedLoad>(_ => true).HoldSteps);
 
         var under = node.Read(PauseAt - 10, TimeSpan.FromMilliseconds(100)); // under the shed mark, above cleanup: paused
         Assert.Equal((MemoryState.Paused, 2L), (under.State, under.Sheds));
+    }
+
+    [Fact]
+    public void Should_hold_the_workers_steps_above_the_shed_mark_for_at_most_the_shed_hold()
+    {
+        var node = Start(options: new WatchdogOptions { ShedHold = TimeSpan.FromSeconds(1) });
+
+        node.Read(ShedAt + 50, TimeSpan.FromSeconds(5));
+        Assert.Equal(TimeSpan.FromMilliseconds(300), node.Worker.FishForMessage<ShedLoad>(_ => true).HoldSteps);
+        for (int i = 0; i < 9; i++)
+        {
+            node.Read(ShedAt + 50, TimeSpan.FromMilliseconds(100));
+            Assert.Equal(TimeSpan.FromMilliseconds(300), node.Worker.FishForMessage<ShedLoad>(_ => true).HoldSteps);
+        }
+
+        // A second above the mark: memory that holding did not bring back; the workers still shed, but step on.
+        var held = node.Read(ShedAt + 50, TimeSpan.FromMilliseconds(100));
+        Assert.Equal(MemoryState.Shedding, held.State);
+        Assert.Equal(TimeSpan.Zero, node.Worker.FishForMessage<ShedLoad>(_ => true).HoldSteps);
+
+        // Back under the mark and over it again: a new episode, held again.
+        node.Read(PauseAt, TimeSpan.FromMilliseconds(100));
+        node.Read(ShedAt + 50, TimeSpan.FromMilliseconds(100));
+        Assert.Equal(TimeSpan.FromMilliseconds(300), node.Worker.FishForMessage<ShedLoad>(_ => true).HoldSteps);
     }
 
     [Fact]

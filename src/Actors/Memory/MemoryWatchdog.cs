@@ -42,7 +42,9 @@ public sealed class ProcessMemoryReader(Func<long?>? deviceBytes = null, Func<lo
 /// <item>above the pause mark: the router stops admitting and the workers carry the reason in their status (so that
 ///   gateways elsewhere route around this node), until memory is back under the cleanup mark (hysteresis);</item>
 /// <item>above the shed mark: the workers also preempt their newest sequences (they are recomputed later, nothing is
-///   lost) to get back under before the kernel's OOM killer would act.</item>
+///   lost) and hold their steps, for at most <see cref="WatchdogOptions.ShedHold"/>, to stay under the limit before the
+///   kernel's OOM killer would act: every step may grow memory, and at this mark a few steps' growth is all that is
+///   left.</item>
 /// </list>
 /// Publishes every reading as a <see cref="MemoryStatus"/> on the EventStream (the router keeps the latest).
 /// </summary>
@@ -67,6 +69,10 @@ public sealed class MemoryWatchdog : ReceiveActor, IWithTimers
     private long _cleanups, _pauses, _sheds;
     private long? _residentAtCleanup;
     private DateTimeOffset _lastCleanup = DateTimeOffset.MinValue;
+    /// <summary>When memory last rose above the shed mark (null: under it); the workers' steps are held for
+    /// <see cref="WatchdogOptions.ShedHold"/> from then.</summary>
+    private DateTimeOffset? _shedSince;
+    private bool _stepsHeld;
     private MemoryStatus? _last;
 
     public ITimerScheduler Timers { get; set; } = null!;
@@ -171,10 +177,21 @@ public sealed class MemoryWatchdog : ReceiveActor, IWithTimers
 
         if (resident >= shedAt)
         {
-            if (_state != MemoryState.Shedding) _log.Warning("shedding load: {0}; the workers preempt their newest sequences", Where("shed", shedAt, _options.ShedMark));
+            if (_shedSince is null)
+            {
+                _shedSince = now;
+                _log.Warning("shedding load: {0}; the workers preempt their newest sequences and hold their steps for up to {1}",
+                    Where("shed", shedAt, _options.ShedMark), _options.ShedHold);
+            }
+            // Each hold lasts a few readings, so that it lapses on its own once the readings stop renewing it.
+            bool hold = now - _shedSince.Value < _options.ShedHold;
+            if (_stepsHeld && !hold) _log.Warning("memory stayed above the shed mark for {0}: the workers step on", _options.ShedHold);
+            _stepsHeld = hold;
             _sheds++;
-            foreach (var w in _workers.Keys) w.Tell(ShedLoad.Instance);
+            var message = new ShedLoad(hold ? _options.FastInterval * 3 : TimeSpan.Zero);
+            foreach (var w in _workers.Keys) w.Tell(message);
         }
+        else (_shedSince, _stepsHeld) = (null, false);
 
         if (resident >= cleanupAt)
         {
