@@ -81,7 +81,7 @@ public sealed record WorkerOptions
 public sealed record WatchdogOptions
 {
     public bool Enabled { get; init; } = true;
-    /// <summary>How often it reads memory below the cleanup mark.</summary>
+    /// <summary>The longest wait between readings below the cleanup mark; memory growing toward the mark is read sooner.</summary>
     public TimeSpan Interval { get; init; } = TimeSpan.FromSeconds(5);
     /// <summary>How often it reads memory above the cleanup mark, to act before the kernel would.</summary>
     public TimeSpan FastInterval { get; init; } = TimeSpan.FromMilliseconds(100);

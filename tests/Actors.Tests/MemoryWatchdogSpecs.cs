@@ -72,7 +72,7 @@ public sealed class MemoryWatchdogSpecs(ITestOutputHelper output) : ActorSpec(Vi
 
         Assert.Equal((Plan, CleanupAt, PauseAt, ShedAt), (status.PlannedBytes, status.CleanupAtBytes, status.PauseAtBytes, status.ShedAtBytes));
         Assert.Equal((3_000L, 2_000L, 2_000L, 500L), (status.WeightBytes, status.KvCacheBytes, status.KvUsedBytes, status.ActivationPeakBytes));
-        Assert.Equal((MemoryState.Normal, TimeSpan.FromSeconds(5)), (status.State, status.ReadEvery));
+        Assert.Equal(MemoryState.Normal, status.State);
         Assert.Equal(8_000 - 1_000 - 3_000 - 500 - 2_000, status.UnaccountedBytes);
         node.Router.ExpectNoMsg(TimeSpan.FromMilliseconds(50));
         node.Worker.ExpectNoMsg(TimeSpan.FromMilliseconds(1));
@@ -90,6 +90,23 @@ public sealed class MemoryWatchdogSpecs(ITestOutputHelper output) : ActorSpec(Vi
         Assert.Equal(Plan, node.Published.ExpectMsg<MemoryStatus>(TimeSpan.FromSeconds(1)).PlannedBytes);
         node.Watchdog.Tell(Loaded(kvUsed: 1_500), node.Worker.Ref); // only the KV in use changed: the plan did not
         node.Published.ExpectNoMsg(TimeSpan.FromMilliseconds(100));
+    }
+
+    [Fact]
+    public void Should_read_sooner_while_memory_grows_toward_the_cleanup_mark()
+    {
+        var node = Start();
+
+        // 1,000 in 5 s, 500 under the cleanup mark: it would be there in 2.5 s, so the next reading comes in half that.
+        var growing = node.Read(CleanupAt - 500, TimeSpan.FromSeconds(5));
+        Assert.Equal((MemoryState.Normal, TimeSpan.FromSeconds(1.25)), (growing.State, growing.ReadEvery));
+
+        // Faster still: never sooner than the fast interval.
+        var fast = node.Read(CleanupAt - 10, TimeSpan.FromSeconds(1.25));
+        Assert.Equal(TimeSpan.FromMilliseconds(100), fast.ReadEvery);
+
+        var steady = node.Read(CleanupAt - 10, TimeSpan.FromMilliseconds(100));
+        Assert.Equal(TimeSpan.FromSeconds(5), steady.ReadEvery);
     }
 
     [Fact]
@@ -145,7 +162,9 @@ public sealed class MemoryWatchdogSpecs(ITestOutputHelper output) : ActorSpec(Vi
         Assert.Equal((MemoryState.Normal, false, null, 1L), (resumed.State, resumed.Paused, resumed.Reason, resumed.Pauses));
         node.Router.FishForMessage<ResumeAdmission>(_ => true);
         Assert.Null(node.Worker.FishForMessage<MemoryPressure>(_ => true).Reason);
-        Assert.Equal(TimeSpan.FromSeconds(5), resumed.ReadEvery);
+        // Just back under: one more fast reading to see whether the growth goes on; steady, then the normal interval.
+        Assert.Equal(TimeSpan.FromMilliseconds(100), resumed.ReadEvery);
+        Assert.Equal(TimeSpan.FromSeconds(5), node.Read(CleanupAt - 100, TimeSpan.FromMilliseconds(100)).ReadEvery);
     }
 
     [Fact]

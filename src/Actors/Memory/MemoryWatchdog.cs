@@ -209,6 +209,7 @@ public sealed class MemoryWatchdog : ReceiveActor, IWithTimers
         }
         else _residentAtCleanup = null;
 
+        var previous = _state;
         _state = resident >= shedAt ? MemoryState.Shedding
             : paused ? MemoryState.Paused
             : resident >= cleanupAt ? MemoryState.Cleanup
@@ -224,12 +225,29 @@ public sealed class MemoryWatchdog : ReceiveActor, IWithTimers
             CleanupMark = _options.CleanupMark, PauseMark = _options.PauseMark, ShedMark = _options.ShedMark,
             CleanupAtBytes = cleanupAt, PauseAtBytes = pauseAt, ShedAtBytes = shedAt,
             State = _state, Reason = _reason, Cleanups = _cleanups, Pauses = _pauses, Sheds = _sheds,
-            ReadEvery = _state == MemoryState.Normal ? _options.Interval : _options.FastInterval,
+            ReadEvery = _state == MemoryState.Normal ? NormalInterval(previous, resident, planned, cleanupAt, now) : _options.FastInterval,
             At = now,
         };
         _last = status;
         if (publish) Context.System.EventStream.Publish(status);
         return status;
+    }
+
+    /// <summary>When to read next under the cleanup mark: <see cref="WatchdogOptions.Interval"/>, or sooner while memory
+    /// grows toward the mark, at half the time it would take at the rate since the last reading (not under
+    /// <see cref="WatchdogOptions.FastInterval"/>). Memory that grows tens of MiB a second (a leak in every step) would
+    /// otherwise cross the whole headroom between two readings and meet the kernel's limit before any mark acted. Just
+    /// back under the mark (a cleanup freed memory, or a pause ended), the next reading comes fast too: the fall says
+    /// nothing of where memory goes next, and the growth that brought it up may go on.</summary>
+    private TimeSpan NormalInterval(MemoryState before, long resident, long planned, long cleanupAt, DateTimeOffset now)
+    {
+        if (before != MemoryState.Normal) return _options.FastInterval;
+        // Growth across a change of plan is a worker loading, not a rate to extrapolate.
+        if (_last is not { } last || last.PlannedBytes != planned || now <= last.At || resident <= last.ResidentBytes)
+            return _options.Interval;
+        double perSecond = (resident - last.ResidentBytes) / (now - last.At).TotalSeconds;
+        var toMark = TimeSpan.FromSeconds(Math.Max(0, cleanupAt - resident) / perSecond / 2);
+        return toMark < _options.FastInterval ? _options.FastInterval : toMark > _options.Interval ? _options.Interval : toMark;
     }
 }
 

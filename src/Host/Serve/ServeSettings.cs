@@ -199,7 +199,7 @@ public static class ServeSettings
         new("Workers:CpuFallback", null, SettingKind.Flag, Flag(N.Workers.CpuFallback), "true, false", "after the last level, load a GPU model on the CPU"),
         new("Workers:MaxLoadAttempts", null, SettingKind.Int, Int(N.Workers.MaxLoadAttempts), ">= 1", "out-of-memory loads before a worker is Failed", IntIn(1)),
         new("Watchdog:Enabled", null, SettingKind.Flag, Flag(N.Watchdog.Enabled), "true, false", "the memory watchdog"),
-        new("Watchdog:Interval", null, SettingKind.Duration, Span(N.Watchdog.Interval), "> 0", "how often the watchdog reads memory below the cleanup mark", SpanAboveZero),
+        new("Watchdog:Interval", null, SettingKind.Duration, Span(N.Watchdog.Interval), "> 0", "longest wait between readings below the cleanup mark (sooner while memory grows toward it)", SpanAboveZero),
         new("Watchdog:FastInterval", null, SettingKind.Duration, Span(N.Watchdog.FastInterval), "> 0", "how often it reads above the cleanup mark", SpanAboveZero),
         new("Watchdog:ShedMark", null, SettingKind.Number, Num(N.Watchdog.ShedMark), "(0, 1]", "fraction of the headroom where workers preempt their newest sequences and hold their steps",
             (v, _) => (double)v is > 0 and <= 1 ? null : "must be in (0, 1]"),
