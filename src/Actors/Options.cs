@@ -81,7 +81,7 @@ public sealed record WorkerOptions
 public sealed record WatchdogOptions
 {
     public bool Enabled { get; init; } = true;
-    /// <summary>How often it reads memory below the cleanup mark.</summary>
+    /// <summary>The longest wait between readings below the cleanup mark; memory growing toward the mark is read sooner.</summary>
     public TimeSpan Interval { get; init; } = TimeSpan.FromSeconds(5);
     /// <summary>How often it reads memory above the cleanup mark, to act before the kernel would.</summary>
     public TimeSpan FastInterval { get; init; } = TimeSpan.FromMilliseconds(100);
@@ -89,8 +89,12 @@ public sealed record WatchdogOptions
     public double CleanupMark { get; init; } = 0.5;
     /// <summary>Above plan + this × headroom admission pauses, until memory is back under the cleanup mark.</summary>
     public double PauseMark { get; init; } = 0.8;
-    /// <summary>Above plan + this × headroom the workers also preempt their newest sequences.</summary>
+    /// <summary>Above plan + this × headroom the workers also preempt their newest sequences and hold their steps.</summary>
     public double ShedMark { get; init; } = 0.95;
+    /// <summary>The longest the workers hold their steps while memory stays above the shed mark. After it they step on:
+    /// memory that holding did not bring back (a real leak) is then left to the kernel, and the node restarts a killed
+    /// worker process and resumes its queries.</summary>
+    public TimeSpan ShedHold { get; init; } = TimeSpan.FromSeconds(30);
     /// <summary>After a cleanup that freed little (under 1% of the headroom), the next waits this long.</summary>
     public TimeSpan CleanupBackoff { get; init; } = TimeSpan.FromSeconds(30);
 }

@@ -141,7 +141,8 @@ public sealed record MemoryStatus : Akka.Actor.INoSerializationVerificationNeede
     public double Utilization { get; init; }
     /// <summary>What the workers together may add (limit × utilization, less what the process held at start).</summary>
     public long BudgetBytes { get; init; }
-    /// <summary>Resident bytes of the process before any model (runtime, libraries): the runtime overhead.</summary>
+    /// <summary>Resident bytes of the process before any model (runtime, libraries): the runtime overhead. A worker
+    /// process counts its parent server's here too, as it does in <see cref="ResidentBytes"/>.</summary>
     public long HeldBytes { get; init; }
     /// <summary>The accelerator's own budget where the workers run on one (CUDA); null on the CPU.</summary>
     public DeviceBudget? Device { get; init; }
@@ -156,6 +157,8 @@ public sealed record MemoryStatus : Akka.Actor.INoSerializationVerificationNeede
     public long PlannedBytes { get; init; }
 
     // Actuals.
+    /// <summary>Resident bytes of the process (VmRSS); in a worker process, with its parent server's added (both count
+    /// against the node's limit).</summary>
     public required long ResidentBytes { get; init; }
     public long ManagedBytes { get; init; }
     /// <summary>Accelerator memory in use, where the device can tell (CUDA); null on CPU.</summary>

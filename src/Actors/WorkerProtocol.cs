@@ -31,12 +31,10 @@ public sealed record CleanupMemory : Akka.Actor.INoSerializationVerificationNeed
 }
 
 /// <summary>From the watchdog: memory is near the limit; preempt the newest running sequences (they wait and are
-/// recomputed later, nothing is lost) and return what that frees.</summary>
-public sealed record ShedLoad : Akka.Actor.INoSerializationVerificationNeeded
-{
-    public static readonly ShedLoad Instance = new();
-    private ShedLoad() { }
-}
+/// recomputed later, nothing is lost), and start no step for <paramref name="HoldSteps"/> (zero: step on). Each step may
+/// grow memory (activations, allocator caches, a leak), so holding them keeps the process under the limit while cleanup
+/// and admission's pause work; the watchdog renews the hold at every reading above the shed mark, for a bounded time.</summary>
+public sealed record ShedLoad(TimeSpan HoldSteps) : Akka.Actor.INoSerializationVerificationNeeded;
 
 /// <summary>From the node's watchdog to its workers: admission on this node is paused for <paramref name="Reason"/>
 /// (null: resumed). A worker carries it in its <see cref="WorkerStatus.MemoryPressure"/>, so that gateways elsewhere in

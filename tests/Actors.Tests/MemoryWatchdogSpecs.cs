@@ -72,7 +72,7 @@ public sealed class MemoryWatchdogSpecs(ITestOutputHelper output) : ActorSpec(Vi
 
         Assert.Equal((Plan, CleanupAt, PauseAt, ShedAt), (status.PlannedBytes, status.CleanupAtBytes, status.PauseAtBytes, status.ShedAtBytes));
         Assert.Equal((3_000L, 2_000L, 2_000L, 500L), (status.WeightBytes, status.KvCacheBytes, status.KvUsedBytes, status.ActivationPeakBytes));
-        Assert.Equal((MemoryState.Normal, TimeSpan.FromSeconds(5)), (status.State, status.ReadEvery));
+        Assert.Equal(MemoryState.Normal, status.State);
         Assert.Equal(8_000 - 1_000 - 3_000 - 500 - 2_000, status.UnaccountedBytes);
         node.Router.ExpectNoMsg(TimeSpan.FromMilliseconds(50));
         node.Worker.ExpectNoMsg(TimeSpan.FromMilliseconds(1));
@@ -90,6 +90,23 @@ public sealed class MemoryWatchdogSpecs(ITestOutputHelper output) : ActorSpec(Vi
         Assert.Equal(Plan, node.Published.ExpectMsg<MemoryStatus>(TimeSpan.FromSeconds(1)).PlannedBytes);
         node.Watchdog.Tell(Loaded(kvUsed: 1_500), node.Worker.Ref); // only the KV in use changed: the plan did not
         node.Published.ExpectNoMsg(TimeSpan.FromMilliseconds(100));
+    }
+
+    [Fact]
+    public void Should_read_sooner_while_memory_grows_toward_the_cleanup_mark()
+    {
+        var node = Start();
+
+        // 1,000 in 5 s, 500 under the cleanup mark: it would be there in 2.5 s, so the next reading comes in half that.
+        var growing = node.Read(CleanupAt - 500, TimeSpan.FromSeconds(5));
+        Assert.Equal((MemoryState.Normal, TimeSpan.FromSeconds(1.25)), (growing.State, growing.ReadEvery));
+
+        // Faster still: never sooner than the fast interval.
+        var fast = node.Read(CleanupAt - 10, TimeSpan.FromSeconds(1.25));
+        Assert.Equal(TimeSpan.FromMilliseconds(100), fast.ReadEvery);
+
+        var steady = node.Read(CleanupAt - 10, TimeSpan.FromMilliseconds(100));
+        Assert.Equal(TimeSpan.FromSeconds(5), steady.ReadEvery);
     }
 
     [Fact]
@@ -145,7 +162,9 @@ public sealed class MemoryWatchdogSpecs(ITestOutputHelper output) : ActorSpec(Vi
         Assert.Equal((MemoryState.Normal, false, null, 1L), (resumed.State, resumed.Paused, resumed.Reason, resumed.Pauses));
         node.Router.FishForMessage<ResumeAdmission>(_ => true);
         Assert.Null(node.Worker.FishForMessage<MemoryPressure>(_ => true).Reason);
-        Assert.Equal(TimeSpan.FromSeconds(5), resumed.ReadEvery);
+        // Just back under: one more fast reading to see whether the growth goes on; steady, then the normal interval.
+        Assert.Equal(TimeSpan.FromMilliseconds(100), resumed.ReadEvery);
+        Assert.Equal(TimeSpan.FromSeconds(5), node.Read(CleanupAt - 100, TimeSpan.FromMilliseconds(100)).ReadEvery);
     }
 
     [Fact]
@@ -155,15 +174,64 @@ public sealed class MemoryWatchdogSpecs(ITestOutputHelper output) : ActorSpec(Vi
 
         var shedding = node.Read(ShedAt + 50, TimeSpan.FromSeconds(5));
         Assert.Equal((MemoryState.Shedding, true, 1L), (shedding.State, shedding.Paused, shedding.Sheds));
-        node.Worker.FishForMessage<ShedLoad>(_ => true);
+        // The steps are held for three fast readings: the next reading renews the hold, or it lapses.
+        Assert.Equal(TimeSpan.FromMilliseconds(300), node.Worker.FishForMessage<ShedLoad>(_ => true).HoldSteps);
         node.Router.FishForMessage<PauseAdmission>(_ => true);
 
         var again = node.Read(ShedAt + 10, TimeSpan.FromMilliseconds(100));
         Assert.Equal(2L, again.Sheds);
-        node.Worker.FishForMessage<ShedLoad>(_ => true);
+        Assert.Equal(TimeSpan.FromMilliseconds(300), node.Worker.FishForMessage<ShedLoad>(_ => true).HoldSteps);
 
         var under = node.Read(PauseAt - 10, TimeSpan.FromMilliseconds(100)); // under the shed mark, above cleanup: paused
         Assert.Equal((MemoryState.Paused, 2L), (under.State, under.Sheds));
+    }
+
+    [Fact]
+    public void Should_hold_the_workers_steps_above_the_shed_mark_for_at_most_the_shed_hold()
+    {
+        var node = Start(options: new WatchdogOptions { ShedHold = TimeSpan.FromSeconds(1) });
+
+        node.Read(ShedAt + 50, TimeSpan.FromSeconds(5));
+        Assert.Equal(TimeSpan.FromMilliseconds(300), node.Worker.FishForMessage<ShedLoad>(_ => true).HoldSteps);
+        for (int i = 0; i < 9; i++)
+        {
+            node.Read(ShedAt + 50, TimeSpan.FromMilliseconds(100));
+            Assert.Equal(TimeSpan.FromMilliseconds(300), node.Worker.FishForMessage<ShedLoad>(_ => true).HoldSteps);
+        }
+
+        // A second above the mark: memory that holding did not bring back; the workers still shed, but step on.
+        var held = node.Read(ShedAt + 50, TimeSpan.FromMilliseconds(100));
+        Assert.Equal(MemoryState.Shedding, held.State);
+        Assert.Equal(TimeSpan.Zero, node.Worker.FishForMessage<ShedLoad>(_ => true).HoldSteps);
+
+        // Back under the mark and over it again: a new episode, held again.
+        node.Read(PauseAt, TimeSpan.FromMilliseconds(100));
+        node.Read(ShedAt + 50, TimeSpan.FromMilliseconds(100));
+        Assert.Equal(TimeSpan.FromMilliseconds(300), node.Worker.FishForMessage<ShedLoad>(_ => true).HoldSteps);
+    }
+
+    [Fact]
+    public void Should_pause_a_worker_process_when_it_and_its_parent_server_together_near_the_limit()
+    {
+        // A worker process's plan holds its parent's memory (1 GiB here) as well as its own, and both count against the
+        // node's limit: its readings must hold the parent too, or its marks sit where the kernel has acted already.
+        const long gib = 1L << 30;
+        long parent = gib;
+        long held = NativeMemory.ResidentBytes() + parent;
+        var budget = new MemoryBudget(held + gib, "cgroup limit", 0.9, held, gib, Workers: 1);
+        var reader = new ProcessMemoryReader(otherProcessesBytes: () => parent);
+        var router = CreateTestProbe();
+        var published = CreateTestProbe();
+        Sys.EventStream.Subscribe(published, typeof(MemoryStatus));
+        Sys.ActorOf(MemoryWatchdog.Props(new WatchdogOptions(), budget, reader, router.Ref));
+        var first = published.ExpectMsg<MemoryStatus>();
+        Assert.False(first.Paused); // both as they were when the plan was made: 800 MiB under the pause mark
+
+        parent += 2 * gib; // the parent grew past the node's limit; this process's own memory did not move
+        ((TestScheduler)Sys.Scheduler).Advance(TimeSpan.FromSeconds(5));
+        var status = published.ExpectMsg<MemoryStatus>();
+        Assert.Equal((MemoryState.Shedding, true), (status.State, status.Paused));
+        router.FishForMessage<PauseAdmission>(_ => true);
     }
 
     [Fact]

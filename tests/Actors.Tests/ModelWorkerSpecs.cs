@@ -213,6 +213,22 @@ public sealed class ModelWorkerSpecs(ITestOutputHelper output) : ActorSpec(null,
     }
 
     [Fact]
+    public void Should_start_no_step_while_the_watchdog_holds_them_and_finish_the_query_once_it_lets_go()
+    {
+        var factory = new FakeEngineFactory();
+        var (worker, router) = StartWorker(factory);
+        AwaitState(router, WorkerState.Ready);
+
+        worker.Tell(new ShedLoad(TimeSpan.FromHours(1)), router);
+        worker.Tell(new RunQuery(1, Greedy("q", 3)), router);
+        var meanwhile = router.ReceiveWhile(TimeSpan.FromMilliseconds(300), m => m);
+        Assert.DoesNotContain(meanwhile, m => m is QueryProgress);
+
+        worker.Tell(new ShedLoad(TimeSpan.Zero), router); // held long enough: step on
+        Assert.Equal(FakeEngine.GreedyAnswer(new[] { 5, 6, 7 }, 3), Tokens(Collect(router, 1)));
+    }
+
+    [Fact]
     public void Should_stop_at_a_stop_string_without_sending_it()
     {
         var factory = new FakeEngineFactory(tokenizer: new LetterTokenizer());

@@ -16,11 +16,17 @@ public interface IMemoryReader
 
 /// <summary>The process as the OS sees it: VmRSS, the managed heap; and the accelerator's used bytes from
 /// <paramref name="deviceBytes"/>, which the Host wires to the engine's device reading (none: no device reading).</summary>
-public sealed class ProcessMemoryReader(Func<long?>? deviceBytes = null) : IMemoryReader
+/// <param name="otherProcessesBytes">Resident bytes of the node's other processes that this process's plan counts in its
+/// held bytes (a worker process: its parent server), added to its own. Their memory counts against the same limit, so
+/// marks set on a plan that holds them must be compared with a reading that holds them too; read alone, the process
+/// would meet the kernel's limit before its own resident size reached a mark.</param>
+public sealed class ProcessMemoryReader(Func<long?>? deviceBytes = null, Func<long>? otherProcessesBytes = null) : IMemoryReader
 {
     private readonly Func<long?> _deviceBytes = deviceBytes ?? (() => null);
+    private readonly Func<long> _otherProcessesBytes = otherProcessesBytes ?? (() => 0);
 
-    public MemoryReading Read() => new(NativeMemory.ResidentBytes(), GC.GetTotalMemory(false), _deviceBytes());
+    public MemoryReading Read() =>
+        new(NativeMemory.ResidentBytes() + _otherProcessesBytes(), GC.GetTotalMemory(false), _deviceBytes());
 }
 
 /// <summary>
@@ -36,7 +42,9 @@ public sealed class ProcessMemoryReader(Func<long?>? deviceBytes = null) : IMemo
 /// <item>above the pause mark: the router stops admitting and the workers carry the reason in their status (so that
 ///   gateways elsewhere route around this node), until memory is back under the cleanup mark (hysteresis);</item>
 /// <item>above the shed mark: the workers also preempt their newest sequences (they are recomputed later, nothing is
-///   lost) to get back under before the kernel's OOM killer would act.</item>
+///   lost) and hold their steps, for at most <see cref="WatchdogOptions.ShedHold"/>, to stay under the limit before the
+///   kernel's OOM killer would act: every step may grow memory, and at this mark a few steps' growth is all that is
+///   left.</item>
 /// </list>
 /// Publishes every reading as a <see cref="MemoryStatus"/> on the EventStream (the router keeps the latest).
 /// </summary>
@@ -61,6 +69,10 @@ public sealed class MemoryWatchdog : ReceiveActor, IWithTimers
     private long _cleanups, _pauses, _sheds;
     private long? _residentAtCleanup;
     private DateTimeOffset _lastCleanup = DateTimeOffset.MinValue;
+    /// <summary>When memory last rose above the shed mark (null: under it); the workers' steps are held for
+    /// <see cref="WatchdogOptions.ShedHold"/> from then.</summary>
+    private DateTimeOffset? _shedSince;
+    private bool _stepsHeld;
     private MemoryStatus? _last;
 
     public ITimerScheduler Timers { get; set; } = null!;
@@ -165,10 +177,21 @@ public sealed class MemoryWatchdog : ReceiveActor, IWithTimers
 
         if (resident >= shedAt)
         {
-            if (_state != MemoryState.Shedding) _log.Warning("shedding load: {0}; the workers preempt their newest sequences", Where("shed", shedAt, _options.ShedMark));
+            if (_shedSince is null)
+            {
+                _shedSince = now;
+                _log.Warning("shedding load: {0}; the workers preempt their newest sequences and hold their steps for up to {1}",
+                    Where("shed", shedAt, _options.ShedMark), _options.ShedHold);
+            }
+            // Each hold lasts a few readings, so that it lapses on its own once the readings stop renewing it.
+            bool hold = now - _shedSince.Value < _options.ShedHold;
+            if (_stepsHeld && !hold) _log.Warning("memory stayed above the shed mark for {0}: the workers step on", _options.ShedHold);
+            _stepsHeld = hold;
             _sheds++;
-            foreach (var w in _workers.Keys) w.Tell(ShedLoad.Instance);
+            var message = new ShedLoad(hold ? _options.FastInterval * 3 : TimeSpan.Zero);
+            foreach (var w in _workers.Keys) w.Tell(message);
         }
+        else (_shedSince, _stepsHeld) = (null, false);
 
         if (resident >= cleanupAt)
         {
@@ -186,6 +209,7 @@ public sealed class MemoryWatchdog : ReceiveActor, IWithTimers
         }
         else _residentAtCleanup = null;
 
+        var previous = _state;
         _state = resident >= shedAt ? MemoryState.Shedding
             : paused ? MemoryState.Paused
             : resident >= cleanupAt ? MemoryState.Cleanup
@@ -201,12 +225,29 @@ public sealed class MemoryWatchdog : ReceiveActor, IWithTimers
             CleanupMark = _options.CleanupMark, PauseMark = _options.PauseMark, ShedMark = _options.ShedMark,
             CleanupAtBytes = cleanupAt, PauseAtBytes = pauseAt, ShedAtBytes = shedAt,
             State = _state, Reason = _reason, Cleanups = _cleanups, Pauses = _pauses, Sheds = _sheds,
-            ReadEvery = _state == MemoryState.Normal ? _options.Interval : _options.FastInterval,
+            ReadEvery = _state == MemoryState.Normal ? NormalInterval(previous, resident, planned, cleanupAt, now) : _options.FastInterval,
             At = now,
         };
         _last = status;
         if (publish) Context.System.EventStream.Publish(status);
         return status;
+    }
+
+    /// <summary>When to read next under the cleanup mark: <see cref="WatchdogOptions.Interval"/>, or sooner while memory
+    /// grows toward the mark, at half the time it would take at the rate since the last reading (not under
+    /// <see cref="WatchdogOptions.FastInterval"/>). Memory that grows tens of MiB a second (a leak in every step) would
+    /// otherwise cross the whole headroom between two readings and meet the kernel's limit before any mark acted. Just
+    /// back under the mark (a cleanup freed memory, or a pause ended), the next reading comes fast too: the fall says
+    /// nothing of where memory goes next, and the growth that brought it up may go on.</summary>
+    private TimeSpan NormalInterval(MemoryState before, long resident, long planned, long cleanupAt, DateTimeOffset now)
+    {
+        if (before != MemoryState.Normal) return _options.FastInterval;
+        // Growth across a change of plan is a worker loading, not a rate to extrapolate.
+        if (_last is not { } last || last.PlannedBytes != planned || now <= last.At || resident <= last.ResidentBytes)
+            return _options.Interval;
+        double perSecond = (resident - last.ResidentBytes) / (now - last.At).TotalSeconds;
+        var toMark = TimeSpan.FromSeconds(Math.Max(0, cleanupAt - resident) / perSecond / 2);
+        return toMark < _options.FastInterval ? _options.FastInterval : toMark > _options.Interval ? _options.Interval : toMark;
     }
 }
 

@@ -51,6 +51,12 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
 
     private sealed record LoadNow(EngineLoadSettings Settings) : Akka.Actor.INoSerializationVerificationNeeded;
 
+    /// <summary>The watchdog's hold on steps (<see cref="ShedLoad.HoldSteps"/>) may have lapsed: step if it has.</summary>
+    private sealed record HoldLapsed : Akka.Actor.INoSerializationVerificationNeeded
+    {
+        public static readonly HoldLapsed Instance = new();
+    }
+
     private sealed class Job(long ticket, IActorRef router, QueryRequest request)
     {
         public long Ticket { get; } = ticket;
@@ -116,6 +122,8 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
     private IGenerationEngine? _engine;
     private long _nextSequenceId;
     private bool _stepScheduled;
+    /// <summary>No step starts before this (the watchdog's hold above the shed mark).</summary>
+    private DateTimeOffset _holdStepsUntil = DateTimeOffset.MinValue;
     private int _newPreemptions;
     private LoadReport? _lastReport;
 
@@ -152,6 +160,7 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
         Receive<CleanupMemory>(_ => NativeMemory.CollectAndTrim());
         Receive<CleanupNow>(m => m.ReplyTo.Tell(Measured(_worker, m, NativeMemory.CollectAndTrim)));
         Receive<ShedLoad>(_ => { });
+        Receive<HoldLapsed>(_ => { });
         Receive<RunStep>(_ => _stepScheduled = false); // a step scheduled by the previous incarnation
         Receive<Retire>(_ => RetireNow());
     }
@@ -181,7 +190,7 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
             m.ReplyTo.Tell(Measured(_worker, m, _engine!.ReleaseIdleMemory));
             Report();
         });
-        Receive<ShedLoad>(_ =>
+        Receive<ShedLoad>(m =>
         {
             int shed = _engine!.Shed();
             if (shed > 0)
@@ -190,6 +199,12 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
                 _log.Warning("{0}: memory near the limit; preempted the newest {1} sequence(s), to be recomputed", _worker, shed);
                 Report();
             }
+            HoldSteps(m.HoldSteps);
+        });
+        Receive<HoldLapsed>(_ =>
+        {
+            if (!Held) _log.Info("{0}: stepping again: memory is back under the shed mark, or held long enough", _worker);
+            ScheduleStep();
         });
         Receive<Retire>(_ => RetireNow());
     }
@@ -224,6 +239,11 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
         if (!engine.HasPendingWork)
         {
             Report();
+            return;
+        }
+        if (Held)
+        {
+            ScheduleStep(); // a step scheduled before the hold came: it waits for the hold to lapse
             return;
         }
         // An exception here (OOM the engine could not absorb by preemption, or a crash) fails this actor:
@@ -318,8 +338,25 @@ public sealed class ModelActor : ReceiveActor, IWithTimers
     private void ScheduleStep()
     {
         if (_stepScheduled || _engine is not { HasPendingWork: true }) return;
+        var held = _holdStepsUntil - Context.System.Scheduler.Now;
+        if (held > TimeSpan.Zero)
+        {
+            Timers.StartSingleTimer("hold", HoldLapsed.Instance, held);
+            return;
+        }
         _stepScheduled = true;
         Self.Tell(RunStep.Instance);
+    }
+
+    private bool Held => _holdStepsUntil > Context.System.Scheduler.Now;
+
+    /// <summary>Starts no step for <paramref name="hold"/> from now (renewing a hold in force); zero ends a hold at once.</summary>
+    private void HoldSteps(TimeSpan hold)
+    {
+        bool was = Held;
+        _holdStepsUntil = hold > TimeSpan.Zero ? Context.System.Scheduler.Now + hold : DateTimeOffset.MinValue;
+        if (!was && Held) _log.Warning("{0}: memory near the limit; holding steps while it stays there", _worker);
+        ScheduleStep();
     }
 
     /// <summary>Drops the sender's job with this ticket (tickets are unique per router only), from the engine too,

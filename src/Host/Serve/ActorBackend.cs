@@ -129,8 +129,10 @@ internal sealed class ActorBackend : IServeBackend
             // In a pool the models' processes may have different worker counts: number each process's workers from a stride of
             // the most one may have, so that names stay unique on the node.
             node = node with { Workers = node.Workers with { FirstNumber = (role.Id - 1) * (role.ShareBytes is null ? options.WorkersPerNode : ServeOptions.MaxWorkersPerNode) + 1 } };
+        // A worker process's plan holds its parent's memory (see NodeMemoryPlan.Make): so does each of its readings.
+        var parent = WorkerProcessRole.Current is { ShareBytes: null } r ? r.ParentResidentBytes : (Func<long>?)null;
         akka.AddActorQueryNode(services.GetRequiredService<Config>(), node, cluster, Worker,
-            new ProcessMemoryReader(CudaMemory.UsedBytes), budget: plan.Host);
+            new ProcessMemoryReader(CudaMemory.UsedBytes, parent), budget: plan.Host);
         if (SpawnsWorkers(options))
         {
             if (_pool is not null) AddModelPool(akka, services, options, node, _pool, plan);
