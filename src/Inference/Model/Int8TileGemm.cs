@@ -56,8 +56,8 @@ internal static unsafe class Int8TileGemm
                 float* v = xr + g * G;
                 Vector256<float> a = Vector256.Load(v), b = Vector256.Load(v + 8), c = Vector256.Load(v + 16), d = Vector256.Load(v + 24);
                 var amax = Vector256.Max(Vector256.Max(Vector256.Abs(a), Vector256.Abs(b)), Vector256.Max(Vector256.Abs(c), Vector256.Abs(d)));
-                float max = Vector128.Max(amax.GetLower(), amax.GetUpper()) is var h
-                    ? MathF.Max(MathF.Max(h[0], h[1]), MathF.Max(h[2], h[3])) : 0;
+                var h = Vector128.Max(amax.GetLower(), amax.GetUpper());
+                float max = MathF.Max(MathF.Max(h[0], h[1]), MathF.Max(h[2], h[3]));
                 var inv = Vector256.Create(max == 0 ? 0f : 127f / max);
                 // vcvtps2dq rounds to nearest, ties to even; |x·127/max| ≤ 127 up to rounding, so no clamp is needed.
                 Vector256<int> ia = Avx.ConvertToVector256Int32(a * inv), ib = Avx.ConvertToVector256Int32(b * inv),

@@ -28,8 +28,9 @@ namespace ActorQuery.Inference.Model;
 /// stay float32: a decode step waits on the weights' bytes, not on the arithmetic.
 /// </para>
 /// <para>
-/// There is no kernel on AVX-512 BF16's <c>vdpbf16ps</c>: .NET 10 has no intrinsic for it, and widening bf16 in registers
-/// already keeps one stream at the memory bound.
+/// There is no kernel on AVX-512 BF16's <c>vdpbf16ps</c>: .NET 10 has no intrinsic for it, so bf16 is widened (a
+/// zero-extending load and a shift per vector) and multiplied in float32. An int8 weight stored in tiles (CPUs with
+/// AVX-VNNI) goes to <see cref="Int8TileGemm"/> instead.
 /// </para>
 /// </summary>
 internal static unsafe class SmallBatchGemm
