@@ -57,20 +57,28 @@ public static unsafe class Int8Matrix
     public static bool CanTile(long n, int k) => n % TileColumns == 0 && k % Group == 0 && k > 0;
 
     /// <summary>Whether a packed matrix of logical width <paramref name="k"/> is stored in tiles.</summary>
-    public static bool IsTiled(Tensor packed, int k) => k % Group == 0 && packed.shape[1] == 9L * k;
+    public static bool IsTiled(Tensor packed, int k) => IsTiled(packed.shape, k);
+
+    /// <summary><see cref="IsTiled(Tensor, int)"/> from a shape already read (a tensor's shape is a native call that
+    /// allocates; the per-token paths read it once).</summary>
+    internal static bool IsTiled(long[] shape, int k) => k % Group == 0 && shape[1] == 9L * k;
 
     /// <summary>The number of columns (weight rows, N) of a packed matrix of width <paramref name="k"/>.</summary>
-    public static long Columns(Tensor packed, int k) => IsTiled(packed, k) ? TileColumns * packed.shape[0] : packed.shape[0];
+    public static long Columns(Tensor packed, int k) => Columns(packed.shape, k);
+
+    internal static long Columns(long[] shape, int k) => IsTiled(shape, k) ? TileColumns * shape[0] : shape[0];
 
     /// <summary>Whether <paramref name="weight"/> is a packed int8 matrix.</summary>
     public static bool Is(Tensor weight) => weight.dtype == ScalarType.Int8;
 
     /// <summary>The group of a packed matrix whose logical width is <paramref name="k"/>; throws when its stored width
     /// does not match.</summary>
-    public static int Layout(Tensor packed, int k)
+    public static int Layout(Tensor packed, int k) => Layout(packed.shape, k);
+
+    private static int Layout(long[] shape, int k)
     {
-        if (packed.shape[1] != RowBytes(k) && !IsTiled(packed, k))
-            throw new ArgumentException($"an int8 matrix of {packed.shape[1]} bytes per row does not hold {k} columns", nameof(packed));
+        if (shape[1] != RowBytes(k) && !IsTiled(shape, k))
+            throw new ArgumentException($"an int8 matrix of {shape[1]} bytes per row does not hold {k} columns", "packed");
         return GroupFor(k);
     }
 
@@ -136,9 +144,10 @@ public static unsafe class Int8Matrix
     /// embedding lookup of a quantized (possibly tied) embedding. Each value is q·s, the same product the kernels form.</summary>
     public static Tensor Rows(Tensor packed, int k, ReadOnlySpan<long> ids)
     {
-        int g = Layout(packed, k);
-        bool tiled = IsTiled(packed, k);
-        long rowBytes = RowBytes(k), rows = Columns(packed, k);   // shape is a native call that allocates: read once
+        var shape = packed.shape;   // a native call that allocates: read once
+        int g = Layout(shape, k);
+        bool tiled = IsTiled(shape, k);
+        long rowBytes = RowBytes(k), rows = Columns(shape, k);
         var y = empty(ids.Length, k, ScalarType.Float32);
         sbyte* src = (sbyte*)TensorData.Bytes(packed);
         float* dst = TensorData.Floats(y);

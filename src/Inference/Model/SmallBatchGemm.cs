@@ -73,8 +73,9 @@ internal static unsafe class SmallBatchGemm
     {
         if (wide && !Avx512F.IsSupported) throw new PlatformNotSupportedException("this CPU has no AVX-512F");
         int m = (int)x.shape[0], k = (int)x.shape[1];
-        bool tiled = Int8Matrix.Is(weight) && Int8Matrix.IsTiled(weight, k);
-        int n = tiled ? (int)Int8Matrix.Columns(weight, k) : (int)weight.shape[0];
+        var shape = weight.shape;   // a native call that allocates: read once per call
+        bool tiled = Int8Matrix.Is(weight) && Int8Matrix.IsTiled(shape, k);
+        int n = (int)(tiled ? Int8Matrix.Columns(shape, k) : shape[0]);
         using var xc = x.contiguous(); // a new handle on the same storage when x already is
         var y = empty(m, n, ScalarType.Float32);
         var px = (nint)TensorData.Floats(xc);
