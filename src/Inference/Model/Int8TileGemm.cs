@@ -102,13 +102,10 @@ internal static unsafe class Int8TileGemm
                 if (pair) Block4x2(x, r0 + i, wa, wb, k, ya, n, ya + T, n, ba, bb);
                 else Block4x2(x, r0 + i, wa, wb, k, ya, n, scratch, T, ba, null);
             }
-            // The next pair's tiles, fetched group by group while this pair is multiplied (one row only streams the
-            // weights; the hardware prefetcher alone left it waiting at the start of each pair).
-            byte* next = m == 1 && t + 3 < t1 ? wa + 2 * tileBytes : null;
             for (; i < m; i++)
             {
                 float* ya = y + (long)i * n + t * T;
-                Block1x2(x, r0 + i, wa, wb, k, ya, pair ? ya + T : scratch, ba, bb, next, tileBytes);
+                Block1x2(x, r0 + i, wa, wb, k, ya, pair ? ya + T : scratch, ba, bb);
             }
         }
     }
@@ -206,9 +203,10 @@ internal static unsafe class Int8TileGemm
         Store(y + 2 * T, f2, bias == null ? null : bias + 2 * T); Store(y + 3 * T, f3, bias == null ? null : bias + 3 * T);
     }
 
-    /// <summary>One row of x against tiles <paramref name="wa"/> and <paramref name="wb"/>.</summary>
+    /// <summary>One row of x against tiles <paramref name="wa"/> and <paramref name="wb"/>: the last rows of a batch,
+    /// and the last one to three tiles of a chunk when there is only one row (Block1x4 takes the rest).</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void Block1x2(in QuantizedRows x, int r, byte* wa, byte* wb, int k, float* ya, float* yb, float* ba, float* bb, byte* next, long tileBytes)
+    private static void Block1x2(in QuantizedRows x, int r, byte* wa, byte* wb, int k, float* ya, float* yb, float* ba, float* bb)
     {
         Vector256<float> fa = default, fb = default;
         sbyte* q = x.Row(r);
@@ -216,11 +214,6 @@ internal static unsafe class Int8TileGemm
         int* off = x.OffsetsOf(r);
         for (int g = 0; g < k / G; g++, wa += GroupBytes, wb += GroupBytes, q += G)
         {
-            if (next != null)
-            {
-                for (int l = 0; l < GroupBytes; l += 64) { Sse.Prefetch0(next + l); Sse.Prefetch0(next + tileBytes + l); }
-                next += GroupBytes;
-            }
             Vector256<int> ia = Vector256.Create(off[g]), ib = ia, ja = default, jb = default;
             // Two accumulators per tile (even and odd steps), added at the end of the group: two chains of four
             // dependent instructions instead of one of eight.
