@@ -255,14 +255,12 @@ not_refused() { if [ -n "$READY_S" ]; then echo "it started (ready after $READY_
 
 # expect_start_failure: after wait_exit, the checks of a start that must be refused: exit code 2, one `error: ` line.
 expect_start_failure() {
-  local reason; reason=$(server_reason)
+  # The worker process's own line comes first, passed on with its prefix ("[worker-process 1] error: ..."); the server's
+  # own stderr is the one unprefixed line.
+  local reason; reason=$(server_reason | grep -v '^\[worker-process ' || true)
   REASON=$(head -1 <<<"$reason")
   [ "$EXIT_CODE" = 2 ] || fails+=("exit code $EXIT_CODE, not 2")
   [[ "${OOM_KILLS:-?}" == 0 ]] || fails+=("oom_kill ${OOM_KILLS:-?}")
-  # The worker process's own line comes first, passed on with its prefix ("[worker-process 1] error: ..."); the server's
-  # own stderr is the one unprefixed line.
-  reason=$(grep -v '^\[worker-process ' <<<"$reason" || true)
-  REASON=$(head -1 <<<"$reason")
   local lines; lines=$(printf '%s' "$reason" | grep -c '' || true)
   if [ "$lines" != 1 ] || [[ "$reason" != "error: "* ]]; then fails+=("stderr is $lines lines, not one 'error: ' line"); fi
 }
