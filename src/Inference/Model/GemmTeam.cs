@@ -115,9 +115,11 @@ internal sealed class GemmTeam : IDisposable
                 // Say we sleep, then look once more: Run either sees the flag and wakes us, or we see its new
                 // generation (both sides fence). The timeout is a second guard, not the mechanism.
                 Interlocked.Exchange(ref _sleeping[id], 1);
-                if (_generation == seen && !_stopping) _wake[id].Wait(100);
+                bool woken = _generation == seen && !_stopping && _wake[id].Wait(100);
                 Interlocked.Exchange(ref _sleeping[id], 0);
-                spinUntil = Stopwatch.GetTimestamp() + SpinTicks;
+                // Spin again only when woken for work; after the guard's timeout an idle server would otherwise spin
+                // 2 ms of every 100 (2% of a core per kernel thread, measured).
+                spinUntil = woken ? Stopwatch.GetTimestamp() + SpinTicks : 0;
             }
             if (_stopping) return;
             seen = _generation;
