@@ -11,8 +11,13 @@ namespace ActorQuery.Inference.Tests;
 [Collection(TorchGlobalState.Name)]
 public class EngineTests
 {
-    private static InferenceEngine Load(string model = "qwen2-tiny-f32", long kvBytes = 1L << 30, string dtype = "float32", int maxTokensPerStep = 64) =>
-        InferenceEngine.Load(new EngineOptions { ModelPath = Fixtures.Dir(model), Dtype = dtype, Device = "cpu", KvCacheBytes = kvBytes, MaxTokensPerStep = maxTokensPerStep });
+    private static InferenceEngine Load(string model = "qwen2-tiny-f32", long kvBytes = 1L << 30, string dtype = "float32", int maxTokensPerStep = 64,
+                                        int? prefillPerDecodeToken = null) =>
+        InferenceEngine.Load(new EngineOptions
+        {
+            ModelPath = Fixtures.Dir(model), Dtype = dtype, Device = "cpu", KvCacheBytes = kvBytes, MaxTokensPerStep = maxTokensPerStep,
+            PrefillPerDecodeToken = prefillPerDecodeToken,
+        });
 
     private static readonly int[] Prompt = [296, 330, 186, 81, 236, 121, 267]; // inside every fixture vocabulary (384+)
 
@@ -54,7 +59,7 @@ public class EngineTests
     [Fact]
     public void Sequences_join_and_leave_between_steps_and_each_gets_its_own_greedy_answer()
     {
-        using var e = Load(maxTokensPerStep: 512);                    // both joiners' prompts fit one step
+        using var e = Load(maxTokensPerStep: 512, prefillPerDecodeToken: 0); // both joiners' prompts fit one step
         var cases = Fixtures.Cases("qwen2-tiny-f32");
         var p = SamplingParams.Greedy(24) with { IgnoreEos = true };
         e.TryAdd(new GenerationRequest(0, cases[0].InputIds, p));
@@ -68,6 +73,31 @@ public class EngineTests
         Assert.DoesNotContain(2L, rest.Keys);
         Assert.Equal(cases[1].GreedyIds, new[] { first[1] }.Concat(rest[1].Tokens));
         Assert.Equal(cases[0].GreedyIds.Skip(3), rest[0].Tokens);
+    }
+
+    [Fact]
+    public void On_a_cpu_a_prompt_joining_a_decoding_stream_prefills_a_block_a_step_and_the_stream_keeps_its_greedy_answer()
+    {
+        using var e = Load();                                         // the CPU default: 2 prefill tokens per decode token, at least 16
+        var cases = Fixtures.Cases("qwen2-tiny-f32");
+        var longPrompt = Enumerable.Repeat(cases[1].InputIds, 16).SelectMany(x => x).ToArray();
+        Assert.True(longPrompt.Length > 64, $"the prompt ({longPrompt.Length} tokens) must need more than one full budget");
+        var stream = new List<int>();
+        void Collect(StepResult r) => stream.AddRange(r.Updates.Where(u => u.SequenceId == 0).Select(u => u.TokenId));
+        e.TryAdd(new GenerationRequest(0, cases[0].InputIds, SamplingParams.Greedy(24) with { IgnoreEos = true }));
+        Collect(e.Step());                                            // case 0 decodes from now on
+        e.TryAdd(new GenerationRequest(1, longPrompt, SamplingParams.Greedy(1)));
+        int steps = 0;
+        for (bool prefilled = false; !prefilled; steps++)
+        {
+            var r = e.Step();
+            Collect(r);
+            prefilled = r.Updates.Any(u => u.SequenceId == 1);
+        }
+        // Alone the prompt would take ceil(n / 64) steps; beside one stream it takes 16 tokens a step.
+        Assert.Equal((longPrompt.Length + Scheduler.MinPrefillChunk - 1) / Scheduler.MinPrefillChunk, steps);
+        while (e.HasPendingWork) Collect(e.Step());
+        Assert.Equal(cases[0].GreedyIds.Take(24), stream);
     }
 
     [Fact]

@@ -12,8 +12,9 @@ public class SchedulerTests
 {
     private const int Eos = 0, Token = 7;
 
-    private static Scheduler Create(int blocks, int blockSize, int maxTokensPerStep = 64, int maxBatch = 32, int context = 4096) =>
-        new(new KvBlockAllocator(blocks, blockSize), maxBatch, maxTokensPerStep, context, [Eos]);
+    private static Scheduler Create(int blocks, int blockSize, int maxTokensPerStep = 64, int maxBatch = 32, int context = 4096,
+                                    int prefillPerDecodeToken = 0) =>
+        new(new KvBlockAllocator(blocks, blockSize), maxBatch, maxTokensPerStep, context, [Eos], prefillPerDecodeToken: prefillPerDecodeToken);
 
     private static GenerationRequest Request(long id, int promptTokens, int maxNewTokens) =>
         new(id, Enumerable.Range(1, promptTokens).ToArray(), SamplingParams.Greedy(maxNewTokens));
@@ -72,6 +73,24 @@ public class SchedulerTests
         var batch = s.Schedule();
         Assert.Equal([(1L, 1), (2L, 1), (3L, 6)], Shape(batch));
         Assert.All(batch, c => Assert.True(c.Samples));
+    }
+
+    [Fact]
+    public void While_sequences_decode_a_step_prefills_at_most_twice_their_tokens_but_never_under_a_block_and_alone_the_whole_budget()
+    {
+        var s = Create(blocks: 256, blockSize: 16, maxTokensPerStep: 64, prefillPerDecodeToken: 2);
+        Add(s, 100, 200, 50);
+        Assert.Equal([(100L, 64)], Shape(s.Schedule()));                          // nothing decodes: the whole budget
+        var t = Create(blocks: 256, blockSize: 16, maxTokensPerStep: 64, prefillPerDecodeToken: 2);
+        for (int id = 1; id <= 12; id++) Add(t, id, 1, 50);
+        Execute(t, t.Schedule());                                                  // 12 one-token prompts: all decode now
+        Add(t, 100, 200, 50);
+        var batch = t.Schedule();
+        Assert.Equal(12, batch.Count(c => c.Count == 1));
+        Assert.Equal(24, batch.Single(c => c.Sequence.Id == 100).Count);            // 2 × 12 decode tokens
+        Execute(t, batch);
+        for (int id = 1; id <= 10; id++) Assert.True(t.Remove(id));                // two left decoding
+        Assert.Equal(16, t.Schedule().Single(c => c.Sequence.Id == 100).Count);     // 2 × 2 = 4, raised to the floor of 16
     }
 
     [Fact]

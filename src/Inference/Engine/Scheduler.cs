@@ -94,7 +94,7 @@ public readonly record struct ScheduledChunk(SequenceState Sequence, int Start, 
 public sealed class Scheduler
 {
     private readonly KvBlockAllocator _blocks;
-    private readonly int _maxBatchSequences, _maxTokensPerStep, _contextLength;
+    private readonly int _maxBatchSequences, _maxTokensPerStep, _contextLength, _prefillPerDecodeToken;
     private readonly bool _prefixCaching;
     private readonly IReadOnlySet<int> _eos;
     private readonly List<SequenceState> _sequences = new(); // order added = FCFS; the last is the newest
@@ -102,9 +102,13 @@ public sealed class Scheduler
     /// <param name="contextLength">The model's context: no sequence may hold more tokens.</param>
     /// <param name="eosTokenIds">Tokens that end a sequence (unless its sampling ignores EOS).</param>
     /// <param name="prefixCaching">Reuse the KV blocks of cached prompt prefixes (see the class remarks).</param>
+    /// <param name="prefillPerDecodeToken">While sequences decode, a step's prefill tokens are at most this many per
+    /// decode token (and at least <see cref="MinPrefillChunk"/>); 0: only <paramref name="maxTokensPerStep"/> bounds
+    /// them. See <see cref="EngineOptions.PrefillPerDecodeToken"/>.</param>
     public Scheduler(KvBlockAllocator blocks, int maxBatchSequences, int maxTokensPerStep, int contextLength, IEnumerable<int> eosTokenIds,
-                     bool prefixCaching = false)
+                     bool prefixCaching = false, int prefillPerDecodeToken = 0)
     {
+        if (prefillPerDecodeToken < 0) throw new ArgumentException("must be >= 0", "prefill_per_decode_token");
         if (maxBatchSequences < 1) throw new ArgumentException("must be >= 1", "max_batch_sequences");
         if (maxTokensPerStep < 1) throw new ArgumentException("must be >= 1", "max_tokens_per_step");
         _blocks = blocks;
@@ -112,8 +116,13 @@ public sealed class Scheduler
         _maxTokensPerStep = maxTokensPerStep;
         _contextLength = contextLength;
         _prefixCaching = prefixCaching;
+        _prefillPerDecodeToken = prefillPerDecodeToken;
         _eos = new HashSet<int>(eosTokenIds);
     }
+
+    /// <summary>The fewest prefill tokens a step with decoding sequences may carry under the per-decode-token cap, so
+    /// that a prompt arriving beside one stream still advances by a block a step.</summary>
+    public const int MinPrefillChunk = 16;
 
     public KvBlockAllocator Blocks => _blocks;
     /// <summary>Every sequence added and not finished or removed, oldest first (reserved ones, then those waiting).</summary>
@@ -241,6 +250,8 @@ public sealed class Scheduler
             batch.Add(Chunk(s, 1));
             budget--;
         }
+        if (_prefillPerDecodeToken > 0 && batch.Count > 0)
+            budget = Math.Min(budget, Math.Max(MinPrefillChunk, _prefillPerDecodeToken * batch.Count));
         foreach (var s in _sequences)                           // prefill (and recompute), FCFS, chunked
         {
             if (batch.Count == _maxBatchSequences || (budget <= 0 && batch.Count > 0)) break;
