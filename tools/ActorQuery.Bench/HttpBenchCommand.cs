@@ -54,7 +54,7 @@ internal static class HttpBenchCommand
         if (model is not null && !noEngine)
         {
             Console.Error.WriteLine($"engine alone: {model} ({engineOptions.Dtype}), prompt {inputTokens}, {outputTokens} tokens, {engineRepeats} repeats ...");
-            engine = EngineBaseline.Measure(engineOptions, prompts.At(0).ToArray(), outputTokens, engineRepeats);
+            engine = EngineBaseline.Measure(engineOptions, n => prompts.At(n).ToArray(), outputTokens, engineRepeats);
             Console.Error.WriteLine($"engine alone: {engine.EndToEndTokensPerSecond:F2} tok/s end to end, decode {engine.DecodeTokensPerSecond:F2} tok/s ({engine.Dtype})");
         }
 
@@ -142,18 +142,20 @@ internal sealed class PromptIds(ITokenizer tokenizer, int length)
     }
 }
 
-/// <summary>The engine alone, one stream, timed step by step with <see cref="BenchCommand.Run(InferenceEngine, long, int[], int, out double)"/>.</summary>
+/// <summary>The engine alone, one stream, timed step by step with <see cref="BenchCommand.Run(InferenceEngine, long, int[], int, out double)"/>.
+/// Each run has a prompt of its own, as each HTTP request has: the engine caches prompt prefixes, and a repeated prompt
+/// would skip its prefill and make the engine look faster than any request can be.</summary>
 internal sealed record EngineBaseline(string Dtype, double EndToEndTokensPerSecond, double DecodeTokensPerSecond, int Repeats)
 {
-    public static EngineBaseline Measure(EngineOptions options, int[] prompt, int outputTokens, int repeats)
+    public static EngineBaseline Measure(EngineOptions options, Func<int, int[]> promptAt, int outputTokens, int repeats)
     {
         using var engine = EngineCli.Load(options);
-        BenchCommand.Run(engine, 1, prompt, Math.Min(outputTokens, 8), out _); // warm-up
+        BenchCommand.Run(engine, 1, promptAt(0), Math.Min(outputTokens, 8), out _); // warm-up
         var endToEnd = new List<double>();
         var decode = new List<double>();
         for (int r = 0; r < repeats; r++)
         {
-            var steps = BenchCommand.Run(engine, r + 2, prompt, outputTokens, out _);
+            var steps = BenchCommand.Run(engine, r + 2, promptAt(r + 1), outputTokens, out _);
             endToEnd.Add(steps.Count / steps.Sum());
             if (steps.Count > 1) decode.Add((steps.Count - 1) / steps.Skip(1).Sum());
         }

@@ -40,7 +40,8 @@ internal sealed record HttpBenchReport(
         md.AppendLine();
         if (Engine is { } e)
             md.AppendLine(Inv, $"Engine alone (in the benchmark's process before the HTTP levels, same model folder, {e.Dtype}, one stream, " +
-                               $"prompt {InputTokens}, {OutputTokens} tokens, median of {e.Repeats}): **{e.EndToEndTokensPerSecond:F2} tok/s** end to end " +
+                               $"prompt {InputTokens} (a different one each run, as each request's), {OutputTokens} tokens, median of {e.Repeats}): " +
+                               $"**{e.EndToEndTokensPerSecond:F2} tok/s** end to end " +
                                $"(prefill included), decode alone {e.DecodeTokensPerSecond:F2} tok/s.").AppendLine();
         else
             md.AppendLine("Engine alone: not measured in this run (give `--model` and leave out `--no-engine`).").AppendLine();
