@@ -24,7 +24,7 @@ static int Usage()
                      first token with the prompt's first prefix-tokens in the prefix cache vs uncached, and the ratio
           http       --url URL [--concurrency 1,4,16,64] [--input-tokens 128] [--output-tokens 128]
                      [--requests-per-stream 4] [--max-seconds 300] [--warmup 2] [--temperature 0]
-                     [--model DIR [--dtype D] [--dummy-weights] [--device D] [--threads N] [--engine-repeats 3]]
+                     [--model DIR [--dtype D] [--dummy-weights] [--device D] [--threads N] [--engine-repeats 5]]
                      [--no-engine] [--tokenizer DIR] [--server-args TEXT] [--request-timeout 1800] [--out bench/results]
                      streaming load on a running server; markdown, PNG and JSON (scripts/bench-http.sh runs it all)
           soak       --url URL [--requests 5000] [--concurrency 16] [--warmup 1000] [--max-tokens 64]

@@ -42,7 +42,9 @@ internal sealed record HttpBenchReport(
             md.AppendLine(Inv, $"Engine alone (in the benchmark's process before the HTTP levels, same model folder, {e.Dtype}, one stream, " +
                                $"prompt {InputTokens} (a different one each run, as each request's), {OutputTokens} tokens, median of {e.Repeats}): " +
                                $"**{e.EndToEndTokensPerSecond:F2} tok/s** end to end " +
-                               $"(prefill included), decode alone {e.DecodeTokensPerSecond:F2} tok/s.").AppendLine();
+                               $"(prefill included), decode alone {e.DecodeTokensPerSecond:F2} tok/s. In turn with those runs, {e.Repeats} single " +
+                               $"HTTP requests of the same lengths: **{e.HttpTokensPerSecond:F2} tok/s** (median; output tokens over each " +
+                               $"request's time, first token included).").AppendLine();
         else
             md.AppendLine("Engine alone: not measured in this run (give `--model` and leave out `--no-engine`).").AppendLine();
         md.AppendLine("Targets:").AppendLine();
@@ -63,12 +65,14 @@ internal sealed record HttpBenchReport(
             yield return Check($"16 streams ≥ 4× one stream: {sixteen.OutputTokensPerSecond:F2} ÷ {one.OutputTokensPerSecond:F2} = {x:F2}×", x >= 4);
         }
         else yield return "16 streams ≥ 4× one stream: needs levels 1 and 16.";
-        if (one is not null && Engine is { } e)
+        if (Engine is { } e)
         {
-            double r = one.OutputTokensPerSecond / e.EndToEndTokensPerSecond;
-            yield return Check($"HTTP single stream ≥ 90% of the engine alone: {one.OutputTokensPerSecond:F2} ÷ {e.EndToEndTokensPerSecond:F2} = {r:P0}", r >= 0.9);
+            // The requests that ran in turn with the engine, not level 1: the level ran minutes later, and this machine's
+            // speed drifts by more than the 10% being checked.
+            double r = e.HttpTokensPerSecond / e.EndToEndTokensPerSecond;
+            yield return Check($"HTTP single stream ≥ 90% of the engine alone (in turns): {e.HttpTokensPerSecond:F2} ÷ {e.EndToEndTokensPerSecond:F2} = {r:P0}", r >= 0.9);
         }
-        else yield return "HTTP single stream ≥ 90% of the engine alone: needs level 1 and the engine figure.";
+        else yield return "HTTP single stream ≥ 90% of the engine alone: needs the engine figure (--model).";
         if (sixteen is not null)
         {
             double r = sixteen.ItlP99Ms / sixteen.ItlP50Ms;
