@@ -76,9 +76,9 @@ public class EngineTests
     }
 
     [Fact]
-    public void On_a_cpu_a_prompt_joining_a_decoding_stream_prefills_a_block_a_step_and_the_stream_keeps_its_greedy_answer()
+    public void On_a_cpu_a_prompt_joining_a_decoding_stream_prefills_in_half_budget_chunks_and_the_stream_keeps_its_greedy_answer()
     {
-        using var e = Load();                                         // the CPU default: 2 prefill tokens per decode token, at least 16
+        using var e = Load();                                         // the CPU default: 2 prefill tokens per decode token, at least 32
         var cases = Fixtures.Cases("qwen2-tiny-f32");
         var longPrompt = Enumerable.Repeat(cases[1].InputIds, 16).SelectMany(x => x).ToArray();
         Assert.True(longPrompt.Length > 64, $"the prompt ({longPrompt.Length} tokens) must need more than one full budget");
@@ -94,7 +94,7 @@ public class EngineTests
             Collect(r);
             prefilled = r.Updates.Any(u => u.SequenceId == 1);
         }
-        // Alone the prompt would take ceil(n / 64) steps; beside one stream it takes 16 tokens a step.
+        // Alone the prompt would take ceil(n / 64) steps; beside one stream it takes 32 tokens a step.
         Assert.Equal((longPrompt.Length + Scheduler.MinPrefillChunk - 1) / Scheduler.MinPrefillChunk, steps);
         while (e.HasPendingWork) Collect(e.Step());
         Assert.Equal(cases[0].GreedyIds.Take(24), stream);

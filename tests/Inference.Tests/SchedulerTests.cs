@@ -82,15 +82,15 @@ public class SchedulerTests
         Add(s, 100, 200, 50);
         Assert.Equal([(100L, 64)], Shape(s.Schedule()));                          // nothing decodes: the whole budget
         var t = Create(blocks: 256, blockSize: 16, maxTokensPerStep: 64, prefillPerDecodeToken: 2);
-        for (int id = 1; id <= 12; id++) Add(t, id, 1, 50);
-        Execute(t, t.Schedule());                                                  // 12 one-token prompts: all decode now
+        for (int id = 1; id <= 20; id++) Add(t, id, 1, 50);
+        Execute(t, t.Schedule());                                                  // 20 one-token prompts: all decode now
         Add(t, 100, 200, 50);
         var batch = t.Schedule();
-        Assert.Equal(12, batch.Count(c => c.Count == 1));
-        Assert.Equal(24, batch.Single(c => c.Sequence.Id == 100).Count);            // 2 × 12 decode tokens
+        Assert.Equal(20, batch.Count(c => c.Count == 1));
+        Assert.Equal(40, batch.Single(c => c.Sequence.Id == 100).Count);            // 2 × 20 decode tokens (44 left in the budget)
         Execute(t, batch);
-        for (int id = 1; id <= 10; id++) Assert.True(t.Remove(id));                // two left decoding
-        Assert.Equal(16, t.Schedule().Single(c => c.Sequence.Id == 100).Count);     // 2 × 2 = 4, raised to the floor of 16
+        for (int id = 1; id <= 18; id++) Assert.True(t.Remove(id));                // two left decoding
+        Assert.Equal(Scheduler.MinPrefillChunk, t.Schedule().Single(c => c.Sequence.Id == 100).Count); // 2 × 2 = 4, raised to the floor
     }
 
     [Fact]

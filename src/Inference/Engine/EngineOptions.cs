@@ -43,7 +43,7 @@ public sealed record EngineOptions
     /// GPUs), 64 rows is also the largest batch that takes its faster W·xᵀ form (see TorchLayerOps.Linear).</summary>
     public int MaxTokensPerStep { get; init; } = 64;
     /// <summary>While sequences decode, a step carries at most this many prefill tokens per decode token (at least
-    /// <see cref="Scheduler.MinPrefillChunk"/>), within <see cref="MaxTokensPerStep"/>; 0: no cap beyond that budget.
+    /// <see cref="Scheduler.MinPrefillChunk"/>, 32), within <see cref="MaxTokensPerStep"/>; 0: no cap beyond that budget.
     /// Null (default): 2 on a CPU, 0 on a GPU. On a CPU a step of more than a few rows is bound by arithmetic, so its
     /// time grows with its rows: 16 decode tokens plus 48 prefill tokens made a step 4× a decode-only one, and running
     /// streams' inter-token latency p99 4× its p50; at most twice the decode tokens keeps such steps near 3×. A GPU's
