@@ -76,7 +76,7 @@ public class SchedulerTests
     }
 
     [Fact]
-    public void While_sequences_decode_a_step_prefills_at_most_twice_their_tokens_but_never_under_a_block_and_alone_the_whole_budget()
+    public void While_sequences_decode_a_step_prefills_at_most_twice_their_tokens_but_never_under_the_floor_and_alone_the_whole_budget()
     {
         var s = Create(blocks: 256, blockSize: 16, maxTokensPerStep: 64, prefillPerDecodeToken: 2);
         Add(s, 100, 200, 50);

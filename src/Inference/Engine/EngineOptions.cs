@@ -46,7 +46,7 @@ public sealed record EngineOptions
     /// <see cref="Scheduler.MinPrefillChunk"/>, 32), within <see cref="MaxTokensPerStep"/>; 0: no cap beyond that budget.
     /// Null (default): 2 on a CPU, 0 on a GPU. On a CPU a step of more than a few rows is bound by arithmetic, so its
     /// time grows with its rows: 16 decode tokens plus 48 prefill tokens made a step 4× a decode-only one, and running
-    /// streams' inter-token latency p99 4× its p50; at most twice the decode tokens keeps such steps near 3×. A GPU's
+    /// streams' inter-token latency p99 4× its p50; at most twice the decode tokens kept it at 2.4–2.5× (HTTP bench). A GPU's
     /// step costs about the same up to hundreds of rows, so there the cap would only delay first tokens.</summary>
     public int? PrefillPerDecodeToken { get; init; }
     /// <summary>Compute threads; 0: one per core. float32 on an AVX2 CPU runs its layers on this many threads of the
