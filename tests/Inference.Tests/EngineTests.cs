@@ -12,7 +12,7 @@ namespace ActorQuery.Inference.Tests;
 public class EngineTests
 {
     private static InferenceEngine Load(string model = "qwen2-tiny-f32", long kvBytes = 1L << 30, string dtype = "float32", int maxTokensPerStep = 64,
-                                        int? prefillPerDecodeToken = null) =>
+                                        int prefillPerDecodeToken = 0) =>
         InferenceEngine.Load(new EngineOptions
         {
             ModelPath = Fixtures.Dir(model), Dtype = dtype, Device = "cpu", KvCacheBytes = kvBytes, MaxTokensPerStep = maxTokensPerStep,
@@ -59,7 +59,7 @@ public class EngineTests
     [Fact]
     public void Sequences_join_and_leave_between_steps_and_each_gets_its_own_greedy_answer()
     {
-        using var e = Load(maxTokensPerStep: 512, prefillPerDecodeToken: 0); // both joiners' prompts fit one step
+        using var e = Load(maxTokensPerStep: 512);                    // both joiners' prompts fit one step
         var cases = Fixtures.Cases("qwen2-tiny-f32");
         var p = SamplingParams.Greedy(24) with { IgnoreEos = true };
         e.TryAdd(new GenerationRequest(0, cases[0].InputIds, p));
@@ -76,9 +76,9 @@ public class EngineTests
     }
 
     [Fact]
-    public void On_a_cpu_a_prompt_joining_a_decoding_stream_prefills_in_half_budget_chunks_and_the_stream_keeps_its_greedy_answer()
+    public void With_the_prefill_cap_a_prompt_joining_a_decoding_stream_prefills_in_half_budget_chunks_and_the_stream_keeps_its_greedy_answer()
     {
-        using var e = Load();                                         // the CPU default: 2 prefill tokens per decode token, at least 32
+        using var e = Load(prefillPerDecodeToken: 2);                 // 2 prefill tokens per decode token, at least 32
         var cases = Fixtures.Cases("qwen2-tiny-f32");
         var longPrompt = Enumerable.Repeat(cases[1].InputIds, 16).SelectMany(x => x).ToArray();
         Assert.True(longPrompt.Length > 64, $"the prompt ({longPrompt.Length} tokens) must need more than one full budget");

@@ -43,12 +43,13 @@ public sealed record EngineOptions
     /// GPUs), 64 rows is also the largest batch that takes its faster W·xᵀ form (see TorchLayerOps.Linear).</summary>
     public int MaxTokensPerStep { get; init; } = 64;
     /// <summary>While sequences decode, a step carries at most this many prefill tokens per decode token (at least
-    /// <see cref="Scheduler.MinPrefillChunk"/>, 32), within <see cref="MaxTokensPerStep"/>; 0: no cap beyond that budget.
-    /// Null (default): 2 on a CPU, 0 on a GPU. On a CPU a step of more than a few rows is bound by arithmetic, so its
-    /// time grows with its rows: 16 decode tokens plus 48 prefill tokens made a step 4× a decode-only one, and running
-    /// streams' inter-token latency p99 4× its p50; at most twice the decode tokens kept it at 2.4–2.5× (HTTP bench). A GPU's
-    /// step costs about the same up to hundreds of rows, so there the cap would only delay first tokens.</summary>
-    public int? PrefillPerDecodeToken { get; init; }
+    /// <see cref="Scheduler.MinPrefillChunk"/>, 32), within <see cref="MaxTokensPerStep"/>; 0 (default): no cap beyond
+    /// that budget. On a CPU a step of more than a few rows is bound by arithmetic, so its time grows with its rows: 16
+    /// decode tokens plus 48 prefill tokens made a step 4× a decode-only one, and running streams' inter-token latency
+    /// p99 4× its p50 (HTTP bench, bf16); 2 kept it at 2.4–2.5×. It is off by default because it spreads prompts over
+    /// more steps: with int8 weights 16 streams decoded 15% slower with it (engine bench, 128 + 64 tokens, alternating
+    /// builds). A GPU's step costs about the same up to hundreds of rows, so there it would only delay first tokens.</summary>
+    public int PrefillPerDecodeToken { get; init; }
     /// <summary>Compute threads; 0: one per core. float32 on an AVX2 CPU runs its layers on this many threads of the
     /// hand-written kernels (CpuKernelLayerOps) and gives libtorch one thread; elsewhere they are libtorch's
     /// intra-op threads (0 keeps libtorch's default).</summary>

@@ -69,7 +69,7 @@ public sealed class InferenceEngine : IGenerationEngine
         GenerationDefaults = m.Defaults;
         LoadTime = m.LoadTime;
         _scheduler = new Scheduler(m.Pool.Allocator, options.MaxBatchSequences, options.MaxTokensPerStep, m.Config.MaxPositionEmbeddings, eos,
-            options.PrefixCaching, options.PrefillPerDecodeToken ?? (_onDevice ? 0 : 2));
+            options.PrefixCaching, options.PrefillPerDecodeToken);
         var w = m.Decoder.Weights;
         Model = new ModelDescription(m.Name, m.Config.Architecture, m.Config.MaxPositionEmbeddings, m.Config.VocabSize,
             eos.Order().ToArray(), DeviceAndDtype.Name(w.MatrixDtype), w.Device.ToString(), m.Config.ParameterCount());

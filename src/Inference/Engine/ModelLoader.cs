@@ -27,7 +27,7 @@ public static class ModelLoader
         if (options.KvFraction is <= 0 or > 1) throw new ArgumentException("must be in (0, 1]", "kv_fraction");
         if (options.MaxBatchSequences < 1) throw new ArgumentException("must be >= 1", "max_batch_sequences");
         if (options.MaxTokensPerStep < 1) throw new ArgumentException("must be >= 1", "max_tokens_per_step");
-        if (options.PrefillPerDecodeToken < 0) throw new ArgumentException("must be >= 0 (or left out)", "prefill_per_decode_token");
+        if (options.PrefillPerDecodeToken < 0) throw new ArgumentException("must be >= 0", "prefill_per_decode_token");
         if (options.KvBlockSize is < 1 or > 1024) throw new ArgumentException("must be in [1, 1024]", "kv_block_size");
         if (options.Threads > 0) set_num_threads(options.Threads);
         var sw = Stopwatch.StartNew();
